@@ -1,0 +1,206 @@
+"""The catalogue: resolves references through the registered providers.
+
+``zoo list`` must not pay for importing timm on every call, so each provider's index is
+cached as JSON under ``$ZOO_HOME/catalog/`` and rebuilt when the provider's version (its
+package version) changes. Providers that index local state (the Hugging Face cache, local
+imports) set ``cache_index = False`` and are indexed on every call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import NotFoundError, OfflineError, UnknownModelError, UsageError
+from zoo.home import atomic_write_text, subdir
+from zoo.plugins import get_plugin_manager
+from zoo.refs import Ref, parse_ref
+from zoo.types import BackboneInfo, Provider
+
+__all__ = [
+    "INDEX_FORMAT",
+    "Listing",
+    "describe",
+    "index",
+    "index_path",
+    "list_models",
+    "provider_for",
+    "providers",
+    "resolve",
+]
+
+INDEX_FORMAT = 1
+DEFAULT_REMOTE_TIMEOUT = 10.0
+
+
+def providers() -> dict[str, Provider]:
+    return get_plugin_manager().providers()
+
+
+def provider_for(ref: Ref) -> Provider:
+    found = providers()
+    if ref.scheme in found:
+        return found[ref.scheme]
+    names = ", ".join(sorted(found)) or "none"
+    raise UnknownModelError(
+        f"no provider '{ref.scheme}' is installed for '{ref}' (installed: {names}); "
+        "see `zoo plugins`"
+    )
+
+
+def index_path(provider_name: str) -> Path:
+    return subdir("catalog") / f"{provider_name}.json"
+
+
+def index(provider: Provider, *, rebuild: bool = False) -> list[BackboneInfo]:
+    """The provider's entries, from the on-disk index while its version is unchanged."""
+    if not getattr(provider, "cache_index", True):
+        return list(provider.index())
+    path = index_path(provider.name)
+    version = provider.version()
+    if not rebuild and path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("format") == INDEX_FORMAT and data.get("provider_version") == version:
+                return [BackboneInfo.from_dict(e) for e in data["entries"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable index: rebuild it
+    entries = list(provider.index())
+    payload = {
+        "format": INDEX_FORMAT,
+        "provider": provider.name,
+        "provider_version": version,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "entries": [e.to_dict() for e in entries],
+    }
+    atomic_write_text(path, json.dumps(payload))
+    return entries
+
+
+@dataclass
+class Listing:
+    entries: list[BackboneInfo]
+    notes: list[str] = field(default_factory=list)  # e.g. "offline: listing the local cache"
+
+
+def _matches(entry: BackboneInfo, pattern: str) -> bool:
+    pat = pattern.lower()
+    return fnmatch.fnmatchcase(entry.name.lower(), pat) or fnmatch.fnmatchcase(
+        entry.reference.lower(), pat
+    )
+
+
+def list_models(
+    pattern: str | None = None,
+    *,
+    provider: str | None = None,
+    pretrained: bool = False,
+    license: str | None = None,
+    timeout: float = DEFAULT_REMOTE_TIMEOUT,
+) -> Listing:
+    """Every matching entry of every provider (or of one).
+
+    Providers with a remote ``search`` (the Hub) are contacted only when named with
+    ``provider``; offline, they fall back to what is cached locally and say so.
+    """
+    found = providers()
+    if provider is not None and provider not in found:
+        names = ", ".join(sorted(found)) or "none"
+        raise UsageError(f"no provider named '{provider}' (installed: {names})")
+    selected = [found[provider]] if provider else [found[n] for n in sorted(found)]
+    listing = Listing(entries=[])
+    for prov in selected:
+        search = getattr(prov, "search", None)
+        if provider is not None and callable(search):
+            try:
+                entries = list(search(pattern, timeout=timeout))
+            except OfflineError as exc:
+                listing.notes.append(f"{exc}; listing the local cache only")
+                entries = index(prov)
+        else:
+            entries = index(prov)
+        for entry in entries:
+            if pattern and not _matches(entry, pattern):
+                continue
+            if pretrained and not entry.pretrained:
+                continue
+            if license and entry.license != license.lower():
+                continue
+            listing.entries.append(entry)
+    return listing
+
+
+def _suggestions(prov: Provider, ref: Ref) -> list[str]:
+    try:
+        names = [e.name for e in index(prov)]
+    except Exception:
+        return []
+    close = difflib.get_close_matches(ref.name, names, n=3, cutoff=0.75)
+    return [f"{prov.name}:{n}" for n in close]
+
+
+def describe(ref: Ref | str) -> BackboneInfo:
+    """Full information on one reference; unknown names raise with close matches."""
+    ref = resolve(ref)
+    if ref.is_registered:
+        raise UsageError(
+            f"'{ref}' is a registered model: use `zoo registry show {ref}` to describe it"
+        )
+    prov = provider_for(ref)
+    try:
+        return prov.describe(ref)
+    except UnknownModelError as exc:
+        close = _suggestions(prov, ref)
+        if close:
+            raise UnknownModelError(
+                f"unknown model '{ref}': did you mean {' or '.join(close)}?"
+            ) from exc
+        raise UnknownModelError(
+            f"unknown model '{ref}': {exc}; find one with `zoo list 'PATTERN' "
+            f"--provider {prov.name}`"
+        ) from exc
+
+
+def resolve(ref: Ref | str) -> Ref:
+    """Parse, and turn a bare NAME into ``local:NAME`` or ``models:/NAME/latest``."""
+    if isinstance(ref, str):
+        ref = parse_ref(ref)
+    if ref.scheme != "bare":
+        return ref
+    candidates: list[Ref] = []
+    local = providers().get("local")
+    if local is not None:
+        try:
+            local.describe(Ref("local", ref.name))
+            candidates.append(Ref("local", ref.name))
+        except NotFoundError:
+            pass
+    for has_model in _registry_lookups:
+        if has_model(ref.name):
+            candidates.append(Ref("models", ref.name, version="latest"))
+            break
+    if len(candidates) == 2:
+        raise UsageError(
+            f"'{ref.name}' is both a registered model and a local import: write "
+            f"models:/{ref.name}/latest or local:{ref.name}"
+        )
+    if not candidates:
+        raise UnknownModelError(
+            f"no registered model or local import is named '{ref.name}': give a provider "
+            f"reference such as timm:ARCH.TAG, or see `zoo list` and `zoo registry list`"
+        )
+    return candidates[0]
+
+
+# Functions NAME -> bool answering "is NAME a registered model?"; the registry adds its own
+# when it is imported, so the catalogue (a lower floor) never imports MLflow itself.
+_registry_lookups: list[Any] = []
+
+
+def json_payload(entries: list[BackboneInfo]) -> list[dict[str, Any]]:
+    return [e.to_dict() for e in entries]

@@ -1,0 +1,80 @@
+"""THE plugin contract: every hook a zoo plugin may implement.
+
+A plugin is a module (or object) exposed through the ``zoo`` entry-point group whose
+functions are marked ``@zoo.hookimpl``. zoo calls every hook with keyword arguments only,
+so a spec can grow new arguments without breaking implementations that accept fewer.
+
+Registration hooks hand the plugin a ``register`` callback: the host owns the registry,
+validates each object and raises on a duplicate name, naming both plugins. A plugin never
+mutates global state and never imports a heavy library (torch, timm, mlflow) at module
+level: ``zoo --help`` loads every plugin and must stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
+
+    from zoo.types import RegisterExporter, RegisterProvider, RegisterStrategy
+
+hookspec = pluggy.HookspecMarker("zoo")
+hookimpl = pluggy.HookimplMarker("zoo")
+
+# ----------------------------------------------------------------------------- catalogue
+
+
+@hookspec
+def register_providers(register: RegisterProvider) -> None:
+    """Register backbone providers.
+
+    Called once per process, the first time zoo needs the catalogue (``zoo list``,
+    ``zoo info``, ``zoo pull``, building a model). Call ``register(provider)`` once per
+    :class:`zoo.Provider`; ``provider.name`` is the reference scheme it answers
+    (``timm`` answers ``timm:ARCH.TAG``). Return nothing. Registering a name another
+    plugin already registered raises :class:`zoo.PluginError`.
+    """
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+@hookspec
+def register_strategies(register: RegisterStrategy) -> None:
+    """Register fine-tuning strategies.
+
+    Called once per process, the first time zoo needs strategies (``zoo strategies``,
+    ``zoo finetune``). Call ``register(strategy)`` once per :class:`zoo.Strategy`;
+    ``strategy.name`` is the ``--strategy`` value. Return nothing. Duplicate names raise
+    :class:`zoo.PluginError` naming both plugins.
+    """
+
+
+# -------------------------------------------------------------------------------- export
+
+
+@hookspec
+def register_exporters(register: RegisterExporter) -> None:
+    """Register exporters (deployable formats).
+
+    Called once per process, the first time zoo needs exporters (``zoo export``).
+    Call ``register(exporter)`` once per :class:`zoo.Exporter`; ``exporter.name`` is the
+    ``--format`` value. Return nothing. Duplicate names raise :class:`zoo.PluginError`.
+    """
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add commands to the ``zoo`` command line.
+
+    Called once when the CLI starts, before arguments are parsed, with the top-level
+    :class:`click.Group`; add commands with ``cli.add_command(...)`` or the
+    ``@cli.command()`` decorator. Return nothing. A command whose name is taken raises
+    :class:`zoo.PluginError`. Keep imports of heavy libraries inside the command body.
+    """

@@ -1,0 +1,125 @@
+"""Licence ids and the one compatibility table between a parent and its derivative.
+
+Ids are lowercase Hugging Face licence ids (``apache-2.0``, ``mit``, ``cc-by-nc-4.0``),
+a custom licence's own name (``dinov3-license``, ``apple-ascl``), or ``unknown``.
+Nothing is ever guessed permissive: what zoo cannot name is ``unknown``.
+
+Compatibility (parent -> declared derivative licence), documented in docs/licenses.md:
+
+    parent                       allows
+    permissive (apache-2.0 ...)  any licence
+    unknown                      unknown only
+    anything else                itself only  (cc-by-nc-*, share-alike, custom licences)
+"""
+
+from __future__ import annotations
+
+from zoo.errors import LicenseError
+
+__all__ = [
+    "PERMISSIVE",
+    "UNKNOWN",
+    "check_compatible",
+    "is_compatible",
+    "license_from_url",
+    "normalize_license",
+]
+
+UNKNOWN = "unknown"
+
+# Licences that allow redistribution of derivatives under any terms (attribution aside).
+PERMISSIVE = frozenset(
+    {
+        "apache-2.0",
+        "mit",
+        "bsd",
+        "bsd-2-clause",
+        "bsd-3-clause",
+        "bsd-3-clause-clear",
+        "isc",
+        "zlib",
+        "bsl-1.0",
+        "unlicense",
+        "cc0-1.0",
+        "cc-by-2.0",
+        "cc-by-2.5",
+        "cc-by-3.0",
+        "cc-by-4.0",
+        "ecl-2.0",
+        "afl-3.0",
+        "postgresql",
+        "ncsa",
+        "wtfpl",
+        "pddl",
+        "odc-by",
+    }
+)
+
+_ALIASES = {
+    "apache 2.0": "apache-2.0",
+    "apache-2": "apache-2.0",
+    "apache2": "apache-2.0",
+    "apache license 2.0": "apache-2.0",
+    "bsd-3": "bsd-3-clause",
+    "bsd3": "bsd-3-clause",
+    "cc-by-nc": "cc-by-nc-4.0",
+    "other": UNKNOWN,
+    "": UNKNOWN,
+    "none": UNKNOWN,
+}
+
+# Licence URLs sources give instead of ids (torchvision's weights meta does this).
+_URLS = {
+    "github.com/facebookresearch/swag/blob/main/license": "cc-by-nc-4.0",
+    "www.apache.org/licenses/license-2.0": "apache-2.0",
+    "apache.org/licenses/license-2.0": "apache-2.0",
+    "opensource.org/licenses/mit": "mit",
+    "opensource.org/licenses/bsd-3-clause": "bsd-3-clause",
+    "creativecommons.org/licenses/by-nc/4.0": "cc-by-nc-4.0",
+    "creativecommons.org/licenses/by/4.0": "cc-by-4.0",
+}
+
+
+def normalize_license(value: str | None) -> str:
+    """A source's licence field as a zoo licence id (lowercase; ``unknown`` if empty)."""
+    if value is None:
+        return UNKNOWN
+    text = str(value).strip().lower()
+    if text.startswith(("http://", "https://")):
+        return license_from_url(text)
+    return _ALIASES.get(text, text.replace(" ", "-"))
+
+
+def license_from_url(url: str | None) -> str:
+    """Map a licence URL to an id when it is a known licence, else ``unknown``."""
+    if not url:
+        return UNKNOWN
+    key = url.lower().split("://", 1)[-1].rstrip("/")
+    for suffix in (".txt", ".md", ".html"):
+        key = key.removesuffix(suffix)
+    return _URLS.get(key, UNKNOWN)
+
+
+def is_permissive(license_id: str) -> bool:
+    return normalize_license(license_id) in PERMISSIVE
+
+
+def is_compatible(parent: str, derivative: str) -> bool:
+    """May a derivative of a ``parent``-licensed model be released as ``derivative``?"""
+    parent, derivative = normalize_license(parent), normalize_license(derivative)
+    if parent in PERMISSIVE:
+        return True
+    return parent == derivative
+
+
+def check_compatible(parent: str, derivative: str, *, override: str | None = None) -> None:
+    """Raise LicenseError unless compatible or overridden with a reason."""
+    if is_compatible(parent, derivative):
+        return
+    if override is not None and override.strip():
+        return
+    raise LicenseError(
+        f"licence {normalize_license(derivative)} is not compatible with the parent's "
+        f"licence {normalize_license(parent)}: keep {normalize_license(parent)} (omit "
+        '--license) or pass --license-override "REASON"'
+    )

@@ -1,0 +1,158 @@
+"""The model reference grammar, in one place.
+
+    timm:ARCH[.TAG][@REV]          timm:resnet50.a1_in1k
+    torchvision:ARCH[.WEIGHTS]     torchvision:resnet50.IMAGENET1K_V2 (no suffix: default weights)
+    hf:ORG/REPO[@REV]              hf:timm/resnet50.a1_in1k@<sha>   (repo id taken whole)
+    local:NAME                     a checkpoint imported with `zoo import`
+    models:/NAME/VERSION           a registered derivative (MLflow's own URI forms)
+    models:/NAME/latest
+    models:/NAME@ALIAS
+    NAME                           bare: the registered model NAME or local:NAME, whichever exists
+
+A third-party provider named ``foo`` answers references ``foo:NAME[@REV]``; it reads
+``Ref.name`` itself. Parsing never imports a provider; it only checks the shape.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from zoo.errors import BadReferenceError
+
+__all__ = ["FORMS", "Ref", "parse_ref"]
+
+FORMS = (
+    "timm:ARCH[.TAG], torchvision:ARCH[.WEIGHTS], hf:ORG/REPO[@REVISION], local:NAME, "
+    "models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS"
+)
+
+_SCHEME = re.compile(r"^(?P<scheme>[a-z][a-z0-9_-]*):(?P<rest>.*)$")
+_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # no '/', no '@'
+_HF_REPO = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+ -]*$")
+_VERSION = re.compile(r"^(?:[1-9][0-9]*|latest)$")
+
+# Schemes whose NAME is ARCH[.TAG]: the first dot splits architecture from tag.
+_TAGGED = {"timm", "torchvision"}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed reference. ``scheme`` is the provider name, ``models`` or ``bare``."""
+
+    scheme: str
+    name: str  # timm: "resnet50.a1_in1k"; hf: "timm/resnet50.a1_in1k"; models: the model name
+    revision: str | None = None  # @REV for providers with revisions (hf, timm)
+    version: str | None = None  # models:/NAME/VERSION ("latest" allowed)
+    alias: str | None = None  # models:/NAME@ALIAS
+
+    @property
+    def is_registered(self) -> bool:
+        return self.scheme == "models"
+
+    @property
+    def arch(self) -> str:
+        """Architecture part for tagged schemes (timm, torchvision); the name elsewhere."""
+        return self.name.split(".", 1)[0] if self.scheme in _TAGGED else self.name
+
+    @property
+    def tag(self) -> str | None:
+        if self.scheme in _TAGGED and "." in self.name:
+            return self.name.split(".", 1)[1]
+        return None
+
+    def with_revision(self, revision: str | None) -> Ref:
+        """Apply ``--revision``; a different ``@REV`` already in the reference is an error."""
+        if revision is None:
+            return self
+        if self.revision is not None and self.revision != revision:
+            raise BadReferenceError(
+                f"'{self}' pins revision {self.revision} but --revision says {revision}: "
+                "give only one of them"
+            )
+        return Ref(self.scheme, self.name, revision=revision)
+
+    def __str__(self) -> str:
+        if self.scheme == "bare":
+            return self.name
+        if self.scheme == "models":
+            if self.alias is not None:
+                return f"models:/{self.name}@{self.alias}"
+            return f"models:/{self.name}/{self.version or 'latest'}"
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.scheme}:{self.name}{rev}"
+
+
+def _bad(text: str, why: str, form: str = FORMS) -> BadReferenceError:
+    return BadReferenceError(f"bad model reference '{text}': {why}; use {form}")
+
+
+def parse_ref(text: str) -> Ref:
+    """Parse a reference; the error says which form to use instead."""
+    text = text.strip()
+    if not text:
+        raise _bad(text, "it is empty")
+    if text.startswith("models:"):
+        return _parse_models(text)
+    m = _SCHEME.match(text)
+    if m is None:
+        if "/" in text or "@" in text or ":" in text:
+            raise _bad(text, "it has no provider prefix")
+        if not _MODEL_NAME.match(text):
+            raise _bad(text, "a bare name may hold letters, digits, '_', '-', '.' only")
+        return Ref("bare", text)
+    scheme, rest = m.group("scheme"), m.group("rest")
+    name, _, revision = rest.partition("@")
+    if "@" in rest and not revision:
+        raise _bad(text, "'@' must be followed by a revision", f"{scheme}:NAME@REVISION")
+    if revision and not _REVISION.match(revision):
+        raise _bad(text, f"'{revision}' is not a revision", f"{scheme}:NAME@REVISION")
+    if not name:
+        raise _bad(text, f"nothing follows '{scheme}:'")
+    if scheme == "hf":
+        if not _HF_REPO.match(name):
+            raise _bad(text, "a Hub repo id is ORG/REPO", "hf:ORG/REPO[@REVISION]")
+    elif scheme == "torchvision":
+        if revision:
+            raise _bad(text, "torchvision weights have no revisions", "torchvision:ARCH[.WEIGHTS]")
+        if not _SIMPLE_NAME.match(name) or name.count(".") > 1:
+            raise _bad(
+                text,
+                "expected an architecture and an optional weights name",
+                "torchvision:ARCH[.WEIGHTS]",
+            )
+    elif scheme == "timm":
+        if not _SIMPLE_NAME.match(name) or name.startswith(".") or name.endswith("."):
+            raise _bad(text, "expected an architecture and an optional tag", "timm:ARCH[.TAG]")
+    elif scheme == "local":
+        if revision:
+            raise _bad(text, "local models have no revisions", "local:NAME")
+        if not _SIMPLE_NAME.match(name):
+            raise _bad(text, "a local name holds letters, digits, '_', '-', '.' only", "local:NAME")
+    elif not _SIMPLE_NAME.match(name) and not _HF_REPO.match(name):
+        raise _bad(text, "the name holds characters no provider accepts")
+    return Ref(scheme, name, revision=revision or None)
+
+
+def _parse_models(text: str) -> Ref:
+    form = "models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS"
+    if not text.startswith("models:/"):
+        raise _bad(text, "registered models are written with a slash after 'models:'", form)
+    body = text[len("models:/") :]
+    if "@" in body:
+        name, _, alias = body.partition("@")
+        if not alias or "/" in alias or not _SIMPLE_NAME.match(alias):
+            raise _bad(text, "an alias holds letters, digits, '_', '-' only", form)
+        if not name or not _MODEL_NAME.match(name):
+            raise _bad(text, "the model name is missing or malformed", form)
+        return Ref("models", name, alias=alias)
+    name, slash, version = body.rpartition("/")
+    if not slash:
+        raise _bad(text, "the version is missing", form)
+    if not name or "/" in name or not _MODEL_NAME.match(name):
+        raise _bad(text, "the model name is missing or malformed", form)
+    if not _VERSION.match(version):
+        raise _bad(text, f"'{version}' is not a version number or 'latest'", form)
+    return Ref("models", name, version=version)

@@ -1,0 +1,183 @@
+"""Records that cross module boundaries, and the Protocols plugins implement.
+
+Everything here is light: no torch at import time (annotations name torch types as
+strings), so the CLI can import it on its start-up path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from zoo.refs import Ref
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What the catalogue knows about one backbone (architecture + pretrained weights)."""
+
+    # identity
+    reference: str  # canonical reference, e.g. "timm:resnet50.a1_in1k"
+    provider: str  # provider name (the reference's scheme)
+    architecture: str
+    tag: str | None = None  # weights tag / enum name / revision
+    # weight source and licence
+    license: str = "unknown"  # lowercase HF licence id, a custom licence's own name, or "unknown"
+    license_url: str | None = None  # the source's licence URL where it gives one
+    source: str | None = None  # where the weights come from (URL)
+    pretrained: bool = True  # False: architecture only, randomly initialised
+    pretrained_dataset: str | None = None
+    # input
+    input_size: tuple[int, int, int] | None = None  # (C, H, W)
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None  # "bilinear", "bicubic", ...
+    crop_pct: float | None = None
+    # head and size
+    num_classes: int | None = None
+    num_params: int | None = None  # counted on the meta device, never by loading weights
+    feature_dim: int | None = None  # width of the pooled features the head sees
+
+    @property
+    def name(self) -> str:
+        """The reference without its provider prefix."""
+        return self.reference.split(":", 1)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BackboneInfo:
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        for key in ("input_size", "mean", "std"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of a pulled model, as verified when it was pulled."""
+
+    name: str  # the file's name inside its repo or cache folder
+    path: str  # absolute local path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PulledWeights:
+    """A model's weights in the local cache, verified against what its source publishes."""
+
+    reference: str  # canonical reference, pinned where the source has revisions
+    provider: str
+    revision: str | None
+    files: tuple[FileRecord, ...]
+    license: str
+    source: str | None
+    pulled_at: str  # ISO-8601 UTC
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights_file(self) -> FileRecord:
+        """The file holding the tensors (the first one, by convention)."""
+        return self.files[0]
+
+
+# --------------------------------------------------------------------------------------
+# Protocols plugins implement. zoo checks registrations with isinstance (runtime_checkable)
+# plus its own validation, so a broken plugin fails loudly at registration time.
+# --------------------------------------------------------------------------------------
+
+
+class Progress(Protocol):
+    """A sink for progress of long work (downloads, epochs): rich bars or plain lines."""
+
+    def start(self, description: str, total: float | None) -> None: ...
+
+    def advance(self, amount: float) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """A built model with a new head, exposed as ordered stages from input to head.
+
+    ``stages()`` returns (name, module) pairs, earliest first; the last pair is the head.
+    Strategies freeze and unfreeze by position in this list, whatever the source.
+    """
+
+    info: BackboneInfo
+    model: nn.Module
+
+    def stages(self) -> Sequence[tuple[str, nn.Module]]: ...
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features, the input of the head."""
+        ...
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A source of backbones: lists, describes, pulls and builds them.
+
+    ``name`` is the reference scheme it answers for (``timm`` answers ``timm:...``).
+    """
+
+    name: str
+
+    def version(self) -> str:
+        """Version of what the index is built from; cheap (no heavy imports).
+
+        zoo caches ``index()`` under the zoo home and rebuilds it when this changes.
+        """
+        ...
+
+    def index(self) -> Iterable[BackboneInfo]:
+        """Every backbone known without the network (``num_params`` may be None)."""
+        ...
+
+    def describe(self, ref: Ref) -> BackboneInfo:
+        """Full information on one reference; raise UnknownModelError if unknown."""
+        ...
+
+    def pull(
+        self, ref: Ref, *, force: bool = False, progress: Progress | None = None
+    ) -> PulledWeights:
+        """Fetch and verify weights into the local cache."""
+        ...
+
+    def build(
+        self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True
+    ) -> Backbone:
+        """Build the model (weights from the cache when pretrained) with a new head of
+        ``num_classes`` outputs (None keeps the original head)."""
+        ...
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A fine-tuning recipe: decides what trains, with which learning rates, per epoch."""
+
+    name: str
+    summary: str  # one line for `zoo strategies`
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """Turns a registered version or backbone into a deployable artifact."""
+
+    name: str  # the --format value, e.g. "onnx"
+    summary: str
+
+
+RegisterProvider = Callable[[Provider], None]
+RegisterStrategy = Callable[[Strategy], None]
+RegisterExporter = Callable[[Exporter], None]
