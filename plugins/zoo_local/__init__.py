@@ -1,0 +1,1 @@
+"""zoo provider plugin for checkpoints the user imported with `zoo import` (local:NAME)."""

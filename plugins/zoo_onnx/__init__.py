@@ -1,0 +1,1 @@
+"""zoo exporter plugin: ONNX export verified against PyTorch."""

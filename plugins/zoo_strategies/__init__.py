@@ -1,0 +1,1 @@
+"""zoo strategy plugins: the core fine-tuning strategies (linear-probe, partial, full, ...)."""

@@ -1,0 +1,88 @@
+"""Progress for long work: rich bars on a terminal, plain lines under CI or in a pipe."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+__all__ = ["LineProgress", "RichProgress", "make_progress", "plain_output"]
+
+
+def plain_output() -> bool:
+    """True under CI=true or when stderr is not a terminal."""
+    return os.environ.get("CI", "").lower() in {"1", "true"} or not sys.stderr.isatty()
+
+
+class LineProgress:
+    """Plain lines: one at start, about every 10% (at most every 2 s), one at the end."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.description = ""
+        self.total: float | None = None
+        self.done = 0.0
+        self._last = 0.0
+        self._next_fraction = 0.1
+
+    def _say(self, text: str) -> None:
+        print(f"zoo: {self.description}: {text}", file=self.stream, flush=True)
+
+    def start(self, description: str, total: float | None) -> None:
+        self.description, self.total, self.done = description, total, 0.0
+        self._next_fraction, self._last = 0.1, time.monotonic()
+        self._say("started" + (f" ({total:g} total)" if total else ""))
+
+    def advance(self, amount: float) -> None:
+        self.done += amount
+        if not self.total:
+            return
+        fraction = self.done / self.total
+        now = time.monotonic()
+        if fraction >= self._next_fraction and now - self._last >= 2.0:
+            self._say(f"{fraction:.0%}")
+            self._last = now
+            self._next_fraction = fraction + 0.1
+
+    def finish(self) -> None:
+        self._say("done")
+
+
+class RichProgress:
+    """A rich progress bar on stderr."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+        )
+        self._progress = Progress(*self._columns, transient=False)
+        self._task: Any = None
+
+    def start(self, description: str, total: float | None) -> None:
+        if self._task is None:
+            self._progress.start()
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, amount: float) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, amount)
+
+    def finish(self) -> None:
+        self._progress.stop()
+        self._task = None
+
+
+def make_progress() -> LineProgress | RichProgress:
+    return LineProgress() if plain_output() else RichProgress()
