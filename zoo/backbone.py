@@ -7,7 +7,7 @@ depth works the same for timm, torchvision, Hub and local models.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zoo.types import BackboneInfo
 
@@ -52,7 +52,7 @@ class ModuleBackbone:
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled pre-logits features; timm models have this natively."""
-        model = self.model
+        model: Any = self.model
         if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
             return model.forward_head(model.forward_features(x), pre_logits=True)
         raise NotImplementedError(
