@@ -188,7 +188,7 @@ class PluginManager:
     def _collect(self, hook_name: str, registry: _Registry[T]) -> _Registry[T]:
         """Call one registration hook plugin by plugin, so errors name their plugin."""
         hook = getattr(self.pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order
             plugin = impl.plugin_name
 
             def register(obj: T, _plugin: str = plugin) -> None:
@@ -237,7 +237,7 @@ class PluginManager:
     def add_commands(self, cli: Any, on_conflict: Callable[[str, str], None] | None = None) -> None:
         """Let every plugin add its CLI commands; a taken name raises PluginError."""
         hook = self.pm.hook.register_commands
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():
             before = dict(cli.commands)
             try:
                 impl.function(cli=cli)

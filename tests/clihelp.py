@@ -1,0 +1,40 @@
+"""Run the real `zoo` CLI in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+EXAMPLE_PLUGINS = FIXTURES / "plugins"  # zoo_example + deliberately broken plugins
+DUPLICATE_PLUGIN = FIXTURES / "duplicate"
+
+
+def run_zoo(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    plugin_paths: Iterable[Path] = (),
+    timeout: float = 300,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`python -m zoo ARGS` with the test's environment (ZOO_HOME etc.) plus ``env``.
+
+    ``plugin_paths`` go on PYTHONPATH: folders holding a plugin module and its
+    ``*.dist-info`` with entry_points.txt, which importlib.metadata discovers for real.
+    """
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    paths = [str(p) for p in plugin_paths]
+    if paths:
+        full_env["PYTHONPATH"] = os.pathsep.join([*paths, full_env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        input=input,
+    )

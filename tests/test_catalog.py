@@ -1,0 +1,230 @@
+"""The catalogue through the real CLI: timm and torchvision indexes, info, errors, caching."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clihelp import EXAMPLE_PLUGINS, run_zoo
+
+
+@pytest.fixture(scope="module")
+def catalog_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One zoo home whose catalogue index is built once for this module's tests."""
+    home = tmp_path_factory.mktemp("catalog-home")
+    env = {"ZOO_HOME": str(home)}
+    built = run_zoo("list", "resnet18*", "--json", env=env)
+    assert built.returncode == 0, built.stderr
+    return env
+
+
+def _list(env: dict[str, str], *args: str) -> list[dict]:
+    result = run_zoo("list", *args, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1 and doc["kind"] == "model_list"
+    assert doc["count"] == len(doc["models"])
+    return doc["models"]
+
+
+def test_list_resnet50_has_timm_and_torchvision_entries(catalog_home: dict[str, str]) -> None:
+    models = _list(catalog_home, "resnet50*")
+    providers = {m["provider"] for m in models}
+    assert {"timm", "torchvision"} <= providers
+    refs = {m["reference"] for m in models}
+    assert "timm:resnet50.a1_in1k" in refs
+    assert "torchvision:resnet50.IMAGENET1K_V2" in refs
+    for m in models:
+        assert m["reference"].startswith(m["provider"] + ":")
+        assert m["license"] and m["license"] == m["license"].lower()
+        if m["pretrained"]:
+            assert m["source"], m
+
+
+def test_swsl_weights_are_non_commercial(catalog_home: dict[str, str]) -> None:
+    models = _list(catalog_home, "resnet50*swsl*")
+    assert [m["reference"] for m in models] == ["timm:resnet50.fb_swsl_ig1b_ft_in1k"]
+    assert models[0]["license"] == "cc-by-nc-4.0"
+
+
+def test_list_filters_by_licence_and_pretrained(catalog_home: dict[str, str]) -> None:
+    nc = _list(catalog_home, "resnet*", "--license", "cc-by-nc-4.0")
+    assert nc and all(m["license"] == "cc-by-nc-4.0" for m in nc)
+    pretrained = _list(catalog_home, "resnet50*", "--pretrained")
+    everything = _list(catalog_home, "resnet50*")
+    assert all(m["pretrained"] for m in pretrained)
+    assert len(pretrained) < len(everything)  # timm lists architectures without weights too
+
+
+def test_torchvision_licences_come_from_urls_never_guessed(catalog_home: dict[str, str]) -> None:
+    swag = _list(catalog_home, "vit_b_16.IMAGENET1K_SWAG*")
+    assert swag and all(m["license"] == "cc-by-nc-4.0" for m in swag)
+    assert all("facebookresearch/SWAG" in m["license_url"] for m in swag)
+    plain = _list(catalog_home, "torchvision:resnet50.IMAGENET1K_V2")
+    assert plain[0]["license"] == "unknown" and plain[0]["license_url"] is None
+
+
+def test_info_gives_input_config_and_licence(catalog_home: dict[str, str]) -> None:
+    result = run_zoo("info", "timm:resnet50.a1_in1k", "--json", env=catalog_home)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    model = doc["model"]
+    assert doc["schema_version"] == 1
+    assert model["license"] == "apache-2.0"
+    assert model["input_size"] == [3, 224, 224]
+    assert model["mean"] == [0.485, 0.456, 0.406]
+    assert model["interpolation"] == "bicubic"
+    assert model["crop_pct"] == 0.95
+    assert model["source"] == "https://huggingface.co/timm/resnet50.a1_in1k"
+    # counted on the meta device: the real ResNet-50 size and feature width
+    assert model["num_params"] == 25_557_032
+    assert model["feature_dim"] == 2048
+
+
+def test_info_without_tag_resolves_the_default_weights(catalog_home: dict[str, str]) -> None:
+    result = run_zoo("info", "torchvision:resnet50", "--json", env=catalog_home)
+    model = json.loads(result.stdout)["model"]
+    assert model["reference"] == "torchvision:resnet50.IMAGENET1K_V2"
+    assert model["feature_dim"] == 2048 and model["num_params"] == 25_557_032
+
+
+def test_info_near_miss_exits_3_naming_the_right_tag(catalog_home: dict[str, str]) -> None:
+    result = run_zoo("info", "timm:resnet50.a1_in1", env=catalog_home)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "resnet50.a1_in1k" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_info_unknown_exits_3_pointing_to_zoo_list(catalog_home: dict[str, str]) -> None:
+    result = run_zoo("info", "timm:nonexistent", env=catalog_home)
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "zoo list" in lines[0]
+
+
+def test_bad_reference_exits_2_with_the_forms(catalog_home: dict[str, str]) -> None:
+    result = run_zoo("info", "hf:a/b/c", env=catalog_home)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "hf:ORG/REPO" in result.stderr
+
+
+def test_unknown_provider_and_bare_name_exit_3(catalog_home: dict[str, str]) -> None:
+    assert run_zoo("info", "nosuch:model", env=catalog_home).returncode == 3
+    bare = run_zoo("info", "no-such-model", env=catalog_home)
+    assert bare.returncode == 3 and "zoo list" in bare.stderr
+
+
+def test_catalogue_entries_are_well_formed(catalog_home: dict[str, str]) -> None:
+    """Like torchvision's schema test: every entry has a licence, a source and inputs."""
+    models = _list(catalog_home)
+    assert len(models) > 2000
+    for m in models:
+        assert isinstance(m["license"], str) and m["license"] == m["license"].lower().strip()
+        assert m["license"] != "", m
+        if m["pretrained"]:
+            assert m["source"], m["reference"]
+            assert m["input_size"] and len(m["input_size"]) == 3, m["reference"]
+            assert m["mean"] and m["std"], m["reference"]
+
+
+def test_torchvision_param_counts_match_the_real_models(catalog_home: dict[str, str]) -> None:
+    import torchvision
+
+    for arch in ("resnet18", "mobilenet_v3_small"):
+        entry = _list(catalog_home, f"torchvision:{arch}.IMAGENET1K_V1")[0]
+        model = torchvision.models.get_model(arch, weights=None)
+        assert entry["num_params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_index_is_rebuilt_when_the_provider_version_changes(catalog_home: dict[str, str]) -> None:
+    index = Path(catalog_home["ZOO_HOME"]) / "catalog" / "timm.json"
+    data = json.loads(index.read_text())
+    real_version = data["provider_version"]
+    data["provider_version"] = "0.0.0-recorded-by-an-older-timm"
+    data["entries"] = data["entries"][:1]
+    index.write_text(json.dumps(data))
+    models = _list(catalog_home, "resnet50*")
+    assert "timm:resnet50.a1_in1k" in {m["reference"] for m in models}
+    rebuilt = json.loads(index.read_text())
+    assert rebuilt["provider_version"] == real_version
+    assert len(rebuilt["entries"]) > 1000
+
+
+def test_index_is_reused_while_the_version_is_unchanged(tmp_path: Path) -> None:
+    log = tmp_path / "index.log"
+    env = {
+        "ZOO_HOME": str(tmp_path / "home"),
+        "ZOO_EXAMPLE_INDEX_LOG": str(log),
+        "ZOO_LOAD_PLUGINS": "example",
+    }
+    for _ in range(2):
+        assert run_zoo("list", env=env, plugin_paths=[EXAMPLE_PLUGINS]).returncode == 0
+    assert log.read_text().count("built") == 1
+    env["ZOO_EXAMPLE_VERSION"] = "2.0"
+    assert run_zoo("list", env=env, plugin_paths=[EXAMPLE_PLUGINS]).returncode == 0
+    assert log.read_text().count("built") == 2
+
+
+def test_warm_list_imports_no_timm_or_torch(catalog_home: dict[str, str]) -> None:
+    code = (
+        "import sys\n"
+        "from zoo.cli import run\n"
+        "rc = run(['list', 'resnet50*', '--json'])\n"
+        "heavy = [m for m in ('torch', 'timm', 'torchvision', 'mlflow') if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **catalog_home},
+        timeout=120,
+    )
+    assert "HEAVY [] 0" in result.stderr, result.stderr
+
+
+def test_zoo_writes_nothing_in_the_current_directory(
+    tmp_path: Path, catalog_home: dict[str, str]
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo", "list", "efficientnet*", "--json"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "ZOO_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(cwd.iterdir()) == []
+    assert (tmp_path / "home" / "catalog" / "timm.json").exists()
+
+
+def test_hub_is_contacted_only_when_asked_and_offline_says_so_in_one_line(
+    catalog_home: dict[str, str],
+) -> None:
+    # without --provider hf, no hub request is made: a dead endpoint changes nothing
+    quiet = run_zoo("list", "resnet18*", env={**catalog_home, "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    offline = run_zoo(
+        "list",
+        "vit*",
+        "--provider",
+        "hf",
+        "--timeout",
+        "2",
+        "--json",
+        env={**catalog_home, "HF_ENDPOINT": "http://127.0.0.1:9"},
+    )
+    assert offline.returncode == 0
+    lines = offline.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Hugging Face Hub" in lines[0] and "local cache" in lines[0]
+    assert json.loads(offline.stdout)["notes"]

@@ -1,0 +1,230 @@
+"""The plugin manager, tested with real entry points (dist-info folders on sys.path).
+
+Every hook spec must be exercised here through a plugin loaded from an entry point: the
+table HOOK_CHECKS maps each spec name to the test that calls it, and a test fails when a
+spec exists without an entry (collected from the plugin manager, not by grepping).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import pytest
+
+from clihelp import DUPLICATE_PLUGIN, EXAMPLE_PLUGINS, run_zoo
+from zoo.errors import PluginError
+from zoo.plugins import PluginManager
+
+
+def hook_spec_names(pm: PluginManager) -> set[str]:
+    """Hook specs as the plugin manager knows them."""
+    return {
+        name
+        for name, caller in vars(pm.pm.hook).items()
+        if not name.startswith("_") and getattr(caller, "spec", None) is not None
+    }
+
+
+@pytest.fixture
+def example_pm(monkeypatch: pytest.MonkeyPatch) -> PluginManager:
+    """A manager that loaded the built-in plugins plus the example and broken fixtures."""
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGINS))
+    return PluginManager()
+
+
+# ----------------------------------------------------------- each hook, through an entry point
+
+
+def check_register_providers(pm: PluginManager) -> None:
+    providers = pm.providers()
+    assert providers["example"].describe.__self__.name == "example"  # type: ignore[attr-defined]
+    assert pm.owner("provider", "example") == "example"
+    assert {"timm", "torchvision", "hf"} <= set(providers)
+
+
+def check_register_strategies(pm: PluginManager) -> None:
+    assert "example-strategy" in pm.strategies()
+    assert pm.owner("strategy", "example-strategy") == "example"
+
+
+def check_register_exporters(pm: PluginManager) -> None:
+    assert pm.exporters()["example-format"].summary.startswith("An example export format")
+    assert pm.owner("exporter", "example-format") == "example"
+
+
+def check_register_commands(pm: PluginManager) -> None:
+    group = click.Group("zoo")
+    pm.add_commands(group)
+    assert "example-hello" in group.commands
+
+
+HOOK_CHECKS: dict[str, Callable[[PluginManager], None]] = {
+    "register_providers": check_register_providers,
+    "register_strategies": check_register_strategies,
+    "register_exporters": check_register_exporters,
+    "register_commands": check_register_commands,
+}
+
+
+def test_every_hook_spec_has_an_entry_point_test() -> None:
+    specs = hook_spec_names(PluginManager(load_entry_points=False))
+    assert specs, "no hook specs collected"
+    assert specs == set(HOOK_CHECKS), f"hooks without a test: {specs - set(HOOK_CHECKS)}"
+
+
+@pytest.mark.parametrize("hook", sorted(HOOK_CHECKS))
+def test_hook_is_called_through_an_entry_point_plugin(example_pm: PluginManager, hook: str) -> None:
+    info = example_pm.plugins["example"]
+    assert info.ok and info.distribution == "zoo-example" and info.version == "1.0"
+    assert hook in info.hooks
+    HOOK_CHECKS[hook](example_pm)
+
+
+# ------------------------------------------------------------------------------ isolation
+
+
+def test_broken_plugins_are_reported_and_skipped(example_pm: PluginManager) -> None:
+    broken = example_pm.plugins["broken-import"]
+    assert not broken.ok
+    assert "failed to import" in (broken.error or "")
+    assert "not-installed-anywhere" in (broken.error or "")
+    unknown = example_pm.plugins["unknown-hook"]
+    assert not unknown.ok
+    assert "unknown hook" in (unknown.error or "")
+    assert "register_providerz" in (unknown.error or "")
+    # the working plugins still work
+    assert "timm" in example_pm.providers()
+
+
+def test_strict_mode_reraises_with_the_plugin_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGINS))
+    monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="plugin 'broken-import' failed to import"):
+        PluginManager()
+
+
+def test_load_plugins_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGINS))
+    monkeypatch.setenv("ZOO_LOAD_PLUGINS", "timm,example")
+    pm = PluginManager()
+    assert set(pm.plugins) == {"timm", "example"}
+    assert set(pm.providers()) == {"timm", "example"}
+    monkeypatch.setenv("ZOO_LOAD_PLUGINS", "")
+    assert PluginManager().plugins == {}
+
+
+def test_duplicate_provider_names_raise_naming_both_plugins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(DUPLICATE_PLUGIN))
+    pm = PluginManager()
+    with pytest.raises(PluginError) as err:
+        pm.providers()
+    message = str(err.value)
+    assert "provider 'timm' is registered twice" in message
+    assert "'timm'" in message and "'duplicate'" in message
+
+
+def test_duplicate_strategy_names_raise_naming_both_plugins() -> None:
+    from zoo import hookimpl
+
+    class Same:
+        name = "same"
+        summary = "a strategy two plugins both claim"
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register):  # type: ignore[no-untyped-def]
+            register(Same())
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Plugin(), "plugin-a")
+    pm.register(Plugin(), "plugin-b")
+    with pytest.raises(PluginError, match="by plugin 'plugin-a' and by plugin 'plugin-b'"):
+        pm.strategies()
+
+
+def test_registration_without_the_protocol_is_refused() -> None:
+    from zoo import hookimpl
+
+    class NoMethods:
+        name = "half"
+
+    class Plugin:
+        @hookimpl
+        def register_providers(self, register):  # type: ignore[no-untyped-def]
+            register(NoMethods())
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Plugin(), "half-plugin")
+    with pytest.raises(PluginError, match="without version, index, describe, pull, build"):
+        pm.providers()
+
+
+def test_a_plugin_command_cannot_replace_a_builtin_command() -> None:
+    from zoo import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_commands(self, cli):  # type: ignore[no-untyped-def]
+            @cli.command("list")
+            def hijack() -> None:
+                pass
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Plugin(), "hijacker")
+    group = click.Group("zoo")
+    group.add_command(click.Command("list"))
+    with pytest.raises(PluginError, match="tried to replace the command 'zoo list'"):
+        pm.add_commands(group)
+
+
+# ----------------------------------------------------------------------- through the CLI
+
+
+def test_cli_keeps_working_with_a_broken_plugin_installed() -> None:
+    listing = run_zoo(
+        "list", "tiny*", "--provider", "example", "--json", plugin_paths=[EXAMPLE_PLUGINS]
+    )
+    assert listing.returncode == 0, listing.stderr
+    refs = [m["reference"] for m in json.loads(listing.stdout)["models"]]
+    assert refs == ["example:tiny.v1", "example:tiny.v2"]
+
+    plugins = run_zoo("plugins", "--json", plugin_paths=[EXAMPLE_PLUGINS])
+    assert plugins.returncode == 0, plugins.stderr
+    doc = json.loads(plugins.stdout)
+    assert doc["schema_version"] == 1
+    by_name = {p["name"]: p for p in doc["plugins"]}
+    assert by_name["broken-import"]["status"] == "failed"
+    assert "not-installed-anywhere" in by_name["broken-import"]["error"]
+    assert by_name["example"]["status"] == "ok"
+    assert by_name["timm"]["distribution"] == "transfer-zoo"
+
+    table = run_zoo("plugins", plugin_paths=[EXAMPLE_PLUGINS])
+    assert "failed" in table.stdout and "broken-import" in table.stdout
+
+
+def test_cli_strict_mode_fails_in_one_line() -> None:
+    result = run_zoo("plugins", plugin_paths=[EXAMPLE_PLUGINS], env={"ZOO_STRICT_PLUGINS": "1"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "plugin 'broken-import' failed to import" in lines[0]
+
+
+def test_plugin_command_and_strategy_reach_the_cli() -> None:
+    hello = run_zoo("example-hello", "you", plugin_paths=[EXAMPLE_PLUGINS])
+    assert hello.returncode == 0, hello.stderr
+    assert hello.stdout.strip() == "hello, you, from the example plugin"
+    strategies = run_zoo("strategies", "--json", plugin_paths=[EXAMPLE_PLUGINS])
+    rows = {r["name"]: r for r in json.loads(strategies.stdout)["strategies"]}
+    assert rows["example-strategy"]["plugin"] == "example"
+
+
+def test_example_plugin_file_is_the_documented_example() -> None:
+    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    assert "zoo_example" in docs and "[project.entry-points.zoo]" in docs
