@@ -180,10 +180,10 @@ def resolve(ref: Ref | str) -> Ref:
             candidates.append(Ref("local", ref.name))
         except NotFoundError:
             pass
-    for has_model in _registry_lookups:
-        if has_model(ref.name):
-            candidates.append(Ref("models", ref.name, version="latest"))
-            break
+    from zoo.registry import has_model  # lazy: mlflow is imported only for bare names
+
+    if has_model(ref.name):
+        candidates.append(Ref("models", ref.name, version="latest"))
     if len(candidates) == 2:
         raise UsageError(
             f"'{ref.name}' is both a registered model and a local import: write "
@@ -195,11 +195,6 @@ def resolve(ref: Ref | str) -> Ref:
             f"reference such as timm:ARCH.TAG, or see `zoo list` and `zoo registry list`"
         )
     return candidates[0]
-
-
-# Functions NAME -> bool answering "is NAME a registered model?"; the registry adds its own
-# when it is imported, so the catalogue (a lower floor) never imports MLflow itself.
-_registry_lookups: list[Any] = []
 
 
 def json_payload(entries: list[BackboneInfo]) -> list[dict[str, Any]]:

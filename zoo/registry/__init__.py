@@ -1,0 +1,32 @@
+"""zoo's model registry on MLflow: derivatives with their lineage and licence.
+
+Modules, one job each: ``records`` (the version record, tag names), ``lineage`` (parent
+resolution, the lineage record, the Markdown description), ``modelcard`` (Hugging Face
+model card), ``write`` (registering), ``read`` (looking up, zoo's reload), ``tree``
+(lineage trees), ``maintain`` (aliases, deletes, the invariant scan). Importing this
+package imports no mlflow or torch; the functions do.
+"""
+
+from __future__ import annotations
+
+from zoo.registry.maintain import CheckReport, check, children, delete, set_alias
+from zoo.registry.read import get_version, has_model, list_models, list_versions, load_model
+from zoo.registry.records import TAG, RegisteredVersion
+from zoo.registry.write import register_derivative, register_export
+
+__all__ = [
+    "TAG",
+    "CheckReport",
+    "RegisteredVersion",
+    "check",
+    "children",
+    "delete",
+    "get_version",
+    "has_model",
+    "list_models",
+    "list_versions",
+    "load_model",
+    "register_derivative",
+    "register_export",
+    "set_alias",
+]

@@ -1,0 +1,276 @@
+"""The lineage record of a derivative: where it comes from, how it was made, its licence.
+
+A parent is a provider reference pinned to a revision and weights SHA-256
+(``timm:arch.tag@rev``), ``local:NAME`` with its SHA-256, or another registered version
+(``models:/NAME/N``). The base model is the root of that chain, found by walking parents.
+The record is plain JSON: it goes into the ``zoo.lineage`` tag and ``lineage.json``.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+from urllib.parse import quote
+
+from zoo.errors import IntegrityError
+from zoo.licenses import UNKNOWN, normalize_license
+from zoo.refs import parse_ref
+from zoo.registry.records import RegisteredVersion
+
+__all__ = [
+    "LINEAGE_FORMAT",
+    "ParentInfo",
+    "build_record",
+    "describe_markdown",
+    "library_versions",
+    "resolve_parent",
+    "strategy_plugin_of",
+    "version_link",
+]
+
+LINEAGE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    """A parent resolved and pinned, with the chain up to the root."""
+
+    reference: str  # pinned: models:/NAME/N, timm:arch.tag@rev, local:NAME
+    kind: str  # "registered", "local" or "provider"
+    sha256: str | None
+    license: str
+    base: str  # root of the chain (a provider or local reference)
+    base_sha256: str | None
+    base_license: str
+    chain: tuple[str, ...]  # root first, parent last
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "license": self.license,
+        }
+
+
+def resolve_parent(
+    parent: str,
+    *,
+    parent_sha256: str | None,
+    parent_license: str | None,
+    get_version: Callable[[str], RegisteredVersion],
+) -> ParentInfo:
+    """Pin ``parent`` and find the root of its chain.
+
+    A registered parent is read from the registry (``latest`` and aliases become a
+    number); its licence and weights hash come from there, and a ``parent_sha256`` that
+    disagrees is an integrity error. A provider parent's licence comes from the argument
+    or, failing that, from the catalogue; it is ``unknown`` when neither knows.
+    """
+    ref = parse_ref(parent)
+    if ref.scheme == "bare":
+        from zoo.catalog import resolve
+
+        ref = resolve(ref)
+    if ref.is_registered:
+        pv = get_version(str(ref))
+        own_sha = pv.tags.get("zoo.weights_sha256") or None
+        if parent_sha256 and own_sha and parent_sha256 != own_sha:
+            raise IntegrityError(
+                f"parent {pv.model_uri} has weights sha256 {own_sha}, not {parent_sha256}: "
+                "register against the version the model was trained from"
+            )
+        lineage = pv.lineage
+        base = lineage.get("base") or {}
+        chain = (*tuple(lineage.get("chain") or ()), pv.model_uri)
+        return ParentInfo(
+            reference=pv.model_uri,
+            kind="registered",
+            sha256=own_sha or parent_sha256,
+            license=pv.license,
+            base=str(base.get("reference") or pv.base or pv.model_uri),
+            base_sha256=base.get("sha256"),
+            base_license=str(base.get("license") or pv.license),
+            chain=chain,
+        )
+    license_id = normalize_license(parent_license) if parent_license else _catalog_license(str(ref))
+    kind = "local" if ref.scheme == "local" else "provider"
+    return ParentInfo(
+        reference=str(ref),
+        kind=kind,
+        sha256=parent_sha256,
+        license=license_id,
+        base=str(ref),
+        base_sha256=parent_sha256,
+        base_license=license_id,
+        chain=(str(ref),),
+    )
+
+
+def _catalog_license(reference: str) -> str:
+    """The catalogue's licence for a provider reference; ``unknown`` when it cannot say."""
+    try:
+        from zoo.catalog import describe
+
+        return normalize_license(describe(reference).license)
+    except Exception:
+        return UNKNOWN
+
+
+def strategy_plugin_of(strategy: str, given: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``{"plugin", "distribution", "version"}`` of the plugin that provides ``strategy``."""
+    if isinstance(given, Mapping):
+        return {k: given.get(k) for k in ("plugin", "distribution", "version")}
+    if isinstance(given, str) and given:
+        dist, _, version = given.partition("==")
+        return {"plugin": None, "distribution": dist, "version": version or None}
+    try:
+        from zoo.plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+        pm.strategies()
+        owner = pm.owner("strategy", strategy)
+        info = pm.plugins.get(owner) if owner else None
+    except Exception:
+        owner, info = None, None
+    if info is None:
+        return {"plugin": owner, "distribution": None, "version": None}
+    return {"plugin": owner, "distribution": info.distribution, "version": info.version}
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("transfer-zoo", "torch", "torchvision", "timm", "mlflow", "safetensors", "onnx"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    out["zoo"] = out.pop("transfer-zoo")
+    return out
+
+
+def build_record(
+    *,
+    name: str,
+    relation: str,
+    parent: ParentInfo,
+    license_id: str,
+    license_inherited: bool,
+    license_override: str | None,
+    strategy: str | None,
+    strategy_settings: Mapping[str, Any] | None,
+    strategy_plugin: Mapping[str, Any] | None,
+    dataset: Mapping[str, Any] | None,
+    metrics: Mapping[str, float] | None,
+    preprocessing: Mapping[str, Any] | None,
+    class_names: list[str] | tuple[str, ...] | None,
+    weights: Mapping[str, Any] | None,
+    fmt: str,
+) -> dict[str, Any]:
+    return {
+        "format": LINEAGE_FORMAT,
+        "name": name,
+        "relation": relation,
+        "parent": parent.to_dict(),
+        "base": {
+            "reference": parent.base,
+            "sha256": parent.base_sha256,
+            "license": parent.base_license,
+        },
+        "chain": list(parent.chain),
+        "strategy": {
+            "name": strategy,
+            "settings": dict(strategy_settings or {}),
+            "plugin": dict(strategy_plugin or {}),
+        },
+        "dataset": dict(dataset or {}),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "license": {
+            "id": license_id,
+            "parent": parent.license,
+            "inherited": license_inherited,
+            "override": license_override,
+        },
+        "preprocessing": dict(preprocessing or {}),
+        "class_names": list(class_names or ()),
+        "num_classes": len(class_names) if class_names else None,
+        "weights": dict(weights or {}),
+        "model_format": fmt,
+        "versions": library_versions(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def version_link(model_uri: str) -> str:
+    """The MLflow UI's page for ``models:/NAME/N`` (a hash route, relative to the UI)."""
+    ref = parse_ref(model_uri)
+    return f"#/models/{quote(ref.name, safe='')}/versions/{ref.version}"
+
+
+def _code(text: Any) -> str:
+    return f"`{text}`" if text not in (None, "") else "—"
+
+
+def describe_markdown(record: Mapping[str, Any]) -> str:
+    """The version description the MLflow UI shows: the lineage, readable on its own."""
+    parent = record.get("parent") or {}
+    base = record.get("base") or {}
+    lic = record.get("license") or {}
+    strategy = record.get("strategy") or {}
+    dataset = record.get("dataset") or {}
+    parent_ref = str(parent.get("reference") or "")
+    if parent.get("kind") == "registered":
+        parent_md = f"[{parent_ref}]({version_link(parent_ref)})"
+    else:
+        parent_md = _code(parent_ref)
+    if parent.get("sha256"):
+        parent_md += f" (sha256 `{str(parent['sha256'])[:16]}…`)"
+    plugin = strategy.get("plugin") or {}
+    plugin_txt = " ".join(str(p) for p in (plugin.get("distribution"), plugin.get("version")) if p)
+    strategy_md = _code(strategy.get("name")) + (f" from {plugin_txt}" if plugin_txt else "")
+    dataset_md = _code(dataset.get("digest"))
+    classes = dataset.get("classes")
+    counts = dataset.get("counts")
+    if classes:
+        total = sum(counts.values()) if isinstance(counts, Mapping) else None
+        dataset_md += f" ({len(classes)} classes" + (f", {total} images)" if total else ")")
+    license_md = f"**{lic.get('id', UNKNOWN)}**"
+    if lic.get("id", UNKNOWN) == UNKNOWN:
+        license_md += " ⚠️ unknown: check the base model's terms before shipping"
+    elif lic.get("inherited"):
+        license_md += " (inherited from the parent)"
+    relation = record.get("relation", "finetune")
+    lines = [
+        f"**zoo {relation}** of {parent_md}",
+        "",
+        "| lineage | |",
+        "|---|---|",
+        f"| Parent | {parent_md} |",
+        f"| Base model | {_code(base.get('reference'))} |",
+        f"| Relation | {relation} |",
+    ]
+    if relation != "export":
+        lines += [f"| Strategy | {strategy_md} |", f"| Dataset digest | {dataset_md} |"]
+    lines.append(f"| Licence | {license_md} |")
+    if lic.get("override"):
+        lines.append(
+            f"| Licence override | {lic['override']} (parent licence {lic.get('parent')}) |"
+        )
+    metrics = record.get("metrics") or {}
+    if metrics:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+        lines.append(f"| Metrics | {shown} |")
+    chain = record.get("chain") or []
+    if len(chain) > 1:
+        lines += ["", "Chain: " + " → ".join(_chain_item(c) for c in chain)]
+    return "\n".join(lines) + "\n"
+
+
+def _chain_item(reference: str) -> str:
+    if reference.startswith("models:/"):
+        return f"[{reference}]({version_link(reference)})"
+    return f"`{reference}`"

@@ -1,0 +1,167 @@
+"""Keeping the registry sound: aliases, deletes that respect lineage, the invariant scan.
+
+The invariant zoo keeps: **no version points at missing artifacts**. ``check()`` proves
+it over the whole store and lists orphans (runs killed before their version existed);
+``check(clean=True)`` deletes those orphans' logged models and runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.errors import NotFoundError, UsageError
+from zoo.refs import parse_ref
+from zoo.registry.read import get_version, list_versions
+from zoo.registry.records import TAG, RegisteredVersion
+from zoo.store import client
+
+__all__ = ["CheckReport", "check", "children", "delete", "missing_files", "set_alias"]
+
+
+def missing_files(mc: Any, model_id: str, required: Iterable[str]) -> list[str]:
+    """Which of ``required`` (paths inside the logged model) are absent or empty."""
+    have: dict[str, int | None] = {}
+
+    def walk(path: str | None) -> None:
+        for item in mc.list_logged_model_artifacts(model_id, path):
+            if item.is_dir:
+                walk(item.path)
+            else:
+                have[item.path] = item.file_size
+
+    try:
+        walk(None)
+    except Exception:
+        return list(required)
+    return [p for p in required if not have.get(p)]
+
+
+def set_alias(name: str, version: int, alias: str) -> RegisteredVersion:
+    from mlflow.exceptions import MlflowException
+
+    parse_ref(f"models:/{name}@{alias}")  # validates the alias's shape
+    if alias == "latest" or (alias.lower().startswith("v") and alias[1:].isdigit()):
+        raise UsageError(f"'{alias}' is reserved by MLflow: choose another alias")
+    get_version(f"models:/{name}/{version}")
+    try:
+        client().set_registered_model_alias(name, alias, str(version))
+    except MlflowException as exc:
+        raise UsageError(f"cannot set alias '{alias}' on {name}/{version}: {exc.message}") from exc
+    return get_version(f"models:/{name}@{alias}")
+
+
+def children(version: RegisteredVersion) -> list[RegisteredVersion]:
+    """Versions whose parent (or export source) is ``version``."""
+    uri = version.model_uri
+    return [v for v in list_versions() if v.parent == uri or v.tags.get(TAG.DERIVED_FROM) == uri]
+
+
+def delete(ref: str, *, cascade: bool = False) -> list[RegisteredVersion]:
+    """Delete a version (or every version of a bare NAME), children first with cascade.
+
+    Refuses while other versions name it as their parent unless ``cascade``.
+    Returns the versions deleted, in order.
+    """
+    targets = _targets(ref)
+    order: list[RegisteredVersion] = []
+    seen: set[str] = set()
+
+    def visit(v: RegisteredVersion) -> None:
+        if v.model_uri in seen:
+            return
+        seen.add(v.model_uri)
+        for child in children(v):
+            visit(child)
+        order.append(v)
+
+    target_uris = {t.model_uri for t in targets}
+    for t in targets:
+        kids = [c for c in children(t) if c.model_uri not in target_uris]
+        if kids and not cascade:
+            named = ", ".join(c.model_uri for c in kids[:3])
+            raise UsageError(
+                f"{t.model_uri} is the parent of {named}: delete those first or pass --cascade"
+            )
+        visit(t)
+    mc = client()
+    for v in order:
+        mc.delete_model_version(v.name, str(v.version))
+        model_id = v.tags.get(TAG.MODEL_ID)
+        if model_id:
+            with contextlib.suppress(Exception):  # artifacts already gone: fine
+                mc.delete_logged_model(model_id)
+    for name in {v.name for v in order}:
+        if not mc.search_model_versions(f"name = '{name}'"):
+            mc.delete_registered_model(name)
+    return order
+
+
+def _targets(ref: str) -> list[RegisteredVersion]:
+    parsed = parse_ref(ref)
+    if parsed.scheme == "bare":
+        versions = list_versions(parsed.name)
+        if not versions:
+            raise NotFoundError(f"no registered model named '{parsed.name}'")
+        return versions
+    return [get_version(parsed)]
+
+
+@dataclass
+class CheckReport:
+    versions: int = 0
+    problems: list[str] = field(default_factory=list)  # versions pointing at missing files
+    orphans: list[str] = field(default_factory=list)  # run ids of unfinished registrations
+    cleaned: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "versions": self.versions,
+            "problems": self.problems,
+            "orphans": self.orphans,
+            "cleaned": self.cleaned,
+        }
+
+
+def check(*, clean: bool = False) -> CheckReport:
+    """Scan every version's artifacts, and find registrations that never finished."""
+    from zoo.registry.write import REQUIRED_FILES
+
+    mc = client()
+    report = CheckReport()
+    for v in list_versions():
+        report.versions += 1
+        model_id = v.tags.get(TAG.MODEL_ID)
+        if not model_id:
+            if v.base:
+                report.problems.append(f"{v.model_uri}: no {TAG.MODEL_ID} tag")
+            continue
+        fmt = v.tags.get(TAG.FORMAT, "pytorch")
+        missing = missing_files(mc, model_id, REQUIRED_FILES.get(fmt, ("MLmodel",)))
+        if missing:
+            report.problems.append(f"{v.model_uri}: missing {', '.join(missing)}")
+    experiments = [e.experiment_id for e in mc.search_experiments()]
+    if experiments:
+        runs = mc.search_runs(
+            experiments, filter_string=f"tags.`{TAG.RUN_REGISTRATION}` LIKE 'pending %'"
+        )
+        for run in runs:
+            report.orphans.append(run.info.run_id)
+            if clean:
+                _remove_run(mc, run)
+                report.cleaned.append(run.info.run_id)
+    return report
+
+
+def _remove_run(mc: Any, run: Any) -> None:
+    for output in getattr(run.outputs, "model_outputs", None) or []:
+        with contextlib.suppress(Exception):
+            mc.delete_logged_model(output.model_id)
+    mc.delete_run(run.info.run_id)

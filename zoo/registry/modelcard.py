@@ -1,0 +1,104 @@
+"""A Hugging Face-format model card (README.md with YAML front matter) per version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["model_card"]
+
+
+def _hub_base(reference: str) -> str:
+    """``base_model`` in the Hub's form where the base is a Hub repo, else zoo's reference."""
+    if reference.startswith("hf:"):
+        return reference[3:].split("@", 1)[0]
+    return reference
+
+
+def model_card(name: str, record: Mapping[str, Any]) -> str:
+    import yaml
+
+    lic = (record.get("license") or {}).get("id", "unknown")
+    base = (record.get("base") or {}).get("reference") or ""
+    parent = (record.get("parent") or {}).get("reference") or ""
+    relation = record.get("relation", "finetune")
+    dataset = record.get("dataset") or {}
+    metrics = record.get("metrics") or {}
+    strategy = record.get("strategy") or {}
+    front: dict[str, Any] = {
+        "license": lic if lic != "unknown" else "other",
+        "library_name": "zoo",
+        "base_model": _hub_base(base),
+        "pipeline_tag": "image-classification",
+        "tags": ["zoo", "image-classification", relation],
+    }
+    if relation != "export":
+        # The Hub has no relation for a format conversion; only fine-tunes declare one.
+        front["base_model_relation"] = "finetune"
+    if lic == "unknown":
+        front["license_name"] = "unknown"
+    if dataset.get("digest"):
+        front["datasets"] = [str(dataset.get("name") or dataset["digest"])]
+    if metrics:
+        front["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "image-classification"},
+                        "dataset": {
+                            "type": "imagefolder",
+                            "name": str(dataset.get("name") or dataset.get("digest") or "data"),
+                        },
+                        "metrics": [
+                            {"type": k, "value": float(v)} for k, v in sorted(metrics.items())
+                        ],
+                    }
+                ],
+            }
+        ]
+    classes = record.get("class_names") or []
+    pre = record.get("preprocessing") or {}
+    lines = [
+        "---",
+        yaml.safe_dump(front, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"An image classifier fine-tuned by zoo from `{parent}` (base model `{base}`).",
+        "",
+        "## Intended use",
+        "",
+        f"Classifying images into {len(classes)} classes"
+        + (
+            f" ({', '.join(map(str, classes[:20]))}{', …' if len(classes) > 20 else ''})"
+            if classes
+            else ""
+        )
+        + ", the classes of the dataset it was trained on. It is not evaluated for any other "
+        "use; check its metrics on your own data before relying on it.",
+        "",
+        "## Lineage",
+        "",
+        f"- Parent: `{parent}`",
+        f"- Base model: `{base}`",
+        f"- Relation: {relation}",
+    ]
+    if relation != "export":
+        lines += [
+            f"- Strategy: `{strategy.get('name')}` {strategy.get('settings') or ''}".rstrip(),
+            f"- Dataset digest: `{dataset.get('digest')}`",
+        ]
+    lines += [f"- Licence: {lic}", ""]
+    if (record.get("license") or {}).get("override"):
+        lines += [f"Licence override: {record['license']['override']}", ""]
+    if pre:
+        lines += ["## Preprocessing", ""]
+        lines += [f"- {k}: {v}" for k, v in pre.items()]
+        lines.append("")
+    if metrics:
+        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {float(v):.4f} |" for k, v in sorted(metrics.items())]
+        lines.append("")
+    return "\n".join(lines)

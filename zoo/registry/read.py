@@ -1,0 +1,220 @@
+"""Reading the registry: one version, every version, and zoo's pickle-free reload."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import IntegrityError, NotFoundError, SecurityError, UsageError
+from zoo.refs import Ref, parse_ref
+from zoo.registry.records import TAG, RegisteredVersion, from_model_version
+from zoo.store import client
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+__all__ = [
+    "WEIGHTS_FILE",
+    "get_version",
+    "has_model",
+    "list_models",
+    "list_versions",
+    "load_model",
+    "sha256_file",
+]
+
+WEIGHTS_FILE = "weights/model.safetensors"  # inside the logged model's artifacts
+
+
+def _not_found(what: str) -> NotFoundError:
+    return NotFoundError(f"{what}: see `zoo registry list` for the registered models")
+
+
+def _is_not_found(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "")
+    return code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"}
+
+
+def has_model(name: str) -> bool:
+    """Is ``name`` a registered model? (The catalogue asks this for bare names.)"""
+    from zoo import store
+
+    if store.is_embedded() and not store.embedded_exists():
+        return False  # nothing registered yet: do not create a store to say so
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client().get_registered_model(name)
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return False
+        raise
+    return True
+
+
+def _to_registered(ref: str | Ref) -> Ref:
+    parsed = parse_ref(ref) if isinstance(ref, str) else ref
+    if parsed.scheme == "bare":
+        return Ref("models", parsed.name, version="latest")
+    if not parsed.is_registered:
+        raise UsageError(
+            f"'{parsed}' is not a registered model: write models:/NAME/VERSION, "
+            "models:/NAME@ALIAS or a registered NAME"
+        )
+    return parsed
+
+
+def get_version(ref: str | Ref) -> RegisteredVersion:
+    """``models:/NAME/N``, ``models:/NAME/latest``, ``models:/NAME@ALIAS`` or bare ``NAME``."""
+    from mlflow.exceptions import MlflowException
+
+    parsed = _to_registered(ref)
+    mc = client()
+    try:
+        if parsed.alias is not None:
+            mv = mc.get_model_version_by_alias(parsed.name, parsed.alias)
+        elif parsed.version in (None, "latest"):
+            versions = mc.search_model_versions(f"name = '{_quote(parsed.name)}'")
+            if not versions:
+                raise _not_found(f"no registered model named '{parsed.name}'")
+            mv = max(versions, key=lambda v: int(v.version))
+            mv = mc.get_model_version(mv.name, mv.version)  # search omits aliases
+        else:
+            mv = mc.get_model_version(parsed.name, parsed.version)
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            raise _not_found(f"no registered version '{parsed}'") from exc
+        raise
+    return from_model_version(mv)
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")
+
+
+def list_versions(
+    name: str | None = None,
+    *,
+    license: str | None = None,
+    base: str | None = None,
+    filter_string: str | None = None,
+) -> list[RegisteredVersion]:
+    """Every version (of one model), filtered on the licence or base model tags."""
+    clauses = []
+    if name:
+        clauses.append(f"name = '{_quote(name)}'")
+    if license:
+        from zoo.licenses import normalize_license
+
+        clauses.append(f"tags.`{TAG.LICENSE}` = '{normalize_license(license)}'")
+    if filter_string:
+        clauses.append(filter_string)
+    mc = client()
+    found = mc.search_model_versions(" AND ".join(clauses) or None)
+    out = [from_model_version(mv) for mv in found]
+    if base:
+        out = [v for v in out if _same_base(v.base, base)]
+    aliases = _aliases_by_model({v.name for v in out})
+    out = [_with_aliases(v, aliases.get((v.name, v.version), ())) for v in out]
+    return sorted(out, key=lambda v: (v.name, v.version))
+
+
+def _same_base(have: str | None, want: str) -> bool:
+    if not have:
+        return False
+    return have == want or have.split("@", 1)[0] == want.split("@", 1)[0]
+
+
+def _aliases_by_model(names: set[str]) -> dict[tuple[str, int], tuple[str, ...]]:
+    mc = client()
+    out: dict[tuple[str, int], list[str]] = {}
+    for name in names:
+        rm = mc.get_registered_model(name)
+        for alias, version in (rm.aliases or {}).items():
+            out.setdefault((name, int(version)), []).append(alias)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def _with_aliases(v: RegisteredVersion, aliases: tuple[str, ...]) -> RegisteredVersion:
+    from dataclasses import replace
+
+    return replace(v, aliases=aliases) if aliases else v
+
+
+def list_models() -> list[str]:
+    return sorted(rm.name for rm in client().search_registered_models())
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_weights(version: RegisteredVersion, dst: Path) -> Path:
+    """Download and verify the version's safetensors file."""
+    import mlflow
+
+    model_id = version.tags.get(TAG.MODEL_ID)
+    base_uri = f"models:/{model_id}" if model_id else version.source
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{base_uri.rstrip('/')}/{WEIGHTS_FILE}", dst_path=str(dst)
+        )
+    )
+    want = version.tags.get(TAG.WEIGHTS_SHA256)
+    have = sha256_file(local)
+    if want and have != want:
+        raise IntegrityError(
+            f"{version.model_uri}: weights sha256 is {have}, the registry recorded {want}; "
+            "the artifact store was changed behind zoo's back, register the model again"
+        )
+    return local
+
+
+def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
+    """zoo's own reload: the architecture rebuilt by the base model's provider (no
+    download, random init), then the version's safetensors weights. No pickle is read."""
+    import os
+
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
+    version = get_version(ref)
+    if version.relation == "export":
+        raise UsageError(
+            f"{version.model_uri} is an {version.tags.get(TAG.FORMAT, 'exported')} export, "
+            f"not a PyTorch model: load {version.tags.get(TAG.DERIVED_FROM, 'its source')}"
+        )
+    base = version.base
+    if not base:
+        raise SecurityError(
+            f"{version.model_uri} was not registered by zoo (no zoo.base tag): zoo will not "
+            "load it; use mlflow.pytorch.load_model if you trust its source"
+        )
+    num_classes = version.lineage.get("num_classes") or int(
+        version.tags.get(TAG.NUM_CLASSES, "0") or 0
+    )
+    model = _build_architecture(base, int(num_classes) if num_classes else None)
+    from safetensors.torch import load_model as load_safetensors
+
+    with tempfile.TemporaryDirectory(prefix="zoo-load-") as tmp:
+        path = download_weights(version, Path(tmp))
+        missing, unexpected = load_safetensors(model, str(path), strict=False)
+    if missing or unexpected:
+        raise IntegrityError(
+            f"{version.model_uri}: weights do not fit {base} with {num_classes} classes "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    model.eval()
+    return model, version
+
+
+def _build_architecture(base: str, num_classes: int | None) -> Any:
+    from zoo.catalog import provider_for
+
+    ref = parse_ref(base)
+    backbone = provider_for(ref).build(ref, num_classes=num_classes, pretrained=False)
+    return backbone.model

@@ -1,0 +1,405 @@
+"""Registering: a trained module (or an export of one) becomes a model version.
+
+Write order, so that a process killed at any point leaves no version pointing at missing
+artifacts:
+
+1. the run is tagged ``zoo.registration = pending NAME``;
+2. every artifact is uploaded under a logged model (torch.export program, safetensors
+   weights, lineage.json, model card) and checked to be there;
+3. only then is the version created, in one call carrying all its tags and description;
+4. the run is tagged with the version it produced.
+
+A kill before step 3 leaves an orphan run (``zoo registry check`` lists it, ``--clean``
+removes it); re-running simply registers again.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import UsageError
+from zoo.licenses import check_compatible, normalize_license
+from zoo.registry.lineage import (
+    ParentInfo,
+    build_record,
+    describe_markdown,
+    resolve_parent,
+    strategy_plugin_of,
+)
+from zoo.registry.modelcard import model_card
+from zoo.registry.read import WEIGHTS_FILE, get_version, sha256_file
+from zoo.registry.records import TAG, RegisteredVersion, from_model_version
+from zoo.store import client, experiment_id
+
+__all__ = ["REQUIRED_FILES", "register_derivative", "register_export"]
+
+LINEAGE_FILE = "lineage.json"
+CARD_FILE = "README.md"
+# Files every zoo version's artifacts hold, by format (checked before and after).
+REQUIRED_FILES = {
+    "pytorch": ("MLmodel", "data/model.pt2", WEIGHTS_FILE, LINEAGE_FILE, CARD_FILE),
+    "onnx": ("MLmodel", "model.onnx", LINEAGE_FILE, CARD_FILE),
+}
+
+
+def _check_name(name: str) -> None:
+    from zoo.refs import parse_ref
+
+    ref = parse_ref(name)
+    if ref.scheme != "bare":
+        raise UsageError(
+            f"'{name}' is not a model name: a registered name holds letters, digits, "
+            "'_', '-', '.' and spaces (no ':' or '/')"
+        )
+
+
+def _decide_license(
+    parent: ParentInfo, declared: str | None, override: str | None
+) -> tuple[str, bool]:
+    """The derivative's licence and whether it was inherited; LicenseError if refused."""
+    if override is not None and not override.strip():
+        raise UsageError('--license-override needs a reason: --license-override "REASON"')
+    if declared is None:
+        return parent.license, True
+    license_id = normalize_license(declared)
+    check_compatible(parent.license, license_id, override=override)
+    return license_id, False
+
+
+def _batch_example(input_example: Any) -> Any:
+    """A batch of at least 2: torch.export keeps a batch dimension of 1 static."""
+    import torch
+
+    x = input_example if isinstance(input_example, torch.Tensor) else torch.as_tensor(input_example)
+    x = x.detach().to("cpu", torch.float32)
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.shape[0] < 2:
+        x = torch.cat([x, x], dim=0)
+    return x[:2].contiguous()
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned explicitly: MLflow's inference of requirements loads the model again (slow)."""
+    from zoo.registry.lineage import library_versions
+
+    v = library_versions()
+    reqs = [f"{d}=={v[d]}" for d in ("torch", "torchvision", "timm", "safetensors") if v.get(d)]
+    return [*reqs, f"mlflow=={v['mlflow']}"] if v.get("mlflow") else reqs
+
+
+def _start_run(run_id: str | None, run_name: str, experiment: str) -> tuple[Any, str, bool]:
+    mc = client()
+    if run_id is not None:
+        mc.get_run(run_id)  # raises if unknown
+        return mc, run_id, False
+    run = mc.create_run(experiment_id(experiment), run_name=run_name)
+    return mc, run.info.run_id, True
+
+
+def _new_logged_model(mc: Any, run_id: str, name: str) -> str:
+    """A PENDING logged model in the run's experiment; READY once every file is uploaded."""
+    run = mc.get_run(run_id)
+    lm = mc.create_logged_model(
+        run.info.experiment_id, name="model", source_run_id=run_id, tags={"zoo.for": name}
+    )
+    return str(lm.model_id)
+
+
+def _ensure_registered_model(mc: Any, name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mc.get_registered_model(name)
+        return
+    except MlflowException:
+        pass
+    try:
+        mc.create_registered_model(name, tags={"zoo.kind": "zoo-model"}, description=description)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") not in {"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"}:
+            raise
+
+
+def _check_uploaded(mc: Any, model_id: str, fmt: str) -> None:
+    from zoo.registry.maintain import missing_files
+
+    missing = missing_files(mc, model_id, REQUIRED_FILES.get(fmt, ("MLmodel",)))
+    if missing:
+        raise RuntimeError(
+            f"artifact upload of logged model {model_id} is incomplete (missing "
+            f"{', '.join(missing)}); nothing was registered, run the command again"
+        )
+
+
+def _version_tags(
+    record: Mapping[str, Any], *, weights_sha: str | None, model_id: str, fmt: str
+) -> dict[str, str]:
+    from zoo import __version__
+
+    tags = {
+        TAG.LINEAGE: json.dumps(record, sort_keys=True),
+        TAG.PARENT: record["parent"]["reference"],
+        TAG.BASE: record["base"]["reference"],
+        TAG.RELATION: record["relation"],
+        TAG.LICENSE: record["license"]["id"],
+        TAG.FORMAT: fmt,
+        TAG.MODEL_ID: model_id,
+        TAG.ZOO_VERSION: __version__,
+    }
+    optional = {
+        TAG.PARENT_SHA256: record["parent"].get("sha256"),
+        TAG.STRATEGY: (record.get("strategy") or {}).get("name"),
+        TAG.DATASET_DIGEST: (record.get("dataset") or {}).get("digest"),
+        TAG.LICENSE_OVERRIDE: record["license"].get("override"),
+        TAG.WEIGHTS_SHA256: weights_sha,
+        TAG.NUM_CLASSES: record.get("num_classes"),
+        TAG.DERIVED_FROM: record.get("derived_from"),
+    }
+    plugin = (record.get("strategy") or {}).get("plugin") or {}
+    if plugin.get("distribution"):
+        optional[TAG.STRATEGY_PLUGIN] = f"{plugin['distribution']}=={plugin.get('version')}"
+    tags.update({k: str(v) for k, v in optional.items() if v not in (None, "")})
+    return tags
+
+
+def _finish(
+    mc: Any,
+    *,
+    name: str,
+    run_id: str,
+    created_run: bool,
+    model_id: str,
+    fmt: str,
+    record: dict[str, Any],
+    weights_sha: str | None,
+) -> RegisteredVersion:
+    _check_uploaded(mc, model_id, fmt)
+    mc.finalize_logged_model(model_id, "READY")
+    _ensure_registered_model(
+        mc, name, f"Registered by zoo; base model `{record['base']['reference']}`."
+    )
+    mv = _create_version(
+        mc,
+        name=name,
+        source=f"models:/{model_id}",
+        run_id=run_id,
+        tags=_version_tags(record, weights_sha=weights_sha, model_id=model_id, fmt=fmt),
+        description=describe_markdown(record),
+        model_id=model_id,
+    )
+    mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"{mv.name}/{mv.version}")
+    if created_run:
+        mc.set_terminated(run_id, "FINISHED")
+    return from_model_version(mc.get_model_version(mv.name, mv.version))
+
+
+def _create_version(mc: Any, **kwargs: Any) -> Any:
+    """The single step that makes a version visible (kept separate: tests kill before it)."""
+    return mc.create_model_version(await_creation_for=0, **kwargs)
+
+
+def register_derivative(
+    model: Any,
+    *,
+    name: str,
+    parent: str,
+    parent_sha256: str | None = None,
+    parent_license: str | None = None,
+    license: str | None = None,
+    license_override: str | None = None,
+    strategy: str,
+    strategy_settings: Mapping[str, Any] | None,
+    strategy_plugin: str | Mapping[str, Any] | None = None,
+    dataset: Mapping[str, Any] | None,
+    metrics: Mapping[str, float] | None,
+    input_example: Any,
+    preprocessing: Mapping[str, Any] | None,
+    class_names: list[str] | tuple[str, ...] | None,
+    artifacts: Mapping[str, Path | str] | None = None,
+    run_id: str | None = None,
+    experiment: str = "zoo",
+    relation: str = "finetune",
+) -> RegisteredVersion:
+    """Register ``model`` (an ``nn.Module``) as the next version of ``name``.
+
+    The licence is the parent's unless ``license`` is declared; a declared licence the
+    parent's does not allow raises :class:`zoo.LicenseError` unless ``license_override``
+    gives a reason, which is recorded on the version. ``artifacts`` are extra files
+    (name inside the version -> local path). ``run_id``: log into that run (the training
+    run) instead of a new one.
+    """
+    import mlflow
+    import torch
+
+    _check_name(name)
+    parent_info = resolve_parent(
+        parent, parent_sha256=parent_sha256, parent_license=parent_license, get_version=get_version
+    )
+    license_id, inherited = _decide_license(parent_info, license, license_override)
+    example = _batch_example(input_example)
+    mc, run_id, created = _start_run(run_id, f"register {name}", experiment)
+    mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"pending {name}")
+    if created and metrics:
+        for key, value in metrics.items():
+            mc.log_metric(run_id, key, float(value))
+    was_training = model.training
+    model.eval()
+    try:
+        with tempfile.TemporaryDirectory(prefix="zoo-register-") as tmp:
+            staging = Path(tmp)
+            weights = staging / WEIGHTS_FILE
+            weights.parent.mkdir(parents=True)
+            from safetensors.torch import save_model
+
+            save_model(model, str(weights))
+            weights_sha = sha256_file(weights)
+            record = build_record(
+                name=name,
+                relation=relation,
+                parent=parent_info,
+                license_id=license_id,
+                license_inherited=inherited,
+                license_override=license_override,
+                strategy=strategy,
+                strategy_settings=strategy_settings,
+                strategy_plugin=strategy_plugin_of(strategy, strategy_plugin),
+                dataset=dataset,
+                metrics=metrics,
+                preprocessing=preprocessing,
+                class_names=class_names,
+                weights={"file": WEIGHTS_FILE, "sha256": weights_sha, "format": "safetensors"},
+                fmt="pytorch",
+            )
+            _write_extras(staging, name, record, artifacts)
+            model_id = _new_logged_model(mc, run_id, name)
+            with torch.no_grad():
+                mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    input_example=example.numpy(),
+                    serialization_format="pt2",
+                    pip_requirements=_pip_requirements(),
+                    run_id=run_id,
+                    model_id=model_id,
+                )
+            mc.log_model_artifacts(model_id, str(staging))
+    finally:
+        model.train(was_training)
+    return _finish(
+        mc,
+        name=name,
+        run_id=run_id,
+        created_run=created,
+        model_id=model_id,
+        fmt="pytorch",
+        record=record,
+        weights_sha=weights_sha,
+    )
+
+
+def _write_extras(
+    staging: Path,
+    name: str,
+    record: Mapping[str, Any],
+    artifacts: Mapping[str, Path | str] | None,
+) -> None:
+    import shutil
+
+    (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), "utf-8")
+    (staging / CARD_FILE).write_text(model_card(name, record), "utf-8")
+    for inner, src in (artifacts or {}).items():
+        dst = staging / inner
+        if (
+            dst.resolve().parent != staging.resolve()
+            and staging.resolve() not in dst.resolve().parents
+        ):
+            raise UsageError(f"artifact name '{inner}' leaves the version's folder")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+
+
+def register_export(
+    source: RegisteredVersion,
+    path: Path,
+    *,
+    fmt: str,
+    input_example: Any,
+    files: Mapping[str, Path] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    run_id: str | None = None,
+    experiment: str = "zoo",
+) -> RegisteredVersion:
+    """Register an exported file of ``source`` as a version of ``NAME.FMT``.
+
+    The export inherits the source's licence and names it in ``zoo.derived_from``;
+    ``files`` (parity report, benchmark) travel with it. ONNX is logged with
+    ``mlflow.onnx.log_model`` so plain MLflow loads it.
+    """
+    import mlflow
+
+    name = f"{source.name}.{fmt}"
+    parent_info = resolve_parent(
+        source.model_uri, parent_sha256=None, parent_license=None, get_version=get_version
+    )
+    mc, run_id, created = _start_run(run_id, f"export {source.model_uri} to {fmt}", experiment)
+    mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"pending {name}")
+    if created and metrics:
+        for key, value in metrics.items():
+            mc.log_metric(run_id, key, float(value))
+    file_sha = sha256_file(Path(path))
+    record = build_record(
+        name=name,
+        relation="export",
+        parent=parent_info,
+        license_id=source.license,
+        license_inherited=True,
+        license_override=None,
+        strategy=None,
+        strategy_settings=None,
+        strategy_plugin=None,
+        dataset=source.lineage.get("dataset"),
+        metrics=metrics,
+        preprocessing=source.preprocessing,
+        class_names=list(source.class_names),
+        weights={"file": Path(path).name, "sha256": file_sha, "format": fmt},
+        fmt=fmt,
+    )
+    record["derived_from"] = source.model_uri
+    with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
+        staging = Path(tmp)
+        _write_extras(staging, name, record, files)
+        if fmt == "onnx":
+            import onnx
+
+            example = _batch_example(input_example).numpy() if input_example is not None else None
+            model_id = _new_logged_model(mc, run_id, name)
+            mlflow.onnx.log_model(
+                onnx.load(str(path)),
+                name="model",
+                input_example=example,
+                run_id=run_id,
+                model_id=model_id,
+                pip_requirements=["onnx", "onnxruntime"],
+                save_as_external_data=False,
+            )
+        else:
+            raise UsageError(
+                f"zoo registers exports in the formats onnx; '{fmt}' needs its exporter to "
+                "log the files itself"
+            )
+        mc.log_model_artifacts(model_id, str(staging))
+    return _finish(
+        mc,
+        name=name,
+        run_id=run_id,
+        created_run=created,
+        model_id=model_id,
+        fmt=fmt,
+        record=record,
+        weights_sha=file_sha,
+    )
