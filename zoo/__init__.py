@@ -6,6 +6,8 @@ re-exported here. It stays light: importing ``zoo`` imports no torch, timm or ml
 
 from __future__ import annotations
 
+from zoo.backbone import ModuleBackbone
+from zoo.checkpoints import load_state_dict, map_state_dict, save_safetensors
 from zoo.errors import (
     BadReferenceError,
     DataError,
@@ -24,11 +26,16 @@ from zoo.errors import (
 from zoo.home import atomic_write_text, home, subdir
 from zoo.hookspecs import hookimpl
 from zoo.licenses import UNKNOWN, license_from_url, normalize_license
+from zoo.onnx_export import export_onnx
 from zoo.refs import Ref, parse_ref
+from zoo.stages import check_partition, stages_from_assignment
 from zoo.types import (
     Backbone,
     BackboneInfo,
+    CheckSet,
     Exporter,
+    ExportOptions,
+    ExportResult,
     FileRecord,
     Progress,
     Provider,
@@ -43,12 +50,16 @@ __all__ = [
     "Backbone",
     "BackboneInfo",
     "BadReferenceError",
+    "CheckSet",
     "DataError",
+    "ExportOptions",
+    "ExportResult",
     "Exporter",
     "FileRecord",
     "IntegrityError",
     "Interrupted",
     "LicenseError",
+    "ModuleBackbone",
     "NotCachedError",
     "NotFoundError",
     "OfflineError",
@@ -64,10 +75,16 @@ __all__ = [
     "ZooError",
     "__version__",
     "atomic_write_text",
+    "export_onnx",
+    "check_partition",
     "home",
     "hookimpl",
     "license_from_url",
+    "load_state_dict",
+    "map_state_dict",
     "normalize_license",
     "parse_ref",
+    "save_safetensors",
+    "stages_from_assignment",
     "subdir",
 ]

@@ -129,8 +129,47 @@ class TimmProvider:
     def pull(self, ref: Ref, *, force: bool = False, progress: Any = None) -> zoo.PulledWeights:
         raise zoo.ZooError("pulling timm weights is not available yet (issue 3)")
 
-    def build(self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True) -> Any:
-        raise zoo.ZooError("building timm models is not available yet (issue 5)")
+    def build(
+        self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True
+    ) -> zoo.ModuleBackbone:
+        """timm.create_model with a fresh head of ``num_classes`` outputs; pretrained
+        weights come from the verified cache (pulled first when missing), never from
+        timm's own downloader."""
+        import timm
+
+        from zoo_timm.stages import timm_stages
+
+        name = self.resolve_name(ref)
+        cfg = timm.models.get_pretrained_cfg(name) if "." in name else None
+        info = _info_from_cfg(name, cfg)
+        kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+        weights_sha256 = None
+        if pretrained:
+            if not info.pretrained:
+                raise zoo.UsageError(
+                    f"timm:{name} has no pretrained weights: build it with pretrained=False "
+                    f"or pick a tag from `zoo list '{ref.arch}*' --provider timm`"
+                )
+            pulled = self.pull(ref)
+            state_dict = zoo.load_state_dict(pulled.weights_file.path)
+            model: Any = timm.create_model(
+                name, pretrained=True, pretrained_cfg_overlay={"state_dict": state_dict}, **kwargs
+            )
+            weights_sha256 = pulled.weights_file.sha256
+            if num_classes is not None and num_classes == (cfg.num_classes if cfg else None):
+                model.reset_classifier(num_classes)  # a new head, even of the same width
+        else:
+            model = timm.create_model(name, pretrained=False, **kwargs)
+        from dataclasses import replace
+
+        info = replace(
+            info,
+            pretrained=pretrained,
+            num_classes=getattr(model, "num_classes", num_classes),
+            feature_dim=getattr(model, "num_features", None),
+            num_params=sum(p.numel() for p in model.parameters()),
+        )
+        return zoo.ModuleBackbone(info, model, timm_stages(model), weights_sha256=weights_sha256)
 
 
 def _meta_size(name: str) -> tuple[int | None, int | None]:

@@ -85,8 +85,68 @@ class TorchvisionProvider:
     def pull(self, ref: Ref, *, force: bool = False, progress: Any = None) -> zoo.PulledWeights:
         raise zoo.ZooError("pulling torchvision weights is not available yet (issue 3)")
 
-    def build(self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True) -> Any:
-        raise zoo.ZooError("building torchvision models is not available yet (issue 5)")
+    def build(
+        self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True
+    ) -> zoo.ModuleBackbone:
+        """The architecture with a fresh head of ``num_classes`` outputs; pretrained
+        weights come from the verified cache, loaded without unpickling code."""
+        from torchvision import models
+
+        from zoo_torchvision.stages import replace_head, torchvision_stages
+
+        arch, weights = self.resolve(ref)
+        info = _info(arch, weights)
+        weights_sha256 = None
+        if pretrained:
+            pulled = self.pull(ref)
+            state_dict = zoo.load_state_dict(pulled.weights_file.path)
+            model = models.get_model(arch, weights=None, **_weights_kwargs(arch, weights))
+            model.load_state_dict(state_dict, strict=True)
+            _drop_aux(model)
+            weights_sha256 = pulled.weights_file.sha256
+            if num_classes is not None:
+                replace_head(model, num_classes)
+        else:
+            kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+            if arch in _AUX_ARCHS:
+                kwargs.update(aux_logits=False, init_weights=True)
+            model = models.get_model(arch, weights=None, **kwargs)
+        linears = [m for m in model.modules() if m.__class__.__name__ == "Linear"]
+        info = replace(
+            info,
+            pretrained=pretrained,
+            num_classes=num_classes if num_classes is not None else info.num_classes,
+            num_params=sum(p.numel() for p in model.parameters()),
+            feature_dim=int(linears[-1].in_features) if linears else None,
+        )
+        return zoo.ModuleBackbone(
+            info, model, torchvision_stages(model), weights_sha256=weights_sha256
+        )
+
+
+_AUX_ARCHS = ("googlenet", "inception_v3")
+
+
+def _weights_kwargs(arch: str, weights: Any) -> dict[str, Any]:
+    """The constructor arguments torchvision's own builder sets for these weights."""
+    kwargs: dict[str, Any] = {}
+    if weights.meta.get("categories"):
+        kwargs["num_classes"] = len(weights.meta["categories"])
+    if arch.startswith("vit_"):
+        kwargs["image_size"] = weights.meta["min_size"][0]
+    elif arch.startswith("maxvit"):
+        kwargs["input_size"] = weights.meta["min_size"]
+    elif arch in _AUX_ARCHS:
+        kwargs.update(transform_input=True, aux_logits=True, init_weights=False)
+    return kwargs
+
+
+def _drop_aux(model: Any) -> None:
+    """As torchvision's builders do: the auxiliary heads exist only to load the weights."""
+    if hasattr(model, "aux1"):
+        model.aux_logits, model.aux1, model.aux2 = False, None, None
+    if hasattr(model, "AuxLogits"):
+        model.aux_logits, model.AuxLogits = False, None
 
 
 def _meta_feature_dim(arch: str) -> int | None:
