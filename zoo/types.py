@@ -170,12 +170,69 @@ class Strategy(Protocol):
     summary: str  # one line for `zoo strategies`
 
 
+@dataclass(frozen=True)
+class CheckSet:
+    """Inputs an exporter verifies against, already preprocessed (N, C, H, W float32).
+
+    ``real`` says the images are real (from the model's data or ``--calibration``): then
+    top-1 must agree image by image. ``labels`` index the model's classes (-1: unknown).
+    ``calibration`` are training images for int8 calibration, ``validation`` the
+    validation split the accuracy gate is measured on (with ``validation_labels``).
+    """
+
+    images: torch.Tensor
+    real: bool = False
+    labels: tuple[int, ...] = ()
+    calibration: torch.Tensor | None = None
+    validation: torch.Tensor | None = None
+    validation_labels: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``zoo export`` asks an exporter for."""
+
+    out_dir: str  # write the artifact and its reports here (a fresh, empty folder)
+    check: CheckSet
+    precision: str = "fp32"  # "fp32", "fp16" or "int8"
+    opset: int | None = None  # None: the exporter's default
+    dynamic_batch: bool = True
+    benchmark: bool = True
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A verified artifact. Exporters raise IntegrityError instead of returning a bad one."""
+
+    path: str  # the artifact file
+    format: str  # the exporter's name
+    precision: str
+    exporter: str  # which converter produced it, e.g. "torch.onnx (dynamo)"
+    report: Mapping[str, Any]  # parity report (JSON-serialisable)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)  # extra files: name -> path
+    notes: tuple[str, ...] = ()  # lines for the user (fallbacks, skipped gates)
+
+
 @runtime_checkable
 class Exporter(Protocol):
-    """Turns a registered version or backbone into a deployable artifact."""
+    """Turns a built model into a deployable artifact, verified against the eager model.
+
+    zoo resolves the reference, builds the check set, and registers what ``export``
+    returns; the exporter converts, verifies, and raises :class:`zoo.IntegrityError` when
+    the artifact disagrees with the model (zoo then leaves nothing behind).
+    """
 
     name: str  # the --format value, e.g. "onnx"
     summary: str
+    precisions: tuple[str, ...]  # the --precision values it supports
+
+    def export(
+        self, module: nn.Module, example: torch.Tensor, options: ExportOptions
+    ) -> ExportResult:
+        """Convert ``module`` (in eval mode) traced from ``example`` (batch >= 2) into
+        ``options.out_dir``, verify it on ``options.check`` and return the result."""
+        ...
 
 
 RegisterProvider = Callable[[Provider], None]

@@ -1,0 +1,170 @@
+"""`zoo export` and `zoo predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from zoo.cli.output import console, emit_json, note
+
+
+@click.command("export")
+@click.argument("ref")
+@click.option(
+    "--format", "fmt", default="onnx", show_default=True, help="Exporter (see `zoo plugins`)."
+)
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's own).")
+@click.option(
+    "--dynamic-batch/--static-batch",
+    default=True,
+    show_default=True,
+    help="A dynamic batch dimension, or a fixed batch of 1.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="fp16 and int8 are gated against fp32 PyTorch.",
+)
+@click.option(
+    "--calibration",
+    "calibration",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DATA",
+    help="Labelled images (CLASS/IMAGE folders or CSV) to check on and to calibrate "
+    "int8 with; default: the training data recorded for a registered version.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Empty or new folder for the file and its reports "
+    "(default: a new folder under $ZOO_HOME/exports).",
+)
+@click.option("--no-benchmark", is_flag=True, help="Skip the latency benchmark.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def export_cmd(
+    ref: str,
+    fmt: str,
+    opset: int | None,
+    dynamic_batch: bool,
+    precision: str,
+    calibration: Path | None,
+    out: Path | None,
+    no_benchmark: bool,
+    as_json: bool,
+) -> None:
+    """Export a registered version or any backbone, verified against PyTorch.
+
+    The file is checked (onnx.checker, shape inference) and run with ONNX Runtime against
+    PyTorch at batches 1, 2 and 7; a disagreement refuses the export and nothing is
+    written or registered. A registered version's export is registered as NAME.onnx.
+
+    \b
+      zoo export models:/pets/3
+      zoo export pets --precision int8 --calibration ./pets
+      zoo export timm:resnet18.a1_in1k --out ./resnet18-onnx
+    """
+    from zoo.export import export_model
+
+    outcome = export_model(
+        ref,
+        fmt=fmt,
+        precision=precision,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        calibration=calibration,
+        out=out,
+        benchmark=not no_benchmark,
+        say=note,
+    )
+    for line in outcome.notes:
+        note(line)
+    if as_json:
+        emit_json("export", **outcome.to_dict())
+        return
+    report = outcome.result.report
+    fp32 = report["fp32"]
+    lines = [
+        f"exported {outcome.source.reference} -> {outcome.path}",
+        f"  exporter: {outcome.result.exporter}",
+        f"  parity (fp32, batches {', '.join(map(str, fp32['batches']))}): max |error| "
+        f"{fp32['max_abs_error']:.2e}, top-1 agreement {fp32['top1_agreement']:.1%} "
+        f"on {report['check_images']['count']} "
+        f"{'real' if report['check_images']['real'] else 'random'} inputs",
+    ]
+    for key in ("fp16", "int8"):
+        if key in report:
+            lines.append(f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}")
+    for name in ("speedup_batch1", "speedup_batch16"):
+        if name in outcome.result.metrics:
+            batch = name.removeprefix("speedup_batch")
+            lines.append(
+                f"  batch {batch}: ONNX Runtime {outcome.result.metrics[name]:.2f}x PyTorch eager"
+            )
+    if outcome.registered is not None:
+        lines.append(
+            f"  registered: {outcome.registered.model_uri} (licence {outcome.registered.license})"
+        )
+    term = console()
+    for line in lines:
+        term.print(line)
+
+
+@click.command("predict")
+@click.argument("ref")
+@click.argument("images", type=click.Path(path_type=Path), metavar="IMAGE_OR_DIR")
+@click.option("--top-k", type=int, default=5, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),
+    default="auto",
+    show_default=True,
+    help="ONNX Runtime provider; auto tries TensorRT, then CUDA, then CPU.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def predict_cmd(
+    ref: str, images: Path, top_k: int, batch_size: int, provider: str, as_json: bool
+) -> None:
+    """Classify images with an exported ONNX model (ONNX Runtime).
+
+    REF is a registered ONNX version (models:/NAME.onnx/N), a registered version that has
+    an export (its newest), or a folder or .onnx file written by `zoo export`. Images get
+    exactly the preprocessing the model was trained with.
+
+    \b
+      zoo predict models:/pets.onnx/1 photo.jpg
+      zoo predict pets ./inbox --top-k 3 --json
+    """
+    from zoo.inference import open_model, predict
+
+    model = open_model(ref, provider=provider)
+    run = predict(model, images, top_k=top_k, batch_size=batch_size)
+    for line in run.notes:
+        note(line)
+    failed = [p for p in run.predictions if p.error]
+    if as_json:
+        emit_json(
+            "predictions",
+            model=str(model.path),
+            provider=run.provider,
+            notes=run.notes,
+            predictions=[p.to_dict() for p in run.predictions],
+        )
+    else:
+        out = console()
+        for p in run.predictions:
+            if p.error:
+                continue
+            best = ", ".join(f"{name} {prob:.1%}" for name, prob in p.top)
+            out.print(f"{p.path}: {best}")
+    for p in failed:
+        note(f"skipped {p.error}")
+
+
+COMMANDS = [export_cmd, predict_cmd]

@@ -1,0 +1,341 @@
+"""``zoo export``: resolve a model, build its check set, run an exporter, register the result.
+
+The exporter (a plugin, e.g. ``onnx``) converts and verifies; this module decides what it
+is verified on and what happens to the result:
+
+- the source is a registered version (``models:/NAME/N``, ``@ALIAS``, a bare name), loaded
+  with the registry's pickle-free loader, or any catalogue backbone built by its provider;
+- the check set is real images when there are any (``--calibration DATA``, else the
+  training data recorded in the version's lineage when it still exists), split as
+  training split them; otherwise seeded random inputs (then only the allclose gate holds);
+- everything is written to a hidden folder inside ``--out`` first; a refused export
+  leaves nothing there and registers nothing. A registered source's export is registered
+  as a version of ``NAME.onnx`` (``zoo.derived_from`` -> the source version).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import NotFoundError, UsageError
+from zoo.types import CheckSet, ExportOptions, ExportResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from zoo.data.preprocess import Preprocessing
+    from zoo.registry import RegisteredVersion
+
+__all__ = [
+    "CALIBRATION_IMAGES",
+    "CHECK_IMAGES",
+    "ExportOutcome",
+    "Source",
+    "build_check_set",
+    "export_model",
+    "load_source",
+]
+
+CHECK_IMAGES = 200  # real validation images the gates run on (at most)
+CALIBRATION_IMAGES = 64  # training images int8 is calibrated on (at most)
+RANDOM_IMAGES = 16  # random inputs when there are no real images: batches 1, 2, 7 and 6
+DEFAULT_VAL_FRACTION, DEFAULT_SEED = 0.2, 0  # the training engine's split defaults
+
+
+@dataclass
+class Source:
+    """The model to export and what is known about it."""
+
+    reference: str  # canonical: models:/NAME/N or a provider reference
+    module: nn.Module
+    preprocessing: Preprocessing
+    class_names: tuple[str, ...] = ()
+    license: str = "unknown"
+    version: RegisteredVersion | None = None
+    data_root: str | None = None  # training data recorded in the lineage
+    split: tuple[float, int] = (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
+
+
+@dataclass
+class ExportOutcome:
+    result: ExportResult
+    out_dir: Path
+    path: Path  # the artifact in out_dir
+    source: Source
+    registered: RegisteredVersion | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source.reference,
+            "path": str(self.path),
+            "out_dir": str(self.out_dir),
+            "format": self.result.format,
+            "precision": self.result.precision,
+            "exporter": self.result.exporter,
+            "registered": self.registered.model_uri if self.registered else None,
+            "license": self.source.license,
+            "metrics": dict(self.result.metrics),
+            "report": dict(self.result.report),
+            "notes": list(self.notes),
+        }
+
+
+# ----------------------------------------------------------------------------- source
+
+
+def load_source(ref: str) -> Source:
+    """Load a registered version or build a catalogue backbone (pretrained weights)."""
+    from zoo.catalog import provider_for, resolve
+    from zoo.data.preprocess import Preprocessing
+
+    parsed = resolve(ref)
+    if parsed.is_registered:
+        from zoo import registry
+
+        module, version = registry.load_model(str(parsed))
+        if version.tags.get("zoo.relation") == "export" or version.name.endswith(".onnx"):
+            raise UsageError(
+                f"{version.model_uri} is itself an export: export the version it was "
+                f"derived from ({version.tags.get('zoo.derived_from', 'see zoo registry')})"
+            )
+        from zoo.inference import preprocessing_from
+
+        dataset = version.lineage.get("dataset") or {}
+        settings = version.lineage.get("strategy_settings") or {}
+        split = (
+            float(settings.get("val_split", dataset.get("val_fraction", DEFAULT_VAL_FRACTION))),
+            int(settings.get("seed", dataset.get("seed", DEFAULT_SEED))),
+        )
+        return Source(
+            reference=version.model_uri,
+            module=module,
+            preprocessing=preprocessing_from(version.preprocessing),
+            class_names=tuple(version.class_names),
+            license=version.license,
+            version=version,
+            data_root=dataset.get("root") if isinstance(dataset, Mapping) else None,
+            split=split,
+        )
+    backbone = provider_for(parsed).build(parsed, pretrained=True)
+    info = backbone.info
+    return Source(
+        reference=info.reference,
+        module=backbone.model,
+        preprocessing=Preprocessing.from_info(info),
+        license=info.license,
+    )
+
+
+# -------------------------------------------------------------------------- check set
+
+
+def _stack(paths: Sequence[str], prep: Preprocessing) -> torch.Tensor:
+    import numpy as np
+    import torch
+
+    from zoo.inference import decode_images
+
+    arrays = []
+    for path, array, error in decode_images([Path(p) for p in paths], prep):
+        if array is None:
+            raise UsageError(f"{path}: {error}")
+        arrays.append(array)
+    return torch.from_numpy(np.stack(arrays))
+
+
+def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], None]) -> CheckSet:
+    """Real images split as training split them, or seeded random inputs."""
+    import torch
+
+    root = data
+    if root is None and source.data_root and Path(source.data_root).is_dir():
+        root = Path(source.data_root)
+        say(f"checking on the training data recorded for {source.reference}: {root}")
+    if root is None:
+        gen = torch.Generator().manual_seed(0)
+        images = torch.randn(RANDOM_IMAGES, *source.preprocessing.input_size, generator=gen)
+        return CheckSet(images=images, real=False)
+
+    from zoo.data import load_dataset, stratified_split
+
+    prep = source.preprocessing
+    dataset = load_dataset(root, resize=prep.resize, interpolation=prep.interpolation)
+    train, val = stratified_split(dataset.labels, source.split[0], source.split[1])
+    index = {name: i for i, name in enumerate(source.class_names)}
+    if source.class_names:
+        labels = [index.get(dataset.classes[s.label], -1) for s in dataset.samples]
+    else:
+        labels = [-1] * len(dataset.samples)
+    val = _spread(val, CHECK_IMAGES)
+    train = _spread(train, CALIBRATION_IMAGES)
+    say(f"check set: {len(val)} validation and {len(train)} calibration images from {root}")
+    validation = _stack([dataset.samples[i].path for i in val], prep)
+    return CheckSet(
+        images=validation,
+        real=True,
+        labels=tuple(labels[i] for i in val),
+        calibration=_stack([dataset.samples[i].path for i in train], prep),
+        validation=validation,
+        validation_labels=tuple(labels[i] for i in val),
+    )
+
+
+def _spread(indices: Sequence[int], limit: int) -> list[int]:
+    """At most ``limit`` indices, evenly spread (so every class keeps a share)."""
+    if len(indices) <= limit:
+        return list(indices)
+    step = len(indices) / limit
+    return [indices[int(i * step)] for i in range(limit)]
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def exporter_for(fmt: str) -> Any:
+    from zoo.plugins import get_plugin_manager
+
+    exporters = get_plugin_manager().exporters()
+    if fmt not in exporters:
+        names = ", ".join(sorted(exporters)) or "none"
+        raise NotFoundError(
+            f"no exporter for format '{fmt}' is installed (installed: {names}); see `zoo plugins`"
+        )
+    return exporters[fmt]
+
+
+def _default_out(source: Source, precision: str) -> Path:
+    from zoo.home import subdir
+
+    name = source.reference.replace("models:/", "").replace(":", "-").replace("/", "-")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return subdir("exports") / f"{name}-{precision}-{stamp}"
+
+
+def export_model(
+    ref: str,
+    *,
+    fmt: str = "onnx",
+    precision: str = "fp32",
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+    calibration: Path | None = None,
+    out: Path | None = None,
+    benchmark: bool = True,
+    register: bool = True,
+    say: Callable[[str], None] = lambda _line: None,
+    source: Source | None = None,
+) -> ExportOutcome:
+    """Export, verify, write to ``out`` and register; refusals leave nothing behind."""
+    import torch
+
+    exporter = exporter_for(fmt)
+    if precision not in exporter.precisions:
+        raise UsageError(
+            f"the {fmt} exporter supports --precision {', '.join(exporter.precisions)}, "
+            f"not {precision}"
+        )
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out} exists and is not an empty folder: choose another")
+    if source is None:
+        say(f"loading {ref}")
+        source = load_source(ref)
+    source.module.eval()
+    check = build_check_set(source, calibration, say=say)
+    batch = 2 if dynamic_batch else 1
+    example = check.images[:batch].clone()
+    if example.shape[0] < batch:
+        example = torch.randn(batch, *source.preprocessing.input_size)
+
+    target = out or _default_out(source, precision)
+    created = not target.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".zoo-export-", dir=target.parent))
+    try:
+        say(f"exporting {source.reference} to {fmt} ({precision})")
+        options = ExportOptions(
+            out_dir=str(work),
+            check=check,
+            precision=precision,
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            benchmark=benchmark,
+        )
+        result: ExportResult = exporter.export(source.module, example, options)
+        artifact = Path(result.path)
+        notes = list(result.notes)
+        sidecar = _write_sidecar(work, source, result, artifact)
+        files = {name: Path(path) for name, path in result.files.items()}
+        files[sidecar.name] = sidecar
+        registered = None
+        if register and source.version is not None:
+            from zoo import registry
+
+            registered = registry.register_export(
+                source.version,
+                artifact,
+                fmt=fmt,
+                input_example=example[:1].numpy(),
+                files=files,
+                metrics=dict(result.metrics),
+            )
+        elif source.version is None:
+            notes.append(
+                f"{source.reference} is not a registered version: the export is written "
+                "to the output folder only (register a fine-tune to track its exports)"
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        for item in sorted(work.iterdir()):
+            item.replace(target / item.name)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    shutil.rmtree(work, ignore_errors=True)
+    final = ExportResult(
+        path=str(target / artifact.name),
+        format=result.format,
+        precision=result.precision,
+        exporter=result.exporter,
+        report=result.report,
+        metrics=result.metrics,
+        files={name: str(target / Path(p).name) for name, p in files.items()},
+        notes=tuple(notes),
+    )
+    return ExportOutcome(
+        result=final,
+        out_dir=target,
+        path=target / artifact.name,
+        source=source,
+        registered=registered,
+        notes=notes,
+    )
+
+
+def _write_sidecar(folder: Path, source: Source, result: ExportResult, artifact: Path) -> Path:
+    """zoo-export.json: what ``zoo predict`` needs to run the file as training evaluated."""
+    from zoo.inference import SIDECAR
+
+    doc = {
+        "format": result.format,
+        "file": artifact.name,
+        "precision": result.precision,
+        "exporter": result.exporter,
+        "source": source.reference,
+        "license": source.license,
+        "preprocessing": source.preprocessing.to_dict(),
+        "class_names": list(source.class_names),
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = folder / SIDECAR
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    return path

@@ -1,0 +1,399 @@
+"""ONNX Runtime inference: provider choice, sessions, the training preprocessing, predict.
+
+Preprocessing is the training data loader's evaluation path (zoo.data: decode, resize,
+centre crop, normalise) done with Pillow and numpy only, so ``zoo predict`` imports no
+torch; tests pin it to the loader's own torch path on real images. Images are decoded in a
+thread pool (Pillow releases the GIL while decoding and resizing).
+
+Providers: TensorRT, then CUDA, then CPU, among those the installed onnxruntime offers.
+GPU builds come from the ``onnxruntime-gpu`` wheel (installed in place of
+``onnxruntime``); without one every request degrades to CPU with one line saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
+from zoo.data.preprocess import Preprocessing
+from zoo.errors import DataError, NotFoundError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "PROVIDERS",
+    "SIDECAR",
+    "OnnxModel",
+    "Prediction",
+    "Preprocessing",
+    "choose_providers",
+    "decode_images",
+    "find_images",
+    "load_image",
+    "open_model",
+    "predict",
+    "preprocessing_from",
+]
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+SIDECAR = "zoo-export.json"  # written next to every exported file: preprocessing, classes
+
+# --provider value -> ONNX Runtime execution providers, best first.
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "cpu": ("CPUExecutionProvider",),
+}
+PROVIDERS["auto"] = PROVIDERS["tensorrt"]
+_GPU = frozenset({"TensorrtExecutionProvider", "CUDAExecutionProvider"})
+
+
+# ------------------------------------------------------------------------ preprocessing
+
+
+def preprocessing_from(data: Mapping[str, Any]) -> Preprocessing:
+    """The training data's Preprocessing from a registered version's record."""
+    missing = [k for k in ("input_size", "mean", "std") if not data.get(k)]
+    if missing:
+        raise DataError(
+            f"the model records no {', '.join(missing)} for its preprocessing: re-export it "
+            "with `zoo export` so its preprocessing travels with it"
+        )
+    full = {"interpolation": "bilinear", "crop_pct": 0.875, **dict(data)}
+    return Preprocessing.from_dict(full)
+
+
+def load_image(path: Path | str, prep: Preprocessing) -> np.ndarray:
+    """One image file as a (C, H, W) float32 array, exactly as training evaluates it.
+
+    The same steps as the training data loader (zoo.data): decode to RGB (transparency on
+    white), resize the shorter side, centre crop, then normalise the uint8 pixels with
+    ``(x - 255 * mean) / (255 * std)``. Raises DataError naming the file.
+    """
+    import numpy as np
+
+    try:
+        img = resize_for_eval(decode_image(path), prep.resize, prep.interpolation)
+    except (ImageDecodeError, OSError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+    pixels = np.asarray(img, dtype=np.uint8)
+    height, width = prep.crop
+    h, w = pixels.shape[:2]
+    if h < height or w < width:  # pad with zeros, as the centre crop does
+        padded = np.zeros((max(h, height), max(w, width), 3), dtype=np.uint8)
+        top, left = (padded.shape[0] - h) // 2, (padded.shape[1] - w) // 2
+        padded[top : top + h, left : left + w] = pixels
+        pixels, (h, w) = padded, padded.shape[:2]
+    top = round((h - height) / 2.0)
+    left = round((w - width) / 2.0)
+    crop = pixels[top : top + height, left : left + width].astype(np.float32)
+    mean = np.asarray(prep.mean, dtype=np.float32) * 255.0
+    std = np.asarray(prep.std, dtype=np.float32) * 255.0
+    return np.ascontiguousarray(((crop - mean) / std).transpose(2, 0, 1))
+
+
+def find_images(path: Path) -> list[Path]:
+    """An image file, or every image under a folder (recursively, sorted)."""
+    if not path.exists():
+        raise NotFoundError(f"no such file or folder: {path}")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise DataError(f"no images under {path} (looked for {suffixes})")
+    return files
+
+
+def decode_images(
+    paths: Sequence[Path], prep: Preprocessing, *, workers: int | None = None
+) -> Iterator[tuple[Path, np.ndarray | None, str | None]]:
+    """(path, array or None, error or None) per file, in order, decoded in parallel.
+
+    At most a few images per worker are decoded ahead of the consumer, so memory stays
+    flat on large folders.
+    """
+    from collections import deque
+
+    workers = workers or min(8, (os.cpu_count() or 1) + 1)
+
+    def one(path: Path) -> tuple[Path, np.ndarray | None, str | None]:
+        try:
+            return path, load_image(path, prep), None
+        except DataError as exc:
+            return path, None, str(exc)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        ahead: deque[Any] = deque()
+        for path in paths:
+            ahead.append(pool.submit(one, path))
+            if len(ahead) >= 4 * workers:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+
+
+# ---------------------------------------------------------------------------- sessions
+
+
+def choose_providers(
+    requested: str = "auto", available: Sequence[str] | None = None
+) -> tuple[list[str], str | None]:
+    """ONNX Runtime providers for a --provider value, and a note when it had to degrade."""
+    if requested not in PROVIDERS:
+        raise UsageError(f"unknown provider '{requested}': use {', '.join(PROVIDERS)}")
+    if available is None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+    chosen = [p for p in PROVIDERS[requested] if p in available]
+    note = None
+    if requested != "cpu" and not any(p in _GPU for p in chosen):
+        note = (
+            f"--provider {requested}: this onnxruntime has no GPU provider, running on CPU "
+            "(GPU users: pip install onnxruntime-gpu in place of onnxruntime)"
+        )
+    elif requested == "tensorrt" and "TensorrtExecutionProvider" not in chosen:
+        note = "--provider tensorrt: TensorRT is not available, running on CUDA"
+    return chosen, note
+
+
+class OnnxModel:
+    """An ONNX Runtime session for a classifier: one input batch in, logits out.
+
+    On a GPU provider inputs and outputs go through IO binding (one copy each way, no
+    per-call allocation of the output on the host).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        provider: str = "auto",
+        preprocessing: Preprocessing | None = None,
+        class_names: Sequence[str] = (),
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.providers, self.note = choose_providers(provider)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=self.providers
+            )
+        except Exception as exc:  # onnxruntime raises its own unrelated exception types
+            raise DataError(f"ONNX Runtime cannot load {self.path}: {exc}") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.preprocessing = preprocessing
+        self.class_names = tuple(class_names)
+        self.on_gpu = self.session.get_providers()[0] in _GPU
+
+    @property
+    def provider(self) -> str:
+        return str(self.session.get_providers()[0])
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a (N, C, H, W) float32 batch."""
+        import numpy as np
+
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if not self.on_gpu:
+            return np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.input_name, batch)
+        binding.bind_output(self.output_name, "cuda")
+        self.session.run_with_iobinding(binding)
+        return np.asarray(binding.copy_outputs_to_cpu()[0])
+
+
+def read_sidecar(folder: Path) -> dict[str, Any]:
+    path = folder / SIDECAR
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _onnx_in(folder: Path) -> Path:
+    files = sorted(folder.rglob("*.onnx"))
+    if not files:
+        raise NotFoundError(f"no .onnx file under {folder}")
+    preferred = [f for f in files if f.name == "model.onnx"]
+    return (preferred or files)[0]
+
+
+def _registered_export(ref: str) -> tuple[Path, dict[str, Any], Any]:
+    """Download a registered ONNX version (NAME.onnx, or the newest export of NAME/N)."""
+    import mlflow
+
+    from zoo import registry
+    from zoo.store import configure
+
+    configure()
+    version = registry.get_version(ref)
+    if version.tags.get("zoo.format", "onnx" if version.name.endswith(".onnx") else "") != "onnx":
+        found = latest_export_of(version.model_uri)
+        if found is None:
+            raise NotFoundError(
+                f"{version.model_uri} has no ONNX export: run `zoo export {version.model_uri}`"
+            )
+        version = registry.get_version(found)
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.model_uri))
+    meta = read_sidecar(folder)
+    meta.setdefault("preprocessing", dict(version.preprocessing))
+    meta.setdefault("class_names", list(version.class_names))
+    return _onnx_in(folder), meta, version
+
+
+def latest_export_of(model_uri: str, fmt: str = "onnx") -> str | None:
+    """models:/NAME.onnx/N of the newest export registered from ``model_uri``, or None."""
+    from zoo.store import client
+
+    name = model_uri.split("/")[1]
+    try:
+        found = client().search_model_versions(f"name = '{name}.{fmt}'")
+    except Exception:
+        return None
+    matches = [v for v in found if (v.tags or {}).get("zoo.derived_from") == model_uri]
+    if not matches:
+        return None
+    best = max(matches, key=lambda v: int(v.version))
+    return f"models:/{best.name}/{best.version}"
+
+
+def open_model(ref: str, *, provider: str = "auto") -> OnnxModel:
+    """An ONNX model from a file/folder written by ``zoo export`` or a registered version."""
+    path = Path(ref).expanduser()
+    if path.suffix == ".onnx" or path.is_dir():
+        if not path.exists():
+            raise NotFoundError(f"no such file or folder: {path}")
+        onnx_file = path if path.is_file() else _onnx_in(path)
+        meta = read_sidecar(onnx_file.parent)
+        if not meta:
+            raise DataError(
+                f"{onnx_file} has no {SIDECAR} beside it, so its preprocessing is unknown: "
+                "predict with a file written by `zoo export` or a registered version"
+            )
+    else:
+        onnx_file, meta, _ = _registered_export(ref)
+    prep = preprocessing_from(meta.get("preprocessing") or {})
+    return OnnxModel(
+        onnx_file,
+        provider=provider,
+        preprocessing=prep,
+        class_names=meta.get("class_names") or (),
+    )
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k classes of one image, or the error that kept it from being read."""
+
+    path: str
+    top: tuple[tuple[str, float], ...] = ()  # (class name, probability), best first
+    indices: tuple[int, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "top": [
+                {"class": c, "index": i, "probability": p}
+                for (c, p), i in zip(self.top, self.indices, strict=True)
+            ],
+            "error": self.error,
+        }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
+
+
+@dataclass
+class PredictRun:
+    """What ``predict`` did: the predictions, the provider, and notes for the user."""
+
+    predictions: list[Prediction] = field(default_factory=list)
+    provider: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def predict(
+    model: OnnxModel,
+    inputs: Path,
+    *,
+    top_k: int = 5,
+    batch_size: int = 32,
+    on_batch: Callable[[int], None] | None = None,
+) -> PredictRun:
+    """Classify an image or every image under a folder; unreadable files are reported."""
+    import numpy as np
+
+    if top_k < 1 or batch_size < 1:
+        raise UsageError("--top-k and --batch-size must be at least 1")
+    if model.preprocessing is None:
+        raise DataError(f"{model.path}: no preprocessing is known for this model")
+    files = find_images(inputs)
+    run = PredictRun(provider=model.provider)
+    if model.note:
+        run.notes.append(model.note)
+    pending: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        probs = softmax(model.run(np.stack([a for _, a in pending])))
+        k = min(top_k, probs.shape[1])
+        for (path, _), row in zip(pending, probs, strict=True):
+            order = np.argsort(-row, kind="stable")[:k]
+            names = [_class_name(model.class_names, int(i)) for i in order]
+            run.predictions.append(
+                Prediction(
+                    path=str(path),
+                    top=tuple((n, float(row[i])) for n, i in zip(names, order, strict=True)),
+                    indices=tuple(int(i) for i in order),
+                )
+            )
+        if on_batch is not None:
+            on_batch(len(pending))
+        pending.clear()
+
+    for path, array, error in decode_images(files, model.preprocessing):
+        if array is None:
+            run.predictions.append(Prediction(path=str(path), error=error))
+            continue
+        pending.append((path, array))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    order = {str(p): i for i, p in enumerate(files)}
+    run.predictions.sort(key=lambda p: order[p.path])
+    return run
+
+
+def _class_name(names: Sequence[str], index: int) -> str:
+    return names[index] if 0 <= index < len(names) else str(index)

@@ -1,0 +1,514 @@
+"""ONNX conversion and the parity gates an exported file must pass.
+
+``export_onnx`` is what the ``onnx`` exporter plugin calls. It converts with the exporter
+PyTorch recommends (``torch.onnx.export(dynamo=True)``, i.e. torch.export), falls back to
+the legacy TorchScript exporter only when that fails (and says so), then proves the file:
+
+1. ``onnx.checker`` with ``full_check=True`` and strict shape inference;
+2. ONNX Runtime against eager PyTorch on the same inputs, in batches of 1, 2 and 7 (then
+   16s), ``numpy.allclose(ort, torch, atol=1e-4, rtol=1e-3)``, and top-1 identical on
+   every image when the check images are real;
+3. fp16: top-1 agreement >= 99 %; int8 (static QDQ quantization calibrated on training
+   images): top-1 agreement >= 95 % and accuracy at most 2 points below fp32 on the
+   validation split.
+
+A failed gate raises :class:`zoo.IntegrityError`; the caller removes what was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import IntegrityError, UsageError
+from zoo.types import CheckSet, ExportOptions, ExportResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+    from torch import nn
+
+__all__ = [
+    "ATOL",
+    "FP16_MIN_AGREEMENT",
+    "INT8_MAX_ACCURACY_DROP",
+    "INT8_MIN_AGREEMENT",
+    "PRECISIONS",
+    "RTOL",
+    "benchmark",
+    "check_onnx",
+    "chunks",
+    "export_onnx",
+    "to_onnx",
+]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+ATOL, RTOL = 1e-4, 1e-3  # the fp32 gate: numpy.allclose(ort, torch, atol, rtol)
+FP16_MIN_AGREEMENT = 0.99
+INT8_MIN_AGREEMENT = 0.95
+INT8_MAX_ACCURACY_DROP = 0.02
+PARITY_BATCHES = (1, 2, 7)  # then 16 at a time: batch 1, an even and an odd size always run
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+MAX_BATCH = 4096
+
+
+def chunks(n: int, *, static: int | None = None) -> list[slice]:
+    """Slices of ``range(n)`` sized 1, 2, 7, then 16 (``static``: all of that size)."""
+    out: list[slice] = []
+    start, i = 0, 0
+    while start < n:
+        size = static or (PARITY_BATCHES[i] if i < len(PARITY_BATCHES) else 16)
+        if static and start + size > n:
+            break
+        out.append(slice(start, min(n, start + size)))
+        start += size
+        i += 1
+    return out
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def to_onnx(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    opset: int | None = None,
+    dynamic_batch: bool = True,
+) -> tuple[str, list[str]]:
+    """Write ``module`` as ONNX; returns (which exporter, notes for the user)."""
+    import torch
+
+    notes: list[str] = []
+    log = io.StringIO()
+    try:
+        dynamic_shapes = None
+        if dynamic_batch:
+            dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                verbose=False,
+            )
+            assert program is not None
+            program.save(str(path))
+        return "torch.onnx.export (dynamo, torch.export)", notes
+    except Exception as exc:  # the recommended exporter failed: say so, then fall back
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        notes.append(
+            f"the torch.export-based ONNX exporter failed ({type(exc).__name__}: "
+            f"{first[:200]}); fell back to the legacy TorchScript exporter"
+        )
+    path.unlink(missing_ok=True)
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=opset or 17,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=dynamic_axes,
+            )
+    except Exception as exc:
+        raise IntegrityError(
+            f"neither ONNX exporter could convert this model ({type(exc).__name__}: "
+            f"{str(exc).strip()[:200]}); run with --debug for the traceback"
+        ) from exc
+    return "torch.onnx.export (legacy TorchScript)", notes
+
+
+def check_onnx(path: Path) -> dict[str, Any]:
+    """onnx.checker (full) and strict shape inference; returns what they established."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(
+            onnx.load(str(path)), check_type=True, strict_mode=True, data_prop=True
+        )
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise IntegrityError(f"the exported ONNX file fails onnx.checker: {exc}") from exc
+
+    def dims(value: Any) -> list[int | str]:
+        return [
+            d.dim_param if d.HasField("dim_param") else int(d.dim_value)
+            for d in value.type.tensor_type.shape.dim
+        ]
+
+    opsets = {o.domain or "ai.onnx": int(o.version) for o in inferred.opset_import}
+    return {
+        "checker": "passed (full_check)",
+        "shape_inference": "passed (strict)",
+        "inputs": {v.name: dims(v) for v in inferred.graph.input},
+        "outputs": {v.name: dims(v) for v in inferred.graph.output},
+        "opset": opsets.get("ai.onnx"),
+        "nodes": len(inferred.graph.node),
+    }
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """Weights and activations in float16, inputs and outputs kept float32."""
+    import onnx
+    import onnx_ir as ir
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        half = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    model = ir.from_proto(half)
+    model.graph.sort()  # the converter appends its input casts after their users
+    ir.save(model, str(dst))
+
+
+def to_int8(src: Path, dst: Path, calibration: np.ndarray, work: Path) -> None:
+    """Static QDQ quantization (per-channel int8 weights, uint8 activations)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(calibration[s] for s in chunks(len(calibration), static=8))
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    prepared = work / "preprocessed.onnx"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+
+
+# ------------------------------------------------------------------------------ parity
+
+
+def torch_logits(module: nn.Module, x: np.ndarray, parts: Sequence[slice]) -> np.ndarray:
+    import numpy as np
+    import torch
+
+    with torch.inference_mode():
+        return np.concatenate(
+            [module(torch.from_numpy(x[s])).float().numpy() for s in parts], axis=0
+        )
+
+
+def _session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_logits(session: Any, x: np.ndarray, parts: Sequence[slice]) -> np.ndarray:
+    import numpy as np
+
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[s]})[0] for s in parts], axis=0)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a.argmax(1) == b.argmax(1)).mean()) if len(a) else 1.0
+
+
+def _accuracy(logits: np.ndarray, labels: Sequence[int]) -> float | None:
+    import numpy as np
+
+    y = np.asarray(labels)
+    known = y >= 0
+    if not known.any():
+        return None
+    return float((logits[known].argmax(1) == y[known]).mean())
+
+
+def fp32_parity(reference: np.ndarray, got: np.ndarray, *, real: bool) -> dict[str, Any]:
+    """The fp32 gate's numbers, and whether they pass."""
+    import numpy as np
+
+    diff = np.abs(got - reference)
+    allclose = bool(np.allclose(got, reference, atol=ATOL, rtol=RTOL))
+    top1 = reference.argmax(1) == got.argmax(1)
+    return {
+        "max_abs_error": float(diff.max()),
+        "mean_abs_error": float(diff.mean()),
+        "max_rel_error": float((diff / (np.abs(reference) + 1e-12)).max()),
+        "allclose": allclose,
+        "atol": ATOL,
+        "rtol": RTOL,
+        "top1_agreement": float(top1.mean()),
+        "top1_disagreements": int((~top1).sum()),
+        "top1_gate": "every image" if real else "not applied (random inputs)",
+        "passed": allclose and (not real or bool(top1.all())),
+    }
+
+
+def _inputs(check: CheckSet) -> np.ndarray:
+    import numpy as np
+
+    return np.ascontiguousarray(check.images.detach().cpu().numpy(), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def _time(fn: Any, budget_s: float, min_runs: int = 3) -> list[float]:
+    fn()  # warm-up (allocations, kernel selection)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - start < budget_s and len(times) < 200):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def benchmark(
+    module: nn.Module,
+    session: Any,
+    input_shape: Sequence[int],
+    *,
+    batches: Sequence[int] = (1, 16),
+    budget_s: float = 1.0,
+) -> dict[str, Any]:
+    """ONNX Runtime vs PyTorch eager (inference_mode, channels_last), same inputs."""
+    import statistics
+
+    import torch
+
+    eager = copy.deepcopy(module).eval().to(memory_format=torch.channels_last)
+    name = session.get_inputs()[0].name
+    rows = []
+    for batch in batches:
+        gen = torch.Generator().manual_seed(batch)
+        x = torch.randn(batch, *input_shape, generator=gen)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        x_np = x.numpy()
+
+        def run_torch(x_cl: torch.Tensor = x_cl) -> None:
+            with torch.inference_mode():
+                eager(x_cl)
+
+        def run_ort(x_np: Any = x_np) -> None:
+            session.run(None, {name: x_np})
+
+        t_torch = statistics.median(_time(run_torch, budget_s))
+        t_ort = statistics.median(_time(run_ort, budget_s))
+        rows.append(
+            {
+                "batch": batch,
+                "torch_ms": round(t_torch * 1e3, 3),
+                "onnxruntime_ms": round(t_ort * 1e3, 3),
+                "torch_images_per_s": round(batch / t_torch, 1),
+                "onnxruntime_images_per_s": round(batch / t_ort, 1),
+                "speedup": round(t_torch / t_ort, 2),
+            }
+        )
+    import onnxruntime as ort
+
+    return {
+        "baseline": "PyTorch eager, torch.inference_mode, channels_last",
+        "candidate": f"ONNX Runtime {ort.__version__} {session.get_providers()[0]}",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "results": rows,
+    }
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions) -> ExportResult:
+    """Convert, verify and (optionally) benchmark; raise IntegrityError on a failed gate."""
+    import numpy as np
+
+    if options.precision not in PRECISIONS:
+        raise UsageError(f"unknown precision '{options.precision}': use {', '.join(PRECISIONS)}")
+    check = options.check
+    if options.precision == "int8" and check.calibration is None:
+        raise UsageError(
+            "int8 needs calibration images from the training data: pass --calibration DATA "
+            "(a folder of images, one sub-folder per class)"
+        )
+    out = Path(options.out_dir)
+    work = out / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    module = module.eval()
+    static = None if options.dynamic_batch else int(example.shape[0])
+    fp32_path = work / "fp32.onnx"
+    exporter, notes = to_onnx(
+        module, example, fp32_path, opset=options.opset, dynamic_batch=options.dynamic_batch
+    )
+    report: dict[str, Any] = {
+        "format": "onnx",
+        "precision": options.precision,
+        "exporter": exporter,
+        "dynamic_batch": options.dynamic_batch,
+        "check_images": {"count": int(check.images.shape[0]), "real": check.real},
+    }
+    report["fp32_graph"] = check_onnx(fp32_path)
+
+    x = _inputs(check)
+    parts = chunks(len(x), static=static)
+    if not parts:
+        raise UsageError(f"the check set has fewer images than the static batch size {static}")
+    x = x[: parts[-1].stop]
+    reference = torch_logits(module, x, parts)
+    fp32_session = _session(fp32_path)
+    fp32 = ort_logits(fp32_session, x, parts)
+    parity = fp32_parity(reference, fp32, real=check.real)
+    parity["batches"] = sorted({s.stop - s.start for s in parts})
+    report["fp32"] = parity
+    if not parity["passed"]:
+        raise IntegrityError(
+            "export refused: ONNX Runtime disagrees with PyTorch (max |error| "
+            f"{parity['max_abs_error']:.3g}, allclose(atol={ATOL}, rtol={RTOL}) "
+            f"{'holds' if parity['allclose'] else 'fails'}, top-1 differs on "
+            f"{parity['top1_disagreements']} of {len(x)} images); nothing was registered"
+        )
+
+    final = fp32_path
+    if options.precision == "fp16":
+        final = work / "fp16.onnx"
+        to_fp16(fp32_path, final)
+        report["graph"] = check_onnx(final)
+        half = ort_logits(_session(final), x, parts)
+        agreement = _agreement(reference, half)
+        report["fp16"] = {
+            "top1_agreement": agreement,
+            "min_agreement": FP16_MIN_AGREEMENT,
+            "max_abs_error": float(np.abs(half - reference).max()),
+            "passed": agreement >= FP16_MIN_AGREEMENT,
+        }
+        if agreement < FP16_MIN_AGREEMENT:
+            raise IntegrityError(
+                f"export refused: fp16 top-1 agrees with PyTorch on {agreement:.1%} of the "
+                f"check images (needs {FP16_MIN_AGREEMENT:.0%}); export fp32 instead"
+            )
+    elif options.precision == "int8":
+        assert check.calibration is not None
+        final = work / "int8.onnx"
+        calibration = np.ascontiguousarray(check.calibration.numpy(), dtype=np.float32)
+        to_int8(fp32_path, final, calibration, work)
+        report["graph"] = check_onnx(final)
+        if check.validation is not None:
+            xv = np.ascontiguousarray(check.validation.numpy(), dtype=np.float32)
+            labels = check.validation_labels
+        else:
+            xv, labels = x, check.labels
+        vparts = chunks(len(xv), static=static)
+        xv = xv[: vparts[-1].stop] if vparts else xv
+        ref_v = torch_logits(module, xv, vparts)
+        int8 = ort_logits(_session(final), xv, vparts)
+        agreement = _agreement(ref_v, int8)
+        acc_fp32 = _accuracy(ref_v, labels[: len(xv)])
+        acc_int8 = _accuracy(int8, labels[: len(xv)])
+        drop = None if acc_fp32 is None or acc_int8 is None else acc_fp32 - acc_int8
+        report["int8"] = {
+            "calibration_images": len(calibration),
+            "validation_images": len(xv),
+            "top1_agreement": agreement,
+            "min_agreement": INT8_MIN_AGREEMENT,
+            "accuracy_fp32": acc_fp32,
+            "accuracy_int8": acc_int8,
+            "accuracy_drop": drop,
+            "max_accuracy_drop": INT8_MAX_ACCURACY_DROP,
+            "passed": agreement >= INT8_MIN_AGREEMENT
+            and (drop is None or drop <= INT8_MAX_ACCURACY_DROP),
+        }
+        if drop is None:
+            notes.append(
+                "int8: the validation images carry no labels of this model's classes;"
+                " only the top-1 agreement gate applied"
+            )
+        if agreement < INT8_MIN_AGREEMENT:
+            raise IntegrityError(
+                f"export refused: int8 top-1 agrees with PyTorch on {agreement:.1%} of the "
+                f"validation images (needs {INT8_MIN_AGREEMENT:.0%}); export fp32 or fp16"
+            )
+        if drop is not None and drop > INT8_MAX_ACCURACY_DROP:
+            raise IntegrityError(
+                f"export refused: int8 accuracy {acc_int8:.1%} is {drop * 100:.1f} points "
+                f"below fp32 ({acc_fp32:.1%}; at most {INT8_MAX_ACCURACY_DROP * 100:.0f} "
+                "allowed); export fp32 or fp16"
+            )
+    else:
+        report["graph"] = report["fp32_graph"]
+
+    path = out / "model.onnx"
+    final.replace(path)
+    files: dict[str, str] = {}
+    metrics: dict[str, float] = {
+        "parity_max_abs_error": parity["max_abs_error"],
+        "parity_top1_agreement": parity["top1_agreement"],
+    }
+    for key in ("fp16", "int8"):
+        if key in report:
+            metrics[f"{key}_top1_agreement"] = report[key]["top1_agreement"]
+    if options.benchmark:
+        bench = benchmark(
+            module,
+            _session(path),
+            tuple(example.shape[1:]),
+            batches=(static,) if static else (1, 16),
+        )
+        bench["precision"] = options.precision
+        (out / "benchmark.json").write_text(json.dumps(bench, indent=2), encoding="utf-8")
+        files["benchmark.json"] = str(out / "benchmark.json")
+        for row in bench["results"]:
+            metrics[f"speedup_batch{row['batch']}"] = row["speedup"]
+            metrics[f"onnxruntime_ms_batch{row['batch']}"] = row["onnxruntime_ms"]
+            metrics[f"torch_ms_batch{row['batch']}"] = row["torch_ms"]
+    report["notes"] = list(notes)
+    (out / "parity.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    files["parity.json"] = str(out / "parity.json")
+    _remove_tree(work)
+    return ExportResult(
+        path=str(path),
+        format="onnx",
+        precision=options.precision,
+        exporter=exporter,
+        report=report,
+        metrics=metrics,
+        files=files,
+        notes=tuple(notes),
+    )
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
