@@ -27,7 +27,6 @@ from zoo.home import atomic_write_text, home, subdir
 from zoo.hookspecs import hookimpl
 from zoo.licenses import UNKNOWN, license_from_url, normalize_license
 from zoo.onnx_export import export_onnx
-from zoo.onnx_export import export_onnx
 from zoo.refs import Ref, parse_ref
 from zoo.stages import check_partition, stages_from_assignment
 from zoo.types import (
@@ -52,10 +51,7 @@ __all__ = [
     "BackboneInfo",
     "BadReferenceError",
     "CheckSet",
-    "CheckSet",
     "DataError",
-    "ExportOptions",
-    "ExportResult",
     "ExportOptions",
     "ExportResult",
     "Exporter",
@@ -79,7 +75,6 @@ __all__ = [
     "ZooError",
     "__version__",
     "atomic_write_text",
-    "export_onnx",
     "export_onnx",
     "check_partition",
     "home",
