@@ -9,7 +9,7 @@ package imports no mlflow or torch; the functions do.
 
 from __future__ import annotations
 
-from zoo.registry.maintain import CheckReport, check, children, delete, set_alias
+from zoo.registry.maintain import CheckReport, check, children, delete, plan_delete, set_alias
 from zoo.registry.read import get_version, has_model, list_models, list_versions, load_model
 from zoo.registry.records import TAG, RegisteredVersion
 from zoo.registry.write import register_derivative, register_export
@@ -26,6 +26,7 @@ __all__ = [
     "list_models",
     "list_versions",
     "load_model",
+    "plan_delete",
     "register_derivative",
     "register_export",
     "set_alias",

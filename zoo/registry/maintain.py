@@ -18,7 +18,15 @@ from zoo.registry.read import get_version, list_versions
 from zoo.registry.records import TAG, RegisteredVersion
 from zoo.store import client
 
-__all__ = ["CheckReport", "check", "children", "delete", "missing_files", "set_alias"]
+__all__ = [
+    "CheckReport",
+    "check",
+    "children",
+    "delete",
+    "missing_files",
+    "plan_delete",
+    "set_alias",
+]
 
 
 def missing_files(mc: Any, model_id: str, required: Iterable[str]) -> list[str]:
@@ -59,12 +67,9 @@ def children(version: RegisteredVersion) -> list[RegisteredVersion]:
     return [v for v in list_versions() if v.parent == uri or v.tags.get(TAG.DERIVED_FROM) == uri]
 
 
-def delete(ref: str, *, cascade: bool = False) -> list[RegisteredVersion]:
-    """Delete a version (or every version of a bare NAME), children first with cascade.
-
-    Refuses while other versions name it as their parent unless ``cascade``.
-    Returns the versions deleted, in order.
-    """
+def plan_delete(ref: str, *, cascade: bool = False) -> list[RegisteredVersion]:
+    """What ``delete`` would remove, children first; raises while children exist and
+    ``cascade`` is off."""
     targets = _targets(ref)
     order: list[RegisteredVersion] = []
     seen: set[str] = set()
@@ -86,6 +91,16 @@ def delete(ref: str, *, cascade: bool = False) -> list[RegisteredVersion]:
                 f"{t.model_uri} is the parent of {named}: delete those first or pass --cascade"
             )
         visit(t)
+    return order
+
+
+def delete(ref: str, *, cascade: bool = False) -> list[RegisteredVersion]:
+    """Delete a version (or every version of a bare NAME), children first with cascade.
+
+    Refuses while other versions name it as their parent unless ``cascade``.
+    Returns the versions deleted, in order.
+    """
+    order = plan_delete(ref, cascade=cascade)
     mc = client()
     for v in order:
         mc.delete_model_version(v.name, str(v.version))
@@ -147,6 +162,14 @@ def check(*, clean: bool = False) -> CheckReport:
         missing = missing_files(mc, model_id, REQUIRED_FILES.get(fmt, ("MLmodel",)))
         if missing:
             report.problems.append(f"{v.model_uri}: missing {', '.join(missing)}")
+            continue
+        try:
+            status = str(mc.get_logged_model(model_id).status)
+        except Exception as exc:
+            report.problems.append(f"{v.model_uri}: logged model {model_id} unreadable: {exc}")
+            continue
+        if "READY" not in status:
+            report.problems.append(f"{v.model_uri}: logged model {model_id} is {status}")
     experiments = [e.experiment_id for e in mc.search_experiments()]
     if experiments:
         runs = mc.search_runs(

@@ -1,0 +1,348 @@
+"""`zoo registry ...` (list, show, lineage, alias, delete, check, serve) and `zoo ui`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from zoo.cli.output import console, emit_json, note, warn
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _use_tracking_uri(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        from zoo.store import configure
+
+        configure(value)
+
+
+def tracking_uri_option(func: F) -> F:
+    """``--tracking-uri`` on every registry command (also read from MLFLOW_TRACKING_URI)."""
+    return click.option(
+        "--tracking-uri",
+        metavar="URI",
+        expose_value=False,
+        is_eager=True,
+        callback=_use_tracking_uri,
+        help="MLflow server or database to use instead of the embedded store under ZOO_HOME "
+        "(default: $MLFLOW_TRACKING_URI).",
+    )(func)
+
+
+def _license_cell(license_id: str) -> str:
+    return "[yellow]unknown ⚠[/]" if license_id == "unknown" else license_id
+
+
+def _warn_unknown(versions: list[Any]) -> None:
+    for v in versions:
+        if v.license_warning:
+            warn(v.license_warning)
+
+
+@click.group("registry")
+@tracking_uri_option
+def registry_group() -> None:
+    """Registered derivatives in MLflow: lineage, licences, aliases.
+
+    \b
+      zoo registry list --license cc-by-nc-4.0
+      zoo registry show models:/pets-classifier/2
+      zoo registry lineage pets-classifier
+    The store is the embedded one under ZOO_HOME unless --tracking-uri or
+    MLFLOW_TRACKING_URI names a server.
+    """
+
+
+@registry_group.command("list")
+@tracking_uri_option
+@click.option("--license", "license_", metavar="ID", help="Only versions with this licence.")
+@click.option("--base", metavar="REF", help="Only derivatives of this base model.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def list_cmd(license_: str | None, base: str | None, as_json: bool) -> None:
+    """List registered versions with parent, base model and licence."""
+    from zoo.registry import list_versions
+
+    versions = list_versions(license=license_, base=base)
+    if as_json:
+        emit_json("registry_list", count=len(versions), versions=[_row(v) for v in versions])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("model", "version", "licence", "relation", "parent", "base", "aliases"):
+        table.add_column(col, overflow="fold")
+    for v in versions:
+        table.add_row(
+            v.name,
+            str(v.version),
+            _license_cell(v.license),
+            v.relation,
+            v.parent or "",
+            v.base or "",
+            ", ".join(v.aliases),
+        )
+    console().print(table)
+    console().print(f"{len(versions)} versions")
+    _warn_unknown(versions)
+
+
+def _row(v: Any) -> dict[str, Any]:
+    d = v.to_dict()
+    d.pop("lineage", None)
+    d.pop("tags", None)
+    return d
+
+
+@registry_group.command("show")
+@tracking_uri_option
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def show_cmd(ref: str, as_json: bool) -> None:
+    """Show one version: lineage, licence, dataset, metrics.
+
+    REF is models:/NAME/N, models:/NAME/latest, models:/NAME@ALIAS or a registered NAME.
+    """
+    from zoo.registry import get_version
+
+    v = get_version(ref)
+    if as_json:
+        emit_json("registry_version", version=v.to_dict())
+        return
+    from rich.table import Table
+
+    lin = v.lineage
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    strategy = lin.get("strategy") or {}
+    dataset = lin.get("dataset") or {}
+    lic = lin.get("license") or {}
+    rows = [
+        ("version", v.model_uri),
+        ("aliases", ", ".join(v.aliases)),
+        ("licence", _license_cell(v.license) + (" (inherited)" if lic.get("inherited") else "")),
+        ("licence override", lic.get("override") or ""),
+        ("relation", v.relation),
+        ("parent", v.parent or ""),
+        ("parent sha256", v.tags.get("zoo.parent_sha256", "")),
+        ("base model", v.base or ""),
+        ("chain", " -> ".join(lin.get("chain") or [])),
+        ("strategy", str(strategy.get("name") or "")),
+        ("strategy settings", str(strategy.get("settings") or "")),
+        ("strategy plugin", v.tags.get("zoo.strategy_plugin", "")),
+        ("dataset digest", str(dataset.get("digest") or "")),
+        ("classes", ", ".join(v.class_names)),
+        ("metrics", ", ".join(f"{k}={val:.4g}" for k, val in (lin.get("metrics") or {}).items())),
+        ("weights sha256", v.tags.get("zoo.weights_sha256", "")),
+        ("run", v.run_id or ""),
+        ("artifacts", v.source),
+    ]
+    for key, value in rows:
+        if value:
+            table.add_row(key, value)
+    console().print(table)
+    _warn_unknown([v])
+
+
+@registry_group.command("lineage")
+@tracking_uri_option
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def lineage_cmd(name: str, as_json: bool) -> None:
+    """Tree from the root base model to every derivative of NAME, with licences.
+
+    Exports (ONNX, ...) appear under the version they were made from.
+    """
+    from zoo.registry.tree import lineage_trees
+
+    roots = lineage_trees(name)
+    if as_json:
+        emit_json("registry_lineage", name=name, roots=[r.to_dict() for r in roots])
+        return
+    from rich.tree import Tree
+
+    out = console()
+    unknown = []
+    for root in roots:
+        tree = Tree(f"[bold]{root.reference}[/]  {_license_cell(root.license)}")
+
+        def add(branch: Any, node: Any) -> None:
+            for child in node.children:
+                v = child.version
+                bits = [f"[bold]{child.reference}[/]", _license_cell(child.license)]
+                if v.relation == "export":
+                    bits.append(f"export ({v.tags.get('zoo.format', '?')})")
+                elif v.tags.get("zoo.strategy"):
+                    bits.append(f"strategy {v.tags['zoo.strategy']}")
+                if v.aliases:
+                    bits.append("@" + ", @".join(v.aliases))
+                if v.tags.get("zoo.license_override"):
+                    bits.append(f"[magenta]licence override: {v.tags['zoo.license_override']}[/]")
+                if child.license == "unknown":
+                    unknown.append(v)
+                add(branch.add("  ".join(bits)), child)
+
+        add(tree, root)
+        out.print(tree)
+    _warn_unknown(unknown)
+
+
+@registry_group.command("alias")
+@tracking_uri_option
+@click.argument("name")
+@click.argument("version", type=int)
+@click.argument("alias")
+def alias_cmd(name: str, version: int, alias: str) -> None:
+    """Point ALIAS of model NAME at VERSION (then use models:/NAME@ALIAS)."""
+    from zoo.registry import set_alias
+
+    v = set_alias(name, version, alias)
+    note(f"models:/{name}@{alias} -> {v.model_uri}")
+
+
+@registry_group.command("delete")
+@tracking_uri_option
+@click.argument("ref")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--cascade", is_flag=True, help="Also delete every version derived from it.")
+def delete_cmd(ref: str, yes: bool, cascade: bool) -> None:
+    """Delete a version (models:/NAME/N) or a whole model (NAME).
+
+    Refuses while other versions name it as their parent, unless --cascade.
+    """
+    from zoo.registry import delete, plan_delete
+
+    plan = plan_delete(ref, cascade=cascade)
+    if not yes:
+        listing = ", ".join(v.model_uri for v in plan)
+        click.confirm(f"Delete {listing}?", abort=True, err=True)
+    done = delete(ref, cascade=cascade)
+    for v in done:
+        note(f"deleted {v.model_uri}")
+
+
+@registry_group.command("check")
+@tracking_uri_option
+@click.option("--clean", is_flag=True, help="Remove runs of registrations that never finished.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def check_cmd(clean: bool, as_json: bool) -> None:
+    """Check that no version points at missing artifacts; list unfinished registrations."""
+    from zoo.errors import IntegrityError
+    from zoo.registry import check
+
+    report = check(clean=clean)
+    if as_json:
+        emit_json("registry_check", **report.to_dict())
+    else:
+        note(f"{report.versions} versions checked, {len(report.problems)} problems")
+        for p in report.problems:
+            warn(p)
+        if report.orphans and not clean:
+            note(
+                f"{len(report.orphans)} unfinished registrations (no version points at them); "
+                "remove with `zoo registry check --clean`"
+            )
+        for run_id in report.cleaned:
+            note(f"removed unfinished registration run {run_id}")
+    if not report.ok:
+        raise IntegrityError(
+            f"{len(report.problems)} versions point at missing artifacts: {report.problems[0]}"
+        )
+
+
+@registry_group.command("serve")
+@click.option(
+    "--backend-store-uri",
+    envvar="ZOO_REGISTRY_DB",
+    default="postgresql://zoo:zoo@127.0.0.1:5432/zoo",
+    show_default=True,
+    help="Database for runs and models (env ZOO_REGISTRY_DB).",
+)
+@click.option(
+    "--artifacts-destination",
+    envvar="ZOO_REGISTRY_ARTIFACTS",
+    required=True,
+    help="Artifact root the server stores and serves (env ZOO_REGISTRY_ARTIFACTS).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Host header clients use to reach the server (repeat); localhost is always allowed.",
+)
+@click.option("--basic-auth", is_flag=True, help="Require MLflow basic-auth logins.")
+@click.option(
+    "--auth-dir",
+    envvar="ZOO_REGISTRY_AUTH_DIR",
+    help="Folder for the basic-auth user database and config.",
+)
+@click.option("--print-command", is_flag=True, help="Print the mlflow command and exit.")
+def serve_cmd(
+    backend_store_uri: str,
+    artifacts_destination: str,
+    host: str,
+    port: int,
+    allowed_hosts: tuple[str, ...],
+    basic_auth: bool,
+    auth_dir: str | None,
+    print_command: bool,
+) -> None:
+    """Run the team registry: mlflow server on PostgreSQL with an artifact root.
+
+    See registry/README.md for setting up PostgreSQL and authentication.
+    """
+    from zoo.registry.server import ServerConfig, server_command
+
+    cmd, env = server_command(
+        ServerConfig(
+            backend_store_uri=backend_store_uri,
+            artifacts_destination=artifacts_destination,
+            host=host,
+            port=port,
+            allowed_hosts=allowed_hosts,
+            basic_auth=basic_auth,
+            auth_dir=auth_dir,
+        )
+    )
+    if print_command:
+        click.echo(" ".join(cmd))
+        return
+    note(
+        f"team registry on http://{host}:{port} (clients: MLFLOW_TRACKING_URI=http://{host}:{port})"
+    )
+    os.execvpe(cmd[0], cmd, {**os.environ, **env})
+
+
+@click.command("ui")
+@tracking_uri_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=5000, show_default=True, type=int)
+def ui_cmd(host: str, port: int) -> None:
+    """The MLflow UI on zoo's store (loopback only unless --host says otherwise)."""
+    from zoo import store
+    from zoo.errors import UsageError
+    from zoo.registry.server import ui_command
+
+    uri = store.configure()
+    if uri.startswith(("http://", "https://")):
+        note(f"the registry at {uri} serves its own UI: open {uri}")
+        return
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        warn(f"serving the UI on {host}: anyone who reaches it can change the registry")
+    if not store.is_embedded(uri):
+        raise UsageError(
+            f"zoo ui serves the embedded store or a server URL, not {uri}: run `mlflow ui "
+            f"--backend-store-uri {uri}` yourself"
+        )
+    cmd = ui_command(uri, store.artifact_root().as_uri(), host=host, port=port)
+    note(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
+    os.execvp(cmd[0], cmd)
+
+
+COMMANDS = [registry_group, ui_cmd]

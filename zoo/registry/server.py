@@ -1,0 +1,122 @@
+"""The ``mlflow server`` command lines zoo runs: the team registry and ``zoo ui``.
+
+The team registry keeps runs and models in PostgreSQL and artifacts under an artifact
+root served through the server (clients need no access to the storage). Optional
+basic-auth uses MLflow's own ``--app-name basic-auth`` with its own user database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.errors import UsageError
+
+__all__ = ["ServerConfig", "auth_config", "server_command", "ui_command"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    backend_store_uri: str  # postgresql://USER:PASSWORD@HOST:PORT/DB (or sqlite:///...)
+    artifacts_destination: str  # a folder or object-store URI
+    host: str = "127.0.0.1"
+    port: int = 5000
+    allowed_hosts: tuple[str, ...] = ()  # Host headers accepted (besides localhost)
+    basic_auth: bool = False
+    auth_dir: str | None = None  # where the basic-auth user database and config live
+    workers: int = 1
+
+
+def _mlflow() -> list[str]:
+    exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    return [exe] if exe else [sys.executable, "-m", "mlflow"]
+
+
+def auth_config(auth_dir: Path, admin_password: str | None = None) -> Path:
+    """Write MLflow's basic-auth config (users in SQLite under ``auth_dir``); return it.
+
+    The admin password comes from ``ZOO_REGISTRY_ADMIN_PASSWORD`` or is generated once and
+    kept in ``auth_dir/admin-password`` (mode 600).
+    """
+    auth_dir.mkdir(parents=True, exist_ok=True)
+    pw_file = auth_dir / "admin-password"
+    password = admin_password or os.environ.get("ZOO_REGISTRY_ADMIN_PASSWORD")
+    if not password:
+        if pw_file.exists():
+            password = pw_file.read_text(encoding="utf-8").strip()
+        else:
+            password = secrets.token_urlsafe(18)
+            pw_file.write_text(password + "\n", encoding="utf-8")
+            pw_file.chmod(0o600)
+    ini = auth_dir / "basic_auth.ini"
+    ini.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{auth_dir / 'basic_auth.db'}\n"
+        "admin_username = admin\n"
+        f"admin_password = {password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        encoding="utf-8",
+    )
+    ini.chmod(0o600)
+    return ini
+
+
+def server_command(cfg: ServerConfig) -> tuple[list[str], dict[str, str]]:
+    """The command line and extra environment for the team registry server."""
+    if cfg.host not in {"127.0.0.1", "localhost", "::1"} and not cfg.basic_auth:
+        raise UsageError(
+            f"serving on {cfg.host} without authentication would let anyone on the network "
+            "change the registry: add --basic-auth, or bind to 127.0.0.1 behind a proxy"
+        )
+    cmd = [
+        *_mlflow(),
+        "server",
+        "--backend-store-uri",
+        cfg.backend_store_uri,
+        "--artifacts-destination",
+        cfg.artifacts_destination,
+        "--serve-artifacts",
+        "--host",
+        cfg.host,
+        "--port",
+        str(cfg.port),
+        "--workers",
+        str(cfg.workers),
+    ]
+    hosts = [*cfg.allowed_hosts]
+    if hosts:
+        local = [f"{h}:{cfg.port}" for h in ("127.0.0.1", "localhost")] + ["127.0.0.1", "localhost"]
+        cmd += ["--allowed-hosts", ",".join(dict.fromkeys([*hosts, *local]))]
+    env: dict[str, str] = {}
+    if cfg.basic_auth:
+        if not cfg.auth_dir:
+            raise UsageError("--basic-auth needs a folder for its user database (--auth-dir)")
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth_config(Path(cfg.auth_dir)))
+        cmd += ["--app-name", "basic-auth"]
+    return cmd, env
+
+
+def ui_command(
+    backend_store_uri: str, artifact_root: str, *, host: str = "127.0.0.1", port: int = 5000
+) -> list[str]:
+    """``mlflow server`` on zoo's embedded store: the same database and artifact folder."""
+    return [
+        *_mlflow(),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--default-artifact-root",
+        artifact_root,
+        "--no-serve-artifacts",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
