@@ -125,7 +125,9 @@ def load_source(ref: str) -> Source:
             data_root=dataset.get("root") if isinstance(dataset, Mapping) else None,
             split=split,
         )
-    backbone = provider_for(parsed).build(parsed, pretrained=True)
+    provider = provider_for(parsed)
+    pretrained = provider.describe(parsed).pretrained  # architectures without weights too
+    backbone = provider.build(parsed, pretrained=pretrained)
     info = backbone.info
     return Source(
         reference=info.reference,

@@ -93,7 +93,11 @@ def to_onnx(
         dynamic_shapes = None
         if dynamic_batch:
             dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
-        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+        with (
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,
@@ -109,10 +113,9 @@ def to_onnx(
             program.save(str(path))
         return "torch.onnx.export (dynamo, torch.export)", notes
     except Exception as exc:  # the recommended exporter failed: say so, then fall back
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         notes.append(
-            f"the torch.export-based ONNX exporter failed ({type(exc).__name__}: "
-            f"{first[:200]}); fell back to the legacy TorchScript exporter"
+            f"the torch.export-based ONNX exporter failed ({_reason(exc)}); fell back to the "
+            "legacy TorchScript exporter"
         )
     path.unlink(missing_ok=True)
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
@@ -131,10 +134,21 @@ def to_onnx(
             )
     except Exception as exc:
         raise IntegrityError(
-            f"neither ONNX exporter could convert this model ({type(exc).__name__}: "
-            f"{str(exc).strip()[:200]}); run with --debug for the traceback"
+            f"neither ONNX exporter could convert this model ({_reason(exc)}); run with "
+            "--debug for the traceback"
         ) from exc
     return "torch.onnx.export (legacy TorchScript)", notes
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of an exporter error, on one line, without terminal colours."""
+    import re
+
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", lines[0] if lines else "")
+    return f"{type(exc).__name__}: {text[:200]}".rstrip(": ")
 
 
 def check_onnx(path: Path) -> dict[str, Any]:
