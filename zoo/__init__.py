@@ -7,7 +7,9 @@ re-exported here. It stays light: importing ``zoo`` imports no torch, timm or ml
 from __future__ import annotations
 
 from zoo.backbone import ModuleBackbone
+from zoo.build import build_backbone
 from zoo.checkpoints import load_state_dict, map_state_dict, save_safetensors
+from zoo.download import is_offline, sha256_file
 from zoo.errors import (
     BadReferenceError,
     DataError,
@@ -19,6 +21,7 @@ from zoo.errors import (
     OfflineError,
     PluginError,
     SecurityError,
+    TrainingError,
     UnknownModelError,
     UsageError,
     ZooError,
@@ -26,9 +29,11 @@ from zoo.errors import (
 from zoo.home import atomic_write_text, home, subdir
 from zoo.hookspecs import hookimpl
 from zoo.licenses import UNKNOWN, license_from_url, normalize_license
+from zoo.local import LocalModel, local_model, local_models
 from zoo.onnx_export import export_onnx
+from zoo.pull import hf_cache_dir, hf_endpoint, pull_hub, pull_url
 from zoo.refs import Ref, parse_ref
-from zoo.stages import check_partition, stages_from_assignment
+from zoo.stages import check_partition, group_matcher_stages, stages_from_assignment
 from zoo.types import (
     Backbone,
     BackboneInfo,
@@ -37,10 +42,13 @@ from zoo.types import (
     ExportOptions,
     ExportResult,
     FileRecord,
+    Phase,
     Progress,
     Provider,
     PulledWeights,
     Strategy,
+    StrategySettings,
+    TrainingPlan,
 )
 
 __version__ = "0.1.0"
@@ -59,10 +67,12 @@ __all__ = [
     "IntegrityError",
     "Interrupted",
     "LicenseError",
+    "LocalModel",
     "ModuleBackbone",
     "NotCachedError",
     "NotFoundError",
     "OfflineError",
+    "Phase",
     "PluginError",
     "Progress",
     "Provider",
@@ -70,21 +80,34 @@ __all__ = [
     "Ref",
     "SecurityError",
     "Strategy",
+    "StrategySettings",
+    "TrainingError",
+    "TrainingPlan",
     "UnknownModelError",
     "UsageError",
     "ZooError",
     "__version__",
     "atomic_write_text",
-    "export_onnx",
+    "build_backbone",
     "check_partition",
+    "export_onnx",
+    "group_matcher_stages",
+    "hf_cache_dir",
+    "hf_endpoint",
     "home",
     "hookimpl",
+    "is_offline",
     "license_from_url",
     "load_state_dict",
+    "local_model",
+    "local_models",
     "map_state_dict",
     "normalize_license",
     "parse_ref",
+    "pull_hub",
+    "pull_url",
     "save_safetensors",
+    "sha256_file",
     "stages_from_assignment",
     "subdir",
 ]

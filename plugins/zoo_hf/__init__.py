@@ -212,10 +212,107 @@ class HfProvider:
         )
 
     def pull(self, ref: Ref, *, force: bool = False, progress: Any = None) -> zoo.PulledWeights:
-        raise zoo.ZooError("pulling Hub models is not available yet (issue 3)")
+        """The repo's weights (safetensors first), config.json and model card."""
 
-    def build(self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True) -> Any:
-        raise zoo.ZooError("building Hub models is not available yet (issue 5)")
+        def card_license(paths: dict[str, Path]) -> str:
+            readme = paths.get("README.md")
+            return license_from_card(readme.read_text(encoding="utf-8") if readme else None)
+
+        return zoo.pull_hub(
+            provider="hf",
+            name=ref.name,
+            repo_id=ref.name,
+            revision=ref.revision,
+            required=("config.json",),
+            optional=("README.md",),
+            license=card_license,
+            force=force,
+            progress=progress,
+        )
+
+    def _card_files(self, ref: Ref) -> dict[str, Path]:
+        """config.json (required) and README.md (if any), through the HF cache."""
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+        out: dict[str, Path] = {}
+        for name in ("config.json", "README.md"):
+            try:
+                out[name] = Path(
+                    hf_hub_download(
+                        ref.name,
+                        name,
+                        revision=ref.revision,
+                        cache_dir=zoo.hf_cache_dir(),
+                        endpoint=zoo.hf_endpoint(),
+                        local_files_only=zoo.is_offline(),
+                    )
+                )
+            except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
+                if name == "config.json":
+                    raise zoo.NotCachedError(
+                        f"hf:{ref.name}: config.json is not available ({type(exc).__name__}); "
+                        f"run `zoo pull hf:{ref.name}` with network access"
+                    ) from exc
+        return out
+
+    def build(
+        self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True
+    ) -> zoo.ModuleBackbone:
+        """timm-format Hub repos (config.json with ``architecture``) build through timm,
+        weights from the verified cache; ``pretrained=False`` still reads config.json."""
+        import timm
+
+        if pretrained:
+            pulled: zoo.PulledWeights | None = self.pull(ref)
+            files = {f.name: Path(f.path) for f in pulled.files} if pulled else {}
+        else:  # the architecture only: config.json (and the card), no weights
+            pulled, files = None, self._card_files(ref)
+        config = json.loads(files["config.json"].read_text(encoding="utf-8"))
+        arch = config.get("architecture")
+        if not arch or not timm.is_model(arch):
+            raise zoo.UsageError(
+                f"hf:{ref.name} is not a timm-format model (its config.json names no timm "
+                "architecture); zoo builds Hub image models in timm's format"
+            )
+        pcfg = dict(config.get("pretrained_cfg") or {})
+        pcfg.pop("hf_hub_id", None)
+        pcfg["num_classes"] = config.get("num_classes", pcfg.get("num_classes"))
+        kwargs: dict[str, Any] = dict(config.get("model_args") or {})
+        if num_classes is not None:
+            kwargs["num_classes"] = num_classes
+        elif pcfg.get("num_classes") is not None:
+            kwargs["num_classes"] = pcfg["num_classes"]
+        weights_sha256 = None
+        if pulled is not None:
+            state_dict = zoo.load_state_dict(pulled.weights_file.path)
+            pcfg.update(state_dict=state_dict, source="", file=None, url=None)
+            model: Any = timm.create_model(arch, pretrained=True, pretrained_cfg=pcfg, **kwargs)
+            weights_sha256 = pulled.weights_file.sha256
+            if num_classes is not None and num_classes == config.get("num_classes"):
+                model.reset_classifier(num_classes)
+        else:
+            model = timm.create_model(arch, pretrained=False, **kwargs)
+        readme = files.get("README.md")
+        info = info_from_config(
+            ref.name,
+            pulled.revision if pulled else ref.revision,
+            config,
+            license_from_card(readme.read_text(encoding="utf-8") if readme else None),
+            _endpoint(),
+        )
+        from dataclasses import replace
+
+        info = replace(
+            info,
+            pretrained=pretrained,
+            num_classes=getattr(model, "num_classes", num_classes),
+            feature_dim=getattr(model, "num_features", None),
+            num_params=sum(p.numel() for p in model.parameters()),
+        )
+        return zoo.ModuleBackbone(
+            info, model, zoo.group_matcher_stages(model), weights_sha256=weights_sha256
+        )
 
 
 @zoo.hookimpl

@@ -127,7 +127,45 @@ class TimmProvider:
         return replace(info, num_params=num_params, feature_dim=feature_dim)
 
     def pull(self, ref: Ref, *, force: bool = False, progress: Any = None) -> zoo.PulledWeights:
-        raise zoo.ZooError("pulling timm weights is not available yet (issue 3)")
+        """timm's weights live on the Hugging Face Hub (``cfg.hf_hub_id``); the few that
+        do not are plain URLs. ``@REV`` pins a Hub revision."""
+        import timm
+
+        name = self.resolve_name(ref)
+        cfg = timm.models.get_pretrained_cfg(name) if "." in name else None
+        if cfg is None or not (cfg.hf_hub_id or cfg.url):
+            raise zoo.UsageError(
+                f"timm:{name} has no pretrained weights to pull; pick a tag from "
+                f"`zoo list '{ref.arch}*' --provider timm --pretrained`"
+            )
+        lic = zoo.normalize_license(getattr(cfg, "license", None))
+        if cfg.hf_hub_id:
+            weights = (
+                (cfg.hf_hub_filename,)
+                if cfg.hf_hub_filename
+                else ("model.safetensors", "pytorch_model.bin")  # safetensors first
+            )
+            return zoo.pull_hub(
+                provider="timm",
+                name=name,
+                repo_id=cfg.hf_hub_id,
+                revision=ref.revision,
+                weights=weights,
+                license=lic,
+                force=force,
+                progress=progress,
+            )
+        if ref.revision:
+            raise zoo.UsageError(f"timm:{name} is a plain URL without revisions: drop @REV")
+        return zoo.pull_url(
+            provider="timm",
+            name=name,
+            url=str(cfg.url),
+            license=lic,
+            require_hash=False,
+            force=force,
+            progress=progress,
+        )
 
     def build(
         self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True
@@ -136,8 +174,6 @@ class TimmProvider:
         weights come from the verified cache (pulled first when missing), never from
         timm's own downloader."""
         import timm
-
-        from zoo_timm.stages import timm_stages
 
         name = self.resolve_name(ref)
         cfg = timm.models.get_pretrained_cfg(name) if "." in name else None
@@ -169,7 +205,9 @@ class TimmProvider:
             feature_dim=getattr(model, "num_features", None),
             num_params=sum(p.numel() for p in model.parameters()),
         )
-        return zoo.ModuleBackbone(info, model, timm_stages(model), weights_sha256=weights_sha256)
+        return zoo.ModuleBackbone(
+            info, model, zoo.group_matcher_stages(model), weights_sha256=weights_sha256
+        )
 
 
 def _meta_size(name: str) -> tuple[int | None, int | None]:

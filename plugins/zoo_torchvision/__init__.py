@@ -83,7 +83,24 @@ class TorchvisionProvider:
         return replace(info, feature_dim=_meta_feature_dim(arch))
 
     def pull(self, ref: Ref, *, force: bool = False, progress: Any = None) -> zoo.PulledWeights:
-        raise zoo.ZooError("pulling torchvision weights is not available yet (issue 3)")
+        """torchvision's weights URL (or the same path under ZOO_TORCHVISION_MIRROR),
+        verified against the SHA-256 prefix in its file name."""
+        if ref.revision:
+            raise zoo.BadReferenceError(
+                f"torchvision weights have no revisions: drop @{ref.revision} / --revision"
+            )
+        arch, weights = self.resolve(ref)
+        info = _info(arch, weights)
+        return zoo.pull_url(
+            provider="torchvision",
+            name=f"{arch}.{weights.name}",
+            url=mirror_url(weights.url),
+            license=info.license,
+            source=weights.url,
+            require_hash=True,
+            force=force,
+            progress=progress,
+        )
 
     def build(
         self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True
@@ -125,6 +142,18 @@ class TorchvisionProvider:
 
 
 _AUX_ARCHS = ("googlenet", "inception_v3")
+_OFFICIAL = "https://download.pytorch.org/models/"
+
+
+def mirror_url(url: str) -> str:
+    """The weights URL under ZOO_TORCHVISION_MIRROR (same path below ``/models/``)."""
+    import os
+
+    mirror = os.environ.get("ZOO_TORCHVISION_MIRROR", "").strip()
+    if not mirror:
+        return url
+    rest = url[len(_OFFICIAL) :] if url.startswith(_OFFICIAL) else url.rsplit("/", 1)[-1]
+    return f"{mirror.rstrip('/')}/{rest}"
 
 
 def _weights_kwargs(arch: str, weights: Any) -> dict[str, Any]:

@@ -21,8 +21,8 @@ __all__ = ["build_cli", "main"]
 # Built-in command modules; each exposes COMMANDS, a list of click commands.
 _COMMAND_MODULES = [
     "zoo.cli.catalog",
-    "zoo.cli.registry",
     "zoo.cli.export",
+    "zoo.cli.pull",
     "zoo.cli.registry",
 ]
 

@@ -1,0 +1,210 @@
+"""`zoo pull`, `zoo cache ls|verify|rm`, `zoo import`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from zoo.cli.catalog import _INFO_EXTRAS
+from zoo.cli.output import console, emit_json, note
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def _cache_extras(reference: str) -> dict[str, object]:
+    from zoo.cache import info_extras
+
+    if reference.startswith("local:"):
+        from zoo.local import info_extras as local_extras
+
+        return local_extras(reference)
+    return info_extras(reference)
+
+
+_INFO_EXTRAS.append(_cache_extras)  # `zoo info` shows the cache record / import record
+
+
+@click.command("pull")
+@click.argument("ref")
+@click.option("--revision", metavar="REV", help="Hub branch, tag or commit (same as REF@REV).")
+@click.option("--force", is_flag=True, help="Download again even if cached and verified.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def pull_cmd(ref: str, revision: str | None, force: bool, as_json: bool) -> None:
+    """Fetch a backbone's weights into the local cache and verify them by content.
+
+    \b
+      zoo pull timm:resnet50.a1_in1k
+      zoo pull hf:timm/resnet50.a1_in1k --revision <commit>
+      zoo pull torchvision:efficientnet_b0      # ZOO_TORCHVISION_MIRROR=URL for a mirror
+
+    Hub files are checked against the SHA-256 the Hub publishes (LFS ETag), torchvision
+    files against the hash prefix in their name; a mismatch deletes the file and exits 4.
+    With HF_HUB_OFFLINE=1 nothing is contacted: cached models pull, others fail.
+    """
+    from zoo.progress import make_progress
+    from zoo.pull import pull
+
+    pulled = pull(ref, revision=revision, force=force, progress=make_progress())
+    if as_json:
+        from zoo.cache import record_to_dict
+
+        emit_json("pull", record=record_to_dict(pulled))
+        return
+    files = ", ".join(f"{f.name} ({_size(f.size)}, sha256 {f.sha256[:12]})" for f in pulled.files)
+    click.echo(f"{pulled.reference}: {files}; licence {pulled.license}")
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """The local cache of pulled weights: list, re-verify, remove.
+
+    \b
+      zoo cache ls
+      zoo cache verify                   # every file; exit 4 names the bad ones
+      zoo cache rm timm:resnet50.a1_in1k
+    """
+
+
+@cache_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def cache_ls(as_json: bool) -> None:
+    """List pulled models with revision, files, size, licence, source and time."""
+    from zoo.cache import list_records, record_to_dict
+
+    records = list_records()
+    if as_json:
+        emit_json("cache_list", count=len(records), models=[record_to_dict(r) for r in records])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("reference", "files", "size", "licence", "source", "pulled"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        table.add_row(
+            r.reference,
+            ", ".join(f.name for f in r.files),
+            _size(sum(f.size for f in r.files)),
+            r.license,
+            r.source or "",
+            r.pulled_at,
+        )
+    out = console()
+    out.print(table)
+    out.print(f"{len(records)} models")
+
+
+@cache_group.command("verify")
+@click.argument("ref", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def cache_verify(ref: str | None, as_json: bool) -> None:
+    """Re-hash cached files (all, or REF's) against the SHA-256 recorded at pull time."""
+    from zoo.cache import list_records, match_records, verify
+    from zoo.errors import IntegrityError, NotFoundError
+
+    records = match_records(ref) if ref else list_records()
+    if ref and not records:
+        raise NotFoundError(f"nothing cached for '{ref}': see `zoo cache ls`")
+    results = verify(records)
+    bad = [r for r in results if not r.ok]
+    if as_json:
+        emit_json(
+            "cache_verify",
+            ok=not bad,
+            files=[r.__dict__ for r in results],
+        )
+    else:
+        for r in results:
+            status = "ok" if r.ok else f"BAD ({r.problem})"
+            click.echo(f"{r.reference} {r.name}: {status}")
+    if bad:
+        names = ", ".join(f"{r.reference} {r.name} ({r.path})" for r in bad)
+        raise IntegrityError(
+            f"{len(bad)} cached file(s) do not match: {names}; run `zoo pull REF --force` "
+            "to fetch them again"
+        )
+    if not as_json:
+        note(f"{len(results)} files verified")
+
+
+@cache_group.command("rm")
+@click.argument("ref")
+def cache_rm(ref: str) -> None:
+    """Remove one pulled revision's files and record (Hub files through huggingface_hub's
+    cache API)."""
+    from zoo.cache import remove
+
+    for rec in remove(ref):
+        size = _size(sum(f.size for f in rec.files))
+        click.echo(f"removed {rec.reference} ({size})")
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--arch", required=True, metavar="REF", help="Architecture, e.g. timm:resnet50.")
+@click.option("--license", "license_", required=True, metavar="ID", help="Licence id.")
+@click.option("--name", required=True, help="The local name: the model becomes local:NAME.")
+@click.option(
+    "--map-by",
+    type=click.Choice(["name", "order"]),
+    default="name",
+    show_default=True,
+    help="Match tensors by name, or by order and shape when the names differ.",
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow a pickle that needs more than tensors (it can run code). Never the default.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing local:NAME.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def import_cmd(
+    path: str,
+    arch: str,
+    license_: str,
+    name: str,
+    map_by: str,
+    trust_pickle: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Import a checkpoint of your own as the base model local:NAME.
+
+    \b
+      zoo import ./weights.pth --arch timm:tf_efficientnet_lite0 --map-by order \\
+          --license apache-2.0 --name lite0
+
+    The format is read from the content (safetensors, torch zip, pickle), never from
+    the file name; pickles load with torch.load(weights_only=True) and anything that
+    needs more is refused (exit 4) unless --trust-pickle. Stored as safetensors.
+    """
+    from zoo.local import import_checkpoint
+
+    model = import_checkpoint(
+        path,
+        arch=arch,
+        license=license_,
+        name=name,
+        map_by=map_by,  # type: ignore[arg-type]
+        trust_pickle=trust_pickle,
+        force=force,
+    )
+    if as_json:
+        emit_json("import", model=model.to_dict())
+        return
+    extra: dict[str, Any] = {"classes": model.num_classes}
+    click.echo(
+        f"imported {model.reference} ({model.arch}, {model.source_format}, "
+        f"{extra['classes']} classes, licence {model.license}, sha256 {model.sha256[:12]})"
+    )
+
+
+COMMANDS = [pull_cmd, cache_group, import_cmd]

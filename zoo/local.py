@@ -1,0 +1,244 @@
+"""`zoo import`: a checkpoint of the user's own becomes the base model ``local:NAME``.
+
+The checkpoint is read by content (:mod:`zoo.checkpoints`: no code runs unless the user
+passes ``--trust-pickle``), mapped onto an architecture from any provider (by name, or
+by order and shape), loaded into that architecture to prove it fits, and written as
+``$ZOO_HOME/local/NAME/model.safetensors`` plus ``record.json``. The folder is assembled
+beside its final place and renamed into it, so a failed import leaves nothing behind.
+The ``local`` provider plugin (plugins/zoo_local) lists, describes and builds these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from zoo.checkpoints import detect_format, load_state_dict, map_state_dict, save_safetensors
+from zoo.download import file_lock, sha256_file
+from zoo.errors import NotFoundError, UsageError
+from zoo.home import atomic_write_text, subdir
+from zoo.licenses import normalize_license
+from zoo.types import BackboneInfo
+
+__all__ = [
+    "LOCAL_FORMAT",
+    "LocalModel",
+    "import_checkpoint",
+    "local_dir",
+    "local_model",
+    "local_models",
+]
+
+LOCAL_FORMAT = 1
+WEIGHTS = "model.safetensors"
+RECORD = "record.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """One imported checkpoint, as ``record.json`` holds it."""
+
+    name: str
+    arch: str  # the architecture's canonical reference, e.g. timm:tf_efficientnet_lite0.in1k
+    license: str
+    weights: str  # absolute path of model.safetensors
+    sha256: str  # of model.safetensors
+    size: int
+    num_classes: int | None
+    source: str  # the file imported
+    source_sha256: str
+    source_format: str
+    map_by: str
+    imported_at: str
+    info: BackboneInfo  # what `zoo info local:NAME` shows (input config from the arch)
+
+    @property
+    def reference(self) -> str:
+        return f"local:{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "info"}
+        data["info"] = self.info.to_dict()
+        data["reference"] = self.reference
+        data["format"] = LOCAL_FORMAT
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], folder: Path) -> LocalModel:
+        kw = {k: data[k] for k in cls.__dataclass_fields__ if k not in ("info", "weights")}
+        return cls(
+            **kw, weights=str(folder / WEIGHTS), info=BackboneInfo.from_dict(data["info"])
+        )
+
+
+def local_dir() -> Path:
+    return subdir("local")
+
+
+def local_model(name: str) -> LocalModel:
+    folder = local_dir() / name
+    path = folder / RECORD
+    if not _NAME.match(name) or not path.is_file():
+        raise NotFoundError(
+            f"no local model named '{name}': import one with `zoo import PATH --arch REF "
+            f"--license ID --name {name}`"
+        )
+    return LocalModel.from_dict(json.loads(path.read_text(encoding="utf-8")), folder)
+
+
+def local_models() -> list[LocalModel]:
+    out = []
+    for folder in sorted(local_dir().iterdir()):
+        if folder.name.startswith(".") or not (folder / RECORD).is_file():
+            continue
+        try:
+            out.append(local_model(folder.name))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _head_keys(backbone: Any) -> list[str]:
+    ids = {id(p) for p in backbone.head.parameters()}
+    return [n for n, p in backbone.model.named_parameters() if id(p) in ids]
+
+
+def _checkpoint_classes(
+    source: dict[str, Any], target: dict[str, Any], head: list[str], by: str
+) -> int | None:
+    """The checkpoint's head width when it differs from the architecture's default."""
+    weight = next((k for k in head if target[k].ndim >= 2), None)
+    if weight is None:
+        return None
+    if by == "name":
+        tensor = source.get(weight)
+    else:
+        keys = list(target)
+        pos = keys.index(weight)
+        values = list(source.values())
+        tensor = values[pos] if len(values) == len(keys) else None
+    if tensor is None or tensor.ndim != target[weight].ndim:
+        return None
+    if tuple(tensor.shape[1:]) != tuple(target[weight].shape[1:]):
+        return None
+    n = int(tensor.shape[0])
+    return n if n != int(target[weight].shape[0]) else None
+
+
+def import_checkpoint(
+    path: str | Path,
+    *,
+    arch: str,
+    license: str,
+    name: str,
+    map_by: Literal["name", "order"] = "name",
+    trust_pickle: bool = False,
+    force: bool = False,
+) -> LocalModel:
+    """Import ``path`` as ``local:NAME`` on architecture ``arch``; see the module doc."""
+    from zoo.build import build_backbone
+    from zoo.catalog import describe
+
+    if not _NAME.match(name):
+        raise UsageError(
+            f"'{name}' is not a local model name: use letters, digits, '_', '-', '.', '+'"
+        )
+    lic = normalize_license(license)
+    if not license.strip():
+        raise UsageError("--license is empty: give the licence id of the checkpoint")
+    path = Path(path).expanduser().resolve()
+    fmt = detect_format(path)  # by content, before anything is loaded
+    source = load_state_dict(path, trust_pickle=trust_pickle)
+    arch_info = describe(arch)
+    if arch_info.provider == "local":
+        raise UsageError("--arch must name a provider architecture (timm:, torchvision:, hf:)")
+    backbone = build_backbone(arch_info.reference, pretrained=False)
+    target = backbone.model.state_dict()
+    head = _head_keys(backbone)
+    classes = _checkpoint_classes(source, target, head, map_by)
+    if classes is not None:  # the user's own head width (a fine-tuned model)
+        backbone = build_backbone(arch_info.reference, num_classes=classes, pretrained=False)
+        target = backbone.model.state_dict()
+    mapped = map_state_dict(source, target, by=map_by)
+    backbone.model.load_state_dict(mapped, strict=True)  # proves the fit
+    num_classes = getattr(backbone.model, "num_classes", None) or classes or arch_info.num_classes
+    info = replace(
+        arch_info,
+        reference=f"local:{name}",
+        provider="local",
+        tag=None,
+        license=lic,
+        source=str(path),
+        pretrained=True,
+        num_classes=num_classes,
+        num_params=sum(p.numel() for p in backbone.model.parameters()),
+        feature_dim=backbone.info.feature_dim or arch_info.feature_dim,
+    )
+    root = local_dir()
+    final = root / name
+    with file_lock(f"local-{name}"):
+        if final.exists() and not force:
+            raise UsageError(
+                f"local:{name} exists already: pick another --name, or pass --force to "
+                "replace it"
+            )
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        try:
+            weights = staging / WEIGHTS
+            save_safetensors(mapped, weights, metadata={"zoo.arch": arch_info.reference})
+            model = LocalModel(
+                name=name,
+                arch=arch_info.reference,
+                license=lic,
+                weights=str(final / WEIGHTS),
+                sha256=sha256_file(weights),
+                size=weights.stat().st_size,
+                num_classes=num_classes,
+                source=str(path),
+                source_sha256=sha256_file(path),
+                source_format=fmt,
+                map_by=map_by,
+                imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                info=info,
+            )
+            atomic_write_text(staging / RECORD, json.dumps(model.to_dict(), indent=2))
+            if final.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
+                os.replace(final, old / name)
+                os.replace(staging, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return model
+
+
+def remove_local(name: str) -> LocalModel:
+    model = local_model(name)
+    with file_lock(f"local-{name}"):
+        shutil.rmtree(local_dir() / name)
+    return model
+
+
+def info_extras(reference: str) -> dict[str, object]:
+    """`zoo info local:NAME`'s "import" field."""
+    if not reference.startswith("local:"):
+        return {}
+    try:
+        model = local_model(reference.split(":", 1)[1])
+    except NotFoundError:
+        return {}
+    data = model.to_dict()
+    for key in ("info", "format", "reference"):
+        data.pop(key, None)
+    return {"import": data}
