@@ -70,7 +70,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _bar_class(progress: Progress | None) -> Any:
+def _bar_class(progress: Progress | None, label: str) -> Any:
     """A tqdm-compatible class that forwards huggingface_hub's byte counts to ``progress``
     (silent when there is none, so the client draws no bars of its own)."""
 
@@ -79,7 +79,7 @@ def _bar_class(progress: Progress | None) -> Any:
                      desc: str | None = None, **kwargs: Any) -> None:  # fmt: skip
             self.n = initial
             if progress is not None:
-                progress.start(f"downloading {desc or 'file'}", total)
+                progress.start(f"downloading {label}", total)
                 if initial:
                     progress.advance(initial)
 
@@ -159,7 +159,7 @@ def _download(
             endpoint=hf_endpoint(),
             force_download=force,
             local_files_only=local_only,
-            tqdm_class=_bar_class(progress),
+            tqdm_class=_bar_class(progress, filename),
         )
     )
 
@@ -215,6 +215,23 @@ def _from_local_cache(
     raise _not_cached(label, why)
 
 
+def _write_ref(repo_id: str, revision: str, commit: str) -> None:
+    """Record branch/tag -> commit in the HF cache (``refs/REV``), as the client does when
+    it resolves a branch itself: offline tools (zoo, timm, transformers) read it."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    from zoo.home import atomic_write_text
+
+    ref_path = Path(hf_cache_dir()) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    ref_path = ref_path / "refs" / revision
+    try:
+        if ref_path.read_text(encoding="utf-8").strip() == commit:
+            return
+    except OSError:
+        pass
+    atomic_write_text(ref_path, commit)
+
+
 def pull_hub(
     *,
     provider: str,
@@ -264,6 +281,8 @@ def pull_hub(
             candidates.remove(previous.weights_file.name)
             candidates.insert(0, previous.weights_file.name)
         if is_offline():
+            if revision is None and previous is not None and files_present(previous):
+                return previous
             return _from_local_cache(
                 weights=candidates, why="offline mode is on (HF_HUB_OFFLINE)", **common
             )
@@ -306,6 +325,8 @@ def pull_hub(
         commit = meta.commit_hash
         if commit is None:
             raise IntegrityError(f"the Hub gave no commit for {repo_id}: cannot pin it")
+        if revision != commit:
+            _write_ref(repo_id, revision or "main", commit)
         if not force:
             rec = find_record(provider, name, commit)
             if rec is not None and files_present(rec) and rec.weights_file.name == weights_name:

@@ -275,8 +275,13 @@ class HfProvider:
                 f"hf:{ref.name} is not a timm-format model (its config.json names no timm "
                 "architecture); zoo builds Hub image models in timm's format"
             )
-        pcfg = dict(config.get("pretrained_cfg") or {})
-        pcfg.pop("hf_hub_id", None)
+        # the architecture's defaults (classifier name, first conv) under the repo's own
+        base = timm.models.get_pretrained_cfg(arch)
+        pcfg = {
+            **(base.to_dict() if base is not None else {}),
+            **(config.get("pretrained_cfg") or {}),
+        }
+        pcfg.update(hf_hub_id=None, hf_hub_filename=None)
         pcfg["num_classes"] = config.get("num_classes", pcfg.get("num_classes"))
         kwargs: dict[str, Any] = dict(config.get("model_args") or {})
         if num_classes is not None:
