@@ -4,12 +4,18 @@ Ids are lowercase Hugging Face licence ids (``apache-2.0``, ``mit``, ``cc-by-nc-
 a custom licence's own name (``dinov3-license``, ``apple-ascl``), or ``unknown``.
 Nothing is ever guessed permissive: what zoo cannot name is ``unknown``.
 
-Compatibility (parent -> declared derivative licence), documented in docs/licenses.md:
+Compatibility (parent -> declared derivative licence), documented in docs/licenses.md
+and tested row by row (tests/test_licenses.py):
 
-    parent                       allows
-    permissive (apache-2.0 ...)  any licence
-    unknown                      unknown only
-    anything else                itself only  (cc-by-nc-*, share-alike, custom licences)
+    parent kind       example              allows
+    permissive        apache-2.0, mit      any licence
+    non-commercial    cc-by-nc-4.0         itself only
+    share-alike       cc-by-sa-4.0, gpl    itself only
+    custom            dinov3-license       itself only
+    unknown           unknown              unknown only
+
+Without a declared licence a derivative inherits its parent's, which is always allowed.
+A refused pair passes only with an override reason, which the registry records.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from __future__ import annotations
 from zoo.errors import LicenseError
 
 __all__ = [
+    "COMPATIBILITY",
     "PERMISSIVE",
     "UNKNOWN",
     "check_compatible",
     "is_compatible",
     "license_from_url",
+    "license_kind",
     "normalize_license",
 ]
 
@@ -104,10 +112,39 @@ def is_permissive(license_id: str) -> bool:
     return normalize_license(license_id) in PERMISSIVE
 
 
+# Licences that require derivatives to keep the same terms (copyleft / share-alike).
+_SHARE_ALIKE_PREFIXES = ("cc-by-sa-", "gpl-", "agpl-", "lgpl-", "cc-by-nc-sa-", "odbl")
+
+
+def license_kind(license_id: str) -> str:
+    """``permissive``, ``non-commercial``, ``share-alike``, ``custom`` or ``unknown``."""
+    lid = normalize_license(license_id)
+    if lid == UNKNOWN:
+        return "unknown"
+    if lid in PERMISSIVE:
+        return "permissive"
+    if lid.startswith("cc-by-nc") or "non-commercial" in lid or "noncommercial" in lid:
+        return "non-commercial"
+    if lid.startswith(_SHARE_ALIKE_PREFIXES):
+        return "share-alike"
+    return "custom"
+
+
+# The one table: parent kind -> which declared derivative licences it allows.
+# "any": every licence; "same": only the parent's own id.
+COMPATIBILITY: dict[str, str] = {
+    "permissive": "any",
+    "non-commercial": "same",
+    "share-alike": "same",
+    "custom": "same",
+    "unknown": "same",
+}
+
+
 def is_compatible(parent: str, derivative: str) -> bool:
     """May a derivative of a ``parent``-licensed model be released as ``derivative``?"""
     parent, derivative = normalize_license(parent), normalize_license(derivative)
-    if parent in PERMISSIVE:
+    if COMPATIBILITY[license_kind(parent)] == "any":
         return True
     return parent == derivative
 
@@ -118,8 +155,9 @@ def check_compatible(parent: str, derivative: str, *, override: str | None = Non
         return
     if override is not None and override.strip():
         return
+    parent_id, derivative_id = normalize_license(parent), normalize_license(derivative)
     raise LicenseError(
-        f"licence {normalize_license(derivative)} is not compatible with the parent's "
-        f"licence {normalize_license(parent)}: keep {normalize_license(parent)} (omit "
+        f"licence {derivative_id} is not compatible with the parent's licence {parent_id} "
+        f"({license_kind(parent_id)} licences allow only themselves): keep {parent_id} (omit "
         '--license) or pass --license-override "REASON"'
     )

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "WEIGHTS_FILE",
+    "artifact_uri",
+    "download_artifact",
     "get_version",
     "has_model",
     "list_models",
@@ -155,17 +157,29 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_weights(version: RegisteredVersion, dst: Path) -> Path:
-    """Download and verify the version's safetensors file."""
+def artifact_uri(version: RegisteredVersion, inner: str = "") -> str:
+    """Where a file of the version's artifacts lives (the logged model's location)."""
+    model_id = version.tags.get(TAG.MODEL_ID)
+    if not model_id:
+        raise NotFoundError(f"{version.model_uri} has no zoo artifacts (no {TAG.MODEL_ID} tag)")
+    location = str(client().get_logged_model(model_id).artifact_location).rstrip("/")
+    return f"{location}/{inner}" if inner else location
+
+
+def download_artifact(version: RegisteredVersion, inner: str, dst: Path) -> Path:
+    """Download one file of the version's artifacts (``lineage.json``, ``README.md`` ...)."""
     import mlflow
 
-    model_id = version.tags.get(TAG.MODEL_ID)
-    base_uri = f"models:/{model_id}" if model_id else version.source
-    local = Path(
+    return Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"{base_uri.rstrip('/')}/{WEIGHTS_FILE}", dst_path=str(dst)
+            artifact_uri=artifact_uri(version, inner), dst_path=str(dst)
         )
     )
+
+
+def download_weights(version: RegisteredVersion, dst: Path) -> Path:
+    """Download and verify the version's safetensors file."""
+    local = download_artifact(version, WEIGHTS_FILE, dst)
     want = version.tags.get(TAG.WEIGHTS_SHA256)
     have = sha256_file(local)
     if want and have != want:

@@ -1,0 +1,204 @@
+"""Registry test support: the two backends (embedded SQLite, a real `mlflow server` on
+PostgreSQL) and small helpers. Imported by the tests/test_registry*.py modules.
+
+The PostgreSQL server is started once per test session on a free loopback port against a
+fresh database that is dropped at the end. Without PostgreSQL the `postgres` tests skip,
+except under CI=true, where they fail: CI must run them (registry/setup-services.sh).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PG_ADMIN_URI = os.environ.get("ZOO_TEST_PG_URI", "postgresql://zoo:zoo@127.0.0.1:5432/zoo")
+WORKER = Path(__file__).with_name("registry_worker.py")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true"}
+
+
+def missing_service(what: str) -> None:
+    """Fail under CI (the service is part of the suite there), skip elsewhere."""
+    message = f"{what}; run `bash registry/setup-services.sh` (as root)"
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} not up after {timeout:.0f}s: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class PgServer:
+    uri: str
+    database: str
+    proc: subprocess.Popen[Any]
+    artifacts: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def _admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URI, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+_SERVER: PgServer | None = None
+
+
+def start_pg_server(workdir: Path) -> PgServer:
+    """One mlflow server on a fresh database for the whole session (startup ~30-50 s)."""
+    global _SERVER
+    if _SERVER is not None and _SERVER.proc.poll() is None:
+        return _SERVER
+    try:
+        import psycopg  # noqa: F401
+
+        _admin("SELECT 1")
+    except Exception as exc:
+        missing_service(f"PostgreSQL is not reachable at {PG_ADMIN_URI} ({exc})")
+    database = f"zoo_test_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{database}"')
+    db_uri = PG_ADMIN_URI.rsplit("/", 1)[0] + f"/{database}"
+    port = free_port()
+    artifacts = workdir / "server-artifacts"
+    log = workdir / "mlflow-server.log"
+    from zoo.registry.server import ServerConfig, server_command
+
+    cmd, env = server_command(
+        ServerConfig(
+            backend_store_uri=db_uri,
+            artifacts_destination=str(artifacts),
+            port=port,
+            allowed_hosts=("registry.test",),
+        )
+    )
+    proc = subprocess.Popen(
+        cmd,
+        stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    server = PgServer(f"http://127.0.0.1:{port}", database, proc, artifacts)
+    atexit.register(server.stop)
+    wait_http(f"{server.uri}/health", proc, 240, log)
+    _SERVER = server
+    return server
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "sqlite" or "postgres"
+    uri: str | None  # None: the embedded store under ``home``
+    home: Path  # the ZOO_HOME the module's tests share
+
+
+@pytest.fixture(scope="session", name="pg_server")
+def pg_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    server = start_pg_server(tmp_path_factory.mktemp("pg-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(
+    scope="module",
+    name="backend",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def backend_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    """The registry suite runs once on the embedded store and once on the team server.
+
+    One store per module and backend (an embedded store under its own ZOO_HOME, or the
+    session's server), shared by the module's tests; ``use_backend`` points each test at it.
+    """
+    home = tmp_path_factory.mktemp(f"zoo-home-{request.param}")
+    if request.param == "sqlite":
+        return Backend("sqlite", None, home)
+    server = request.getfixturevalue("pg_server")
+    return Backend("postgres", server.uri, home)
+
+
+@pytest.fixture(name="use_backend")
+def use_backend_fixture(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    monkeypatch.setenv("ZOO_HOME", str(backend.home))
+    if backend.uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", backend.uri)
+    else:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return backend
+
+
+@contextlib.contextmanager
+def backend_env(backend: Backend) -> Any:
+    """``use_backend`` for module-scoped fixtures."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZOO_HOME", str(backend.home))
+        if backend.uri:
+            mp.setenv("MLFLOW_TRACKING_URI", backend.uri)
+        else:
+            mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield
+
+
+def unique_name(prefix: str = "pets") -> str:
+    """Model names are unique per test: the PostgreSQL server is shared by the session."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def run_worker(
+    *args: str, env: dict[str, str] | None = None, wait: bool = True, timeout: float = 300
+) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    if wait:
+        proc.wait(timeout)
+    return proc
