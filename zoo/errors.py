@@ -92,3 +92,9 @@ class Interrupted(ZooError):
     """The user pressed Ctrl-C; the message says what was saved."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class TrainingError(ZooError):
+    """Training cannot go on (the loss became NaN or infinite); nothing is registered."""
+
+    exit_code = EXIT_UNEXPECTED

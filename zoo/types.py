@@ -164,10 +164,74 @@ class Provider(Protocol):
 
 @runtime_checkable
 class Strategy(Protocol):
-    """A fine-tuning recipe: decides what trains, with which learning rates, per epoch."""
+    """A fine-tuning recipe: decides what trains, with which learning rates, per epoch.
+
+    ``plan`` is a pure function from the backbone's stage names (input -> head, the last
+    is the head) and the user's settings to a :class:`TrainingPlan`: the engine builds the
+    optimizer's parameter groups, freezes, unfreezes and re-initialises from it, and can
+    therefore resume at any epoch. Raise ``zoo.UsageError`` for settings that make no
+    sense for this backbone (say, ``--unfreeze 9`` on 6 stages).
+    """
 
     name: str
     summary: str  # one line for `zoo strategies`
+
+    def plan(self, stages: Sequence[str], settings: StrategySettings) -> TrainingPlan: ...
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    """What the user asked for; None means "the strategy's default"."""
+
+    unfreeze: int | None = None  # --unfreeze K: how many stages below the head train
+    epochs: int | None = None
+    lr: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)  # recipe's strategy_settings
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A run of epochs with one optimizer: which stages train, at which learning rates.
+
+    Stages are indices into the backbone's ``stages()`` (the last is the head).
+    ``trainable[e]`` lists the stages that train in epoch ``e`` of the phase; the last
+    entry repeats, so a constant phase has one entry and gradual unfreezing has one per
+    epoch. The optimizer holds every stage that trains at some epoch of the phase, each
+    stage in its own parameter group at ``lr * lr_scale.get(stage, 1.0)``; a stage frozen
+    in the current epoch has ``requires_grad`` off and its BatchNorm in eval mode.
+    """
+
+    name: str  # "probe", "finetune", ...
+    epochs: int
+    lr: float  # base learning rate (peak of the warm-up + cosine schedule)
+    trainable: tuple[tuple[int, ...], ...]
+    lr_scale: Mapping[int, float] = field(default_factory=dict)
+    reinit: tuple[int, ...] = ()  # stages re-initialised when the phase starts
+    # True: only the head trains, on pooled features computed once and cached on disk.
+    head_on_features: bool = False
+    # False: training sees eval crops (no augmentation), which lets the engine compute the
+    # frozen stages' output once and train the rest on it.
+    augment: bool = True
+
+    def trainable_at(self, epoch: int) -> tuple[int, ...]:
+        """Stages that train in ``epoch`` (0-based within the phase)."""
+        return self.trainable[min(epoch, len(self.trainable) - 1)]
+
+    def stages_in_optimizer(self) -> tuple[int, ...]:
+        return tuple(sorted({i for epoch in self.trainable for i in epoch}))
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """A strategy's answer: phases run in order; ``settings`` go into the lineage."""
+
+    strategy: str
+    phases: tuple[Phase, ...]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        return sum(p.epochs for p in self.phases)
 
 
 @dataclass(frozen=True)

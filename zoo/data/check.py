@@ -1,0 +1,242 @@
+"""Checking a listing: every file read, hashed and decoded once, in parallel processes.
+
+Decoding is the expensive part of small-data training (a PNG of clip art decodes far slower
+than a small network runs on it), so the check keeps its work: each good image is stored,
+resized as the backbone's eval transform resizes it, as a ``.npy`` array under
+``$ZOO_HOME/data/decoded/<resize>/<sha256>.npy``. Training epochs read those arrays (and
+crop, flip and normalise them) instead of decoding the files again; the next run on the
+same files skips decoding entirely. The key is the file's content hash, so an edited file is
+decoded afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
+from zoo.data.sources import Listing, list_files
+from zoo.errors import DataError
+from zoo.home import subdir
+
+__all__ = [
+    "DEFAULT_MAX_BAD_FRACTION",
+    "BadFile",
+    "ImageDataset",
+    "Sample",
+    "check_listing",
+    "decoded_cache_dir",
+    "load_dataset",
+]
+
+# A run fails when more than this fraction of the candidate files cannot be used.
+DEFAULT_MAX_BAD_FRACTION = 0.25
+_INLINE_BELOW = 48  # fewer files than this: check in this process (no pool start-up)
+
+
+@dataclass(frozen=True)
+class BadFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """The checked dataset: good samples, skipped files, and where decoded arrays live."""
+
+    root: str
+    kind: str  # "folder" or "csv"
+    classes: tuple[str, ...]
+    samples: tuple[Sample, ...]
+    bad: tuple[BadFile, ...] = ()
+    decoded_dir: str | None = None  # None: decode from the files each time
+    digest: str = field(default="")
+
+    @property
+    def labels(self) -> list[int]:
+        return [s.label for s in self.samples]
+
+    def counts(self) -> dict[str, int]:
+        found = Counter(s.label for s in self.samples)
+        return {name: found.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def decoded_path(self, index: int) -> Path | None:
+        if self.decoded_dir is None:
+            return None
+        return Path(self.decoded_dir) / f"{self.samples[index].sha256}.npy"
+
+    def record(self) -> dict[str, Any]:
+        """What the registry stores about the data (lineage)."""
+        return {
+            "digest": self.digest,
+            "classes": list(self.classes),
+            "counts": self.counts(),
+            "num_images": len(self.samples),
+            "num_skipped": len(self.bad),
+            "skipped": [{"path": b.path, "reason": b.reason} for b in self.bad],
+            "source": self.kind,
+            "root": self.root,
+        }
+
+
+def _relpath(root: str, path: str) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
+def dataset_digest(root: str, classes: Sequence[str], samples: Sequence[Sample]) -> str:
+    """Content hash of the dataset: class names, per-class counts, and every file's
+    relative path, label and bytes (sha256). Identical data gives the same digest on any
+    machine, wherever the folder lives."""
+    counts = Counter(s.label for s in samples)
+    doc = {
+        "format": 1,
+        "classes": list(classes),
+        "counts": [counts.get(i, 0) for i in range(len(classes))],
+        "files": sorted([_relpath(root, s.path), classes[s.label], s.sha256] for s in samples),
+    }
+    blob = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def decoded_cache_dir(resize: int | tuple[int, int], interpolation: str) -> Path:
+    key = f"{resize}" if isinstance(resize, int) else f"{resize[0]}x{resize[1]}"
+    return subdir("data", "decoded", f"{key}-{interpolation}")
+
+
+def _check_one(
+    path: str, out_dir: str | None, resize: int | tuple[int, int], interpolation: str
+) -> tuple[str, str | None, str | None]:
+    """(path, sha256, reason) for one file; stores the resized array when out_dir is set."""
+    import numpy as np
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return path, None, f"unreadable ({exc.strerror or exc})"
+    digest = hashlib.sha256(data).hexdigest()
+    target = Path(out_dir) / f"{digest}.npy" if out_dir else None
+    if target is not None and target.exists():
+        return path, digest, None
+    try:
+        img = decode_image(data)
+    except ImageDecodeError as exc:
+        return path, None, exc.reason
+    if target is not None:
+        arr = np.ascontiguousarray(np.asarray(resize_for_eval(img, resize, interpolation)))
+        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npy", dir=out_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path, digest, None
+
+
+def _star(args: tuple[str, str | None, int | tuple[int, int], str]) -> Any:
+    return _check_one(*args)
+
+
+def check_listing(
+    listing: Listing,
+    *,
+    resize: int | tuple[int, int] = 256,
+    interpolation: str = "bilinear",
+    cache: bool = True,
+    workers: int | None = None,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+    progress: Any = None,
+) -> ImageDataset:
+    """Hash and decode every candidate file; skip and list the bad ones.
+
+    Raises DataError when more than ``max_bad_fraction`` of the files are bad, or when a
+    class is left with fewer than 2 images (naming the classes).
+    """
+    out_dir = str(decoded_cache_dir(resize, interpolation)) if cache else None
+    jobs = [(p, out_dir, resize, interpolation) for p in listing.paths]
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+    results: list[tuple[str, str | None, str | None]] = []
+    if progress is not None:
+        progress.start("checking images", len(jobs))
+    try:
+        if workers <= 1 or len(jobs) < _INLINE_BELOW:
+            for job in jobs:
+                results.append(_star(job))
+                if progress is not None:
+                    progress.advance(1)
+        else:
+            import multiprocessing
+
+            # spawn: the parent may hold torch's thread pools, which fork does not copy safely
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                for result in pool.map(_star, jobs, chunksize=8):
+                    results.append(result)
+                    if progress is not None:
+                        progress.advance(1)
+    finally:
+        if progress is not None:
+            progress.finish()
+
+    samples: list[Sample] = []
+    bad: list[BadFile] = []
+    for (path, digest, reason), label in zip(results, listing.labels, strict=True):
+        if reason is not None or digest is None:
+            bad.append(BadFile(path, reason or "unreadable"))
+        else:
+            samples.append(Sample(path, label, digest))
+    total = len(listing.paths)
+    if total == 0:
+        raise DataError(f"no image files under {listing.root}")
+    if len(bad) / total > max_bad_fraction:
+        shown = "; ".join(f"{b.path} ({b.reason})" for b in bad[:3])
+        raise DataError(
+            f"{len(bad)} of {total} files ({len(bad) / total:.0%}) in {listing.root} cannot "
+            f"be used, more than the {max_bad_fraction:.0%} allowed (e.g. {shown}): fix or "
+            "remove them, or raise max_bad_fraction in the recipe"
+        )
+    counts = Counter(s.label for s in samples)
+    small = [
+        f"{listing.classes[i]} ({counts.get(i, 0)})"
+        for i in range(len(listing.classes))
+        if counts.get(i, 0) < 2
+    ]
+    if small:
+        raise DataError(
+            "every class needs at least 2 usable images (one to train, one to validate); "
+            f"too few in: {', '.join(small)}. Add images or remove those classes"
+        )
+    return ImageDataset(
+        root=listing.root,
+        kind=listing.kind,
+        classes=listing.classes,
+        samples=tuple(samples),
+        bad=tuple(bad),
+        decoded_dir=out_dir,
+        digest=dataset_digest(listing.root, listing.classes, samples),
+    )
+
+
+def load_dataset(data: str | Path, **kwargs: Any) -> ImageDataset:
+    """List and check a folder or CSV manifest (see :func:`check_listing` for options)."""
+    return check_listing(list_files(data), **kwargs)
