@@ -22,6 +22,7 @@ __all__ = ["build_cli", "main"]
 _COMMAND_MODULES = [
     "zoo.cli.catalog",
     "zoo.cli.export",
+    "zoo.cli.finetune",
     "zoo.cli.pull",
     "zoo.cli.registry",
 ]

@@ -1,0 +1,155 @@
+"""`zoo finetune`: fine-tune a backbone on a folder of images and register the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from zoo.cli.output import emit_json, note
+
+
+@click.command("finetune")
+@click.argument("ref")
+@click.argument("data", type=click.Path())
+@click.option(
+    "--strategy",
+    "-s",
+    default=None,
+    help="Fine-tuning strategy (see `zoo strategies`). [default: linear-probe]",
+)
+@click.option(
+    "--unfreeze",
+    type=int,
+    default=None,
+    metavar="K",
+    help="Stages below the head that train (partial, lp-ft, gradual, early-layers).",
+)
+@click.option("--epochs", type=int, default=None, help="Epochs (default: the strategy's).")
+@click.option("--batch-size", type=int, default=None, help="Global batch size. [default: 32]")
+@click.option(
+    "--lr", type=float, default=None, help="Peak learning rate (default: the strategy's)."
+)
+@click.option(
+    "--image-size",
+    type=int,
+    default=None,
+    metavar="PX",
+    help="Square input size (default: the backbone's own).",
+)
+@click.option(
+    "--val-split",
+    type=float,
+    default=None,
+    help="Fraction of each class held out for validation. [default: 0.2]",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the split and training. [default: 0]")
+@click.option("--name", default=None, help="Registered model name (default: DATA-STRATEGY).")
+@click.option(
+    "--license",
+    "license_",
+    default=None,
+    metavar="ID",
+    help="Licence of the derivative (default: the parent's).",
+)
+@click.option(
+    "--license-override",
+    default=None,
+    metavar="REASON",
+    help="Register despite a licence conflict; the reason is recorded.",
+)
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:N. [default: auto]")
+@click.option(
+    "--nproc-per-node",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Processes (GPUs) on this machine, launched by torchrun with DDP. [default: 1]",
+)
+@click.option(
+    "--resume", is_flag=True, help="Continue this recipe's interrupted run (error if none)."
+)
+@click.option("--restart", is_flag=True, help="Discard this recipe's checkpoints and start over.")
+@click.option("--random-init", is_flag=True, help="Start from random weights (a baseline).")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(),
+    default=None,
+    metavar="FILE",
+    help="YAML or TOML recipe; options given here win over it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result (docs/json.md).")
+def finetune_cmd(
+    ref: str,
+    data: str,
+    strategy: str | None,
+    unfreeze: int | None,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    image_size: int | None,
+    val_split: float | None,
+    seed: int | None,
+    name: str | None,
+    license_: str | None,
+    license_override: str | None,
+    device: str | None,
+    nproc_per_node: int | None,
+    resume: bool,
+    restart: bool,
+    random_init: bool,
+    config: str | None,
+    as_json: bool,
+) -> None:
+    """Fine-tune REF on the labelled images in DATA and register the best epoch.
+
+    DATA is a folder with one sub-folder per class (nested folders allowed) or a CSV
+    manifest of path,label rows. Files that do not decode are skipped and listed; the run
+    fails when more than 25% are bad. Re-running the same command after an interruption
+    resumes from the last completed epoch.
+
+    \b
+      zoo finetune timm:resnet50.a1_in1k ./pets --name pets
+      zoo finetune local:effnet-lite0 ./clipart --strategy lp-ft --unfreeze 3
+      zoo finetune models:/pets/2 ./more-pets --strategy partial --epochs 3
+      zoo finetune timm:convnext_tiny ./pets --config recipe.yaml --nproc-per-node 4
+    """
+    from zoo.engine import Recipe, launch, load_recipe_file
+
+    settings: dict[str, Any] = load_recipe_file(config) if config else {}
+    overrides = {
+        "ref": ref,
+        "data": data,
+        "strategy": strategy,
+        "unfreeze": unfreeze,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "image_size": image_size,
+        "val_split": val_split,
+        "seed": seed,
+        "name": name,
+        "license": license_,
+        "license_override": license_override,
+        "device": device,
+        "nproc_per_node": nproc_per_node,
+        "random_init": True if random_init else None,
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    recipe = Recipe.from_dict(settings)
+    result = launch(recipe, resume=resume, restart=restart)
+    if as_json:
+        emit_json("finetune_result", **result.to_dict())
+        return
+    if result.skipped:
+        note(f"{len(result.skipped)} file(s) skipped (listed above and in the run's artifacts)")
+    acc = result.metrics.get("val_accuracy")
+    acc_text = f"validation accuracy {acc:.3f}, " if acc is not None else ""
+    click.echo(
+        f"registered {result.model_uri}: {acc_text}best epoch {result.best_epoch}/"
+        f"{result.epochs}, {result.seconds:.0f}s"
+    )
+
+
+COMMANDS = [finetune_cmd]
