@@ -174,7 +174,7 @@ def test_predict_with_cuda_on_a_cpu_build_says_so_in_one_line(exported, capsys) 
 def test_predict_needs_the_export_sidecar(exported, tmp_path: Path) -> None:
     _, out = exported
     shutil.copy(out / "model.onnx", tmp_path / "bare.onnx")
-    with pytest.raises(DataError, match="zoo-export.json"):
+    with pytest.raises(DataError, match=r"zoo-export\.json"):
         open_model(str(tmp_path / "bare.onnx"))
     with pytest.raises(NotFoundError):
         open_model(str(tmp_path / "missing.onnx"))

@@ -1,0 +1,174 @@
+"""Exports of registered versions: a version of NAME.onnx with lineage, reports and card.
+
+The key check reads the registered ONNX version back with plain MLflow and plain ONNX
+Runtime, no zoo code in between.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from zoo import IntegrityError
+from zoo.catalog import provider_for
+from zoo.cli import run
+from zoo.data.preprocess import Preprocessing
+from zoo.refs import parse_ref
+
+SIZE = (3, 64, 64)
+CLASSES = ["cat", "dog", "fish"]
+
+
+def _register(name: str = "tiny") -> tuple[nn.Module, object]:
+    from zoo.registry import register_derivative
+
+    ref = parse_ref("timm:test_resnet")
+    torch.manual_seed(0)
+    model = provider_for(ref).build(ref, num_classes=3, pretrained=False).model.eval()
+    prep = Preprocessing(input_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3)
+    version = register_derivative(
+        model,
+        name=name,
+        parent="timm:test_resnet",
+        strategy="linear-probe",
+        strategy_settings={},
+        dataset={"digest": "sha256:0", "classes": CLASSES, "counts": dict.fromkeys(CLASSES, 2)},
+        metrics={"val_accuracy": 0.5},
+        input_example=torch.randn(2, *SIZE),
+        preprocessing=prep.to_dict(),
+        class_names=CLASSES,
+    )
+    return model, version
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One registered model and its export, shared by this module's tests."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("zoo-home")
+    mp.setenv("ZOO_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from zoo.plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+    model, version = _register()
+    out = tmp_path_factory.mktemp("out") / "tiny-onnx"
+    code = run(["export", "models:/tiny/1", "--out", str(out), "--json"])
+    assert code == 0
+    yield {"model": model, "version": version, "out": out, "home": home}
+    mp.undo()
+
+
+@pytest.fixture
+def same_home(exported: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOO_HOME", str(exported["home"]))
+
+
+def test_export_is_registered_as_a_version_of_name_onnx(exported, same_home) -> None:
+    from zoo.registry import get_version
+
+    v = get_version("models:/tiny.onnx/1")
+    assert v.tags["zoo.derived_from"] == "models:/tiny/1"
+    assert v.tags["zoo.relation"] == "export"
+    assert v.tags["zoo.format"] == "onnx"
+    assert v.license == exported["version"].license == "apache-2.0"  # inherited
+    assert v.class_names == tuple(CLASSES)
+
+
+def test_plain_mlflow_and_onnxruntime_give_the_pytorch_outputs(exported, same_home) -> None:
+    import mlflow
+    import onnxruntime
+
+    from zoo.store import configure
+
+    configure()  # only points MLflow at the test's store
+    proto = mlflow.onnx.load_model("models:/tiny.onnx/1")
+    session = onnxruntime.InferenceSession(
+        proto.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    for batch in (1, 7):
+        x = torch.randn(batch, *SIZE, generator=torch.Generator().manual_seed(batch))
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        with torch.inference_mode():
+            expected = exported["model"](x).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_parity_report_benchmark_and_card_travel_with_the_version(exported, same_home) -> None:
+    import mlflow
+
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/tiny.onnx/1"))
+    names = {p.name for p in folder.iterdir()}
+    assert {"parity.json", "benchmark.json", "zoo-export.json", "README.md"} <= names
+    parity = json.loads((folder / "parity.json").read_text())
+    assert parity["fp32"]["passed"] and parity["fp32"]["max_abs_error"] < 1e-4
+    bench = json.loads((folder / "benchmark.json").read_text())
+    assert bench["baseline"].startswith("PyTorch eager, torch.inference_mode, channels_last")
+    assert [r["batch"] for r in bench["results"]] == [1, 16]
+    assert all(r["speedup"] > 0 for r in bench["results"])
+    card = (folder / "README.md").read_text()
+    assert "apache-2.0" in card
+    sidecar = json.loads((folder / "zoo-export.json").read_text())
+    assert sidecar["preprocessing"]["input_size"] == list(SIZE)
+
+
+def test_the_out_folder_holds_the_same_file(exported) -> None:
+    out = exported["out"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "benchmark.json",
+        "model.onnx",
+        "parity.json",
+        "zoo-export.json",
+    ]
+
+
+def test_refused_export_registers_nothing(tmp_path: Path) -> None:
+    from zoo.export import export_model, load_source
+    from zoo.registry import has_model
+
+    _register("diverging")
+    source = load_source("models:/diverging/1")
+
+    class Diverges(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.inner(x)
+            return y + 0.01 if torch.compiler.is_exporting() else y
+
+    source.module = Diverges(source.module).eval()
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="nothing was registered"):
+        export_model(source.reference, source=source, out=out, benchmark=False)
+    assert not has_model("diverging.onnx")
+    assert not out.exists()
+
+
+def test_cli_export_into_a_full_folder_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    _register("twice")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x").write_text("")
+    assert run(["export", "twice", "--out", str(out)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ref", ["models:/tiny.onnx/1", "models:/tiny/1", "tiny"])
+def test_predict_runs_the_registered_export(exported, same_home, ref: str, capsys) -> None:
+    import sklearn
+
+    photo = sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))[0]
+    assert run(["predict", ref, str(photo), "--json", "--provider", "cpu"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (prediction,) = doc["predictions"]
+    probabilities = [t["probability"] for t in prediction["top"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert {t["class"] for t in prediction["top"]} == set(CLASSES)
