@@ -362,7 +362,7 @@ def test_pull_prints_plain_lines_under_ci(hub: FakeHub) -> None:
     _tiny_repo(hub)
     env = {**os.environ, "CI": "true"}
     proc = _zoo_subprocess(["pull", f"hf:{REPO}"], env)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "zoo: downloading model.safetensors: started" in err
     assert "zoo: downloading model.safetensors: done" in err

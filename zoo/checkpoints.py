@@ -107,13 +107,17 @@ def load_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str
             return dict(load_file(str(path), device="cpu"))
         except Exception as exc:
             raise DataError(f"{path} has a safetensors header but does not load: {exc}") from exc
+    # torch.load is given an open file, never the path: given a path it picks a loader
+    # by the file's extension (a zip named *.safetensors goes to safetensors).
     if trust_pickle:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        with path.open("rb") as fh:
+            obj = torch.load(fh, map_location="cpu", weights_only=False)
         return _unwrap(obj)
     import pickle
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with path.open("rb") as fh:
+            obj = torch.load(fh, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
         raise SecurityError(
             f"{path} is a {fmt} checkpoint that needs more than tensors to load (it could "

@@ -74,9 +74,7 @@ class LocalModel:
     @classmethod
     def from_dict(cls, data: dict[str, Any], folder: Path) -> LocalModel:
         kw = {k: data[k] for k in cls.__dataclass_fields__ if k not in ("info", "weights")}
-        return cls(
-            **kw, weights=str(folder / WEIGHTS), info=BackboneInfo.from_dict(data["info"])
-        )
+        return cls(**kw, weights=str(folder / WEIGHTS), info=BackboneInfo.from_dict(data["info"]))
 
 
 def local_dir() -> Path:
@@ -187,8 +185,7 @@ def import_checkpoint(
     with file_lock(f"local-{name}"):
         if final.exists() and not force:
             raise UsageError(
-                f"local:{name} exists already: pick another --name, or pass --force to "
-                "replace it"
+                f"local:{name} exists already: pick another --name, or pass --force to replace it"
             )
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
         try:
