@@ -123,6 +123,9 @@ def configure(tracking_uri_override: str | None = None) -> str:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri_override
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # MLflow writes run links to stdout when talking to a server: keep stdout for zoo's
+    # own output (--json documents, printed references).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     uri = tracking_uri()
     import mlflow
 
