@@ -88,6 +88,17 @@ def hub_cache_dir() -> Path:
     return Path(hf_home).expanduser() / "hub"
 
 
+def _where(ref: Ref) -> dict[str, Any]:
+    """hf_hub_download's location arguments, read from the environment at call time
+    (huggingface_hub reads HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE once, at import)."""
+    return {
+        "revision": ref.revision,
+        "cache_dir": zoo.hf_cache_dir(),
+        "endpoint": zoo.hf_endpoint(),
+        "local_files_only": zoo.is_offline(),
+    }
+
+
 def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 
@@ -189,7 +200,7 @@ class HfProvider:
         )
 
         try:
-            config_path = hf_hub_download(ref.name, "config.json", revision=ref.revision)
+            config_path = hf_hub_download(ref.name, "config.json", **_where(ref))
         except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
             raise UnknownModelError(f"the Hub has no model repo '{ref.name}'") from exc
         except EntryNotFoundError as exc:
@@ -203,7 +214,7 @@ class HfProvider:
             ) from exc
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
         try:
-            readme_path = hf_hub_download(ref.name, "README.md", revision=ref.revision)
+            readme_path = hf_hub_download(ref.name, "README.md", **_where(ref))
             readme: str | None = Path(readme_path).read_text(encoding="utf-8")
         except Exception:
             readme = None
