@@ -97,6 +97,7 @@ def test_torchvision_stages_partition_parameters_on_the_meta_device(
     arch: str, first_blocks: list[str], head_path: str
 ) -> None:
     from torchvision import models
+
     from zoo_torchvision.stages import torchvision_stages
 
     with torch.device("meta"):
