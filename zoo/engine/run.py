@@ -88,6 +88,9 @@ class FinetuneResult:
     plan: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     ranks: list[dict[str, Any]] = field(default_factory=list)
+    # The optimizer's parameter groups as built for each phase: name, stage, lr, decay.
+    optimizer_groups: list[list[dict[str, Any]]] = field(default_factory=list)
+    backbone: Any = None  # the trained backbone (best epoch's weights); not serialised
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +110,7 @@ class FinetuneResult:
             "plan": self.plan,
             "history": self.history,
             "ranks": self.ranks,
+            "optimizer_groups": self.optimizer_groups,
         }
 
 
@@ -237,10 +241,13 @@ def find_classifier(model: nn.Module, head: nn.Module, example: torch.Tensor) ->
         m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), out))
         for m in candidates
     ]
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics may move while looking
     try:
         with torch.no_grad():
             final = model(example)
     finally:
+        model.train(was_training)
         for h in handles:
             h.remove()
     best = None
@@ -317,8 +324,10 @@ def _tensor_batches(
 
 
 class _Engine:
-    def __init__(self, recipe: Recipe, *, resume: bool, restart: bool) -> None:
+    def __init__(self, recipe: Recipe, *, resume: bool, restart: bool, register: bool) -> None:
         self.recipe = recipe
+        self.register = register
+        self.optimizer_groups: list[list[dict[str, Any]]] = []
         self.resume_required = resume
         self.restart = restart
         self.dist = Dist.from_env()
@@ -474,7 +483,7 @@ class _Engine:
     # --------------------------------------------------------------- MLflow
 
     def start_tracking(self, resumed: bool) -> None:
-        if not self.dist.main:
+        if not self.dist.main or not self.register:
             return
         from zoo import store
 
@@ -572,6 +581,18 @@ class _Engine:
                     )
         if not groups:
             raise UsageError(f"the {phase.name} phase trains no parameters")
+        self.optimizer_groups.append(
+            [
+                {
+                    "name": g["name"],
+                    "stage": g["stage"],
+                    "lr": g["lr"],
+                    "weight_decay": g["weight_decay"],
+                    "params": len(g["params"]),
+                }
+                for g in groups
+            ]
+        )
         if self.recipe.optimizer == "sgd":
             return torch.optim.SGD(
                 groups,
@@ -743,7 +764,7 @@ class _Engine:
                 loss.backward()
                 opt.step()
                 sched.step()
-                loss_sum += float(loss) * len(b)
+                loss_sum += float(loss.detach()) * len(b)
                 correct += int((logits.argmax(1) == ytr[b]).sum())
                 count += len(b)
             progress.advance(1)
@@ -754,6 +775,7 @@ class _Engine:
             val_loss = float(self.criterion(logits, labels[va].to(dev)))
             preds = logits.argmax(1).cpu()
         val_acc = float((preds == labels[va]).float().mean())
+        self._last_eval = (labels[va].tolist(), preds.tolist())
         completed += phase.epochs
         record = {
             "epoch": completed,
@@ -985,6 +1007,11 @@ class _Engine:
         loss_sum, correct, count = self.dist.all_sum(
             [preds["loss"], float(int((p == labels).sum())), float(len(labels))]
         )
+        gathered = self.dist.gather((labels_out, preds["pred"]))
+        self._last_eval = (
+            [v for part in gathered for v in part[0]],
+            [v for part in gathered for v in part[1]],
+        )
         return {"val_loss": loss_sum / max(1.0, count), "val_accuracy": correct / max(1.0, count)}
 
     def _predict(
@@ -1040,6 +1067,7 @@ class _Engine:
         self.history.append(record)
         improved = record["val_accuracy"] > self.best["val_accuracy"]
         if improved:
+            self.best_eval = self._last_eval
             self.best = {
                 "epoch": record["epoch"],
                 "val_accuracy": record["val_accuracy"],
@@ -1090,9 +1118,9 @@ class _Engine:
                 self.history,
                 ranks,
             )
-        preds, labels = self._predict(None, everything=True)
+        labels, predicted = self.best_eval
         n = len(self.data.classes)
-        matrix = report.confusion(labels, preds["pred"], n)
+        matrix = report.confusion(labels, predicted, n)
         per_class = report.per_class_accuracy(matrix, self.data.classes)
         accuracy = sum(matrix[i][i] for i in range(n)) / max(1, len(labels))
         figures = self.dir / "figures"
@@ -1102,7 +1130,7 @@ class _Engine:
         last = self.history[-1] if self.history else {}
         metrics: dict[str, float] = {
             "val_accuracy": accuracy,
-            "val_loss": preds["loss"] / max(1, len(labels)),
+            "val_loss": float(self.best.get("val_loss", 0.0)),
             "best_epoch": float(self.best["epoch"]),
             "epochs": float(self.plan.epochs),
             "train_accuracy": float(last.get("train_accuracy", 0.0)),
@@ -1113,6 +1141,29 @@ class _Engine:
         }
         for cls, acc in per_class.items():
             metrics[f"val_accuracy.{report.metric_key(cls)}"] = acc
+        if not self.register:
+            self.model.to("cpu", memory_format=torch.contiguous_format)
+            save_checkpoint(self.dir / "final.pt", {"model": final_state})
+            return FinetuneResult(
+                name,
+                None,
+                None,
+                None,
+                metrics,
+                int(self.best["epoch"]),
+                self.plan.epochs,
+                resumed,
+                list(self.data.bad),
+                seconds,
+                self.dist.world,
+                str(self.dir),
+                self.recipe.to_dict(),
+                _plan_to_dict(self.plan, self.names),
+                self.history,
+                ranks,
+                self.optimizer_groups,
+                self.backbone,
+            )
         from zoo import store
 
         mc = store.client()
@@ -1227,9 +1278,15 @@ def _default_workers(dist: Dist) -> int:
     return max(0, min(8, (cores or 1) // max(1, dist.world)))
 
 
-def finetune(recipe: Recipe, *, resume: bool = False, restart: bool = False) -> FinetuneResult:
-    """Run (or resume) one fine-tuning recipe and register its best epoch."""
-    engine = _Engine(recipe, resume=resume, restart=restart)
+def finetune(
+    recipe: Recipe, *, resume: bool = False, restart: bool = False, register: bool = True
+) -> FinetuneResult:
+    """Run (or resume) one fine-tuning recipe and register its best epoch.
+
+    ``register=False`` trains and evaluates without MLflow or the registry (library use,
+    experiments); the result then carries the trained backbone.
+    """
+    engine = _Engine(recipe, resume=resume, restart=restart, register=register)
     return engine.run()
 
 

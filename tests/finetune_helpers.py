@@ -1,0 +1,48 @@
+"""Small real datasets and model builders shared by the fine-tuning tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLOURS = [(220, 40, 40), (40, 40, 220), (40, 200, 40), (200, 200, 40)]
+
+
+def make_images(root: Path, classes: int = 2, per_class: int = 10, size: tuple[int, int] = (40, 48),
+                seed: int = 0) -> Path:
+    """Class-per-folder PNGs: noisy images tinted per class (learnable in a few steps)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noise = rng.integers(0, 90, (size[0], size[1], 3))
+            pixels = (noise + np.array(COLOURS[c]) * 0.6).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
+    return root
+
+
+def initial_state(ref: str, num_classes: int, seed: int = 0) -> dict:
+    """The weights the engine starts from for a random-init recipe with this seed."""
+    from zoo.catalog import provider_for
+    from zoo.engine.state import seed_everything
+    from zoo.refs import parse_ref
+
+    seed_everything(seed)
+    parsed = parse_ref(ref)
+    backbone = provider_for(parsed).build(parsed, num_classes=num_classes, pretrained=False)
+    return {k: v.detach().clone() for k, v in backbone.model.state_dict().items()}
+
+
+def stage_of(backbone, key: str) -> int:
+    """Index of the stage that holds state-dict entry ``key`` of backbone.model."""
+    model = backbone.model
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    target = tensors[key]
+    for i, (_, container) in enumerate(backbone.stages()):
+        for t in [*container.parameters(), *container.buffers()]:
+            if t is target:
+                return i
+    raise KeyError(key)
