@@ -187,8 +187,10 @@ def check_listing(
         else:
             import multiprocessing
 
-            # spawn: the parent may hold torch's thread pools, which fork does not copy safely
-            ctx = multiprocessing.get_context("spawn")
+            # fork (as torch's DataLoader does): the workers only read files and run Pillow,
+            # and unlike spawn it needs no `if __name__ == "__main__"` guard in scripts.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 for result in pool.map(_star, jobs, chunksize=8):
                     results.append(result)

@@ -630,6 +630,7 @@ class _Engine:
             self.pending_scheduler = None
         self.start_tracking(resumed is not None)
         completed = resumed or 0
+        self.completed = completed
         total = self.plan.epochs
         try:
             phase_index, phase_epoch = self.position
@@ -646,6 +647,7 @@ class _Engine:
                 self.pending_scheduler = None
         except KeyboardInterrupt:
             self.end_tracking("KILLED")
+            completed = self.completed
             saved = (
                 f"the checkpoint of epoch {completed} is saved in {self._state_path()}"
                 if completed
@@ -1065,6 +1067,7 @@ class _Engine:
         self, record: dict[str, Any], pi: int, phase_epoch: int, opt: Any, sched: Any
     ) -> None:
         self.history.append(record)
+        self.completed = int(record["epoch"])
         improved = record["val_accuracy"] > self.best["val_accuracy"]
         if improved:
             self.best_eval = self._last_eval

@@ -1,0 +1,136 @@
+"""Checkpoints: SIGKILL mid-epoch then the same command resumes bit-exactly; Ctrl-C saves
+and exits 130; a NaN loss stops the run without registering anything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.finetune_helpers import make_images
+
+RECIPE = """\
+deterministic: true
+precision: fp32
+workers: 0
+image_size: 64
+batch_size: 4
+"""
+
+
+def _cmd(data: Path, config: Path, name: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "zoo", "finetune", "timm:test_resnet", str(data),
+        "--strategy", "full", "--epochs", "5", "--random-init", "--name", name,
+        "--config", str(config), *extra,
+    ]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(CI="true", ZOO_HOME=str(home), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _run_until(cmd: list[str], env: dict[str, str], needle: str, sig: int) -> tuple[int, str]:
+    """Start cmd, send ``sig`` when ``needle`` appears on stderr; (exit code, stderr)."""
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    seen = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        seen.append(line)
+        if needle in line:
+            proc.send_signal(sig)
+            break
+    rest, err = proc.communicate(timeout=300)
+    return proc.returncode, "".join(seen) + err
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_images(tmp_path / "data", classes=2, per_class=40, size=(72, 80))
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE, encoding="utf-8")
+    return path
+
+
+def _final(home: Path, name: str) -> dict[str, torch.Tensor]:
+    import json
+
+    for result in (home / "runs").glob("*/result.json"):
+        if json.loads(result.read_text())["name"] == name:
+            return torch.load(result.parent / "final.pt", weights_only=True)["model"]
+    raise AssertionError(f"no finished run named {name}")
+
+
+def test_sigkill_in_epoch_3_then_same_command_resumes_bit_exactly(
+    data: Path, config: Path, zoo_home: Path
+) -> None:
+    env = _env(zoo_home)
+    clean = subprocess.run(_cmd(data, config, "straight"), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr
+
+    code, err = _run_until(_cmd(data, config, "killed"), env, "epoch 3/5 (finetune): started",
+                           signal.SIGKILL)
+    assert code == -signal.SIGKILL, err
+    states = [p for p in (zoo_home / "runs").glob("*/state.pt")
+              if not (p.parent / "result.json").exists()]
+    assert len(states) == 1
+    assert torch.load(states[0], weights_only=True)["completed"] == 2
+
+    again = subprocess.run(_cmd(data, config, "killed"), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from the checkpoint of epoch 2" in again.stderr
+    assert "epoch 1/5" not in again.stderr and "epoch 3/5 (finetune): started" in again.stderr
+
+    straight, resumed = _final(zoo_home, "straight"), _final(zoo_home, "killed")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_ctrl_c_saves_the_last_epoch_and_exits_130(
+    data: Path, config: Path, zoo_home: Path
+) -> None:
+    env = _env(zoo_home)
+    code, err = _run_until(_cmd(data, config, "interrupted"), env,
+                           "epoch 2/5 (finetune): started", signal.SIGINT)
+    assert code == 130, err
+    assert "the checkpoint of epoch 1 is saved in" in err
+    assert "Re-run the same command (or add --resume)" in err
+    again = subprocess.run(_cmd(data, config, "interrupted", "--resume"), env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "resuming from the checkpoint of epoch 1" in again.stderr
+
+
+def test_nan_loss_stops_without_registering(data: Path, config: Path, zoo_home: Path) -> None:
+    env = _env(zoo_home)
+    proc = subprocess.run(_cmd(data, config, "diverged", "--lr", "1e30"), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "the loss became" in proc.stderr and "nothing was registered" in proc.stderr
+    from zoo.registry import has_model
+
+    assert not has_model("diverged")
+
+
+def test_resume_without_a_checkpoint_is_a_usage_error(
+    data: Path, config: Path, zoo_home: Path
+) -> None:
+    proc = subprocess.run(_cmd(data, config, "fresh", "--resume"), env=_env(zoo_home),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert "no checkpoint of this recipe" in proc.stderr
