@@ -130,9 +130,14 @@ def test_version_page_shows_parent_link_and_licence(ui: str, browser: Any) -> No
     )
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "Base model" in body and "local:tiny-base" in body
-    # following the link lands on the parent's own page
-    parent_link.click()
-    WebDriverWait(browser, 30).until(lambda d: f"/models/{name}/versions/1" in d.current_url)
-    WebDriverWait(browser, 30).until(
-        lambda d: "local:tiny-base" in d.find_element(By.TAG_NAME, "body").text
+    # the link leads to the parent's own page (the UI opens description links in a new
+    # tab, so follow its href): version 1, whose parent is the base
+    browser.get(parent_link.get_attribute("href"))
+    WebDriverWait(browser, 120).until(
+        lambda d: (
+            "Parent" in d.find_element(By.TAG_NAME, "body").text
+            and not d.find_elements(By.XPATH, f"//a[contains(@href, '#/models/{name}/versions/1')]")
+        )
     )
+    assert browser.current_url.endswith(f"#/models/{name}/versions/1")
+    assert "local:tiny-base" in browser.find_element(By.TAG_NAME, "body").text
