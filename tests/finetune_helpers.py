@@ -7,8 +7,13 @@ from pathlib import Path
 COLOURS = [(220, 40, 40), (40, 40, 220), (40, 200, 40), (200, 200, 40)]
 
 
-def make_images(root: Path, classes: int = 2, per_class: int = 10, size: tuple[int, int] = (40, 48),
-                seed: int = 0) -> Path:
+def make_images(
+    root: Path,
+    classes: int = 2,
+    per_class: int = 10,
+    size: tuple[int, int] = (40, 48),
+    seed: int = 0,
+) -> Path:
     """Class-per-folder PNGs: noisy images tinted per class (learnable in a few steps)."""
     import numpy as np
     from PIL import Image

@@ -25,9 +25,22 @@ batch_size: 4
 
 def _cmd(data: Path, config: Path, name: str, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "zoo", "finetune", "timm:test_resnet", str(data),
-        "--strategy", "full", "--epochs", "5", "--random-init", "--name", name,
-        "--config", str(config), *extra,
+        sys.executable,
+        "-m",
+        "zoo",
+        "finetune",
+        "timm:test_resnet",
+        str(data),
+        "--strategy",
+        "full",
+        "--epochs",
+        "5",
+        "--random-init",
+        "--name",
+        name,
+        "--config",
+        str(config),
+        *extra,
     ]
 
 
@@ -39,8 +52,7 @@ def _env(home: Path) -> dict[str, str]:
 
 def _run_until(cmd: list[str], env: dict[str, str], needle: str, sig: int) -> tuple[int, str]:
     """Start cmd, send ``sig`` when ``needle`` appears on stderr; (exit code, stderr)."""
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     seen = []
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -77,20 +89,24 @@ def test_sigkill_in_epoch_3_then_same_command_resumes_bit_exactly(
     data: Path, config: Path, zoo_home: Path
 ) -> None:
     env = _env(zoo_home)
-    clean = subprocess.run(_cmd(data, config, "straight"), env=env, capture_output=True,
-                           text=True, timeout=600)
+    clean = subprocess.run(
+        _cmd(data, config, "straight"), env=env, capture_output=True, text=True, timeout=600
+    )
     assert clean.returncode == 0, clean.stderr
 
-    code, err = _run_until(_cmd(data, config, "killed"), env, "epoch 3/5 (finetune): started",
-                           signal.SIGKILL)
+    code, err = _run_until(
+        _cmd(data, config, "killed"), env, "epoch 3/5 (finetune): started", signal.SIGKILL
+    )
     assert code == -signal.SIGKILL, err
-    states = [p for p in (zoo_home / "runs").glob("*/state.pt")
-              if not (p.parent / "result.json").exists()]
+    states = [
+        p for p in (zoo_home / "runs").glob("*/state.pt") if not (p.parent / "result.json").exists()
+    ]
     assert len(states) == 1
     assert torch.load(states[0], weights_only=True)["completed"] == 2
 
-    again = subprocess.run(_cmd(data, config, "killed"), env=env, capture_output=True,
-                           text=True, timeout=600)
+    again = subprocess.run(
+        _cmd(data, config, "killed"), env=env, capture_output=True, text=True, timeout=600
+    )
     assert again.returncode == 0, again.stderr
     assert "resuming from the checkpoint of epoch 2" in again.stderr
     assert "epoch 1/5" not in again.stderr and "epoch 3/5 (finetune): started" in again.stderr
@@ -105,21 +121,32 @@ def test_ctrl_c_saves_the_last_epoch_and_exits_130(
     data: Path, config: Path, zoo_home: Path
 ) -> None:
     env = _env(zoo_home)
-    code, err = _run_until(_cmd(data, config, "interrupted"), env,
-                           "epoch 2/5 (finetune): started", signal.SIGINT)
+    code, err = _run_until(
+        _cmd(data, config, "interrupted"), env, "epoch 2/5 (finetune): started", signal.SIGINT
+    )
     assert code == 130, err
     assert "the checkpoint of epoch 1 is saved in" in err
     assert "Re-run the same command (or add --resume)" in err
-    again = subprocess.run(_cmd(data, config, "interrupted", "--resume"), env=env,
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        _cmd(data, config, "interrupted", "--resume"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr
     assert "resuming from the checkpoint of epoch 1" in again.stderr
 
 
 def test_nan_loss_stops_without_registering(data: Path, config: Path, zoo_home: Path) -> None:
     env = _env(zoo_home)
-    proc = subprocess.run(_cmd(data, config, "diverged", "--lr", "1e30"), env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        _cmd(data, config, "diverged", "--lr", "1e30"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "the loss became" in proc.stderr and "nothing was registered" in proc.stderr
     from zoo.registry import has_model
@@ -130,7 +157,12 @@ def test_nan_loss_stops_without_registering(data: Path, config: Path, zoo_home: 
 def test_resume_without_a_checkpoint_is_a_usage_error(
     data: Path, config: Path, zoo_home: Path
 ) -> None:
-    proc = subprocess.run(_cmd(data, config, "fresh", "--resume"), env=_env(zoo_home),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        _cmd(data, config, "fresh", "--resume"),
+        env=_env(zoo_home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 2
     assert "no checkpoint of this recipe" in proc.stderr

@@ -28,8 +28,16 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _train(images: Path, strategy: str, **kw):
     recipe = Recipe(
-        ref=REF, data=str(images), strategy=strategy, random_init=True, image_size=32,
-        batch_size=8, workers=0, val_split=0.25, precision="fp32", **kw,
+        ref=REF,
+        data=str(images),
+        strategy=strategy,
+        random_init=True,
+        image_size=32,
+        batch_size=8,
+        workers=0,
+        val_split=0.25,
+        precision="fp32",
+        **kw,
     )
     result = finetune(recipe, register=False)
     before = initial_state(REF, 3)
@@ -60,8 +68,15 @@ def _group_lrs(result, phase: int = -1) -> dict[str, float]:
 
 def test_all_core_strategies_are_registered_through_the_hook() -> None:
     strategies = get_plugin_manager().strategies()
-    expected = {"linear-probe", "partial", "full", "lp-ft", "layer-decay", "gradual",
-                "early-layers"}
+    expected = {
+        "linear-probe",
+        "partial",
+        "full",
+        "lp-ft",
+        "layer-decay",
+        "gradual",
+        "early-layers",
+    }
     assert expected <= set(strategies)
     pm = get_plugin_manager()
     assert {pm.owner("strategy", n) for n in expected} == {"strategies"}
@@ -93,7 +108,11 @@ def test_full_trains_every_stage(images: Path) -> None:
 
 def test_lp_ft_probes_then_fine_tunes_from_the_probe_head(images: Path) -> None:
     result, changed = _train(
-        images, "lp-ft", unfreeze=1, epochs=2, lr=2e-3,
+        images,
+        "lp-ft",
+        unfreeze=1,
+        epochs=2,
+        lr=2e-3,
         strategy_settings={"probe_epochs": 10, "probe_lr": 1e-2},
     )
     _frozen(changed, range(0, 4))

@@ -193,7 +193,8 @@ def _build(recipe: Recipe, described: Any, num_classes: int) -> ModuleBackbone:
     return backbone  # type: ignore[no-any-return]
 
 
-def _strategy(name: str) -> tuple[Any, str | None]:
+def _strategy(name: str) -> tuple[Any, dict[str, Any]]:
+    """The strategy object and the plugin that provides it (for the lineage)."""
     from zoo.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
@@ -203,8 +204,11 @@ def _strategy(name: str) -> tuple[Any, str | None]:
         raise UsageError(f"no strategy '{name}' (known: {known}); see `zoo strategies`")
     owner = pm.owner("strategy", name)
     plugin = pm.plugins.get(owner) if owner else None
-    dist = f"{plugin.distribution} {plugin.version}" if plugin and plugin.distribution else owner
-    return strategies[name], dist
+    return strategies[name], {
+        "plugin": owner,
+        "distribution": plugin.distribution if plugin else None,
+        "version": plugin.version if plugin else None,
+    }
 
 
 def _plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
@@ -345,6 +349,7 @@ class _Engine:
         recipe = self.recipe
         if recipe.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        strategy, self.strategy_plugin = _strategy(recipe.strategy)  # fail fast on a typo
         described, parent = _describe(recipe)
         if parent is None:
             self.info = described
@@ -381,7 +386,6 @@ class _Engine:
         self.model = self.backbone.model
         self.stages = list(self.backbone.stages())
         self.names = [n for n, _ in self.stages]
-        strategy, self.strategy_plugin = _strategy(recipe.strategy)
         self.plan: TrainingPlan = strategy.plan(
             self.names,
             StrategySettings(

@@ -1,0 +1,227 @@
+"""Data: listing, robust decoding, bad files, digest, split, preprocessing, samples."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.finetune_helpers import make_images
+from zoo import BackboneInfo, DataError
+from zoo.data import (
+    ImageSamples,
+    Preprocessing,
+    check_listing,
+    decode_image,
+    list_files,
+    load_dataset,
+    stratified_split,
+)
+from zoo.data.decode import ImageDecodeError
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_rgba_is_composited_on_white() -> None:
+    img = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red
+    img.putpixel((0, 0), (0, 0, 255, 255))
+    out = decode_image(_png(img))
+    assert out.mode == "RGB"
+    assert out.getpixel((1, 1)) == (255, 255, 255)
+    assert out.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_palette_with_transparency_grayscale_and_la() -> None:
+    pal = Image.new("P", (4, 4), 0)
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    pal.putpixel((0, 0), 1)
+    pal.info["transparency"] = 0
+    out = decode_image(_png(pal))
+    assert out.getpixel((0, 0)) == (10, 200, 30) and out.getpixel((2, 2)) == (255, 255, 255)
+    gray = decode_image(_png(Image.new("L", (3, 3), 77)))
+    assert gray.mode == "RGB" and gray.getpixel((1, 1)) == (77, 77, 77)
+    la = decode_image(_png(Image.new("LA", (3, 3), (0, 0))))
+    assert la.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
+    arr = np.full((4, 4), 65535, dtype=np.uint16)
+    arr[0, 0] = 32896  # 128 * 257
+    img = Image.fromarray(arr)
+    data = _png(img)
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    out = decode_image(data)
+    assert out.getpixel((1, 1)) == (255, 255, 255)
+    assert out.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_cmyk_jpeg_decodes_to_rgb() -> None:
+    data = _jpeg(Image.new("CMYK", (8, 8), (0, 255, 255, 0)))  # red in CMYK
+    assert Image.open(io.BytesIO(data)).mode == "CMYK"
+    r, g, b = decode_image(data).getpixel((4, 4))
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_bad_files_raise_with_a_reason(tmp_path: Path) -> None:
+    with pytest.raises(ImageDecodeError, match="empty file"):
+        decode_image(b"")
+    with pytest.raises(ImageDecodeError, match="not an image"):
+        decode_image(b"hello, this is text\n" * 10)
+    good = _jpeg(Image.new("RGB", (64, 64), (10, 20, 30)))
+    with pytest.raises(ImageDecodeError, match="truncated or corrupt"):
+        decode_image(good[: len(good) // 2])
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 10000)).save(bomb)  # 200 megapixels: past Pillow's hard limit
+    with pytest.raises(ImageDecodeError, match="decompression bomb"):
+        decode_image(bomb)
+
+
+def test_folder_listing_nested_and_csv_manifest(tmp_path: Path) -> None:
+    root = make_images(tmp_path / "data", classes=2, per_class=3)
+    nested = root / "class1" / "deeper" / "more"
+    nested.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(nested / "x.png")
+    (root / "class0" / ".hidden.png").write_bytes(b"")
+    listing = list_files(root)
+    assert listing.classes == ("class0", "class1")
+    assert sum(1 for label in listing.labels if label == 1) == 4
+    assert not any(".hidden" in p for p in listing.paths)
+
+    csv = tmp_path / "manifest.csv"
+    csv.write_text(
+        "path,label\ndata/class0/img000.png,cat\ndata/class0/img001.png,cat\n"
+        "data/class1/img000.png,dog\ndata/class1/img001.png,dog\nmissing.png,dog\n"
+    )
+    dataset = load_dataset(csv, resize=16, workers=1, max_bad_fraction=0.5)
+    assert dataset.classes == ("cat", "dog") and len(dataset.samples) == 4
+    assert [Path(b.path).name for b in dataset.bad] == ["missing.png"]
+
+
+def test_bad_files_are_skipped_counted_and_listed(tmp_path: Path) -> None:
+    root = make_images(tmp_path / "data", classes=2, per_class=4)
+    (root / "class0" / "empty.jpg").write_bytes(b"")
+    (root / "class1" / "notes.txt").write_text("not an image")
+    dataset = load_dataset(root, resize=16, workers=1)
+    assert len(dataset.samples) == 8
+    assert {Path(b.path).name: b.reason for b in dataset.bad} == {
+        "empty.jpg": "empty file (0 bytes)",
+        "notes.txt": "not an image Pillow can read",
+    }
+    assert dataset.record()["num_skipped"] == 2
+
+
+def test_too_many_bad_files_fail_the_run(tmp_path: Path) -> None:
+    root = make_images(tmp_path / "data", classes=2, per_class=3)
+    for i in range(3):
+        (root / "class0" / f"bad{i}.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"3 of 9 files \(33%\).*more than the 25% allowed"):
+        load_dataset(root, resize=16, workers=1)
+    assert len(load_dataset(root, resize=16, workers=1, max_bad_fraction=0.34).samples) == 6
+
+
+def test_classes_with_fewer_than_two_images_are_named(tmp_path: Path) -> None:
+    root = make_images(tmp_path / "data", classes=2, per_class=3)
+    lonely = root / "lonely"
+    lonely.mkdir()
+    Image.new("RGB", (8, 8)).save(lonely / "only.png")
+    (root / "empty-class").mkdir()
+    with pytest.raises(DataError, match=r"too few in: empty-class \(0\), lonely \(1\)"):
+        load_dataset(root, resize=16, workers=1)
+
+
+def test_digest_is_content_based(tmp_path: Path) -> None:
+    a = make_images(tmp_path / "a", classes=2, per_class=3)
+    b = make_images(tmp_path / "b", classes=2, per_class=3)
+    da = load_dataset(a, resize=16, workers=1)
+    assert da.digest == load_dataset(b, resize=16, workers=1).digest
+    assert da.digest.startswith("sha256:")
+    img = Image.open(b / "class0" / "img000.png")
+    img.putpixel((0, 0), (1, 2, 3))
+    img.save(b / "class0" / "img000.png")
+    assert load_dataset(b, resize=16, workers=1).digest != da.digest
+    (a / "class1" / "img002.png").rename(a / "class0" / "moved.png")
+    assert load_dataset(a, resize=16, workers=1).digest != da.digest
+
+
+def test_parallel_check_matches_inline_and_reuses_the_decoded_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_images(tmp_path / "data", classes=2, per_class=30)
+    (root / "class0" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    parallel = check_listing(list_files(root), resize=16, workers=2)
+    assert len(parallel.samples) == 60 and len(parallel.bad) == 1
+    assert all(parallel.decoded_path(i).exists() for i in range(len(parallel.samples)))
+    import zoo.data.check as check
+
+    def refuse(data: bytes) -> None:
+        if b"broken" in data:  # bad files are not cached: they are tried again
+            raise ImageDecodeError("still broken")
+        raise AssertionError("a good image was decoded again despite the cache")
+
+    monkeypatch.setattr(check, "decode_image", refuse)
+    monkeypatch.setattr(check, "_INLINE_BELOW", 10_000)  # inline, so the patch applies
+    again = check_listing(list_files(root), resize=16, workers=1)
+    assert again.digest == parallel.digest and again.samples == parallel.samples
+    assert [b.reason for b in again.bad] == ["still broken"]
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares() -> None:
+    labels = [0] * 10 + [1] * 30 + [2] * 3
+    train, val = stratified_split(labels, 0.5, seed=0)
+    assert sorted(train + val) == list(range(len(labels)))
+    counts = {c: sum(1 for i in val if labels[i] == c) for c in (0, 1, 2)}
+    assert counts == {0: 5, 1: 15, 2: 2}
+    assert stratified_split(labels, 0.5, seed=0) == (train, val)
+    assert stratified_split(labels, 0.5, seed=1) != (train, val)
+
+
+def test_preprocessing_follows_the_backbone_config() -> None:
+    info = BackboneInfo(
+        reference="x:y",
+        provider="x",
+        architecture="y",
+        input_size=(3, 224, 224),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        interpolation="bicubic",
+        crop_pct=0.875,
+    )
+    pre = Preprocessing.from_info(info)
+    assert pre.resize == 256 and pre.crop == (224, 224) and pre.interpolation == "bicubic"
+    assert Preprocessing.from_info(info, image_size=160).resize == 182
+    import torch
+
+    batch = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
+    assert torch.allclose(pre.normalize(batch), torch.ones(1, 3, 2, 2))
+
+
+def test_samples_decode_in_dataloader_workers(tmp_path: Path) -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    root = make_images(tmp_path / "data", classes=2, per_class=4, size=(30, 50))
+    info = BackboneInfo(
+        reference="x:y", provider="x", architecture="y", input_size=(3, 24, 24), crop_pct=1.0
+    )
+    pre = Preprocessing.from_info(info)
+    dataset = load_dataset(root, resize=pre.resize, workers=1)
+    train = ImageSamples(dataset, range(8), pre, train=True)
+    loader = DataLoader(train, batch_size=4, num_workers=2)  # type: ignore[arg-type]
+    shapes = [(x.shape, x.dtype) for x, _y, _i in loader]
+    assert shapes == [(torch.Size([4, 3, 24, 24]), torch.uint8)] * 2
+    evaluation = ImageSamples(dataset, range(8), pre, train=False)
+    x, label, index = evaluation[5]
+    assert x.shape == (3, 24, 24) and label == dataset.samples[5].label and index == 5
