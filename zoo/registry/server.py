@@ -66,6 +66,19 @@ def auth_config(auth_dir: Path, admin_password: str | None = None) -> Path:
     return ini
 
 
+def _secret_key(auth_dir: Path) -> str:
+    """The CSRF key of the auth app: the environment's, else one kept in ``auth_dir``
+    (the same across restarts and across servers sharing the folder)."""
+    key = os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
+    if key:
+        return key
+    path = auth_dir / "secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
 def server_command(cfg: ServerConfig) -> tuple[list[str], dict[str, str]]:
     """The command line and extra environment for the team registry server."""
     if cfg.host not in {"127.0.0.1", "localhost", "::1"} and not cfg.basic_auth:
@@ -97,6 +110,7 @@ def server_command(cfg: ServerConfig) -> tuple[list[str], dict[str, str]]:
         if not cfg.auth_dir:
             raise UsageError("--basic-auth needs a folder for its user database (--auth-dir)")
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth_config(Path(cfg.auth_dir)))
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = _secret_key(Path(cfg.auth_dir))
         cmd += ["--app-name", "basic-auth"]
     return cmd, env
 

@@ -1,0 +1,123 @@
+"""Where zoo's MLflow store lives, how it is created, and the team server's command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import pytest
+from registry_backends import free_port, wait_http
+
+from zoo import store
+from zoo.cli import run
+from zoo.errors import UsageError
+
+
+def test_embedded_store_lives_under_zoo_home_never_in_the_current_folder(
+    zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    uri = store.configure()
+    assert uri == f"sqlite:///{zoo_home / 'mlflow' / 'mlflow.db'}"
+    exp = store.client().get_experiment(store.experiment_id("zoo"))
+    assert exp.artifact_location.startswith((zoo_home / "mlflow" / "artifacts").as_uri())
+    default = store.client().get_experiment("0")
+    assert default.artifact_location.startswith((zoo_home / "mlflow").as_uri())
+    assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    assert list(cwd.iterdir()) == []  # no ./mlruns, nothing else
+
+
+def test_tracking_uri_option_and_env_point_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    assert store.tracking_uri() == other and not store.is_embedded()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(UsageError, match="tracking URI"):
+        store.configure("not a uri")
+    code = run(["registry", "--tracking-uri", other, "list", "--json"])
+    assert code == 0 and '"count": 0' in capsys.readouterr().out
+    assert (tmp_path / "other.db").exists()
+
+
+def test_bare_name_lookup_does_not_create_a_store(zoo_home: Path) -> None:
+    from zoo.registry import has_model
+
+    assert has_model("nothing-here") is False
+    assert not (zoo_home / "mlflow" / "mlflow.db").exists()
+
+
+def test_store_lock_serialises_processes(tmp_path: Path) -> None:
+    """Two processes taking the lock never overlap (what store creation relies on)."""
+    script = (
+        "import sys, time; from pathlib import Path; from zoo.store import store_lock\n"
+        "log = Path(sys.argv[1])\n"
+        "with store_lock(Path(sys.argv[2])):\n"
+        "    log.open('a').write('in\\n'); time.sleep(0.5); log.open('a').write('out\\n')\n"
+    )
+    log, lock = tmp_path / "log", tmp_path / "lock"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(log), str(lock)]) for _ in range(3)
+    ]
+    assert all(p.wait(60) == 0 for p in procs)
+    assert log.read_text().split() == ["in", "out"] * 3
+
+
+def test_serve_refuses_open_interface_without_auth_and_prints_its_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["registry", "serve", "--artifacts-destination", str(tmp_path / "a")]
+    assert run([*args, "--host", "0.0.0.0", "--print-command"]) == 2
+    assert "--basic-auth" in capsys.readouterr().err
+    code = run([*args, "--allowed-host", "registry.example.org", "--print-command"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "--backend-store-uri postgresql://zoo:zoo@127.0.0.1:5432/zoo" in out
+    assert "--allowed-hosts registry.example.org," in out and "--serve-artifacts" in out
+
+
+@pytest.mark.slow
+def test_basic_auth_server_refuses_anonymous_and_accepts_the_admin(tmp_path: Path) -> None:
+    """A real `mlflow server --app-name basic-auth` with the config zoo writes."""
+    from zoo.registry.server import ServerConfig, server_command
+
+    port = free_port()
+    cmd, env = server_command(
+        ServerConfig(
+            backend_store_uri=f"sqlite:///{tmp_path / 'server.db'}",
+            artifacts_destination=str(tmp_path / "artifacts"),
+            port=port,
+            basic_auth=True,
+            auth_dir=str(tmp_path / "auth"),
+        )
+    )
+    password = (tmp_path / "auth" / "admin-password").read_text().strip()
+    assert oct((tmp_path / "auth" / "admin-password").stat().st_mode)[-3:] == "600"
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        cmd,
+        stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc, 240, log)
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url, timeout=30)
+        assert denied.value.code == 401
+        token = b64encode(f"admin:{password}".encode()).decode()
+        req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)
