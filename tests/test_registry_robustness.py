@@ -108,3 +108,28 @@ def test_killed_registrations_leave_no_version_on_missing_artifacts(
     assert v.version == 1
     report = registry.check()
     assert report.ok and report.versions >= 1, report.problems
+
+
+def test_check_finds_a_version_whose_artifacts_were_removed_behind_zoos_back(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The scan is not vacuous: remove a version's weights file and it reports (exit 4)."""
+    import json
+    from urllib.parse import unquote, urlparse
+
+    from zoo.cli import run
+    from zoo.registry.read import artifact_uri
+
+    proc = run_worker("register", "scanned")
+    assert proc.returncode == 0, proc.stdout.read() if proc.stdout else ""
+    assert run(["registry", "check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    v = registry.get_version("models:/scanned/1")
+    weights = Path(unquote(urlparse(artifact_uri(v, "weights/model.safetensors")).path))
+    assert weights.is_file()
+    weights.unlink()
+    report = registry.check()
+    assert not report.ok and "models:/scanned/1" in report.problems[0]
+    assert "weights/model.safetensors" in report.problems[0]
+    assert run(["registry", "check"]) == 4
+    assert "missing artifacts" in capsys.readouterr().err
