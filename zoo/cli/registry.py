@@ -52,6 +52,7 @@ def registry_group() -> None:
       zoo registry list --license cc-by-nc-4.0
       zoo registry show models:/pets-classifier/2
       zoo registry lineage pets-classifier
+
     The store is the embedded one under ZOO_HOME unless --tracking-uri or
     MLFLOW_TRACKING_URI names a server.
     """
