@@ -110,10 +110,10 @@ def load_source(ref: str) -> Source:
         from zoo.inference import preprocessing_from
 
         dataset = version.lineage.get("dataset") or {}
-        settings = version.lineage.get("strategy_settings") or {}
+        recorded = dataset.get("split") or {}  # the training engine's split settings
         split = (
-            float(settings.get("val_split", dataset.get("val_fraction", DEFAULT_VAL_FRACTION))),
-            int(settings.get("seed", dataset.get("seed", DEFAULT_SEED))),
+            float(recorded.get("val_split", DEFAULT_VAL_FRACTION)),
+            int(recorded.get("seed", DEFAULT_SEED)),
         )
         return Source(
             reference=version.model_uri,

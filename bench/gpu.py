@@ -1,0 +1,235 @@
+"""GPU inference: PyTorch eager vs torch.compile, and ONNX Runtime CUDA / TensorRT.
+
+    python bench/gpu.py                  # on any CUDA host; about 2-4 minutes
+    python bench/gpu.py --quick          # fewer repeats
+
+Self-contained: needs torch and timm; ONNX Runtime rows run when ``onnxruntime-gpu`` (with
+CUDA and/or TensorRT providers) and ``onnx`` are installed. Models: timm's
+tf_efficientnet_lite0 and resnet18 (random weights: speed does not depend on them),
+batch 1 and 64, 224 px. Baseline: PyTorch eager, ``inference_mode``, ``channels_last``,
+fp32; every other row is a ratio against it (> 1: faster), measured in this process on
+the same input tensors, with CUDA synchronisation around each timed call.
+Exits with a clear message (status 2) on a host without CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+MODELS = ("tf_efficientnet_lite0", "resnet18")
+BATCHES = (1, 64)
+
+
+def timed(fn: Any, repeats: int, sync: Any) -> float:
+    for _ in range(3):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def ort_rows(model: Any, name: str, x: Any, work: Path, repeats: int, sync: Any) -> list:
+    """(label, seconds) for ORT CUDA and TensorRT, fp32 and fp16, where available."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return [("onnxruntime", "not installed (pip install onnxruntime-gpu)")]
+    import torch
+
+    available = ort.get_available_providers()
+    wanted = [p for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") if p in available]
+    if not wanted:
+        return [("onnxruntime", f"no GPU provider in this build ({', '.join(available)})")]
+    path = work / f"{name}.onnx"
+    if not path.exists():
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model.float().cpu(),
+                (torch.randn(2, *x.shape[1:]),),
+                dynamo=True,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},),
+                input_names=["input"],
+                output_names=["logits"],
+            )
+            program.save(str(path))
+    rows = []
+    x_np = x.float().cpu().numpy()
+    for provider in wanted:
+        for precision in ("fp32", "fp16"):
+            label = f"ORT {provider.replace('ExecutionProvider', '')} {precision}"
+            if provider == "TensorrtExecutionProvider":
+                opts: dict[str, Any] = {
+                    "trt_fp16_enable": precision == "fp16",
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(work / "trt"),
+                    "trt_profile_min_shapes": f"input:1x{'x'.join(map(str, x.shape[1:]))}",
+                    "trt_profile_max_shapes": f"input:64x{'x'.join(map(str, x.shape[1:]))}",
+                    "trt_profile_opt_shapes": f"input:64x{'x'.join(map(str, x.shape[1:]))}",
+                }
+                providers: list[Any] = [(provider, opts), "CUDAExecutionProvider"]
+                model_path = path  # TensorRT makes its own fp16 engine from the fp32 graph
+            else:
+                providers = [provider]
+                model_path = path
+                if precision == "fp16":
+                    model_path = work / f"{name}-fp16.onnx"
+                    if not model_path.exists():
+                        try:
+                            _to_fp16(path, model_path)
+                        except Exception as exc:
+                            rows.append((label, f"fp16 conversion failed: {exc}"))
+                            continue
+            try:
+                so = ort.SessionOptions()
+                so.log_severity_level = 3
+                sess = ort.InferenceSession(str(model_path), so, providers=providers)
+                if sess.get_providers()[0] != provider:
+                    rows.append((label, f"{provider} did not load (got {sess.get_providers()})"))
+                    continue
+                binding = sess.io_binding()
+                x_dev = ort.OrtValue.ortvalue_from_numpy(x_np, "cuda", 0)
+                binding.bind_ortvalue_input("input", x_dev)
+                binding.bind_output("logits", "cuda")
+
+                def run(sess: Any = sess, binding: Any = binding) -> None:
+                    sess.run_with_iobinding(binding)
+
+                rows.append((label, timed(run, repeats, sync)))
+            except Exception as exc:  # a provider that fails to build is reported, not fatal
+                rows.append((label, f"failed: {str(exc).splitlines()[0][:120]}"))
+    return rows
+
+
+def _to_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    half = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    try:
+        import onnx_ir as ir
+
+        model = ir.from_proto(half)
+        model.graph.sort()
+        ir.save(model, str(dst))
+    except ImportError:
+        onnx.save(half, str(dst))
+
+
+def versions() -> str:
+    import torch
+
+    parts = [
+        f"torch {torch.__version__}",
+        f"CUDA {torch.version.cuda}",
+        f"cuDNN {torch.backends.cudnn.version()}",
+    ]
+    try:
+        import timm
+
+        parts.append(f"timm {timm.__version__}")
+    except ImportError:
+        pass
+    try:
+        import onnxruntime as ort
+
+        parts.append(f"onnxruntime {ort.__version__} ({', '.join(ort.get_available_providers())})")
+    except ImportError:
+        parts.append("onnxruntime not installed")
+    try:
+        import tensorrt
+
+        parts.append(f"TensorRT {tensorrt.__version__}")
+    except ImportError:
+        pass
+    return "; ".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    # torch.compile uses its default mode: max-autotune would take most of the time budget.
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print(
+            "bench/gpu.py: no CUDA device is visible to torch on this host "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); run it on a "
+            "machine with an NVIDIA GPU",
+            file=sys.stderr,
+        )
+        return 2
+    import timm
+
+    repeats = 10 if args.quick else 50
+    device = torch.device("cuda")
+    props = torch.cuda.get_device_properties(device)
+    print(f"# GPU: {props.name} ({props.total_memory / 2**30:.0f} GiB), host {platform.node()}")
+    print(f"# {versions()}")
+    print(f"# reproduce: python bench/gpu.py{' --quick' if args.quick else ''}")
+    print(f"{'model':<22}{'batch':>6}  {'engine':<26}{'ms':>9}{'img/s':>10}{'vs eager':>10}")
+    sync = torch.cuda.synchronize
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="zoo-gpu-bench-") as tmp:
+        work = Path(tmp)
+        os.makedirs(work / "trt", exist_ok=True)
+        for name in MODELS:
+            cpu_model = timm.create_model(name, pretrained=False).eval()
+            eager = copy.deepcopy(cpu_model).to(device, memory_format=torch.channels_last)
+            compiled = None if args.no_compile else torch.compile(eager)
+            for batch in BATCHES:
+                gen = torch.Generator().manual_seed(batch)
+                x_cpu = torch.randn(batch, 3, 224, 224, generator=gen)
+                x = x_cpu.to(device).contiguous(memory_format=torch.channels_last)
+
+                def run_eager(x: Any = x, eager: Any = eager) -> None:
+                    with torch.inference_mode():
+                        eager(x)
+
+                base = timed(run_eager, repeats, sync)
+                rows: list[tuple[str, Any]] = [("PyTorch eager fp32", base)]
+                if compiled is not None:
+
+                    def run_compiled(x: Any = x, compiled: Any = compiled) -> None:
+                        with torch.inference_mode():
+                            compiled(x)
+
+                    try:
+                        rows.append(("torch.compile fp32", timed(run_compiled, repeats, sync)))
+                    except Exception as exc:  # report, keep measuring the rest
+                        rows.append(("torch.compile fp32", f"failed: {exc}"[:120]))
+                rows += ort_rows(cpu_model, name, x_cpu, work, repeats, sync)
+                for label, value in rows:
+                    if isinstance(value, str):
+                        print(f"{name:<22}{batch:>6}  {label:<26}{value}")
+                        continue
+                    print(
+                        f"{name:<22}{batch:>6}  {label:<26}{value * 1e3:>9.2f}"
+                        f"{batch / value:>10.0f}{base / value:>9.2f}x",
+                        flush=True,
+                    )
+    print(f"# total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
