@@ -226,3 +226,35 @@ def test_to_onnx_writes_the_named_input_and_output(tmp_path: Path) -> None:
     assert [i.name for i in graph.input] == ["input"]
     assert [o.name for o in graph.output] == ["logits"]
     assert "dynamo" in exporter and notes == []
+
+
+def test_int8_export_calibrates_on_training_images_and_passes_both_gates(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, low in (("bright", 128), ("dark", 0)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(10):
+            pixels = rng.integers(low, low + 128, (80, 80, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=2).eval()
+    with torch.no_grad():
+        model.get_classifier().weight.mul_(50.0)  # confident logits: no near-ties
+    source = _source(model, classes=("bright", "dark"))
+    outcome = export_model(
+        source.reference,
+        source=source,
+        out=tmp_path / "out",
+        precision="int8",
+        calibration=tmp_path / "data",
+        benchmark=False,
+    )
+    int8 = outcome.result.report["int8"]
+    assert int8["calibration_images"] == 16 and int8["validation_images"] == 4  # 80/20 split
+    assert int8["passed"] and int8["top1_agreement"] >= 0.95
+    assert int8["accuracy_fp32"] is not None and int8["accuracy_drop"] <= 0.02
+    assert outcome.result.report["check_images"] == {"count": 4, "real": True}
+    graph = onnx.load(outcome.path).graph
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
