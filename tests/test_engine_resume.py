@@ -60,7 +60,7 @@ def _run_until(cmd: list[str], env: dict[str, str], needle: str, sig: int) -> tu
         if needle in line:
             proc.send_signal(sig)
             break
-    rest, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=300)
     return proc.returncode, "".join(seen) + err
 
 

@@ -176,6 +176,7 @@ def _build(recipe: Recipe, described: Any, num_classes: int) -> ModuleBackbone:
         backbone: Any = provider_for(ref).build(
             ref, num_classes=num_classes, pretrained=not recipe.random_init
         )
+        _small_head(backbone)
         return backbone  # type: ignore[no-any-return]
     # Fine-tuning a registered version: its base architecture with the new head, then
     # every tensor of the version that fits (all but a head of another width).
@@ -189,8 +190,28 @@ def _build(recipe: Recipe, described: Any, num_classes: int) -> ModuleBackbone:
     fitting = {
         k: v for k, v in parent_model.state_dict().items() if k in own and own[k].shape == v.shape
     }
+    if any(k not in fitting for k in own):
+        _small_head(backbone)  # the parent's head has another width: a new one
     backbone.model.load_state_dict(fitting, strict=False)
     return backbone  # type: ignore[no-any-return]
+
+
+def _small_head(backbone: Any) -> None:
+    """Start a new head near zero (weights N(0, 0.01), bias 0), as linear probes do.
+
+    Providers initialise heads for training from scratch (timm's EfficientNet head is
+    uniform in +-0.35): on pretrained features that gives large random logits that the
+    first epochs must undo, and measurably hurts short runs.
+    """
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        for module in backbone.stages()[-1][1].modules():
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, 0.01)
+                if module.bias is not None:
+                    module.bias.zero_()
 
 
 def _strategy(name: str) -> tuple[Any, dict[str, Any]]:
@@ -350,6 +371,8 @@ class _Engine:
         if recipe.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         strategy, self.strategy_plugin = _strategy(recipe.strategy)  # fail fast on a typo
+        gpu = recipe.device.startswith(("auto", "cuda")) and torch.cuda.is_available()
+        self.dist.init("cuda" if gpu else "cpu")
         described, parent = _describe(recipe)
         if parent is None:
             self.info = described
@@ -403,7 +426,6 @@ class _Engine:
             self.dist,
             recipe.deterministic,
         )
-        self.dist.init(self.rt.device.type)
         self.model.to(self.rt.device)
         if self.rt.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -902,11 +924,8 @@ class _Engine:
             return self.model
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(
-            self.model,
-            device_ids=[self.rt.device.index] if self.rt.device.type == "cuda" else None,
-            broadcast_buffers=False,
-        )
+        ids = [self.rt.device.index] if self.rt.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
 
     def _train_epoch(
         self, phase: Phase, prefix: Any, opt: Any, sched: Any, g: int, total: int
