@@ -49,6 +49,7 @@ class Recipe:
     channels_last: bool | None = None  # None: on for convolutional models
     deterministic: bool = False  # deterministic algorithms, fp32, one intra-op setting
     random_init: bool = False  # start from random weights (a baseline), not pretrained
+    cache_frozen: bool = True  # compute frozen stages' output once when no augmentation
     nproc_per_node: int = 1
     strategy_settings: dict[str, Any] = field(default_factory=dict)
 

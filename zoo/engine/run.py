@@ -831,7 +831,7 @@ class _Engine:
         """The frozen prefix's output for every image, when this phase can use it."""
         import torch
 
-        if phase.augment or len(phase.trainable) != 1:
+        if phase.augment or len(phase.trainable) != 1 or not self.recipe.cache_frozen:
             return None
         first = min(phase.trainable[0])
         if first == 0 or phase.reinit:
@@ -1093,8 +1093,8 @@ class _Engine:
         self.completed = int(record["epoch"])
         improved = record["val_accuracy"] > self.best["val_accuracy"]
         if improved:
-            self.best_eval = self._last_eval
             self.best = {
+                "eval": [list(self._last_eval[0]), list(self._last_eval[1])],
                 "epoch": record["epoch"],
                 "val_accuracy": record["val_accuracy"],
                 "val_loss": record["val_loss"],
@@ -1144,7 +1144,7 @@ class _Engine:
                 self.history,
                 ranks,
             )
-        labels, predicted = self.best_eval
+        labels, predicted = self.best["eval"]  # the best epoch's validation predictions
         n = len(self.data.classes)
         matrix = report.confusion(labels, predicted, n)
         per_class = report.per_class_accuracy(matrix, self.data.classes)
