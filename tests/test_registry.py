@@ -23,7 +23,7 @@ from registry_backends import (  # noqa: F401 - fixtures
 
 import zoo
 from zoo import registry
-from zoo.cli import cli, run
+from zoo.cli import run
 
 BASE = "timm:test_resnet.r160_in1k"
 CLASSES = ["cat", "dog", "fish"]
@@ -259,7 +259,6 @@ def test_incompatible_licence_refused_then_override_recorded(
                 click.echo(v.model_uri)
 
     def invoke(*argv: str) -> tuple[int, str, str]:
-        cli.commands.pop("test-register", None)  # build_cli adds plugin commands per run
         return _cli(capsys, "test-register", *argv)
 
     pm = get_plugin_manager()
@@ -283,7 +282,6 @@ def test_incompatible_licence_refused_then_override_recorded(
         assert reason in v3.description
     finally:
         pm.unregister("test-register-plugin")
-        cli.commands.pop("test-register", None)
 
 
 def test_unknown_licence_is_inherited_and_warned_wherever_shown(

@@ -33,29 +33,37 @@ Exit codes: 0 ok, 1 unexpected, 2 bad input or usage, 3 not found,
 Docs: docs/cli.md. Set ZOO_HOME to move every file zoo writes."""
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
-@click.version_option(package_name="transfer-zoo", prog_name="zoo")
-def cli(debug: bool) -> None:
-    """zoo: pretrained backbones from any source, fine-tuned, tracked and exported.
+def _root() -> click.Group:
+    """A fresh top-level group: building the CLI twice in one process (tests, embedding)
+    must not re-add plugin commands to a shared global group."""
 
-    \b
-      zoo list 'resnet*' --pretrained      every provider, one table
-      zoo info timm:resnet50.a1_in1k       input config, licence, size
-      zoo plugins                          what is installed, what failed
-    """
+    @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+    @click.version_option(package_name="transfer-zoo", prog_name="zoo")
+    def cli(debug: bool) -> None:
+        """zoo: pretrained backbones from any source, fine-tuned, tracked and exported.
+
+        \b
+          zoo list 'resnet*' --pretrained      every provider, one table
+          zoo info timm:resnet50.a1_in1k       input config, licence, size
+          zoo pull timm:resnet50.a1_in1k       verified weights into the local cache
+          zoo finetune REF ./images --name my-model
+          zoo registry lineage my-model        base -> derivative chain, licences
+          zoo export models:/my-model/latest   ONNX, verified against PyTorch
+        """
+
+    return cli
 
 
 def build_cli() -> click.Group:
     """The top-level group with built-in and plugin commands added."""
     from zoo.plugins import get_plugin_manager
 
-    group = cli
+    group = _root()
     for module_name in _COMMAND_MODULES:
         module = importlib.import_module(module_name)
         for command in module.COMMANDS:
-            if command.name not in group.commands:
-                group.add_command(command)
+            group.add_command(command)
     get_plugin_manager().add_commands(group)
     return group
 
