@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import io
 import platform
 import statistics
@@ -36,7 +35,7 @@ import torch
 
 from zoo.data.preprocess import Preprocessing
 from zoo.inference import decode_images
-from zoo.onnx_export import to_int8, to_onnx
+from zoo.onnx_export import benchmark, to_int8, to_onnx
 
 
 def lite0() -> torch.nn.Module:
@@ -78,22 +77,6 @@ def session(path: Path) -> ort.InferenceSession:
 def export(model: torch.nn.Module, size: int, path: Path) -> None:
     with contextlib.redirect_stdout(io.StringIO()):
         to_onnx(model, torch.randn(2, 3, size, size), path)
-
-
-def speed(model: torch.nn.Module, sess: Any, size: int, batch: int, repeats: int) -> dict:
-    eager = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    x_np = x.numpy()
-    name = sess.get_inputs()[0].name
-
-    def run_torch() -> None:
-        with torch.inference_mode():
-            eager(x_cl)
-
-    t_torch = timed(run_torch, repeats)
-    t_ort = timed(lambda: sess.run(None, {name: x_np}), repeats)
-    return {"torch_ms": t_torch * 1e3, "ort_ms": t_ort * 1e3, "ratio": t_torch / t_ort}
 
 
 def images(prep: Preprocessing, limit: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -192,6 +175,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch and ORT threads")
     args = parser.parse_args()
     repeats = 5 if args.quick else 30
+    budget = 1.0 if args.quick else 6.0  # seconds per (engine, batch)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
@@ -209,12 +193,11 @@ def main() -> int:
         for name, model in models.items():
             path = work / f"{name}.onnx"
             export(model, 224, path)
-            sess = session(path)
-            for batch in (1, 16):
-                r = speed(model, sess, 224, batch, repeats if batch == 1 else max(3, repeats // 4))
+            bench = benchmark(model, session(path), (3, 224, 224), batches=(1, 16), budget_s=budget)
+            for r in bench["results"]:
                 print(
-                    f"{name:<22}{batch:>6}{r['torch_ms']:>11.2f}{r['ort_ms']:>10.2f}"
-                    f"{r['ratio']:>10.2f}x"
+                    f"{name:<22}{r['batch']:>6}{r['torch_ms']:>11.2f}"
+                    f"{r['onnxruntime_ms']:>10.2f}{r['speedup']:>10.2f}x"
                 )
         d = int8_delta(
             models["efficientnet_lite0"],
