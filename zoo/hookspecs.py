@@ -48,8 +48,10 @@ def register_strategies(register: RegisterStrategy) -> None:
 
     Called once per process, the first time zoo needs strategies (``zoo strategies``,
     ``zoo finetune``). Call ``register(strategy)`` once per :class:`zoo.Strategy`;
-    ``strategy.name`` is the ``--strategy`` value. Return nothing. Duplicate names raise
-    :class:`zoo.PluginError` naming both plugins.
+    ``strategy.name`` is the ``--strategy`` value; ``strategy.plan(stage_names, settings)``
+    returns a :class:`zoo.TrainingPlan` (phases: which stages train in each epoch, at which
+    learning rates) that the engine applies (docs/strategies.md). Return nothing.
+    Duplicate names raise :class:`zoo.PluginError` naming both plugins.
     """
 
 

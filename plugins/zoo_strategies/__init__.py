@@ -36,8 +36,9 @@ __all__ = [
 PROBE_EPOCHS = 60  # passes over the cached features: cheap, and converged by then
 PROBE_LR = 1e-3
 FINETUNE_EPOCHS = 5
-FINETUNE_LR = 1e-4
-PARTIAL_STAGES = 3  # stages below the head that train in partial / lp-ft
+FINETUNE_LR = 1e-4  # lp-ft's fine-tuning phase: the head is already good
+PARTIAL_LR = 5e-4  # partial starts from a new head: a higher rate pays off
+PARTIAL_STAGES = 1  # stages below the head that train in partial / lp-ft
 FULL_LR = 1e-4
 LAYER_DECAY = 0.75
 
@@ -102,7 +103,7 @@ class Partial:
     def plan(self, stages: Sequence[str], settings: StrategySettings) -> TrainingPlan:
         k = _unfreeze(settings, stages, PARTIAL_STAGES)
         epochs = settings.epochs or FINETUNE_EPOCHS
-        lr = settings.lr or float(_option(settings, "lr", 5 * FINETUNE_LR))
+        lr = settings.lr or PARTIAL_LR
         augment = bool(_option(settings, "augment", False))
         phase = Phase("finetune", epochs, lr, (_top(stages, k),), augment=augment)
         return TrainingPlan(
