@@ -56,7 +56,7 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         return cls(
-            input_size=tuple(data["input_size"]),  # type: ignore[arg-type]
+            input_size=tuple(data["input_size"]),
             mean=tuple(data["mean"]),
             std=tuple(data["std"]),
             interpolation=str(data["interpolation"]),

@@ -167,7 +167,7 @@ def substituted(plan: PrefixPlan, enabled: bool = True) -> Iterator[nn.Module]:
     finally:
         for parent, attr, original in plan.replaced:
             setattr(parent, attr, original)
-        plan.inject.value = None
+        plan.inject.value = None  # type: ignore[assignment]
 
 
 def _record_calls(model: nn.Module, x: torch.Tensor) -> dict[int, list[tuple[int, int]]]:

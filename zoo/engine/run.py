@@ -177,7 +177,7 @@ def _build(recipe: Recipe, described: Any, num_classes: int) -> ModuleBackbone:
             ref, num_classes=num_classes, pretrained=not recipe.random_init
         )
         _small_head(backbone)
-        return backbone  # type: ignore[no-any-return]
+        return backbone
     # Fine-tuning a registered version: its base architecture with the new head, then
     # every tensor of the version that fits (all but a head of another width).
     from zoo.registry import load_model
@@ -193,7 +193,7 @@ def _build(recipe: Recipe, described: Any, num_classes: int) -> ModuleBackbone:
     if any(k not in fitting for k in own):
         _small_head(backbone)  # the parent's head has another width: a new one
     backbone.model.load_state_dict(fitting, strict=False)
-    return backbone  # type: ignore[no-any-return]
+    return backbone
 
 
 def _small_head(backbone: Any) -> None:
@@ -583,7 +583,7 @@ class _Engine:
     def _optimizer(self, phase: Phase) -> Any:
         import torch
 
-        groups = []
+        groups: list[dict[str, Any]] = []
         for i in phase.stages_in_optimizer():
             name, container = self.stages[i]
             lr = phase.lr * phase.lr_scale.get(i, 1.0)
@@ -908,7 +908,7 @@ class _Engine:
             opt.load_state_dict(self.pending_optimizer)
             for group in opt.param_groups:  # keep the plan's learning rates authoritative
                 group["base_lr"] = group.get("base_lr", group["lr"])
-            sched.load_state_dict(self.pending_scheduler)
+            sched.load_state_dict(dict(self.pending_scheduler or {}))
         for e in range(first, phase.epochs):
             g = completed + 1
             seed_everything(epoch_seed(self.recipe.seed, g))
@@ -993,7 +993,9 @@ class _Engine:
         finally:
             progress.finish()
         self.seen[g] = len(seen)
-        loss_sum, correct, count = self.dist.all_sum([loss_sum, float(correct), float(count)])
+        loss_total, correct_total, count_total = self.dist.all_sum(
+            [loss_sum, float(correct), float(count)]
+        )
         seconds = time.monotonic() - t0
         if self.dist.world > 1:
             self.rank_records = self.dist.gather(
@@ -1002,11 +1004,11 @@ class _Engine:
         return {
             "epoch": g,
             "phase": phase.name,
-            "train_loss": loss_sum / max(1.0, count),
-            "train_accuracy": correct / max(1.0, count),
+            "train_loss": loss_total / max(1.0, count_total),
+            "train_accuracy": correct_total / max(1.0, count_total),
             "lr": max(group["lr"] for group in opt.param_groups),
             "seconds": seconds,
-            "images_per_second": count / seconds if seconds > 0 else 0.0,
+            "images_per_second": count_total / seconds if seconds > 0 else 0.0,
         }
 
     def _step(
@@ -1168,7 +1170,7 @@ class _Engine:
         for cls, acc in per_class.items():
             metrics[f"val_accuracy.{report.metric_key(cls)}"] = acc
         if not self.register:
-            self.model.to("cpu", memory_format=torch.contiguous_format)
+            self.model.to("cpu").to(memory_format=torch.contiguous_format)
             save_checkpoint(self.dir / "final.pt", {"model": final_state})
             return FinetuneResult(
                 name,
