@@ -225,3 +225,17 @@ def test_samples_decode_in_dataloader_workers(tmp_path: Path) -> None:
     evaluation = ImageSamples(dataset, range(8), pre, train=False)
     x, label, index = evaluation[5]
     assert x.shape == (3, 24, 24) and label == dataset.samples[5].label and index == 5
+
+
+def test_missing_real_data_fails_under_ci_and_skips_locally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.testdata import require_openclipart
+
+    monkeypatch.setenv("ZOO_DATA", str(tmp_path / "nothing-here"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="python -m zoo.testdata fetch"):
+        require_openclipart()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require_openclipart()
