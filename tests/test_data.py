@@ -234,7 +234,7 @@ def test_missing_real_data_fails_under_ci_and_skips_locally(
 
     monkeypatch.setenv("ZOO_DATA", str(tmp_path / "nothing-here"))
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="python -m zoo.testdata fetch"):
+    with pytest.raises(pytest.fail.Exception, match=r"python -m zoo\.testdata fetch"):
         require_openclipart()
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):

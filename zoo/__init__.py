@@ -33,7 +33,12 @@ from zoo.local import LocalModel, local_model, local_models
 from zoo.onnx_export import export_onnx
 from zoo.pull import hf_cache_dir, hf_endpoint, pull_hub, pull_url
 from zoo.refs import Ref, parse_ref
-from zoo.stages import check_partition, group_matcher_stages, stages_from_assignment
+from zoo.stages import (
+    check_partition,
+    group_matcher_stages,
+    stages_from_assignment,
+    timm_style_backbone,
+)
 from zoo.types import (
     Backbone,
     BackboneInfo,
@@ -110,4 +115,5 @@ __all__ = [
     "sha256_file",
     "stages_from_assignment",
     "subdir",
+    "timm_style_backbone",
 ]

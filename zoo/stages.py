@@ -14,7 +14,7 @@ stage of the parameters that precede them, so ``stage.eval()`` reaches them too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
 
@@ -195,3 +195,28 @@ def group_matcher_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
         return names[groups[param_name]]
 
     return stages_from_assignment(model, assign, [*names.values(), HEAD])
+
+
+def timm_style_backbone(
+    info: Any,
+    model: Any,
+    *,
+    pretrained: bool,
+    num_classes: int | None,
+    weights_sha256: str | None,
+) -> Any:
+    """A ModuleBackbone for a built timm-style model, its info completed from the model
+    itself (head width, feature width, parameter count). Shared by every provider whose
+    models are timm's (timm, timm-format Hub repos)."""
+    from dataclasses import replace
+
+    from zoo.backbone import ModuleBackbone
+
+    info = replace(
+        info,
+        pretrained=pretrained,
+        num_classes=getattr(model, "num_classes", num_classes),
+        feature_dim=getattr(model, "num_features", None),
+        num_params=sum(p.numel() for p in model.parameters()),
+    )
+    return ModuleBackbone(info, model, group_matcher_stages(model), weights_sha256=weights_sha256)

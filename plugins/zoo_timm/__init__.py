@@ -196,17 +196,12 @@ class TimmProvider:
                 model.reset_classifier(num_classes)  # a new head, even of the same width
         else:
             model = timm.create_model(name, pretrained=False, **kwargs)
-        from dataclasses import replace
-
-        info = replace(
+        return zoo.timm_style_backbone(
             info,
+            model,
             pretrained=pretrained,
-            num_classes=getattr(model, "num_classes", num_classes),
-            feature_dim=getattr(model, "num_features", None),
-            num_params=sum(p.numel() for p in model.parameters()),
-        )
-        return zoo.ModuleBackbone(
-            info, model, zoo.group_matcher_stages(model), weights_sha256=weights_sha256
+            num_classes=num_classes,
+            weights_sha256=weights_sha256,
         )
 
 

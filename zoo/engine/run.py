@@ -1128,24 +1128,7 @@ class _Engine:
         ranks = getattr(self, "rank_records", [])
         if not self.dist.main:
             self.dist.barrier()
-            return FinetuneResult(
-                name,
-                None,
-                None,
-                None,
-                {},
-                int(self.best["epoch"]),
-                self.plan.epochs,
-                resumed,
-                list(self.data.bad),
-                seconds,
-                self.dist.world,
-                str(self.dir),
-                self.recipe.to_dict(),
-                _plan_to_dict(self.plan, self.names),
-                self.history,
-                ranks,
-            )
+            return self._result(name, {}, seconds, resumed, ranks)
         labels, predicted = self.best["eval"]  # the best epoch's validation predictions
         n = len(self.data.classes)
         matrix = report.confusion(labels, predicted, n)
@@ -1172,25 +1155,14 @@ class _Engine:
         if not self.register:
             self.model.to("cpu").to(memory_format=torch.contiguous_format)
             save_checkpoint(self.dir / "final.pt", {"model": final_state})
-            return FinetuneResult(
+            return self._result(
                 name,
-                None,
-                None,
-                None,
                 metrics,
-                int(self.best["epoch"]),
-                self.plan.epochs,
-                resumed,
-                list(self.data.bad),
                 seconds,
-                self.dist.world,
-                str(self.dir),
-                self.recipe.to_dict(),
-                _plan_to_dict(self.plan, self.names),
-                self.history,
+                resumed,
                 ranks,
-                self.optimizer_groups,
-                self.backbone,
+                optimizer_groups=self.optimizer_groups,
+                backbone=self.backbone,
             )
         from zoo import store
 
@@ -1253,11 +1225,36 @@ class _Engine:
             self.end_tracking("FAILED")
             raise
         self.end_tracking("FINISHED")
-        result = FinetuneResult(
-            name=version.name,
+        result = self._result(
+            version.name,
+            metrics,
+            seconds,
+            resumed,
+            ranks,
             version=version.version,
             model_uri=version.model_uri,
             run_id=self.run_id,
+        )
+        save_checkpoint(self.dir / "final.pt", {"model": final_state})
+        atomic_write_text(self.dir / DONE_FILE, json.dumps(result.to_dict(), indent=2))
+        self.dist.barrier()
+        return result
+
+    def _result(
+        self,
+        name: str,
+        metrics: dict[str, float],
+        seconds: float,
+        resumed: int | None,
+        ranks: list[dict[str, Any]],
+        **extra: Any,
+    ) -> FinetuneResult:
+        """The run's result record; ``extra`` fills version, model_uri, run_id and the like."""
+        return FinetuneResult(
+            name=name,
+            version=extra.pop("version", None),
+            model_uri=extra.pop("model_uri", None),
+            run_id=extra.pop("run_id", None),
             metrics=metrics,
             best_epoch=int(self.best["epoch"]),
             epochs=self.plan.epochs,
@@ -1270,11 +1267,8 @@ class _Engine:
             plan=_plan_to_dict(self.plan, self.names),
             history=self.history,
             ranks=ranks,
+            **extra,
         )
-        save_checkpoint(self.dir / "final.pt", {"model": final_state})
-        atomic_write_text(self.dir / DONE_FILE, json.dumps(result.to_dict(), indent=2))
-        self.dist.barrier()
-        return result
 
     def _parent_pin(self) -> tuple[str, str | None, str | None]:
         if self.parent is not None:
