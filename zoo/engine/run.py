@@ -441,6 +441,7 @@ class _Engine:
         """Load the last checkpoint; return its completed epochs (None: fresh start)."""
         path = self._state_path()
         done = self.dir / DONE_FILE
+        self.dist.barrier()  # every process looks at the same files before any changes them
         if self.restart:
             if self.dist.main:
                 for name in (STATE_FILE, BEST_FILE, DONE_FILE):
@@ -1155,6 +1156,7 @@ class _Engine:
         if not self.register:
             self.model.to("cpu").to(memory_format=torch.contiguous_format)
             save_checkpoint(self.dir / "final.pt", {"model": final_state})
+            self.dist.barrier()
             return self._result(
                 name,
                 metrics,
