@@ -370,3 +370,58 @@ def test_export_is_registered_under_its_source_and_loads_with_plain_mlflow(
 def test_parent_sha256_must_match_a_registered_parent(chain: dict[str, Any]) -> None:
     with pytest.raises(zoo.IntegrityError, match="sha256"):
         _register(_build(), chain["name"], chain["v1"].model_uri, parent_sha256="0" * 64)
+
+
+def test_chain_through_zoo_finetune_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """base -> v1 -> v2 made by `zoo finetune` (v2 fine-tunes models:/NAME/1): the lineage
+    tree, licences, and plain MLflow's load of v2 against zoo's own reload."""
+    import mlflow
+    import torch
+    from finetune_helpers import make_images
+
+    monkeypatch.setenv("CI", "true")
+    data = make_images(tmp_path / "data", classes=2, per_class=6)
+    name = unique_name("ft-chain")
+    common = ["--epochs", "1", "--image-size", "32", "--batch-size", "4", "--json"]
+    first = ["finetune", "timm:test_resnet", str(data), "--random-init", "--name", name]
+    code, out, err = _cli(capsys, *first, "--strategy", "partial", "--unfreeze", "1", *common)
+    assert code == 0, err
+    v1 = registry.get_version(json.loads(out)["model_uri"])
+    code, out, err = _cli(
+        capsys,
+        "finetune",
+        f"models:/{name}/1",
+        str(data),
+        "--name",
+        name,
+        "--strategy",
+        "full",
+        "--license",
+        "cc-by-nc-4.0",
+        *common,
+    )
+    assert code == 0, err
+    v2 = registry.get_version(json.loads(out)["model_uri"])
+    assert (v1.version, v2.version) == (1, 2)
+    assert v2.parent == f"models:/{name}/1" and v2.base == v1.parent
+    assert v1.license == "apache-2.0" and v2.license == "cc-by-nc-4.0"
+
+    code, out, _ = _cli(capsys, "registry", "lineage", name)
+    assert code == 0
+    lines = out.splitlines()
+    i1 = next(i for i, line in enumerate(lines) if f"models:/{name}/1" in line)
+    i2 = next(i for i, line in enumerate(lines) if f"models:/{name}/2" in line)
+    root = next(i for i, line in enumerate(lines) if v1.parent in line and i < i1)
+    assert root < i1 < i2 and "cc-by-nc-4.0" in lines[i2] and "apache-2.0" in lines[i1]
+
+    plain = mlflow.pytorch.load_model(f"models:/{name}/2")
+    ours, _ = registry.load_model(f"models:/{name}/2")
+    torch.manual_seed(2)
+    for batch in (1, 7):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            a, b = plain(x), ours(x)
+        assert a.shape == (batch, 2)
+        assert torch.allclose(a, b, atol=1e-5, rtol=0), (a - b).abs().max()

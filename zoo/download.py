@@ -142,7 +142,7 @@ def download_url(
                 length = response.headers.get("Content-Length")
                 total = have + int(length) if length is not None else None
                 if progress is not None and not started:
-                    progress.start(f"downloading {dest.name}", total)
+                    progress.start(f"downloading {dest.name}", total, unit="bytes")
                     started = True
                     if have:
                         progress.advance(have)

@@ -29,7 +29,7 @@ class LineProgress:
     def _say(self, text: str) -> None:
         print(f"zoo: {self.description}: {text}", file=self.stream, flush=True)
 
-    def start(self, description: str, total: float | None) -> None:
+    def start(self, description: str, total: float | None, unit: str = "items") -> None:
         self.description, self.total, self.done = description, total, 0.0
         self._next_fraction, self._last = 0.1, time.monotonic()
         self._say("started" + (f" ({total:g} total)" if total else ""))
@@ -56,24 +56,37 @@ class RichProgress:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             TextColumn,
             TimeRemainingColumn,
         )
 
-        self._columns = (
+        class CountColumn(ProgressColumn):
+            """Sizes for downloads (unit="bytes"); N/M for images, steps, epochs."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.as_bytes, self.as_count = DownloadColumn(), MofNCompleteColumn()
+
+            def render(self, task: Any) -> Any:
+                column = self.as_bytes if task.fields.get("unit") == "bytes" else self.as_count
+                return column.render(task)
+
+        self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
+            CountColumn(),
             TimeRemainingColumn(),
+            transient=False,
         )
-        self._progress = Progress(*self._columns, transient=False)
         self._task: Any = None
 
-    def start(self, description: str, total: float | None) -> None:
+    def start(self, description: str, total: float | None, unit: str = "items") -> None:
         if self._task is None:
             self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
+        self._task = self._progress.add_task(description, total=total, unit=unit)
 
     def advance(self, amount: float) -> None:
         if self._task is not None:

@@ -79,7 +79,7 @@ def _bar_class(progress: Progress | None, label: str) -> Any:
                      desc: str | None = None, **kwargs: Any) -> None:  # fmt: skip
             self.n = initial
             if progress is not None:
-                progress.start(f"downloading {label}", total)
+                progress.start(f"downloading {label}", total, unit="bytes")
                 if initial:
                     progress.advance(initial)
 

@@ -99,7 +99,9 @@ class PulledWeights:
 class Progress(Protocol):
     """A sink for progress of long work (downloads, epochs): rich bars or plain lines."""
 
-    def start(self, description: str, total: float | None) -> None: ...
+    def start(self, description: str, total: float | None, unit: str = "items") -> None:
+        """Begin a task of ``total`` units ("bytes" renders sizes; anything else N/M)."""
+        ...
 
     def advance(self, amount: float) -> None: ...
 

@@ -17,8 +17,14 @@ docs/cli-reference.md`; do not edit by hand. Exit codes and environment: docs/cl
 
 
 def _walk(command: click.Command, path: list[str], out: list[str]) -> None:
+    # The root group's help option names (-h, --help) hold for every subcommand, as in the
+    # real CLI, whichever context click happened to cache a command's help option from.
     ctx = click.Context(
-        command, info_name=" ".join(path), terminal_width=100, max_content_width=100
+        command,
+        info_name=" ".join(path),
+        terminal_width=100,
+        max_content_width=100,
+        help_option_names=["-h", "--help"],
     )
     out.append(f"\n## `{' '.join(path)}`\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
     if isinstance(command, click.Group):
