@@ -705,13 +705,8 @@ class _Engine:
             "format": 1,
         }
         path = cache_path("features", key)
-        cached = load_tensors(path) if self.dist.main else None
-        if cached is None and not self.dist.main:
-            self.dist.barrier()
-            cached = load_tensors(path)
+        cached = self._shared_cache(path)
         if cached is not None:
-            if self.dist.main:
-                self.dist.barrier()
             return cached["features"], cached["labels"]
         features = self._capture_inputs(classifier)
         labels = torch.tensor(self.data.labels, dtype=torch.long)
@@ -856,13 +851,8 @@ class _Engine:
             "format": 1,
         }
         path = cache_path("prefix", key)
-        cached = load_tensors(path) if self.dist.main else None
-        if cached is None and not self.dist.main:
-            self.dist.barrier()
-            cached = load_tensors(path)
+        cached = self._shared_cache(path)
         if cached is not None:
-            if self.dist.main:
-                self.dist.barrier()
             return plan, cached["activations"]
         self.model.eval()
         loader = _image_batches(
@@ -1241,6 +1231,17 @@ class _Engine:
         atomic_write_text(self.dir / DONE_FILE, json.dumps(result.to_dict(), indent=2))
         self.dist.barrier()
         return result
+
+    def _shared_cache(self, path: Path) -> dict[str, Any] | None:
+        """Read a tensor cache the DDP way: rank 0 looks first; the other ranks wait at a
+        barrier until rank 0 has found it (and releases them) or written it."""
+        cached = load_tensors(path) if self.dist.main else None
+        if cached is None and not self.dist.main:
+            self.dist.barrier()
+            cached = load_tensors(path)
+        if cached is not None and self.dist.main:
+            self.dist.barrier()
+        return cached
 
     def _result(
         self,
