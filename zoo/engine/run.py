@@ -727,16 +727,7 @@ class _Engine:
 
         self.model.eval()
         handle = module.register_forward_pre_hook(hook)
-        loader = _image_batches(
-            self.data,
-            range(len(self.data.samples)),
-            self.pre,
-            train=False,
-            batch_size=self.recipe.batch_size,
-            seed=0,
-            dist=Dist(),
-            workers=self.workers,
-        )
+        loader = self._every_sample_once()
         progress = self.progress_factory()
         progress.start("extracting features", len(self.data.samples))
         autocast = self.rt.autocast()
@@ -855,16 +846,7 @@ class _Engine:
         if cached is not None:
             return plan, cached["activations"]
         self.model.eval()
-        loader = _image_batches(
-            self.data,
-            range(len(self.data.samples)),
-            self.pre,
-            train=False,
-            batch_size=self.recipe.batch_size,
-            seed=0,
-            dist=Dist(),
-            workers=self.workers,
-        )
+        loader = self._every_sample_once()
         progress = self.progress_factory()
         progress.start(
             f"caching the frozen stages below {self.names[first]}", len(self.data.samples)
@@ -1231,6 +1213,20 @@ class _Engine:
         atomic_write_text(self.dir / DONE_FILE, json.dumps(result.to_dict(), indent=2))
         self.dist.barrier()
         return result
+
+    def _every_sample_once(self) -> Any:
+        """Every image once, in order, without augmentation, on this process alone: the
+        pass that fills the feature and frozen-prefix caches."""
+        return _image_batches(
+            self.data,
+            range(len(self.data.samples)),
+            self.pre,
+            train=False,
+            batch_size=self.recipe.batch_size,
+            seed=0,
+            dist=Dist(),
+            workers=self.workers,
+        )
 
     def _shared_cache(self, path: Path) -> dict[str, Any] | None:
         """Read a tensor cache the DDP way: rank 0 looks first; the other ranks wait at a
