@@ -54,6 +54,7 @@ from zoo.types import (
     Strategy,
     StrategySettings,
     TrainingPlan,
+    TrainingSummary,
 )
 
 __version__ = "0.1.0"
@@ -88,6 +89,7 @@ __all__ = [
     "StrategySettings",
     "TrainingError",
     "TrainingPlan",
+    "TrainingSummary",
     "UnknownModelError",
     "UsageError",
     "ZooError",

@@ -180,6 +180,21 @@ class Strategy(Protocol):
 
     def plan(self, stages: Sequence[str], settings: StrategySettings) -> TrainingPlan: ...
 
+    # Optional members (plugin API 2; docs/strategies.md). A strategy that defines none of
+    # them behaves exactly as one written for API 1; the engine looks each one up by name.
+    #
+    #   plan(stages, settings, summary)   a third parameter named ``summary`` receives a
+    #       TrainingSummary of the training split (counts, input size, features on demand).
+    #   prepare_model(model, stages, phase) -> iterable of parameters | None
+    #       called when each phase starts (a resumed one too, before the checkpoint's
+    #       weights are loaded), before its optimizer is built: it may wrap the model's
+    #       modules or add parameters (adapters) in place, and return the parameters that
+    #       train in this phase (finer than stages), or None to train by stage. It must be
+    #       idempotent on a model it has already prepared.
+    #   finalize_model(model) -> nn.Module
+    #       called once before registration on the registered epoch's weights (merge
+    #       adapters into the base weights); what it returns is registered and exported.
+
 
 @dataclass(frozen=True)
 class StrategySettings:
@@ -189,6 +204,24 @@ class StrategySettings:
     epochs: int | None = None
     lr: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # recipe's strategy_settings
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a strategy may know of the training split when it plans (plugin API 2).
+
+    Everything here comes from the training images alone, never from the validation or
+    test images, so a choice made on it leaves the reported figures unbiased.
+    """
+
+    classes: tuple[str, ...]
+    class_counts: Mapping[str, int]  # training images per class
+    num_train: int
+    input_size: tuple[int, int, int]  # (C, H, W) the model sees
+    # features(stage=None) -> (features [N, D] float32, labels [N] int64) of the training
+    # images: the head's input (None) or the named stage's output, averaged over space or
+    # tokens. Computed once through the engine's feature cache, on first call.
+    features: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @dataclass(frozen=True)
