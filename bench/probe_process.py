@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import setup
 
-HAND = r'''
+HAND = r"""
 import sys, numpy as np, torch, timm
 from pathlib import Path
 from PIL import Image
@@ -73,7 +73,7 @@ for c in np.unique(y):
     val[rng.permutation(idx)[: max(1, round(0.2 * len(idx)))]] = True
 clf = LogisticRegression(max_iter=2000).fit(x[~val], y[~val])
 print(f"hand-written validation accuracy {clf.score(x[val], y[val]):.3f}")
-'''
+"""
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -106,7 +106,9 @@ def main() -> None:
         hand_times.append(timed([sys.executable, str(hand), str(data)], env))
     zoo_s, hand_s = min(zoo_times), min(hand_times)
     print()
-    print(f"images: {args.per_class} per class, {len(categories)} classes, EfficientNet-Lite0 224 px")
+    print(
+        f"images: {args.per_class} per class, {len(categories)} classes, EfficientNet-Lite0 224 px"
+    )
     print(f"zoo finetune --strategy linear-probe (whole process, registers): {zoo_s:7.1f} s")
     print(f"hand-written probe (Pillow, timm forward, scikit-learn):      {hand_s:7.1f} s")
     print(f"ratio zoo / hand-written: {zoo_s / hand_s:.2f}x (goal: <= 1.2)")

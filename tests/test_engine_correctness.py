@@ -323,3 +323,28 @@ def test_an_invalid_plan_is_refused_naming_the_field(images: Path) -> None:
             finetune(_recipe(images, "bad-probe"), register=False)
     finally:
         pm.unregister("test-bad-probe")
+
+
+# --------------------------------------------------------- 9. one split everywhere
+
+
+def test_export_checks_on_the_engines_own_split_and_never_on_the_test_set(images: Path) -> None:
+    from zoo.export import _stack, build_check_set, load_source
+
+    spy = SplitSpy()
+    recipe = _recipe(images, epochs=2, test_split=0.25, name="exp")
+    finetune(recipe, callbacks=[spy])
+    dataset = load_dataset(images, resize=32, workers=1)
+    path_of = {s.sha256: s.path for s in dataset.samples}
+    source = load_source("models:/exp/1")
+    check = build_check_set(source, None, say=lambda _m: None)
+
+    def stacked(part: str) -> torch.Tensor:
+        return _stack([path_of[sha] for sha in spy.parts[part]], source.preprocessing)
+
+    assert check.validation is not None and check.calibration is not None
+    assert torch.equal(check.validation, stacked("val"))
+    assert torch.equal(check.calibration, stacked("train"))
+    test = stacked("test")
+    for image in (*check.validation, *check.calibration):
+        assert not any(torch.equal(image, t) for t in test)

@@ -35,6 +35,7 @@ __all__ = [
     "cache_path",
     "load_tensors",
     "plan_prefix",
+    "record_calls",
     "save_tensors",
     "state_hash",
     "substituted",
@@ -164,7 +165,7 @@ def substituted(plan: PrefixPlan, enabled: bool = True) -> Iterator[nn.Module]:
         plan.inject.value = None  # type: ignore[assignment]
 
 
-def _record_calls(model: nn.Module, x: torch.Tensor) -> dict[int, list[tuple[int, int]]]:
+def record_calls(model: nn.Module, x: torch.Tensor) -> dict[int, list[tuple[int, int]]]:
     """id(module) -> [(pre index, post index), ...] for one forward pass."""
     import torch
 
@@ -222,7 +223,7 @@ def plan_prefix(
     was_training = model.training
     model.eval()
     try:
-        calls = _record_calls(model, example)
+        calls = record_calls(model, example)
     except Exception:
         return None
     finally:

@@ -20,11 +20,13 @@ from zoo.engine.caches import (
     cache_path,
     load_tensors,
     plan_prefix,
+    record_calls,
     save_tensors,
     state_hash,
     verify_prefix,
 )
 from zoo.engine.model import find_classifier
+from zoo.errors import UsageError
 from zoo.types import Phase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -134,6 +136,26 @@ def head_features(state: RunState) -> tuple[torch.Tensor, torch.Tensor]:
     return features, labels
 
 
+def _stage_output(state: RunState, index: int) -> nn.Module:
+    """The module whose output is the stage's output: the stage itself when the model
+    calls it, else the stage's module that finishes last in a forward pass (stages are
+    often groups of modules the model calls one by one)."""
+    container = state.stages[index][1]
+    model = state.model
+    was_training = model.training
+    model.eval()
+    try:
+        calls = record_calls(model, example(state))
+    finally:
+        model.train(was_training)
+    if id(container) in calls:
+        return container
+    called = [m for m in container.modules() if id(m) in calls]
+    if not called:
+        raise UsageError(f"stage {state.names[index]} does not run in this model's forward pass")
+    return max(called, key=lambda m: calls[id(m)][-1][1])
+
+
 def stage_features(state: RunState, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The named stage's output, averaged over space or tokens, for every sample."""
     import torch
@@ -146,7 +168,9 @@ def stage_features(state: RunState, stage: str) -> tuple[torch.Tensor, torch.Ten
     cached = _shared(state, path)
     if cached is not None:
         return cached["features"], cached["labels"]
-    features = _capture(state, state.stages[index][1], f"extracting {stage} features", inputs=False)
+    features = _capture(
+        state, _stage_output(state, index), f"extracting {stage} features", inputs=False
+    )
     labels = torch.tensor(state.data.labels, dtype=torch.long)
     _store(state, path, {"features": features, "labels": labels}, key)
     return features, labels
