@@ -9,6 +9,7 @@ a text model's repo refused having fetched nothing but its config.json.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from tests.finetune_helpers import make_images, stage_of
 from tests.hub_fixture import FakeHub, running_hub, transformers_repo_files
 from zoo.cli import run
 
+PROCESSOR = "preprocessor_config.json"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -148,9 +150,7 @@ def test_pull_records_the_repo_and_info_shows_input_config_licence_and_stages(
     (rec,) = list_records()
     assert rec.reference == f"hf:{repo}@{commit}" and rec.license == license_id
     files = {f.name: f for f in rec.files}
-    assert set(files) == {"model.safetensors", "config.json", "README.md", "preprocessor_config.json"}
-    import hashlib
-
+    assert set(files) == {"model.safetensors", "config.json", "README.md", PROCESSOR}
     served = hub.repos[repo].files["model.safetensors"]
     assert files["model.safetensors"].sha256 == hashlib.sha256(served).hexdigest()
 
@@ -251,10 +251,8 @@ def test_partial_finetune_keeps_frozen_stages_exports_and_records_lineage(
 
     lineage = get_version(uri).lineage
     assert lineage["parent"]["reference"] == f"hf:{repo}@{commit}"
-    import hashlib
-
-    served = hub.repos[repo].files["model.safetensors"]
-    assert lineage["parent"]["sha256"] == hashlib.sha256(served).hexdigest()
+    weights = hub.repos[repo].files["model.safetensors"]
+    assert lineage["parent"]["sha256"] == hashlib.sha256(weights).hexdigest()
     assert version.license == license_id
 
     out = tmp_path / "onnx"
