@@ -26,6 +26,7 @@ from tests.hub_fixture import FakeHub, running_hub, transformers_repo_files
 from zoo.cli import run
 
 PROCESSOR = "preprocessor_config.json"
+DYNAMO = "torch.onnx.export (dynamo, torch.export)"  # zoo's exporter, not its fallback
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -256,10 +257,10 @@ def test_partial_finetune_keeps_frozen_stages_exports_and_records_lineage(
     assert version.license == license_id
 
     out = tmp_path / "onnx"
-    exported = _json(capsys, "export", uri, "--out", str(out))
+    exported = _json(capsys, "export", uri, "--out", str(out), "--no-benchmark")
     parity = json.loads((out / "parity.json").read_text())
     assert parity["fp32"]["passed"], parity
-    assert exported
+    assert exported["exporter"] == DYNAMO  # not the TorchScript fallback
 
     assert run(["registry", "lineage", name]) == 0
     text = capsys.readouterr().out
@@ -294,6 +295,63 @@ def test_linear_probe_and_full_train_what_they_promise(
         assert all(changed[i] == {False} for i in body)
     else:
         assert all(True in changed[i] for i in body)
+
+
+def test_swin_exports_through_the_same_path_and_passes_the_parity_gate(
+    hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Swin's window attention does not export under PyTorch's fused attention; the
+    wrapper switches to transformers' plain attention while torch.export traces."""
+    from transformers import SwinConfig, SwinForImageClassification
+
+    torch.manual_seed(0)
+    config = SwinConfig(
+        image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2],
+        window_size=4, num_labels=3,
+    )  # fmt: skip
+    model = SwinForImageClassification(config).eval()
+    assert model.config._attn_implementation == "sdpa"  # what transformers picks here
+    processor = {  # DeiT/BEiT-style: resize to 36, centre crop 32
+        "size": {"height": 36, "width": 36},
+        "crop_size": {"height": 32, "width": 32},
+        "do_center_crop": True,
+        "resample": 3,
+        "image_mean": IMAGENET_MEAN,
+        "image_std": IMAGENET_STD,
+    }
+    repo = "acme/tiny-swin"
+    commit = hub.add_repo(repo, transformers_repo_files(model, processor, "apache-2.0"))
+    info = _json(capsys, "info", f"hf:{repo}")["model"]
+    assert info["input_size"] == [3, 32, 32] and info["crop_pct"] == pytest.approx(32 / 36)
+    out = tmp_path / "swin-onnx"
+    doc = _json(capsys, "export", f"hf:{repo}", "--out", str(out), "--no-benchmark")
+    assert doc["source"] == f"hf:{repo}@{commit}"
+    assert doc["exporter"] == DYNAMO  # not the TorchScript fallback
+    assert not any("fell back" in note for note in doc["notes"])
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["fp32"]["passed"], parity
+    from zoo import build_backbone
+
+    backbone = build_backbone(f"hf:{repo}")
+    assert backbone.model.hf.config._attn_implementation == "sdpa"  # restored after export
+
+
+def test_a_pulled_repo_builds_offline_without_a_request(
+    hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo import build_backbone
+
+    repo, commit, model = _serve(hub, "vit")
+    assert run(["pull", f"hf:{repo}"]) == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub.reset_requests()
+    backbone = build_backbone(f"hf:{repo}")
+    assert hub.hub_requests() == []
+    assert backbone.info.reference == f"hf:{repo}@{commit}"
+    assert backbone.info.mean == (0.5, 0.5, 0.5)  # the processor file came from the cache
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(backbone.model(x), model(pixel_values=x).logits)
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -331,6 +389,22 @@ def test_a_text_model_is_refused_in_one_line_having_fetched_only_its_config(
     assert err.startswith("zoo: error: ") and err.count("\n") == 1, err
     assert "'bert'" in err and "not an image model" in err
     assert "transformers image-classification models" in err  # what zoo does support
+    assert hub.files_requested(repo) == {"config.json"}
+
+
+def test_a_segmentation_repo_is_refused_before_its_weights(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """segformer has an image classifier in transformers, but this repo's architecture
+    is a segmentation model: refused from config.json alone."""
+    repo = "acme/segmenter"
+    config = {"model_type": "segformer", "architectures": ["SegformerForSemanticSegmentation"]}
+    hub.add_repo(
+        repo, {"config.json": json.dumps(config).encode(), "model.safetensors": b"\0" * 64}
+    )
+    assert run(["pull", f"hf:{repo}"]) == 2
+    err = capsys.readouterr().err
+    assert "SegformerForSemanticSegmentation" in err and "another task" in err
     assert hub.files_requested(repo) == {"config.json"}
 
 

@@ -49,7 +49,8 @@ class LogitsModel(nn.Module):
 
     ``interpolate_pos_encoding=True`` is passed to models that take it (the ViT family),
     so that they run at any ``--image-size``; at the size they were trained for it
-    changes nothing.
+    changes nothing. While ``torch.export`` traces it (the registry's program, ONNX
+    export) attention runs in transformers' plain implementation (:func:`_eager_attention`).
     """
 
     def __init__(self, hf: nn.Module) -> None:
@@ -59,12 +60,47 @@ class LogitsModel(nn.Module):
         self.interpolate = "interpolate_pos_encoding" in params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _exporting():
+            with _eager_attention(self.hf):
+                return self._logits(x)
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.interpolate:
             out = self.hf(pixel_values=x, interpolate_pos_encoding=True)
         else:
             out = self.hf(pixel_values=x)
         logits: torch.Tensor = out.logits
         return logits
+
+
+def _exporting() -> bool:
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting()) if is_exporting is not None else False
+
+
+@contextmanager
+def _eager_attention(hf: nn.Module) -> Iterator[None]:
+    """transformers' plain attention while ``torch.export`` traces the model.
+
+    With PyTorch's fused attention (``sdpa``, transformers' default) Swin's window
+    attention reshapes a transposed output that the ONNX decomposition turns into an
+    invalid ``view``; the plain implementation computes the same softmax(QK^T)V with
+    ops that export everywhere. Training and inference keep ``sdpa``.
+    """
+    configs = {id(c): c for m in hf.modules() if (c := getattr(m, "config", None)) is not None}
+    saved = {
+        key: c._attn_implementation
+        for key, c in configs.items()
+        if getattr(c, "_attn_implementation", None) not in (None, "eager")
+    }
+    try:
+        for key in saved:
+            configs[key]._attn_implementation = "eager"
+        yield
+    finally:
+        for key, value in saved.items():
+            configs[key]._attn_implementation = value
 
 
 class TransformersBackbone(ModuleBackbone):
