@@ -212,6 +212,7 @@ def _changed_per_stage(
     return changed
 
 
+@pytest.mark.slow  # about 20 s each: a registration, a reload and an ONNX export
 @pytest.mark.parametrize("kind", ["vit", "resnet"])
 def test_partial_finetune_keeps_frozen_stages_exports_and_records_lineage(
     hub: FakeHub, kind: str, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -334,6 +335,31 @@ def test_swin_exports_through_the_same_path_and_passes_the_parity_gate(
 
     backbone = build_backbone(f"hf:{repo}")
     assert backbone.model.hf.config._attn_implementation == "sdpa"  # restored after export
+
+
+def test_a_bare_backbone_repo_gets_a_new_classifier_on_its_pretrained_body(
+    hub: FakeHub, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from transformers import ViTConfig, ViTModel
+
+    from zoo import build_backbone
+
+    torch.manual_seed(0)
+    config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        image_size=32, patch_size=8,
+    )  # fmt: skip
+    body = ViTModel(config, add_pooling_layer=False).eval()
+    repo = "acme/tiny-vit-features"
+    hub.add_repo(repo, transformers_repo_files(body, MODELS["vit"][2], "apache-2.0"))
+    capfd.readouterr()
+    backbone = build_backbone(f"hf:{repo}", num_classes=4)
+    assert "Loading weights" not in capfd.readouterr().err  # transformers' bars are off
+    assert backbone.info.architecture == "ViTModel" and backbone.info.num_classes == 4
+    built = backbone.model.hf.vit.state_dict()
+    assert all(torch.equal(v, built[k]) for k, v in body.state_dict().items())
+    assert [n for n, _ in backbone.stages()] == MODELS["vit"][5]
+    assert backbone.model(torch.randn(2, 3, 32, 32)).shape == (2, 4)
 
 
 def test_a_pulled_repo_builds_offline_without_a_request(
