@@ -117,6 +117,25 @@ def _info_extras(reference: str) -> dict[str, object]:
 _INFO_EXTRAS: list = []
 
 
+def _stage_extras(reference: str) -> dict[str, object]:
+    """The backbone's stage names, input to head (what ``--unfreeze`` counts), from its
+    architecture built on the meta device: no weights are read or allocated. A provider
+    that cannot build that way simply shows none."""
+    try:
+        import torch
+
+        from zoo.build import build_backbone
+
+        with torch.device("meta"):
+            backbone = build_backbone(reference, pretrained=False)
+        return {"stages": [name for name, _ in backbone.stages()]}
+    except Exception:
+        return {}
+
+
+_INFO_EXTRAS.append(_stage_extras)
+
+
 @click.command("strategies")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 def strategies_cmd(as_json: bool) -> None:
