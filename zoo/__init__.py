@@ -39,6 +39,7 @@ from zoo.stages import (
     stages_from_assignment,
     timm_style_backbone,
 )
+from zoo.transferability import hscore, leep, logme, nce
 from zoo.types import (
     Backbone,
     BackboneInfo,
@@ -103,12 +104,16 @@ __all__ = [
     "hf_endpoint",
     "home",
     "hookimpl",
+    "hscore",
     "is_offline",
+    "leep",
     "license_from_url",
     "load_state_dict",
     "local_model",
     "local_models",
+    "logme",
     "map_state_dict",
+    "nce",
     "normalize_license",
     "parse_ref",
     "pull_hub",
