@@ -84,6 +84,12 @@ from zoo.cli.output import emit_json, note
     help="Train and register a new version even if this recipe already finished on the "
     "same data (without it, the existing version is printed).",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the data and show the plan (and what --strategy auto decides, with its "
+    "evidence) without training.",
+)
 @click.option("--random-init", is_flag=True, help="Start from random weights (a baseline).")
 @click.option(
     "--config",
@@ -114,6 +120,7 @@ def finetune_cmd(
     resume: bool,
     restart: bool,
     again: bool,
+    dry_run: bool,
     random_init: bool,
     config: str | None,
     as_json: bool,
@@ -158,6 +165,22 @@ def finetune_cmd(
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     recipe = Recipe.from_dict(settings)
+    if dry_run:
+        from zoo.engine import plan_only
+
+        plan = plan_only(recipe)
+        if as_json:
+            emit_json("finetune_plan", plan=plan)
+            return
+        for phase in plan["phases"]:
+            trains = ", ".join(phase["trainable"][-1])
+            cached = " (on cached features)" if phase["head_on_features"] else ""
+            click.echo(
+                f"{phase['name']}: {phase['epochs']} epoch(s) at lr {phase['lr']:g}, "
+                f"trains {trains}{cached}"
+            )
+        click.echo("dry run: nothing trained or registered")
+        return
     result = launch(recipe, resume=resume, restart=restart, again=again)
     if as_json:
         emit_json("finetune_result", **result.to_dict())

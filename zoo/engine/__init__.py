@@ -36,8 +36,19 @@ __all__ = [
     "finetune",
     "launch",
     "load_recipe_file",
+    "plan_only",
     "run_dir",
 ]
+
+
+def plan_only(recipe: Recipe) -> dict[str, object]:
+    """The plan the recipe would train (``--dry-run``): data checked, model built, the
+    strategy's decision made on the training split; nothing trained or registered."""
+    from zoo.engine.model import plan_to_dict
+    from zoo.engine.setup import prepare
+
+    state = prepare(recipe, register=False)
+    return plan_to_dict(state.plan, state.names)
 
 
 def launch(

@@ -142,4 +142,9 @@ def prepare(
             f"kept; e.g. {data.duplicates[0].path} = {data.duplicates[0].same_as})"
         )
     state.plan = build.make_plan(strategy, recipe, state.names, _summary(state))
+    decision = state.plan.settings.get("decision")
+    if decision:  # a strategy that chooses (auto) says what it chose and why
+        state.note(f"{recipe.strategy} chose {decision}: {state.plan.settings.get('reason', '')}")
+        evidence = state.plan.settings.get("evidence") or {}
+        state.note("evidence: " + ", ".join(f"{k} {v}" for k, v in evidence.items()))
     return state

@@ -72,6 +72,11 @@ class Tracking(NoTracking):
         params["num_test"] = str(len(state.split.test))
         params["skipped_files"] = str(len(state.data.bad))
         params["duplicates_dropped"] = str(len(state.data.duplicates))
+        if state.plan.settings.get("decision"):  # what a choosing strategy chose, and why
+            params["strategy_decision"] = str(state.plan.settings["decision"])
+            params["strategy_reason"] = str(state.plan.settings.get("reason", ""))[:500]
+            for key, value in (state.plan.settings.get("evidence") or {}).items():
+                params[f"evidence.{key}"] = str(value)
         for key, value in params.items():
             mc.log_param(state.run_id, key, value)
         import yaml
