@@ -46,19 +46,27 @@ def check_register_providers(pm: PluginManager) -> None:
 
 
 def check_register_strategies(pm: PluginManager) -> None:
-    assert "example-strategy" in pm.strategies()
+    from zoo import StrategySettings
+
+    strategy = pm.strategies()["example-strategy"]
     assert pm.owner("strategy", "example-strategy") == "example"
+    plan = strategy.plan(["stem", "body", "head"], StrategySettings(epochs=2))
+    assert plan.phases[0].trainable == ((2,),) and plan.epochs == 2
+    assert pm.plugins["example"].registered["strategy"] == ["example-strategy"]
 
 
 def check_register_exporters(pm: PluginManager) -> None:
     assert pm.exporters()["example-format"].summary.startswith("An example export format")
     assert pm.owner("exporter", "example-format") == "example"
+    assert pm.exporters()["example-format"].precisions == ("fp32",)
+    assert pm.plugins["example"].registered["exporter"] == ["example-format"]
 
 
 def check_register_commands(pm: PluginManager) -> None:
     group = click.Group("zoo")
     pm.add_commands(group)
     assert "example-hello" in group.commands
+    assert pm.plugins["example"].registered["command"] == ["example-hello"]
 
 
 HOOK_CHECKS: dict[str, Callable[[PluginManager], None]] = {
@@ -137,6 +145,9 @@ def test_duplicate_strategy_names_raise_naming_both_plugins() -> None:
         name = "same"
         summary = "a strategy two plugins both claim"
 
+        def plan(self, stages, settings):  # type: ignore[no-untyped-def]
+            raise AssertionError("not called")
+
     class Plugin:
         @hookimpl
         def register_strategies(self, register):  # type: ignore[no-untyped-def]
@@ -149,7 +160,7 @@ def test_duplicate_strategy_names_raise_naming_both_plugins() -> None:
         pm.strategies()
 
 
-def test_registration_without_the_protocol_is_refused() -> None:
+def test_registration_without_the_protocol_is_refused_and_skipped() -> None:
     from zoo import hookimpl
 
     class NoMethods:
@@ -162,8 +173,43 @@ def test_registration_without_the_protocol_is_refused() -> None:
 
     pm = PluginManager(load_entry_points=False)
     pm.register(Plugin(), "half-plugin")
-    with pytest.raises(PluginError, match="without version, index, describe, pull, build"):
-        pm.providers()
+    assert pm.providers() == {}
+    error = pm.plugins["half-plugin"].error or ""
+    assert error.startswith("registered provider 'half' without `version`: implement zoo.Provider")
+
+
+def test_a_provider_registered_with_a_non_scheme_name_is_refused() -> None:
+    from zoo import hookimpl
+
+    class Upper:
+        name = "Not:AScheme"
+        version = index = describe = pull = build = staticmethod(lambda *a, **k: None)
+
+    class Plugin:
+        @hookimpl
+        def register_providers(self, register):  # type: ignore[no-untyped-def]
+            register(Upper())
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Plugin(), "upper")
+    assert pm.providers() == {}
+    assert "whose `name` is not a reference scheme" in (pm.plugins["upper"].error or "")
+
+
+def test_implementations_get_only_the_arguments_they_declare() -> None:
+    from zoo import hookimpl
+
+    seen: list[tuple[str, ...]] = []
+
+    class Plugin:
+        @hookimpl
+        def register_commands(self):  # type: ignore[no-untyped-def]
+            seen.append(())
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Plugin(), "quiet")
+    pm.add_commands(click.Group("zoo"))
+    assert seen == [()] and pm.plugins["quiet"].ok
 
 
 def test_a_plugin_command_cannot_replace_a_builtin_command() -> None:
@@ -179,9 +225,30 @@ def test_a_plugin_command_cannot_replace_a_builtin_command() -> None:
     pm = PluginManager(load_entry_points=False)
     pm.register(Plugin(), "hijacker")
     group = click.Group("zoo")
-    group.add_command(click.Command("list"))
-    with pytest.raises(PluginError, match="tried to replace the command 'zoo list'"):
-        pm.add_commands(group)
+    builtin = click.Command("list")
+    group.add_command(builtin)
+    pm.add_commands(group)
+    assert group.commands["list"] is builtin
+    (conflict,) = pm.plugins["hijacker"].conflicts
+    assert "tried to replace the command 'zoo list'" in conflict
+    assert pm.plugins["hijacker"].to_dict()["status"] == "conflict"
+
+
+def test_a_plugin_raising_in_register_commands_leaves_no_command_behind() -> None:
+    from zoo import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_commands(self, cli):  # type: ignore[no-untyped-def]
+            cli.add_command(click.Command("half-added"))
+            raise RuntimeError("boom")
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(Plugin(), "raiser")
+    group = click.Group("zoo")
+    pm.add_commands(group)
+    assert "half-added" not in group.commands
+    assert pm.plugins["raiser"].error == "raised in register_commands: RuntimeError: boom"
 
 
 # ----------------------------------------------------------------------- through the CLI
