@@ -28,8 +28,8 @@ from zoo.errors import (
 )
 from zoo.home import atomic_write_text, home, subdir
 from zoo.hookspecs import PLUGIN_API, hookimpl
-from zoo.licenses import UNKNOWN, license_from_url, normalize_license
 from zoo.inference import OnnxModel
+from zoo.licenses import UNKNOWN, license_from_url, normalize_license
 from zoo.local import LocalModel, local_model, local_models
 from zoo.onnx_export import export_onnx
 from zoo.pull import hf_cache_dir, hf_endpoint, pull_hub, pull_url
