@@ -22,7 +22,8 @@ def _env_for(tmp_path: Path) -> dict[str, str]:
     plugin (a checkout whose install is stale), a dist-info declaring just that entry
     point stands in for it, so the template's tests get zoo.testing's fixtures."""
     env = dict(os.environ)
-    if any(ep.value == "zoo.testing.pytest_plugin" for ep in metadata.entry_points(group="pytest11")):
+    plugins = metadata.entry_points(group="pytest11")
+    if any(ep.value == "zoo.testing.pytest_plugin" for ep in plugins):
         return env
     shim = tmp_path / "shim"
     info = shim / "zoo_testing_shim-0.dist-info"
