@@ -115,11 +115,14 @@ def test_zoo_plugins_reports_each_refusal_and_what_the_rest_registered() -> None
     assert rows["bad-stages"]["registered"] == {"provider": ["bad-stages"]}
 
     only = run_zoo("plugins", "--hook", "register_exporters", "--json", plugin_paths=[CONTRACT])
-    names = {p["name"] for p in json.loads(only.stdout)["plugins"]}
-    assert names == {"onnx", "no-export", "bad-name"}
+    doc = json.loads(only.stdout)
+    assert {p["name"] for p in doc["plugins"]} == {"onnx", "no-export", "bad-name"}
+    (onnx,) = doc["exporters"]
+    assert onnx["precisions"] == ["fp32", "fp16", "int8"] and onnx["plugin"] == "onnx"
 
     table = run_zoo("plugins", plugin_paths=[CONTRACT], env={"COLUMNS": "400"})
     assert "without `plan`" in table.stdout and "needs zoo plugin API 99" in table.stdout
+    assert "exporter: onnx (fp32/fp16/int8)" in table.stdout
 
 
 def test_zoo_plugins_hook_must_name_a_hook() -> None:

@@ -29,7 +29,8 @@ def _env_for(tmp_path: Path) -> dict[str, str]:
     info = shim / "zoo_testing_shim-0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-testing-shim\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[pytest11]\nzoo = zoo.testing.pytest_plugin\n")
+    entry = "zoo.testing.pytest_plugin = zoo.testing.pytest_plugin"
+    (info / "entry_points.txt").write_text(f"[pytest11]\n{entry}\n")
     env["PYTHONPATH"] = os.pathsep.join([str(shim), str(ROOT), env.get("PYTHONPATH", "")])
     return env
 

@@ -11,6 +11,26 @@ import click
 from zoo.cli.output import console, emit_json, note
 
 
+def _exporters() -> list[dict[str, Any]]:
+    """Each exporter with its --precision values (what `zoo export --format` accepts)."""
+    from zoo.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    try:
+        exporters = pm.exporters()
+    except Exception:  # duplicates: reported as problems
+        return []
+    return [
+        {
+            "name": name,
+            "plugin": pm.owner("exporter", name),
+            "precisions": list(e.precisions),
+            "summary": e.summary,
+        }
+        for name, e in sorted(exporters.items())
+    ]
+
+
 def _rows(hook: str | None) -> tuple[list[dict[str, Any]], list[str]]:
     from zoo.errors import UsageError
     from zoo.plugins import get_plugin_manager
@@ -48,8 +68,9 @@ def plugins_group(ctx: click.Context, hook: str | None, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     plugins, problems = _rows(hook)
+    precisions = {e["name"]: e["precisions"] for e in _exporters()}
     if as_json:
-        emit_json("plugin_list", plugins=plugins, problems=problems)
+        emit_json("plugin_list", plugins=plugins, problems=problems, exporters=_exporters())
         return
     from rich.table import Table
 
@@ -58,7 +79,14 @@ def plugins_group(ctx: click.Context, hook: str | None, as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for p in plugins:
         dist = f"{p['distribution']} {p['version']}" if p["distribution"] else ""
-        registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in p["registered"].items())
+        registered = "; ".join(
+            f"{kind}: "
+            + ", ".join(
+                f"{n} ({'/'.join(precisions[n])})" if kind == "exporter" and n in precisions else n
+                for n in names
+            )
+            for kind, names in p["registered"].items()
+        )
         if p["status"] == "failed":
             status = f"[red]failed[/]: {p['error']}"
         elif p["status"] == "conflict":

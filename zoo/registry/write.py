@@ -400,9 +400,7 @@ def register_export(
         log_model = getattr(exporter, "log_model", None)
         if log_model is not None:
             example = _batch_example(input_example).numpy() if input_example is not None else None
-            logged = log_model(
-                Path(path), input_example=example, run_id=run_id, model_id=model_id
-            )
+            logged = log_model(Path(path), input_example=example, run_id=run_id, model_id=model_id)
         else:
             shutil.copyfile(path, staging / Path(path).name)
             logged = (Path(path).name,)
