@@ -42,7 +42,7 @@ LINEAGE_FILE = "lineage.json"
 CARD_FILE = "README.md"
 # Files every zoo version's artifacts hold, by format (checked before and after). An
 # export records its own list in its lineage (``required_files``): the exporter knows it.
-REQUIRED_FILES = {
+REQUIRED_FILES: dict[str, tuple[str, ...]] = {
     "pytorch": ("MLmodel", "data/model.pt2", WEIGHTS_FILE, LINEAGE_FILE, CARD_FILE),
 }
 

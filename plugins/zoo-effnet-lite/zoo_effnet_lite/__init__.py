@@ -148,7 +148,7 @@ class EffnetLiteProvider:
         import timm
 
         v = self.variant(ref)
-        model = timm.create_model(v.arch, pretrained=False)
+        model: Any = timm.create_model(v.arch, pretrained=False)
         weights_sha256 = None
         if pretrained:
             pulled = self.pull(ref)
