@@ -51,6 +51,13 @@ def test_a_new_plugin_installs_is_listed_and_passes_its_own_tests(tmp_path: Path
     _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
          tmp_path, env)  # fmt: skip
     python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+    if sys.prefix != sys.base_prefix:  # we run in a venv: "system" would mean its base
+        import site
+
+        inner = _run([python, "-c", "import site; print(site.getsitepackages()[0])"], tmp_path, env)
+        Path(inner.stdout.strip(), "outer-site.pth").write_text(
+            "\n".join(site.getsitepackages()) + "\n", encoding="utf-8"
+        )
     _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-e", "./demo"],
          tmp_path, env)  # fmt: skip
 
