@@ -427,3 +427,11 @@ def test_a_derivative_outlives_the_strategy_plugin_that_made_it(
     lineage = run_zoo("registry", "lineage", "by-example", "--json")
     (root,) = json.loads(lineage.stdout)["roots"]
     assert root["children"][0]["strategy"] == "example-strategy"
+
+
+def test_zoo_plugins_reports_a_duplicate_name_and_keeps_listing() -> None:
+    done = run_zoo("plugins", "--json", plugin_paths=[DUPLICATE_PLUGIN])
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert any("provider 'timm' is registered twice" in p for p in doc["problems"])
+    assert {"timm", "duplicate"} <= {p["name"] for p in doc["plugins"]}

@@ -9,6 +9,16 @@ import click
 from zoo.cli.output import console, emit_json, note
 
 
+def _complete_precision(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """--precision values of the --format exporter (all exporters' before it is given)."""
+    from zoo.plugins import get_plugin_manager
+
+    exporters = get_plugin_manager().exporters()
+    chosen = [exporters[f] for f in [ctx.params.get("fmt")] if f in exporters]
+    values = {p for e in chosen or exporters.values() for p in e.precisions}
+    return sorted(p for p in values if p.startswith(incomplete))
+
+
 @click.command("export")
 @click.argument("ref")
 @click.option(
@@ -26,6 +36,7 @@ from zoo.cli.output import console, emit_json, note
     default="fp32",
     show_default=True,
     metavar="PRECISION",
+    shell_complete=_complete_precision,
     help="One the --format exporter supports (onnx: fp32, fp16, int8; any exporter: "
     "`zoo plugins --hook register_exporters`); gated against fp32 PyTorch.",
 )
