@@ -276,6 +276,10 @@ def test_cli_keeps_working_with_a_broken_plugin_installed() -> None:
     table = run_zoo("plugins", plugin_paths=[EXAMPLE_PLUGINS])
     assert "failed" in table.stdout and "broken-import" in table.stdout
 
+    unknown = run_zoo("info", "nope:x", plugin_paths=[EXAMPLE_PLUGINS])
+    assert unknown.returncode == 3
+    assert "plugins that failed to load: broken-import, unknown-hook" in unknown.stderr
+
 
 def test_cli_strict_mode_fails_in_one_line() -> None:
     result = run_zoo("plugins", plugin_paths=[EXAMPLE_PLUGINS], env={"ZOO_STRICT_PLUGINS": "1"})

@@ -51,8 +51,10 @@ def provider_for(ref: Ref) -> Provider:
     if ref.scheme in found:
         return CheckedProvider(found[ref.scheme], pm.owner("provider", ref.scheme) or "?")
     names = ", ".join(sorted(found)) or "none"
+    failed = sorted(p.name for p in pm.failures)
+    why = f"; plugins that failed to load: {', '.join(failed)}" if failed else ""
     raise UnknownModelError(
-        f"no provider '{ref.scheme}' is installed for '{ref}' (installed: {names}); "
+        f"no provider '{ref.scheme}' is installed for '{ref}' (installed: {names}{why}); "
         "see `zoo plugins`"
     )
 
