@@ -27,7 +27,8 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.home import atomic_write_text, home, subdir
-from zoo.hookspecs import hookimpl
+from zoo.hookspecs import PLUGIN_API, hookimpl
+from zoo.inference import OnnxModel
 from zoo.licenses import UNKNOWN, license_from_url, normalize_license
 from zoo.local import LocalModel, local_model, local_models
 from zoo.onnx_export import export_onnx
@@ -61,6 +62,7 @@ from zoo.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "PLUGIN_API",
     "UNKNOWN",
     "Backbone",
     "BackboneInfo",
@@ -79,6 +81,7 @@ __all__ = [
     "NotCachedError",
     "NotFoundError",
     "OfflineError",
+    "OnnxModel",
     "Phase",
     "PluginError",
     "Progress",

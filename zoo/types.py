@@ -112,18 +112,29 @@ class Progress(Protocol):
 class Backbone(Protocol):
     """A built model with a new head, exposed as ordered stages from input to head.
 
-    ``stages()`` returns (name, module) pairs, earliest first; the last pair is the head.
-    Strategies freeze and unfreeze by position in this list, whatever the source.
+    Exactly what the training engine and the registry use:
+
+    - ``info``: the catalogue's :class:`BackboneInfo`, completed from the built model;
+    - ``model``: the whole ``nn.Module`` (images in, logits out);
+    - ``stages()``: (name, module) pairs, earliest first, that *partition* the model's
+      parameters: each parameter in exactly one stage (:func:`zoo.check_partition`, run by
+      zoo on every build). Strategies freeze and unfreeze by position in this list,
+      whatever the source;
+    - ``head``: the last stage's module. The head stage holds the classifier and only the
+      classifier (what a new ``num_classes`` replaces), so "train the head" never trains a
+      pretrained layer;
+    - ``weights_sha256``: SHA-256 of the file the pretrained weights were loaded from
+      (recorded as the derivative's parent hash), or None when built without weights.
     """
 
     info: BackboneInfo
     model: nn.Module
+    weights_sha256: str | None
 
     def stages(self) -> Sequence[tuple[str, nn.Module]]: ...
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features, the input of the head."""
-        ...
+    @property
+    def head(self) -> nn.Module: ...
 
 
 @runtime_checkable
@@ -320,11 +331,24 @@ class Exporter(Protocol):
     zoo resolves the reference, builds the check set, and registers what ``export``
     returns; the exporter converts, verifies, and raises :class:`zoo.IntegrityError` when
     the artifact disagrees with the model (zoo then leaves nothing behind).
+
+    Optional members, used when present (docs/plugins/register_exporters.md):
+
+    - ``log_model(path, *, input_example, run_id, model_id) -> Sequence[str]``: log the
+      artifact into the MLflow logged model ``model_id`` with an MLflow flavour (so plain
+      MLflow loads it) and return the paths it wrote there. Without it zoo stores the file
+      as a plain artifact of the version.
+    - ``open(path, *, provider) -> runtime``: what ``zoo predict`` runs: an object with
+      ``run(batch: numpy float32 N,C,H,W) -> logits`` and optionally ``provider`` (str)
+      and ``note`` (str or None). Without it the format cannot be used by ``zoo predict``.
+    - ``report_lines(result) -> Sequence[str]``: the human-readable summary of the
+      exporter's own report that ``zoo export`` prints (the report's keys are the
+      exporter's; ``--json`` shows it whole).
     """
 
     name: str  # the --format value, e.g. "onnx"
     summary: str
-    precisions: tuple[str, ...]  # the --precision values it supports
+    precisions: tuple[str, ...]  # the --precision values it supports, the default first
 
     def export(
         self, module: nn.Module, example: torch.Tensor, options: ExportOptions

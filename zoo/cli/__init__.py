@@ -23,6 +23,7 @@ _COMMAND_MODULES = [
     "zoo.cli.catalog",
     "zoo.cli.export",
     "zoo.cli.finetune",
+    "zoo.cli.plugins",
     "zoo.cli.pull",
     "zoo.cli.registry",
 ]
