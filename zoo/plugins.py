@@ -28,7 +28,7 @@ from zoo import hookspecs
 from zoo.contract import check_registration
 from zoo.errors import PluginError
 from zoo.hookspecs import PLUGIN_API
-from zoo.types import Exporter, Provider, Strategy
+from zoo.types import Exporter, Metric, Provider, Strategy
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -46,6 +46,7 @@ KINDS = {
     "provider": "register_providers",
     "strategy": "register_strategies",
     "exporter": "register_exporters",
+    "metric": "register_metrics",
 }
 T = TypeVar("T")
 
@@ -300,6 +301,9 @@ class PluginManager:
 
     def exporters(self) -> dict[str, Exporter]:
         return self._registry("exporter").items
+
+    def metrics(self) -> dict[str, Metric]:
+        return self._registry("metric").items
 
     def owner(self, kind: str, name: str) -> str | None:
         """Which plugin registered a provider/strategy/exporter name."""

@@ -358,6 +358,24 @@ class Exporter(Protocol):
         ...
 
 
+@runtime_checkable
+class Metric(Protocol):
+    """A transferability estimator: how well features (or the source model's class
+    probabilities) fit a dataset's labels, from one forward pass (docs/rank.md).
+
+    ``score`` gets ``features`` (N x D float array), ``labels`` (N ints) and, when
+    ``needs_source`` is True, ``source_probs`` (N x K, the backbone's original
+    classifier's softmax); higher is better.
+    """
+
+    name: str  # the --metric value
+    summary: str
+    needs_source: bool
+
+    def score(self, *, features: Any, labels: Any, source_probs: Any = None) -> float: ...
+
+
 RegisterProvider = Callable[[Provider], None]
 RegisterStrategy = Callable[[Strategy], None]
 RegisterExporter = Callable[[Exporter], None]
+RegisterMetric = Callable[[Metric], None]

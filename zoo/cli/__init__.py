@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "zoo.cli.finetune",
     "zoo.cli.plugins",
     "zoo.cli.pull",
+    "zoo.cli.rank",
     "zoo.cli.registry",
 ]
 
