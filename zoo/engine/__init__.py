@@ -25,6 +25,8 @@ with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchr
 
 from __future__ import annotations
 
+from typing import Any
+
 from zoo.engine.recipe import Recipe, load_recipe_file
 from zoo.engine.run import FinetuneResult, finetune, run_dir
 from zoo.engine.state import Callback
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 
-def plan_only(recipe: Recipe) -> dict[str, object]:
+def plan_only(recipe: Recipe) -> dict[str, Any]:
     """The plan the recipe would train (``--dry-run``): data checked, model built, the
     strategy's decision made on the training split; nothing trained or registered."""
     from zoo.engine.model import plan_to_dict

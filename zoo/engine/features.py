@@ -120,11 +120,14 @@ def classifier(state: RunState) -> nn.Module:
     return find_classifier(state.model, state.backbone.head, example(state))
 
 
-def head_features(state: RunState) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features (the classifier's input) and labels of every sample."""
+def head_features(
+    state: RunState, head: nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (the classifier's input) and labels of every sample; ``head`` is
+    the classifier when the caller has found it already."""
     import torch
 
-    head = classifier(state)
+    head = classifier(state) if head is None else head
     frozen = [c for _, c in state.stages[:-1]]
     path = cache_path("features", _key(state, frozen))
     cached = _shared(state, path)

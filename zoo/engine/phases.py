@@ -52,7 +52,7 @@ class FeaturePhase:
 
         self.state, self.phase = state, phase
         self.head = classifier(state)
-        self.features, self.labels = head_features(state)
+        self.features, self.labels = head_features(state, self.head)
         set_trainable(state, phase.trainable_at(0))
         self.head.train()
         self.optimizer = build_optimizer(state, phase)

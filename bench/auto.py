@@ -1,0 +1,74 @@
+"""`--strategy auto` against the strategies it chooses from, on a test split it never saw.
+
+    python bench/auto.py [--seeds 0 1 2] [--image-size 224]
+
+The 8-category openclipart protocol (docs/finetune.md), EfficientNet-Lite0
+(`effnet-lite:lite0`); for each seed a 20% validation split (it chooses the registered
+epoch) and a 30%
+test split that chooses nothing: `auto` decides from the training split alone. Every
+run shares one zoo home, so the feature and prefix caches are computed once for all
+seeds (they hold every image; the split only picks rows). Prints each seed's test
+accuracy per strategy, the means, and the acceptance figures (issue: auto at least 3
+points above the probe, and no worse than the best of partial / lp-ft minus 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import setup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--image-size", type=int, default=None)
+    args = parser.parse_args()
+    from zoo.testdata import CATEGORIES
+
+    ref, data = setup(None, CATEGORIES)  # type: ignore[arg-type]
+    from zoo.engine import Recipe, finetune
+
+    table: dict[str, dict[int, float]] = {}
+    decisions = {}
+    for seed in args.seeds:
+        for strategy in ("linear-probe", "partial", "lp-ft", "auto"):
+            t0 = time.perf_counter()
+            recipe = Recipe(
+                ref=ref,
+                data=str(data),
+                strategy=strategy,
+                val_split=0.2,
+                test_split=0.3,
+                seed=seed,
+                image_size=args.image_size,
+            )
+            result = finetune(recipe, register=False)
+            acc = result.metrics["test_accuracy"]
+            table.setdefault(strategy, {})[seed] = acc
+            if strategy == "auto":
+                decisions[seed] = result.plan["settings"].get("decision")
+            seconds = time.perf_counter() - t0
+            line = f"seed {seed} {strategy:13s} test accuracy {acc:.4f} ({seconds:.0f} s)"
+            print(line, flush=True)
+    mean = {s: sum(v.values()) / len(v) for s, v in table.items()}
+    print()
+    print("test accuracy per seed:", json.dumps(table))
+    print("auto decided:", json.dumps(decisions))
+    print("means:", json.dumps({k: round(v, 4) for k, v in mean.items()}))
+    best = max(mean["partial"], mean["lp-ft"])
+    gain = 100 * (mean["auto"] - mean["linear-probe"])
+    print(f"auto - linear-probe: {gain:+.1f} points (goal >= +3)")
+    print(f"auto - best of partial/lp-ft: {100 * (mean['auto'] - best):+.1f} points (goal >= -0.5)")
+    print("reproduce: python " + shlex.join(["bench/auto.py", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    main()
