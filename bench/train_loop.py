@@ -76,22 +76,25 @@ def main() -> None:
     from zoo.engine import Recipe, finetune
 
     lr = 1e-4
-    plain = minimal_loop(ref, data, args.epochs, args.batch_size, lr)
-    result = finetune(
-        Recipe(
-            ref=ref,
-            data=str(data),
-            strategy="full",
-            epochs=args.epochs,
-            lr=lr,
-            batch_size=args.batch_size,
-            workers=2,
-            device="cpu",
-        ),
-        register=False,
+    recipe = Recipe(
+        ref=ref,
+        data=str(data),
+        strategy="full",
+        epochs=args.epochs,
+        lr=lr,
+        batch_size=args.batch_size,
+        workers=2,
+        device="cpu",
     )
-    rates = [h["images_per_second"] for h in result.history]
-    zoo_rate = sum(rates[1:]) / len(rates[1:]) if len(rates) > 1 else rates[0]
+    # alternated twice (minimal, zoo, minimal, zoo); each side's best run counts, since
+    # these machines are shared and noisy
+    plains, zoos = [], []
+    for attempt in range(2):
+        plains.append(minimal_loop(ref, data, args.epochs, args.batch_size, lr))
+        result = finetune(recipe, register=False, restart=attempt > 0)
+        rates = [h["images_per_second"] for h in result.history]
+        zoos.append(sum(rates[1:]) / len(rates[1:]) if len(rates) > 1 else rates[0])
+    plain, zoo_rate = max(plains), max(zoos)
     print()
     print(
         f"model: EfficientNet-Lite0 (224 px), {int(result.metrics['num_train'])} training "

@@ -26,6 +26,8 @@ def _summary(per_class: int, *, mid_informative: bool, final_informative: bool, 
         return torch.tensor(np.hstack([signal, np.zeros((len(y), 4))]) + noise)
 
     layers = {None: make(final_informative), "b1": make(mid_informative)}
+    for other in ("stem", "b0", "b2", "b3"):
+        layers[other] = make(False)
     return SimpleNamespace(
         classes=("a", "b", "c", "d"),
         class_counts={c: per_class for c in "abcd"},
@@ -104,13 +106,15 @@ def test_on_openclipart_ten_per_class_is_probed_and_twenty_times_more_unfreezes(
 
     root = require_openclipart()
     monkeypatch.setenv("CI", "true")
-    small = layout_categories(tmp_path / "small", root=root, per_class=13)  # ~10 to train
-    large = layout_categories(tmp_path / "large", root=root)
+    big = ("animals", "food", "people", "transportation")  # the categories with 250+ images
+    small = layout_categories(tmp_path / "small", big, root=root, per_class=13)
+    large = layout_categories(tmp_path / "large", big, root=root, per_class=250)
     few = _decision(small, capsys, "--image-size", "128")
     many = _decision(large, capsys, "--image-size", "128")
+    few_n, many_n = few["evidence"]["median_per_class"], many["evidence"]["median_per_class"]
+    assert few_n <= 10 and many_n >= 18 * few_n, (few_n, many_n)  # about 20 times as many
     assert few["decision"] == "linear-probe", few
-    assert many["decision"] in {"partial", "lp-ft", "full"}, many
-    assert many["evidence"]["median_per_class"] >= 20 * few["evidence"]["median_per_class"] / 2
+    assert many["decision"] == "partial", many
 
 
 @pytest.mark.slow
@@ -128,8 +132,12 @@ def test_on_digits_a_far_domain_is_not_given_a_final_layer_probe(
         pixels = (img * 255 / 16).astype(np.uint8)
         image = Image.fromarray(pixels).resize((32, 32), Image.NEAREST).convert("RGB")
         image.save(folder / f"{i}.png")
-    settings = _decision(tmp_path / "digits", capsys, "--image-size", "96")
+    settings = _decision(tmp_path / "digits", capsys)
     evidence = settings["evidence"]
-    mid = next(k for k in evidence if k.startswith("logme_") and k != "logme_final")
-    if evidence[mid] > evidence["logme_final"]:
-        assert settings["decision"] != "linear-probe", settings
+    inner = {k: v for k, v in evidence.items() if k.startswith("logme_") and k != "logme_final"}
+    best = max(inner, key=inner.__getitem__)
+    # a far domain: an intermediate stage fits digits decisively better than the last ...
+    assert inner[best] > evidence["logme_final"] + evidence["far_margin"], evidence
+    # ... so auto keeps the stages up to it and retrains the rest, not a final-layer probe
+    assert settings["decision"] == "early-layers", settings
+    assert settings["keep"] >= 1

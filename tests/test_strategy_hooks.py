@@ -41,7 +41,7 @@ class Observer:
         head = len(stages) - 1
         return TrainingPlan(self.name, (Phase("bias", 2, 1e-2, ((head,),), augment=False),))
 
-    def prepare_model(self, model, stages, phase):
+    def prepare_model(self, model, stages, phase, plan):
         head = stages[-1][1]
         return [p for name, p in head.named_parameters() if name.endswith("bias")]
 

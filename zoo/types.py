@@ -196,7 +196,7 @@ class Strategy(Protocol):
     #
     #   plan(stages, settings, summary)   a third parameter named ``summary`` receives a
     #       TrainingSummary of the training split (counts, input size, features on demand).
-    #   prepare_model(model, stages, phase) -> iterable of parameters | None
+    #   prepare_model(model, stages, phase, plan) -> iterable of parameters | None
     #       called when each phase starts (a resumed one too, before the checkpoint's
     #       weights are loaded), before its optimizer is built: it may wrap the model's
     #       modules or add parameters (adapters) in place, and return the parameters that

@@ -12,6 +12,7 @@ exactly as a third-party strategy would be.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -276,10 +277,14 @@ class EarlyLayers:
         )
 
 
-# `auto`'s rule (docs/strategies.md "auto"): examples per class in the training split.
+# `auto`'s rule (docs/strategies.md "auto"): examples per class in the training split, and
+# where the backbone's features fit the labels best (LogME, per stage).
 AUTO_PROBE_BELOW = 30  # fewer per class (median): a fixed feature extractor
 AUTO_FULL_FROM = 1000  # this many per class and more: every stage trains
-AUTO_FAR_MARGIN = 0.0  # LogME(mid) above LogME(final) by more than this: a far domain
+# An intermediate stage "clearly" beats the last when its total log evidence over the
+# training images is higher by ln(100): a Bayes factor of 100, "decisive" on Jeffreys'
+# scale. LogME is per image, so the margin is ln(100) / N.
+AUTO_BAYES_FACTOR = 100.0
 
 
 def _logme(summary: Any, stage: str | None) -> float:
@@ -291,8 +296,8 @@ def _logme(summary: Any, stage: str | None) -> float:
 class Auto:
     """Decide from the training split alone, by the classic transfer-learning rule.
 
-    A far domain (the middle stage's features fit the labels better than the last
-    stage's, by LogME): keep the stages up to the middle one, retrain the rest
+    A far domain (an intermediate stage's features fit the labels decisively better than
+    the last stage's, by LogME): keep the stages up to that one, retrain the rest
     (early-layers). Otherwise by examples per class: few -> linear probe; more -> the
     last stage and the head (partial); very many -> every stage (full). The decision and
     its evidence go into the plan's settings (printed, logged, in the lineage).
@@ -308,33 +313,37 @@ class Auto:
         body = _body(stages)
         counts = sorted(summary.class_counts.values())
         per_class = counts[len(counts) // 2]
-        mid_index = (body - 1) // 2
-        mid = stages[mid_index]
-        final_score, mid_score = _logme(summary, None), _logme(summary, mid)
-        evidence = {
+        final = _logme(summary, None)
+        # the last body stage often feeds the head directly (the same features): skip it
+        inner = {name: _logme(summary, name) for name in stages[: body - 1]}
+        best = max(inner, key=inner.__getitem__) if inner else None
+        margin = math.log(AUTO_BAYES_FACTOR) / max(1, summary.num_train)
+        evidence: dict[str, Any] = {
             "train_images": summary.num_train,
             "median_per_class": per_class,
-            "logme_final": round(final_score, 4),
-            f"logme_{mid}": round(mid_score, 4),
+            "logme_final": round(final, 4),
+            **{f"logme_{name}": round(score, 4) for name, score in inner.items()},
+            "far_margin": round(margin, 4),
         }
-        if mid_score > final_score + AUTO_FAR_MARGIN:
+        if best is not None and inner[best] > final + margin:
             why = (
-                f"far domain: LogME at {mid} ({mid_score:.3f}) beats the last stage's "
-                f"({final_score:.3f}); keep the stages up to {mid}, retrain the rest"
+                f"far domain: LogME at {best} ({inner[best]:.3f}) beats the last stage's "
+                f"({final:.3f}) by more than {margin:.3f}; keep the stages up to {best}, "
+                "retrain the rest"
             )
-            return "early-layers", {"keep": mid_index + 1, **evidence}, why
+            return "early-layers", {"keep": stages.index(best) + 1, **evidence}, why
         if per_class < AUTO_PROBE_BELOW:
             why = (
-                f"{per_class} images per class (< {AUTO_PROBE_BELOW}): train a new head on "
-                "fixed features"
+                f"{per_class} images per class (< {AUTO_PROBE_BELOW}) and no stage fits "
+                "better than the last: train a new head on fixed features"
             )
             return "linear-probe", evidence, why
         if per_class >= AUTO_FULL_FROM:
             why = f"{per_class} images per class (>= {AUTO_FULL_FROM}): retrain every stage"
             return "full", evidence, why
         why = (
-            f"{per_class} images per class: train the last stage and the head (close domain: "
-            f"LogME {final_score:.3f} at the last stage >= {mid_score:.3f} at {mid})"
+            f"{per_class} images per class and no stage fits better than the last: train "
+            "the last stage and the head"
         )
         return "partial", evidence, why
 
@@ -349,7 +358,13 @@ class Auto:
         if "keep" in evidence:
             options["keep"] = evidence.pop("keep")
         inner = chosen.plan(
-            stages, StrategySettings(settings.unfreeze, settings.epochs, settings.lr, options)
+            stages,
+            StrategySettings(
+                settings.unfreeze if choice != "early-layers" else None,
+                settings.epochs,
+                settings.lr,
+                options,
+            ),
         )
         return TrainingPlan(
             self.name,

@@ -70,50 +70,57 @@ def _store(state: RunState, path: Path, tensors: dict[str, Any], key: dict[str, 
     state.dist.barrier()
 
 
-def _capture(state: RunState, module: nn.Module, label: str, *, inputs: bool) -> torch.Tensor:
-    """One pass over every sample; each row is ``module``'s input (or output), flattened
-    (inputs) or averaged over space/tokens (outputs). The forward stops right there."""
+def _capture(
+    state: RunState, modules: list[nn.Module], label: str, *, inputs: bool
+) -> list[torch.Tensor]:
+    """One pass over every sample; for each module one tensor whose rows are its input
+    (flattened) or its output (averaged over space or tokens). The forward stops once
+    the last of them has run."""
     import torch
 
-    box: list[torch.Tensor] = []
+    boxes: list[list[torch.Tensor]] = [[] for _ in modules]
+    remaining = [0]
 
-    def pooled(t: torch.Tensor) -> torch.Tensor:
-        t = t.detach().float()
+    def pooled(t: Any) -> torch.Tensor:
+        t = (t[0] if isinstance(t, (tuple, list)) else t).detach().float()
         if not inputs and t.dim() == 4:
             t = t.mean(dim=(2, 3))
         elif not inputs and t.dim() == 3:
             t = t.mean(dim=1)
         return t.cpu().flatten(1)
 
-    def pre_hook(_m: Any, args: Any) -> None:
-        box.append(pooled(args[0]))
-        raise StopForward
+    def hook_for(i: int) -> Any:
+        def keep(value: Any) -> None:
+            boxes[i].append(pooled(value))
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                raise StopForward
 
-    def post_hook(_m: Any, _args: Any, out: Any) -> None:
-        box.append(pooled(out[0] if isinstance(out, (tuple, list)) else out))
-        raise StopForward
+        if inputs:
+            return lambda _m, args: keep(args)
+        return lambda _m, _args, out: keep(out)
 
     model = state.model
     was_training = model.training
     model.eval()
-    if inputs:
-        handle = module.register_forward_pre_hook(pre_hook)
-    else:
-        handle = module.register_forward_hook(post_hook)
+    register = "register_forward_pre_hook" if inputs else "register_forward_hook"
+    handles = [getattr(m, register)(hook_for(i)) for i, m in enumerate(modules)]
     progress = state.progress()
     progress.start(label, len(state.data.samples))
     autocast = state.rt.autocast()
     try:
         with torch.no_grad(), autocast():
             for x, _y, _i in every_sample_once(state):
+                remaining[0] = len(modules)
                 with contextlib.suppress(StopForward):
                     model(state.rt.prepare(state.pre.normalize(x)))
                 progress.advance(len(x))
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         progress.finish()
         model.train(was_training)
-    return torch.cat(box)
+    return [torch.cat(box) for box in boxes]
 
 
 def classifier(state: RunState) -> nn.Module:
@@ -133,7 +140,7 @@ def head_features(
     cached = _shared(state, path)
     if cached is not None:
         return cached["features"], cached["labels"]
-    features = _capture(state, head, "extracting features", inputs=True)
+    (features,) = _capture(state, [head], "extracting features", inputs=True)
     labels = torch.tensor(state.data.labels, dtype=torch.long)
     _store(state, path, {"features": features, "labels": labels}, _key(state, frozen))
     return features, labels
@@ -160,23 +167,36 @@ def _stage_output(state: RunState, index: int) -> nn.Module:
 
 
 def stage_features(state: RunState, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The named stage's output, averaged over space or tokens, for every sample."""
+    """The named stage's output, averaged over space or tokens, for every sample.
+
+    The first request fills the cache of every stage below the head in the same pass
+    (a strategy comparing stages pays one forward pass, not one per stage)."""
     import torch
 
     names = state.names
+    if stage not in names[:-1]:
+        raise UsageError(f"no stage '{stage}' below the head (stages: {', '.join(names[:-1])})")
+
+    def key(index: int) -> dict[str, Any]:
+        return _key(state, [c for _, c in state.stages[: index + 1]], stage=names[index])
+
     index = names.index(stage)
-    below = [c for _, c in state.stages[: index + 1]]
-    key = _key(state, below, stage=stage)
-    path = cache_path("stage-features", key)
-    cached = _shared(state, path)
+    cached = _shared(state, cache_path("stage-features", key(index)))
     if cached is not None:
         return cached["features"], cached["labels"]
-    features = _capture(
-        state, _stage_output(state, index), f"extracting {stage} features", inputs=False
+    body = list(range(len(names) - 1))
+    outputs = _capture(
+        state, [_stage_output(state, i) for i in body], "extracting stage features", inputs=False
     )
     labels = torch.tensor(state.data.labels, dtype=torch.long)
-    _store(state, path, {"features": features, "labels": labels}, key)
-    return features, labels
+    for i, features in zip(body, outputs, strict=True):
+        _store(
+            state,
+            cache_path("stage-features", key(i)),
+            {"features": features, "labels": labels},
+            key(i),
+        )
+    return outputs[index], labels
 
 
 def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tensor] | None:

@@ -116,7 +116,7 @@ def _prepare_model(state: RunState, phase: Phase) -> list[Any] | None:
     hook = getattr(state.strategy, "prepare_model", None)
     if phase.head_on_features or not callable(hook):
         return None
-    chosen = hook(state.model, state.stages, phase)
+    chosen = hook(state.model, state.stages, phase, state.plan)
     state.model.to(state.rt.device)  # parameters the strategy added
     if chosen is None:
         return None

@@ -1,0 +1,97 @@
+"""zoo-peft's strategies on a tiny ViT and a tiny ResNet (timm's test models): only the
+adapters (or biases) and the head train, and the registered model is the merged one,
+exported to ONNX with parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zoo.engine import Callback, Recipe, finetune
+
+FAST = {"random_init": True, "image_size": 32, "batch_size": 8, "workers": 0, "precision": "fp32"}
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # no hub
+    from zoo.plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate(((220, 40, 40), (40, 40, 220))):
+        folder = tmp_path / "data" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(8):
+            pixels = (rng.integers(0, 90, (36, 36, 3)) + np.array(colour) * 0.6).clip(0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    return tmp_path / "data"
+
+
+class Optimizer(Callback):
+    def on_phase_start(self, state, phase_index, optimizer) -> None:
+        self.names = {id(p): n for n, p in state.model.named_parameters()}
+        self.trained = [self.names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+        self.head = {n for n, _ in state.stages[-1][1].named_parameters()}
+        self.start = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+
+
+def test_lora_trains_only_adapters_and_head_and_registers_the_merged_model(images: Path) -> None:
+    spy = Optimizer()
+    result = finetune(
+        Recipe(
+            ref="timm:test_vit",
+            data=str(images),
+            strategy="lora",
+            epochs=2,
+            lr=1e-2,
+            name="vit-lora",
+            **FAST,
+        ),
+        callbacks=[spy],
+    )
+    adapters = [n for n in spy.trained if "lora_" in n]
+    others = [n for n in spy.trained if "lora_" not in n]
+    assert adapters and all(".qkv." in n for n in adapters)  # ViT: the attention projections
+    head_names = {n.rsplit(".", 1)[-1] for n in spy.head}
+    assert others and all(n.rsplit(".", 1)[-1] in head_names for n in others), others
+    from zoo.registry import load_model
+
+    model, version = load_model(result.model_uri)
+    keys = set(model.state_dict())
+    assert not any("lora_" in k or "base_layer" in k for k in keys)  # merged and unwrapped
+    # the merged base weights differ from the start: the adapters' updates are in them
+    qkv = next(k for k in keys if k.endswith("qkv.weight"))
+    assert not torch.equal(
+        model.state_dict()[qkv], spy.start[qkv.replace(".weight", ".base_layer.weight")]
+    )
+    assert version.lineage["strategy"]["plugin"]["plugin"] == "peft"
+
+    from zoo.cli import run
+
+    assert run(["export", result.model_uri, "--out", str(images.parent / "onnx")]) == 0
+
+
+def test_bitfit_trains_biases_and_the_head(images: Path) -> None:
+    spy = Optimizer()
+    result = finetune(
+        Recipe(ref="timm:test_resnet", data=str(images), strategy="bitfit", epochs=1, **FAST),
+        register=False,
+        callbacks=[spy],
+    )
+    assert spy.trained and all(n.endswith("bias") or n in spy.head for n in spy.trained)
+    after = torch.load(Path(result.run_dir) / "final.pt", weights_only=True)["model"]
+    changed = {k for k, v in spy.start.items() if not torch.equal(v, after[k])}
+    weights = {k for k in changed if k.endswith("weight") and not k.startswith("fc.")}
+    assert not weights, weights  # no body weight moved (BatchNorm statistics neither)
+    assert any(k.endswith("bias") and not k.startswith("fc.") for k in changed)
