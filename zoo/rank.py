@@ -154,7 +154,7 @@ def rank(
                     feature_dim=int(x.shape[1]),
                     images=len(y),
                     seconds=time.perf_counter() - t0,
-                    imagenet_top1=getattr(state.backbone.info, "imagenet_top1", None),
+                    imagenet_top1=state.backbone.info.imagenet_top1,
                 )
                 rows.append(row)
                 if on_row is not None:

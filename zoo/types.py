@@ -32,6 +32,7 @@ class BackboneInfo:
     source: str | None = None  # where the weights come from (URL)
     pretrained: bool = True  # False: architecture only, randomly initialised
     pretrained_dataset: str | None = None
+    imagenet_top1: float | None = None  # top-1 % on ImageNet-1K where the weights state it
     # input
     input_size: tuple[int, int, int] | None = None  # (C, H, W)
     mean: tuple[float, ...] | None = None

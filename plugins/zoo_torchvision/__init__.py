@@ -34,6 +34,7 @@ def _info(arch: str, weights: Any) -> BackboneInfo:
         source=weights.url,
         pretrained=True,
         pretrained_dataset=dataset.lower() if dataset else None,
+        imagenet_top1=(metrics.get("ImageNet-1K") or {}).get("acc@1"),
         input_size=(3, crop, crop),
         mean=tuple(float(v) for v in transform.mean),
         std=tuple(float(v) for v in transform.std),
