@@ -294,12 +294,34 @@ def open_model(ref: str, *, provider: str = "auto") -> OnnxModel:
     else:
         onnx_file, meta, _ = _registered_export(ref)
     prep = preprocessing_from(meta.get("preprocessing") or {})
-    return OnnxModel(
+    model = OnnxModel(
         onnx_file,
         provider=provider,
         preprocessing=prep,
         class_names=meta.get("class_names") or (),
     )
+    _check_fits(model, prep, onnx_file)
+    return model
+
+
+def _check_fits(model: OnnxModel, prep: Preprocessing, onnx_file: Path) -> None:
+    """The recorded preprocessing and classes must fit the graph's fixed dimensions:
+    a sidecar from another export would otherwise fail deep inside ONNX Runtime."""
+    want = [int(d) for d in prep.input_size]
+    shape = list(model.session.get_inputs()[0].shape)[1:]
+    fixed = [(i, d) for i, d in enumerate(shape) if isinstance(d, int) and d > 0]
+    if len(shape) != len(want) or any(d != want[i] for i, d in fixed):
+        raise DataError(
+            f"{onnx_file} takes inputs of shape {shape}, but its {SIDECAR} says "
+            f"input_size {want}: the sidecar does not belong to this model; export it again"
+        )
+    out = list(model.session.get_outputs()[0].shape)
+    width = out[-1] if out else None
+    if model.class_names and isinstance(width, int) and width != len(model.class_names):
+        raise DataError(
+            f"{onnx_file} gives {width} classes, but its {SIDECAR} names "
+            f"{len(model.class_names)}: the sidecar does not belong to this model; export it again"
+        )
 
 
 # ----------------------------------------------------------------------------- predict

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import UsageError
+from zoo.errors import IntegrityError, UsageError
 from zoo.licenses import check_compatible, normalize_license
 from zoo.registry.lineage import (
     ParentInfo,
@@ -54,6 +54,19 @@ def _check_name(name: str) -> None:
         raise UsageError(
             f"'{name}' is not a model name: a registered name holds letters, digits, "
             "'_', '-', '.' and spaces (no ':' or '/')"
+        )
+
+
+def _check_finite(model: Any, name: str) -> None:
+    """NaN or infinite weights are refused before anything reaches MLflow."""
+    from zoo.checkpoints import nonfinite_tensors
+
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        raise IntegrityError(
+            f"the model to register as '{name}' holds NaN or infinite values in {len(bad)} "
+            f"tensors (e.g. {bad[0]}): nothing was registered. Train again with a lower "
+            "learning rate"
         )
 
 
@@ -237,6 +250,7 @@ def register_derivative(
     import torch
 
     _check_name(name)
+    _check_finite(model, name)
     parent_info = resolve_parent(
         parent, parent_sha256=parent_sha256, parent_license=parent_license, get_version=get_version
     )
