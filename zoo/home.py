@@ -18,6 +18,7 @@ from zoo.errors import UsageError
 __all__ = [
     "ReadOnlyHomeError",
     "atomic_write_text",
+    "disk_full",
     "home",
     "is_writable",
     "release_staging",
@@ -187,3 +188,34 @@ def remove_stale_staging(parent: Path, prefix: str) -> list[Path]:
             if not folder.exists():
                 removed.append(folder)
     return removed
+
+
+_FULL_ERRNOS = {28, 27, 122}  # ENOSPC, EFBIG (a file-size limit), EDQUOT
+_FULL_TEXT = ("no space left", "file too large", "disk is full", "disk i/o error", "quota")
+
+
+def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return True
+    text = str(exc).lower()  # safetensors, sqlite and MLflow wrap the OSError in their own
+    return any(t in text for t in _FULL_TEXT)
+
+
+@contextlib.contextmanager
+def disk_full(what: str) -> Iterator[None]:
+    """Turn "no space left" (or a file-size limit) while writing ``what`` into one line.
+
+    The code inside is expected to clean up after itself (staging folders, temp files);
+    this only says what happened and what to do.
+    """
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as exc:
+        if not _is_full(exc):
+            raise
+        raise UsageError(
+            f"the disk is full (or a file-size limit was hit) while writing {what}: nothing "
+            "was kept. Free some space, or set ZOO_HOME to a larger disk, and run again"
+        ) from exc

@@ -32,6 +32,7 @@ from zoo.errors import IntegrityError, NotFoundError, UsageError
 from zoo.home import (
     ReadOnlyHomeError,
     atomic_write_text,
+    disk_full,
     release_staging,
     remove_stale_staging,
     staging_dir,
@@ -215,7 +216,7 @@ def import_checkpoint(
                 f"local:{name} exists already: pick another --name, or pass --force to replace it"
             )
         clean_staging()
-        with staging_dir(root, STAGING_PREFIX) as staging:
+        with disk_full(f"local:{name}"), staging_dir(root, STAGING_PREFIX) as staging:
             try:
                 weights = staging / WEIGHTS
                 save_safetensors(mapped, weights, metadata={"zoo.arch": arch_info.reference})

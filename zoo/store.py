@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from zoo.errors import UsageError
-from zoo.home import home, subdir
+from zoo.home import disk_full, home, subdir
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
@@ -166,19 +166,31 @@ def _create_sqlite_store(uri: str) -> None:
     with store_lock(lock):
         if mark.exists():
             return
-        from mlflow.store.model_registry.sqlalchemy_store import (
-            SqlAlchemyStore as RegistryStore,
-        )
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
-
-        # The tracking store creates the Default experiment: give it our artifact root.
-        tracking = TrackingStore(uri, artifact_root(uri).as_uri())
-        registry = RegistryStore(uri)
-        for store in (tracking, registry):
-            engine = getattr(store, "engine", None)
-            if engine is not None:
-                engine.dispose()
+        db = sqlite_path(uri)
+        fresh = db is not None and not db.exists()
+        try:
+            with disk_full(f"the MLflow store {db}"):
+                _migrate(uri)
+        except BaseException:
+            if fresh and db is not None:  # a half-made schema: the next run starts clean
+                db.unlink(missing_ok=True)
+            raise
         _write_mark(mark, uri)
+
+
+def _migrate(uri: str) -> None:
+    from mlflow.store.model_registry.sqlalchemy_store import (
+        SqlAlchemyStore as RegistryStore,
+    )
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    # The tracking store creates the Default experiment: give it our artifact root.
+    tracking = TrackingStore(uri, artifact_root(uri).as_uri())
+    registry = RegistryStore(uri)
+    for store in (tracking, registry):
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
 
 
 def configure(tracking_uri_override: str | None = None) -> str:
@@ -192,6 +204,7 @@ def configure(tracking_uri_override: str | None = None) -> str:
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri_override
     os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow writes run links to stdout when talking to a server: keep stdout for zoo's
     # own output (--json documents, printed references).
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

@@ -186,8 +186,7 @@ def _verify(v: RegisteredVersion, fmt: str, report: CheckReport) -> None:
                 stored = None
             if stored != dict(v.lineage):
                 report.altered.append(
-                    f"{v.model_uri}: lineage.json differs from the lineage recorded at "
-                    "registration"
+                    f"{v.model_uri}: lineage.json differs from the lineage recorded at registration"
                 )
 
 

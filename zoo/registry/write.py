@@ -15,9 +15,10 @@ removes it); re-running simply registers again.
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,21 @@ def _create_version(mc: Any, **kwargs: Any) -> Any:
     return mc.create_model_version(await_creation_for=0, **kwargs)
 
 
+def _one_line_when_full(func: Callable[..., RegisteredVersion]) -> Callable[..., RegisteredVersion]:
+    """A full disk during a registration is one line (the orphan run is listed by
+    `zoo registry check` and removed by --clean, as for a killed registration)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> RegisteredVersion:
+        from zoo.home import disk_full
+
+        with disk_full(f"the registration of {kwargs.get('name') or 'the model'}"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_line_when_full
 def register_derivative(
     model: Any,
     *,
@@ -337,6 +353,7 @@ def _write_extras(
         shutil.copyfile(src, dst)
 
 
+@_one_line_when_full
 def register_export(
     source: RegisteredVersion,
     path: Path,
