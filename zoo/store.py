@@ -230,11 +230,51 @@ def _check_uri(uri: str) -> None:
 
 
 def client() -> Any:
-    """An ``MlflowClient`` on zoo's store (configured first)."""
+    """An ``MlflowClient`` on zoo's store (configured first); a server refusing zoo's
+    credentials is a :class:`zoo.SecurityError` naming the variables to set."""
     uri = configure()
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return _Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
+
+
+class _Guarded:
+    """Calls through to the client; an HTTP 401/403 from a server becomes one line."""
+
+    def __init__(self, inner: Any, uri: str) -> None:
+        self._inner = inner
+        self._uri = uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                refused = _refused(exc)
+                if refused is None:
+                    raise
+                from zoo.errors import SecurityError
+
+                raise SecurityError(
+                    f"the registry at {self._uri} refused zoo ({refused}): set "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account "
+                    "it knows (see registry/README.md)"
+                ) from None
+
+        return call
+
+
+def _refused(exc: BaseException) -> str | None:
+    text = str(exc)
+    if "error code 401" in text or "UNAUTHENTICATED" in getattr(exc, "error_code", ""):
+        return "not authenticated"
+    if "error code 403" in text or "PERMISSION_DENIED" in getattr(exc, "error_code", ""):
+        return "permission denied"
+    return None
 
 
 def experiment_id(name: str = DEFAULT_EXPERIMENT) -> str:
@@ -247,7 +287,7 @@ def experiment_id(name: str = DEFAULT_EXPERIMENT) -> str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    mc = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mc = _Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
     found = mc.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
