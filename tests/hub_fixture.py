@@ -11,7 +11,8 @@ It speaks the part of the Hub's protocol that ``huggingface_hub``'s downloads us
 
 Tests create repos, then switch on faults: wrong bytes under the right ETag, a
 connection cut after N bytes (once), Range headers ignored (200 and the whole body), a
-stall before the body (a server slower than the client's timeout). Every request is recorded for assertions.
+stall before the body (a server slower than the client's timeout). Every request is
+recorded for assertions.
 """
 
 from __future__ import annotations

@@ -18,8 +18,7 @@ def verify_store() -> None:
     uri = store.tracking_uri()
     if store.is_embedded(uri) and not store.embedded_exists():
         return
-    db = store.sqlite_path(uri)
-    if db is not None and not db.exists():
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         return
     from zoo.registry import check
 

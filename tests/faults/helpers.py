@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from clihelp import run_zoo
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -27,8 +28,8 @@ __all__ = [
     "expect_error",
     "expect_error_in_process",
     "kill_at_pause",
-    "run_until_line",
     "registered",
+    "run_until_line",
     "run_zoo",
     "with_limits",
     "zoo_env",

@@ -22,7 +22,9 @@ def _bomb_png(width: int = 40000, height: int = 40000) -> bytes:
     """A PNG header claiming 1.6 gigapixels in a few bytes (Pillow must refuse, not decode)."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\0" * 4096)

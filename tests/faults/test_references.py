@@ -72,7 +72,9 @@ def test_finetune_with_an_oversized_reference_registers_nothing(
     from finetune_helpers import make_images
 
     data = make_images(tmp_path / "data", classes=2, per_class=2, size=(32, 32))
-    expect_error_in_process(["finetune", f"timm:{LONG}", str(data)], capsys, 2, "at most 200 characters")
+    expect_error_in_process(
+        ["finetune", f"timm:{LONG}", str(data)], capsys, 2, "at most 200 characters"
+    )
     expect_error_in_process(
         ["finetune", f"models:/pets/{HUGE_VERSION}", str(data)], capsys, 2, "past the largest"
     )
@@ -85,8 +87,8 @@ def test_finetune_with_an_oversized_reference_registers_nothing(
 def test_import_names_that_leave_local_are_refused(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     ckpt = tmp_path / "w.safetensors"
     save_file({"w": torch.zeros(2)}, ckpt)

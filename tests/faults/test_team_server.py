@@ -49,9 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 def _get(port: int, host: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request(
-        "GET", "/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host}
-    )
+    conn.request("GET", "/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host})
     status = conn.getresponse().status
     conn.close()
     return status
