@@ -29,18 +29,6 @@ def make_images(
     return root
 
 
-def initial_state(ref: str, num_classes: int, seed: int = 0) -> dict:
-    """The weights the engine starts from for a random-init recipe with this seed."""
-    from zoo.catalog import provider_for
-    from zoo.engine.state import seed_everything
-    from zoo.refs import parse_ref
-
-    seed_everything(seed)
-    parsed = parse_ref(ref)
-    backbone = provider_for(parsed).build(parsed, num_classes=num_classes, pretrained=False)
-    return {k: v.detach().clone() for k, v in backbone.model.state_dict().items()}
-
-
 def stage_of(backbone, key: str) -> int:
     """Index of the stage that holds state-dict entry ``key`` of backbone.model."""
     model = backbone.model

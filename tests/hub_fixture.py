@@ -12,7 +12,9 @@ It speaks the part of the Hub's protocol that ``huggingface_hub``'s downloads us
 Tests create repos, then switch on faults: wrong bytes under the right ETag, a
 connection cut after N bytes (once), Range headers ignored (200 and the whole body), a
 stall before the body (a server slower than the client's timeout). Every request is
-recorded for assertions.
+recorded for assertions (``files_requested`` names the files of one repo that were asked
+for). ``transformers_repo_files`` turns a transformers model made by a test into a repo's
+files.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".onnx")
@@ -94,6 +97,13 @@ class FakeHub:
                 for r in self.requests
                 if (method is None or r.method == method) and contains in r.path
             )
+
+    def files_requested(self, repo_id: str) -> set[str]:
+        """Names of the files of ``repo_id`` that were asked for (HEAD or GET)."""
+        prefix = f"/{repo_id}/resolve/"
+        with self._lock:
+            paths = [r.path.split("?", 1)[0] for r in self.requests]
+        return {unquote(p[len(prefix) :].split("/", 1)[1]) for p in paths if p.startswith(prefix)}
 
     def hub_requests(self) -> list[Request]:
         """Requests other than the client's agent-harness lookup."""
@@ -225,6 +235,26 @@ class FakeHub:
 
             with suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
+
+
+def transformers_repo_files(
+    model: Any, processor: dict[str, Any] | None = None, license_id: str | None = "apache-2.0"
+) -> dict[str, bytes]:
+    """A transformers model's repo as the Hub holds it: what ``save_pretrained`` writes
+    (config.json, model.safetensors), a preprocessor_config.json and a model card whose
+    YAML front matter names ``license_id``."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="hf-repo-") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        files = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+    if processor is not None:
+        files["preprocessor_config.json"] = json.dumps(processor, indent=2).encode()
+    if license_id is not None:
+        files["README.md"] = f"---\nlicense: {license_id}\n---\n# tiny test model\n".encode()
+    return files
 
 
 @contextmanager

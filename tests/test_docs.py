@@ -11,20 +11,67 @@ from zoo.plugins import PluginManager
 DOCS = Path(__file__).parents[1] / "docs"
 
 
-def test_every_hook_spec_is_documented_with_its_signature() -> None:
+def _hook_specs() -> dict[str, object]:
     pm = PluginManager(load_entry_points=False)
-    text = (DOCS / "plugins.md").read_text(encoding="utf-8")
-    headings = [line for line in text.splitlines() if line.startswith("#")]
     specs = {
         name: caller.spec.function
         for name, caller in vars(pm.pm.hook).items()
         if not name.startswith("_") and getattr(caller, "spec", None) is not None
     }
     assert specs
-    for name, function in specs.items():
-        params = ", ".join(inspect.signature(function).parameters)
-        expected = f"`{name}({params})`"
-        assert any(expected in h for h in headings), f"docs/plugins.md lacks a heading {expected}"
+    return specs
+
+
+def test_every_hook_spec_has_its_own_page_with_its_signature_as_heading() -> None:
+    overview = (DOCS / "plugins.md").read_text(encoding="utf-8")
+    for name, function in _hook_specs().items():
+        page = DOCS / "plugins" / f"{name}.md"
+        assert page.exists(), f"docs/plugins/{name}.md is missing"
+        text = page.read_text(encoding="utf-8")
+        params = ", ".join(inspect.signature(function).parameters)  # type: ignore[arg-type]
+        assert text.splitlines()[0] == f"# `{name}({params})`", f"{page}: heading"
+        for section in ("## When it is called", "## Arguments", "## Returns", "## Example"):
+            assert section in text, f"{page} lacks '{section}'"
+        for param in inspect.signature(function).parameters:  # type: ignore[arg-type]
+            assert f"- `{param}`" in text, f"{page} does not describe argument '{param}'"
+        assert f"(plugins/{name}.md)" in overview, f"docs/plugins.md does not link {name}.md"
+
+
+def test_the_tutorial_testing_page_and_second_exporter_are_linked() -> None:
+    overview = (DOCS / "plugins.md").read_text(encoding="utf-8")
+    for page in ("tutorial.md", "testing.md"):
+        assert (DOCS / "plugins" / page).exists() and f"(plugins/{page})" in overview
+    export = (DOCS / "export.md").read_text(encoding="utf-8")
+    fixture = Path(__file__).parent / "fixtures" / "plugins" / "exporter" / "zoo_pt2.py"
+    assert fixture.read_text(encoding="utf-8") in export, "docs/export.md's exporter drifted"
+
+
+def test_the_tutorial_works_as_written(tmp_path: Path) -> None:
+    """Write out the tutorial's files, check them with zoo.testing, run its tests."""
+    import os
+    import subprocess
+    import sys
+
+    text = (DOCS / "plugins" / "tutorial.md").read_text(encoding="utf-8")
+    files = re.findall(r"<!-- file: (\S+) -->\n```\w+\n(.*?)```", text, flags=re.S)
+    assert {name for name, _ in files} == {
+        "zoo-shapes/pyproject.toml",
+        "zoo-shapes/zoo_shapes/__init__.py",
+        "zoo-shapes/tests/test_shapes.py",
+    }
+    for name, body in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(body, encoding="utf-8")
+    folder = tmp_path / "zoo-shapes"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+         "zoo.testing.pytest_plugin", "tests"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout
 
 
 def test_docs_index_links_exist() -> None:

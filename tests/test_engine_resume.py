@@ -1,5 +1,9 @@
-"""Checkpoints: SIGKILL mid-epoch then the same command resumes bit-exactly; Ctrl-C saves
-and exits 130; a NaN loss stops the run without registering anything."""
+"""Checkpoints: SIGKILL then the same command resumes bit-exactly; Ctrl-C saves and exits
+130; a NaN loss stops the run without registering anything.
+
+The signals are sent while the run waits at a known point (tests/fixtures/engine/
+zoo_waiting.py: a strategy whose second phase blocks until a signal comes), so the tests
+do not depend on how fast the machine is."""
 
 from __future__ import annotations
 
@@ -23,16 +27,18 @@ batch_size: 4
 """
 
 
+WAITING = Path(__file__).parent / "fixtures" / "engine" / "zoo_waiting.py"
+
+
 def _cmd(data: Path, config: Path, name: str, *extra: str) -> list[str]:
     return [
         sys.executable,
-        "-m",
-        "zoo",
+        str(WAITING),
         "finetune",
         "timm:test_resnet",
         str(data),
         "--strategy",
-        "full",
+        "waiting",
         "--epochs",
         "5",
         "--random-init",
@@ -85,7 +91,7 @@ def _final(home: Path, name: str) -> dict[str, torch.Tensor]:
     raise AssertionError(f"no finished run named {name}")
 
 
-def test_sigkill_in_epoch_3_then_same_command_resumes_bit_exactly(
+def test_sigkill_after_epoch_2_then_same_command_resumes_bit_exactly(
     data: Path, config: Path, zoo_home: Path
 ) -> None:
     env = _env(zoo_home)
@@ -95,7 +101,7 @@ def test_sigkill_in_epoch_3_then_same_command_resumes_bit_exactly(
     assert clean.returncode == 0, clean.stderr
 
     code, err = _run_until(
-        _cmd(data, config, "killed"), env, "epoch 3/5 (finetune): started", signal.SIGKILL
+        _cmd(data, config, "killed", "--wait"), env, "waiting for a signal", signal.SIGKILL
     )
     assert code == -signal.SIGKILL, err
     states = [
@@ -109,7 +115,7 @@ def test_sigkill_in_epoch_3_then_same_command_resumes_bit_exactly(
     )
     assert again.returncode == 0, again.stderr
     assert "resuming from the checkpoint of epoch 2" in again.stderr
-    assert "epoch 1/5" not in again.stderr and "epoch 3/5 (finetune): started" in again.stderr
+    assert "epoch 1/5" not in again.stderr and "epoch 3/5 (second): started" in again.stderr
 
     straight, resumed = _final(zoo_home, "straight"), _final(zoo_home, "killed")
     assert straight.keys() == resumed.keys()
@@ -122,10 +128,10 @@ def test_ctrl_c_saves_the_last_epoch_and_exits_130(
 ) -> None:
     env = _env(zoo_home)
     code, err = _run_until(
-        _cmd(data, config, "interrupted"), env, "epoch 2/5 (finetune): started", signal.SIGINT
+        _cmd(data, config, "interrupted", "--wait"), env, "waiting for a signal", signal.SIGINT
     )
     assert code == 130, err
-    assert "the checkpoint of epoch 1 is saved in" in err
+    assert "the checkpoint of epoch 2 is saved in" in err
     assert "Re-run the same command (or add --resume)" in err
     again = subprocess.run(
         _cmd(data, config, "interrupted", "--resume"),
@@ -135,7 +141,7 @@ def test_ctrl_c_saves_the_last_epoch_and_exits_130(
         timeout=600,
     )
     assert again.returncode == 0, again.stderr
-    assert "resuming from the checkpoint of epoch 1" in again.stderr
+    assert "resuming from the checkpoint of epoch 2" in again.stderr
 
 
 def test_nan_loss_stops_without_registering(data: Path, config: Path, zoo_home: Path) -> None:

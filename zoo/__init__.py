@@ -27,7 +27,8 @@ from zoo.errors import (
     ZooError,
 )
 from zoo.home import atomic_write_text, home, subdir
-from zoo.hookspecs import hookimpl
+from zoo.hookspecs import PLUGIN_API, hookimpl
+from zoo.inference import OnnxModel
 from zoo.licenses import UNKNOWN, license_from_url, normalize_license
 from zoo.local import LocalModel, local_model, local_models
 from zoo.onnx_export import export_onnx
@@ -39,6 +40,7 @@ from zoo.stages import (
     stages_from_assignment,
     timm_style_backbone,
 )
+from zoo.transferability import hscore, leep, logme, nce
 from zoo.types import (
     Backbone,
     BackboneInfo,
@@ -47,6 +49,7 @@ from zoo.types import (
     ExportOptions,
     ExportResult,
     FileRecord,
+    Metric,
     Phase,
     Progress,
     Provider,
@@ -54,11 +57,13 @@ from zoo.types import (
     Strategy,
     StrategySettings,
     TrainingPlan,
+    TrainingSummary,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "PLUGIN_API",
     "UNKNOWN",
     "Backbone",
     "BackboneInfo",
@@ -73,10 +78,12 @@ __all__ = [
     "Interrupted",
     "LicenseError",
     "LocalModel",
+    "Metric",
     "ModuleBackbone",
     "NotCachedError",
     "NotFoundError",
     "OfflineError",
+    "OnnxModel",
     "Phase",
     "PluginError",
     "Progress",
@@ -88,6 +95,7 @@ __all__ = [
     "StrategySettings",
     "TrainingError",
     "TrainingPlan",
+    "TrainingSummary",
     "UnknownModelError",
     "UsageError",
     "ZooError",
@@ -101,12 +109,16 @@ __all__ = [
     "hf_endpoint",
     "home",
     "hookimpl",
+    "hscore",
     "is_offline",
+    "leep",
     "license_from_url",
     "load_state_dict",
     "local_model",
     "local_models",
+    "logme",
     "map_state_dict",
+    "nce",
     "normalize_license",
     "parse_ref",
     "pull_hub",

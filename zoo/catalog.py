@@ -44,12 +44,18 @@ def providers() -> dict[str, Provider]:
 
 
 def provider_for(ref: Ref) -> Provider:
-    found = providers()
+    """The provider answering ``ref``'s scheme; what it builds is checked (zoo.contract)."""
+    from zoo.contract import CheckedProvider
+
+    pm = get_plugin_manager()
+    found = pm.providers()
     if ref.scheme in found:
-        return found[ref.scheme]
+        return CheckedProvider(found[ref.scheme], pm.owner("provider", ref.scheme) or "?")
     names = ", ".join(sorted(found)) or "none"
+    failed = sorted(p.name for p in pm.failures)
+    why = f"; plugins that failed to load: {', '.join(failed)}" if failed else ""
     raise UnknownModelError(
-        f"no provider '{ref.scheme}' is installed for '{ref}' (installed: {names}); "
+        f"no provider '{ref.scheme}' is installed for '{ref}' (installed: {names}{why}); "
         "see `zoo plugins`"
     )
 

@@ -216,21 +216,11 @@ def map_state_dict(
 def save_safetensors(
     tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
 ) -> None:
-    """Write tensors as safetensors atomically (temp file + rename)."""
-    import os
-    import tempfile
+    """Write tensors as safetensors atomically (``zoo.home.atomic_write_bytes``)."""
+    from safetensors.torch import save
 
-    from safetensors.torch import save_file
+    from zoo.home import atomic_write_bytes
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # clone: safetensors refuses tensors that share storage (tied weights)
-        save_file(
-            {k: v.detach().clone().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # clone: safetensors refuses tensors that share storage (tied weights)
+    blob = save({k: v.detach().clone().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, blob)

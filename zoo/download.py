@@ -118,7 +118,7 @@ def download_url(
     Callers hold :func:`file_lock` for ``dest``. A mismatch deletes the partial file and
     raises :class:`IntegrityError`.
     """
-    if is_offline():
+    if is_offline() and not url.startswith("file:"):  # a local file is not the network
         raise NotCachedError(
             f"{dest.name} is not cached and offline mode is on (HF_HUB_OFFLINE/ZOO_OFFLINE): "
             "pull it with network access first"

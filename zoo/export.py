@@ -63,7 +63,8 @@ class Source:
     license: str = "unknown"
     version: RegisteredVersion | None = None
     data_root: str | None = None  # training data recorded in the lineage
-    split: tuple[float, int] = (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
+    # (val_split, seed, test_split, split digest) as the training engine recorded them
+    split: tuple[float, int, float, str | None] = (DEFAULT_VAL_FRACTION, DEFAULT_SEED, 0.0, None)
 
 
 @dataclass
@@ -116,6 +117,8 @@ def load_source(ref: str) -> Source:
         split = (
             float(recorded.get("val_split", DEFAULT_VAL_FRACTION)),
             int(recorded.get("seed", DEFAULT_SEED)),
+            float(recorded.get("test_split", 0.0)),
+            recorded.get("digest"),
         )
         return Source(
             reference=version.model_uri,
@@ -169,11 +172,21 @@ def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], N
         images = torch.randn(RANDOM_IMAGES, *source.preprocessing.input_size, generator=gen)
         return CheckSet(images=images, real=False)
 
-    from zoo.data import load_dataset, stratified_split
+    from zoo.data import load_dataset, split_dataset
 
     prep = source.preprocessing
     dataset = load_dataset(root, resize=prep.resize, interpolation=prep.interpolation)
-    train, val = stratified_split(dataset.labels, source.split[0], source.split[1])
+    # The engine's own split of the same files (it follows their content, not their
+    # order): calibration from the training part, the gates on the validation part, and
+    # the test part, if any, left for the figure it was held out for.
+    val_split, seed, test_split, digest = source.split
+    split = split_dataset(dataset.labels, val_split, seed, test_split, dataset.classes)
+    if digest and data is None and split.digest([s.sha256 for s in dataset.samples]) != digest:
+        say(
+            f"the images in {root} changed since {source.reference} was trained: its "
+            "validation split is not the one that chose its epoch"
+        )
+    train, val = list(split.train), list(split.val)
     index = {name: i for i, name in enumerate(source.class_names)}
     if source.class_names:
         labels = [index.get(dataset.classes[s.label], -1) for s in dataset.samples]

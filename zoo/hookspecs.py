@@ -1,8 +1,10 @@
 """THE plugin contract: every hook a zoo plugin may implement.
 
 A plugin is a module (or object) exposed through the ``zoo`` entry-point group whose
-functions are marked ``@zoo.hookimpl``. zoo calls every hook with keyword arguments only,
-so a spec can grow new arguments without breaking implementations that accept fewer.
+functions are marked ``@zoo.hookimpl``. zoo calls each implementation on its own, with
+keyword arguments only and only those it declares (pluggy's ``HookImpl.argnames``), so a
+spec can grow new arguments without breaking implementations that accept fewer. One page
+per hook: docs/plugins/<hook>.md.
 
 Registration hooks hand the plugin a ``register`` callback: the host owns the registry,
 validates each object and raises on a duplicate name, naming both plugins. A plugin never
@@ -19,10 +21,22 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import click
 
-    from zoo.types import RegisterExporter, RegisterProvider, RegisterStrategy
+    from zoo.types import (
+        RegisterExporter,
+        RegisterMetric,
+        RegisterProvider,
+        RegisterStrategy,
+    )
 
 hookspec = pluggy.HookspecMarker("zoo")
 hookimpl = pluggy.HookimplMarker("zoo")
+
+# The version of this contract. A plugin that needs a newer one declares it at module
+# level (``zoo_plugin_api = 3``); zoo refuses to load it, in one line, when its own is
+# older. 1: the hooks below, every argument passed; 2: implementations get only the
+# arguments they declare, registered objects and built backbones are checked (zoo.contract),
+# exporters may log, run and summarise their own format.
+PLUGIN_API = 2
 
 # ----------------------------------------------------------------------------- catalogue
 
@@ -52,6 +66,20 @@ def register_strategies(register: RegisterStrategy) -> None:
     returns a :class:`zoo.TrainingPlan` (phases: which stages train in each epoch, at which
     learning rates) that the engine applies (docs/strategies.md). Return nothing.
     Duplicate names raise :class:`zoo.PluginError` naming both plugins.
+    """
+
+
+# ------------------------------------------------------------------------------ choosing
+
+
+@hookspec
+def register_metrics(register: RegisterMetric) -> None:
+    """Register transferability metrics (``zoo rank --metric NAME``, ``--strategy auto``).
+
+    Called once per process, the first time zoo needs metrics (``zoo rank``). Call
+    ``register(metric)`` once per :class:`zoo.Metric`; ``metric.name`` is the ``--metric``
+    value; ``metric.score(features=, labels=, source_probs=)`` returns a float, higher
+    meaning a better fit. Return nothing. Duplicate names raise :class:`zoo.PluginError`.
     """
 
 

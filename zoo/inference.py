@@ -1,4 +1,7 @@
-"""ONNX Runtime inference: provider choice, sessions, the training preprocessing, predict.
+"""Inference on exports: the training preprocessing, predict, and ONNX Runtime sessions.
+
+``zoo predict`` opens an export with the runtime of the exporter that made its format
+(the exporter's ``open``); the ONNX exporter's runtime is :class:`OnnxModel` below.
 
 Preprocessing is the training data loader's evaluation path (zoo.data: decode, resize,
 centre crop, normalise) done with Pillow and numpy only, so ``zoo predict`` imports no
@@ -31,6 +34,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "PROVIDERS",
     "SIDECAR",
+    "ExportedModel",
     "OnnxModel",
     "Prediction",
     "Preprocessing",
@@ -239,8 +243,38 @@ def _onnx_in(folder: Path) -> Path:
     return (preferred or files)[0]
 
 
+def _artifact_in(folder: Path, meta: Mapping[str, Any]) -> Path:
+    """The exported file in ``folder``: the one its sidecar names (ONNX: any *.onnx)."""
+    named = meta.get("file")
+    if isinstance(named, str) and named:
+        found = sorted(p for p in folder.rglob(Path(named).name) if p.is_file())
+        if found:
+            return found[0]
+    if meta.get("format", "onnx") == "onnx":
+        return _onnx_in(folder)
+    raise NotFoundError(f"{folder} holds no {named or 'exported file'}")
+
+
+def _exports_of(model_uri: str) -> list[tuple[int, str, str]]:
+    """(created, models:/NAME.FMT/N, FMT) of every export registered from ``model_uri``."""
+    from zoo.store import client
+
+    name = model_uri.split("/")[1]
+    try:
+        found = client().search_model_versions(f"name LIKE '{name}.%'")
+    except Exception:
+        return []
+    out = []
+    for v in found:
+        tags = v.tags or {}
+        if tags.get("zoo.derived_from") == model_uri:
+            fmt = tags.get("zoo.format") or v.name.rsplit(".", 1)[-1]
+            out.append((int(v.creation_timestamp or 0), f"models:/{v.name}/{v.version}", fmt))
+    return sorted(out)
+
+
 def _registered_export(ref: str) -> tuple[Path, dict[str, Any], Any]:
-    """Download a registered ONNX version (NAME.onnx, or the newest export of NAME/N)."""
+    """Download a registered export (NAME.FMT/N, or the newest export of NAME/N)."""
     import mlflow
 
     from zoo import registry
@@ -248,74 +282,117 @@ def _registered_export(ref: str) -> tuple[Path, dict[str, Any], Any]:
 
     configure()
     version = registry.get_version(ref)
-    if version.tags.get("zoo.format", "onnx" if version.name.endswith(".onnx") else "") != "onnx":
-        found = latest_export_of(version.model_uri)
-        if found is None:
+    if version.relation != "export":
+        runnable = set(_runtimes())
+        exports = [e for e in _exports_of(version.model_uri) if e[2] in runnable]
+        if not exports:
             raise NotFoundError(
-                f"{version.model_uri} has no ONNX export: run `zoo export {version.model_uri}`"
+                f"{version.model_uri} has no export zoo predict can run (formats with a "
+                f"runtime: {', '.join(sorted(runnable)) or 'none'}): run "
+                f"`zoo export {version.model_uri}`"
             )
-        version = registry.get_version(found)
+        version = registry.get_version(exports[-1][1])
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.model_uri))
     meta = read_sidecar(folder)
+    meta.setdefault("format", version.tags.get("zoo.format", "onnx"))
     meta.setdefault("preprocessing", dict(version.preprocessing))
     meta.setdefault("class_names", list(version.class_names))
-    return _onnx_in(folder), meta, version
+    meta.setdefault("exporter_plugin", version.tags.get("zoo.exporter_plugin"))
+    return _artifact_in(folder, meta), meta, version
 
 
 def latest_export_of(model_uri: str, fmt: str = "onnx") -> str | None:
-    """models:/NAME.onnx/N of the newest export registered from ``model_uri``, or None."""
-    from zoo.store import client
-
-    name = model_uri.split("/")[1]
-    try:
-        found = client().search_model_versions(f"name = '{name}.{fmt}'")
-    except Exception:
-        return None
-    matches = [v for v in found if (v.tags or {}).get("zoo.derived_from") == model_uri]
-    if not matches:
-        return None
-    best = max(matches, key=lambda v: int(v.version))
-    return f"models:/{best.name}/{best.version}"
+    """models:/NAME.FMT/N of the newest ``fmt`` export registered from ``model_uri``."""
+    found = [uri for _, uri, f in _exports_of(model_uri) if f == fmt]
+    return found[-1] if found else None
 
 
-def open_model(ref: str, *, provider: str = "auto") -> OnnxModel:
-    """An ONNX model from a file/folder written by ``zoo export`` or a registered version."""
+def _runtimes() -> dict[str, Any]:
+    """Installed exporters that can run their format for ``zoo predict``."""
+    from zoo.plugins import get_plugin_manager
+
+    exporters = get_plugin_manager().exporters()
+    return {name: e for name, e in exporters.items() if callable(getattr(e, "open", None))}
+
+
+@dataclass
+class ExportedModel:
+    """An exported file opened by its exporter's runtime, with the training preprocessing."""
+
+    path: Path
+    runtime: Any  # the exporter's: run(batch) -> logits; provider, note optional
+    preprocessing: Preprocessing | None
+    class_names: tuple[str, ...] = ()
+    format: str = "onnx"
+
+    @property
+    def provider(self) -> str:
+        return str(getattr(self.runtime, "provider", self.format))
+
+    @property
+    def note(self) -> str | None:
+        return getattr(self.runtime, "note", None)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return np.asarray(self.runtime.run(np.ascontiguousarray(batch, dtype=np.float32)))
+
+
+def open_model(ref: str, *, provider: str = "auto") -> ExportedModel:
+    """An export written by ``zoo export`` (its file or folder) or a registered export,
+    opened with the runtime of the exporter that made its format."""
     path = Path(ref).expanduser()
-    if path.suffix == ".onnx" or path.is_dir():
+    if path.suffix == ".onnx" or path.exists():
         if not path.exists():
             raise NotFoundError(f"no such file or folder: {path}")
-        onnx_file = path if path.is_file() else _onnx_in(path)
-        meta = read_sidecar(onnx_file.parent)
+        folder = path if path.is_dir() else path.parent
+        meta = read_sidecar(folder)
         if not meta:
             raise DataError(
-                f"{onnx_file} has no {SIDECAR} beside it, so its preprocessing is unknown: "
+                f"{path} has no {SIDECAR} beside it, so its preprocessing is unknown: "
                 "predict with a file written by `zoo export` or a registered version"
             )
+        artifact = path if path.is_file() else _artifact_in(folder, meta)
     else:
-        onnx_file, meta, _ = _registered_export(ref)
+        artifact, meta, _ = _registered_export(ref)
+    fmt = str(meta.get("format") or "onnx")
+    runtime = _runtimes().get(fmt)
+    if runtime is None:
+        made_by = meta.get("exporter_plugin")
+        by = f" (made by {made_by})" if made_by else ""
+        raise NotFoundError(
+            f"{artifact.name} is a '{fmt}' export{by} and no installed exporter can run "
+            f"'{fmt}' for zoo predict: install its plugin (see `zoo plugins`)"
+        )
     prep = preprocessing_from(meta.get("preprocessing") or {})
-    model = OnnxModel(
-        onnx_file,
-        provider=provider,
+    model = ExportedModel(
+        path=artifact,
+        runtime=runtime.open(artifact, provider=provider),
         preprocessing=prep,
-        class_names=meta.get("class_names") or (),
+        class_names=tuple(meta.get("class_names") or ()),
+        format=fmt,
     )
-    _check_fits(model, prep, onnx_file)
+    _check_fits(model, prep, artifact)
     return model
 
 
-def _check_fits(model: OnnxModel, prep: Preprocessing, onnx_file: Path) -> None:
+def _check_fits(model: ExportedModel, prep: Preprocessing, onnx_file: Path) -> None:
     """The recorded preprocessing and classes must fit the graph's fixed dimensions:
-    a sidecar from another export would otherwise fail deep inside ONNX Runtime."""
+    a sidecar from another export would otherwise fail deep inside the runtime. Runtimes
+    that do not expose an ONNX Runtime session are not checked here."""
+    session = getattr(model.runtime, "session", None)
+    if session is None or not hasattr(session, "get_inputs"):
+        return
     want = [int(d) for d in prep.input_size]
-    shape = list(model.session.get_inputs()[0].shape)[1:]
+    shape = list(session.get_inputs()[0].shape)[1:]
     fixed = [(i, d) for i, d in enumerate(shape) if isinstance(d, int) and d > 0]
     if len(shape) != len(want) or any(d != want[i] for i, d in fixed):
         raise DataError(
             f"{onnx_file} takes inputs of shape {shape}, but its {SIDECAR} says "
             f"input_size {want}: the sidecar does not belong to this model; export it again"
         )
-    out = list(model.session.get_outputs()[0].shape)
+    out = list(session.get_outputs()[0].shape)
     width = out[-1] if out else None
     if model.class_names and isinstance(width, int) and width != len(model.class_names):
         raise DataError(
@@ -365,7 +442,7 @@ class PredictRun:
 
 
 def predict(
-    model: OnnxModel,
+    model: ExportedModel | OnnxModel,
     inputs: Path,
     *,
     top_k: int = 5,

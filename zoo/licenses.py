@@ -27,6 +27,7 @@ __all__ = [
     "PERMISSIVE",
     "UNKNOWN",
     "check_compatible",
+    "decide_license",
     "is_compatible",
     "license_from_url",
     "license_kind",
@@ -161,3 +162,23 @@ def check_compatible(parent: str, derivative: str, *, override: str | None = Non
         f"({license_kind(parent_id)} licences allow only themselves): keep {parent_id} (omit "
         '--license) or pass --license-override "REASON"'
     )
+
+
+def decide_license(
+    parent_license: str | None, declared: str | None, override: str | None
+) -> tuple[str, bool]:
+    """A derivative's licence and whether it was inherited; LicenseError if refused.
+
+    The one decision the engine takes before its first epoch and the registry takes again
+    when it registers (so a refused licence never costs a training run).
+    """
+    from zoo.errors import UsageError
+
+    if override is not None and not override.strip():
+        raise UsageError('--license-override needs a reason: --license-override "REASON"')
+    parent_id = normalize_license(parent_license)
+    if declared is None:
+        return parent_id, True
+    license_id = normalize_license(declared)
+    check_compatible(parent_id, license_id, override=override)
+    return license_id, False

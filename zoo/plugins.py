@@ -1,11 +1,16 @@
 """The plugin manager: loads the ``zoo`` entry points one by one, in isolation.
 
-- A plugin that fails to import, implements an unknown hook, or raises while registering
-  is recorded (name, error) and skipped; zoo keeps working. ``ZOO_STRICT_PLUGINS=1``
-  re-raises instead, for plugin authors.
+- A plugin that fails to import, needs a newer plugin API (``zoo_plugin_api``), implements
+  an unknown hook, raises while registering, or registers an object that breaks its
+  contract (zoo.contract) is recorded (name, one-line error) and skipped; zoo keeps
+  working. ``ZOO_STRICT_PLUGINS=1`` re-raises instead, for plugin authors.
 - ``ZOO_LOAD_PLUGINS=a,b`` loads only the named entry points (empty: none).
+- Each hook implementation is called on its own with only the arguments it declares.
 - Registries (providers, strategies, exporters) are owned here: every registration is
-  validated and a duplicate name raises, naming both plugins.
+  validated and a duplicate name raises, naming both plugins. A plugin's registrations
+  from one hook count only when all of them pass.
+- A plugin command that would replace a built-in (or another plugin's) command is
+  refused and recorded as a conflict; the original command stays.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from zoo import hookspecs
+from zoo.contract import check_registration
 from zoo.errors import PluginError
-from zoo.types import Exporter, Provider, Strategy
+from zoo.hookspecs import PLUGIN_API
+from zoo.types import Exporter, Metric, Provider, Strategy
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "KINDS",
+    "PLUGIN_API",
     "PluginInfo",
     "PluginManager",
     "get_plugin_manager",
@@ -32,6 +41,13 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "zoo"
+# kind of registered object -> the hook that registers it
+KINDS = {
+    "provider": "register_providers",
+    "strategy": "register_strategies",
+    "exporter": "register_exporters",
+    "metric": "register_metrics",
+}
 T = TypeVar("T")
 
 
@@ -45,10 +61,20 @@ class PluginInfo:
     module: str | None = None
     hooks: list[str] = field(default_factory=list)
     error: str | None = None  # None: loaded and working
+    api: int | None = None  # the plugin API it declares it needs (zoo_plugin_api)
+    # what it registered, by kind: {"provider": ["timm"], "command": ["hello"], ...}
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)  # refused, the rest kept working
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "failed"
+        return "conflict" if self.conflicts else "ok"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,8 +83,11 @@ class PluginInfo:
             "version": self.version,
             "module": self.module,
             "hooks": list(self.hooks),
-            "status": "ok" if self.ok else "failed",
+            "status": self.status,
             "error": self.error,
+            "api": self.api,
+            "registered": {k: list(v) for k, v in sorted(self.registered.items())},
+            "conflicts": list(self.conflicts),
         }
 
 
@@ -78,26 +107,20 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _call(impl: Any, **available: Any) -> Any:
+    """Call one hook implementation with only the arguments it declares."""
+    return impl.function(**{name: available[name] for name in impl.argnames})
+
+
 class _Registry(Generic[T]):
     """Name -> object, with the plugin that registered each name."""
 
-    def __init__(self, kind: str, protocol: type, required: tuple[str, ...]) -> None:
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.protocol = protocol
-        self.required = required
         self.items: dict[str, T] = {}
         self.owners: dict[str, str] = {}
 
-    def register(self, plugin: str, obj: T) -> None:
-        name = getattr(obj, "name", None)
-        if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin '{plugin}' registered a {self.kind} without a name")
-        missing = [attr for attr in self.required if not hasattr(obj, attr)]
-        if missing:
-            raise PluginError(
-                f"plugin '{plugin}' registered {self.kind} '{name}' without "
-                f"{', '.join(missing)}: implement zoo.{self.protocol.__name__}"
-            )
+    def add(self, plugin: str, name: str, obj: T) -> None:
         if name in self.items:
             raise PluginError(
                 f"{self.kind} '{name}' is registered twice: by plugin '{self.owners[name]}' "
@@ -161,6 +184,20 @@ class PluginManager:
             self._registries.clear()
 
     def _register_checked(self, obj: object, info: PluginInfo) -> None:
+        api = getattr(obj, "zoo_plugin_api", None)
+        if api is not None:
+            if not isinstance(api, int) or isinstance(api, bool):
+                self._fail(info, f"declares zoo_plugin_api = {api!r}: it must be an int", None)
+                return
+            info.api = api
+            if api > PLUGIN_API:
+                self._fail(
+                    info,
+                    f"needs zoo plugin API {api}, this zoo has {PLUGIN_API}: upgrade "
+                    "transfer-zoo (pip install -U transfer-zoo) or install an older plugin",
+                    None,
+                )
+                return
         try:
             self.pm.register(obj, name=info.name)
         except Exception as exc:
@@ -172,12 +209,29 @@ class PluginManager:
             self.pm.unregister(name=info.name)
             self._fail(info, f"implements an unknown hook: {_one_line(exc)}", exc)
             return
+        wrappers = [
+            impl.name
+            for impl in self.pm.get_hookcallers(obj) or []
+            for hookimpl in impl.get_hookimpls()
+            if hookimpl.plugin is obj and (hookimpl.hookwrapper or hookimpl.wrapper)
+        ]
+        if wrappers:
+            self.pm.unregister(name=info.name)
+            self._fail(info, f"wraps hook {wrappers[0]}: zoo hooks take no wrappers", None)
+            return
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(obj) or [])
 
-    def _fail(self, info: PluginInfo, message: str, exc: BaseException) -> None:
-        info.error = message
+    def _fail(self, info: PluginInfo, message: str, exc: BaseException | None) -> None:
+        """Mark a plugin failed (first error kept whole, later ones appended)."""
+        message = message.removeprefix(f"plugin '{info.name}' ")
+        info.error = message if info.error is None else f"{info.error}; {message}"
         if _strict():
             raise PluginError(f"plugin '{info.name}' {message}") from exc
+
+    def _conflict(self, info: PluginInfo, message: str) -> None:
+        info.conflicts.append(message)
+        if _strict():
+            raise PluginError(f"plugin '{info.name}' {message}")
 
     @property
     def failures(self) -> list[PluginInfo]:
@@ -185,75 +239,131 @@ class PluginManager:
 
     # --------------------------------------------------------------- registries
 
-    def _collect(self, hook_name: str, registry: _Registry[T]) -> _Registry[T]:
-        """Call one registration hook plugin by plugin, so errors name their plugin."""
+    def _collect(self, kind: str) -> _Registry[Any]:
+        """Call one registration hook plugin by plugin, so errors name their plugin.
+
+        A plugin's objects are checked as it registers them and added only if its whole
+        hook call succeeded; a plugin that breaks the contract is marked failed and
+        skipped, the others register.
+        """
+        hook_name = KINDS[kind]
+        registry: _Registry[Any] = _Registry(kind)
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():  # registration order
             plugin = impl.plugin_name
+            info = self.plugins.get(plugin)
+            if info is not None and not info.ok:
+                continue  # failed in another hook: skipped whole
+            staged: list[tuple[str, Any]] = []
+            problems: list[PluginError] = []
 
-            def register(obj: T, _plugin: str = plugin) -> None:
-                registry.register(_plugin, obj)
+            def register(
+                obj: Any,
+                _plugin: str = plugin,
+                _staged: list[tuple[str, Any]] = staged,
+                _problems: list[PluginError] = problems,
+            ) -> None:
+                try:
+                    _staged.append((check_registration(kind, _plugin, obj), obj))
+                except PluginError as exc:
+                    _problems.append(exc)  # kept even if the plugin swallows it
+                    raise
 
             try:
-                impl.function(register=register)
-            except PluginError:
-                raise  # contract violations (duplicates) are the user's to resolve
+                _call(impl, register=register)
             except Exception as exc:
-                info = self.plugins.get(plugin)
+                if not problems:
+                    problems.append(PluginError(f"raised in {hook_name}: {_one_line(exc)}"))
+            if problems:
                 if info is None:
-                    raise
-                self._fail(info, f"raised in {hook_name}: {_one_line(exc)}", exc)
+                    raise problems[0]
+                self._fail(info, str(problems[0]), problems[0])
+                continue
+            for name, obj in staged:
+                registry.add(plugin, name, obj)  # duplicates are the user's to resolve
+            if info is not None and staged:
+                info.registered[kind] = sorted(
+                    {*info.registered.get(kind, []), *(n for n, _ in staged)}
+                )
         return registry
 
-    def _registry(
-        self, kind: str, hook_name: str, protocol: type, required: tuple[str, ...]
-    ) -> _Registry[Any]:
+    def _registry(self, kind: str) -> _Registry[Any]:
         with self._lock:
             if kind not in self._registries:
-                self._registries[kind] = self._collect(
-                    hook_name, _Registry(kind, protocol, required)
-                )
+                self._registries[kind] = self._collect(kind)
             return self._registries[kind]
 
     def providers(self) -> dict[str, Provider]:
-        return self._registry(
-            "provider",
-            "register_providers",
-            Provider,
-            ("version", "index", "describe", "pull", "build"),
-        ).items
+        return self._registry("provider").items
 
     def strategies(self) -> dict[str, Strategy]:
-        return self._registry("strategy", "register_strategies", Strategy, ("summary",)).items
+        return self._registry("strategy").items
 
     def exporters(self) -> dict[str, Exporter]:
-        return self._registry("exporter", "register_exporters", Exporter, ("summary",)).items
+        return self._registry("exporter").items
+
+    def metrics(self) -> dict[str, Metric]:
+        return self._registry("metric").items
 
     def owner(self, kind: str, name: str) -> str | None:
         """Which plugin registered a provider/strategy/exporter name."""
         registry = self._registries.get(kind)
         return registry.owners.get(name) if registry else None
 
+    def owner_info(self, kind: str, name: str) -> PluginInfo | None:
+        """The PluginInfo (distribution, version) of whoever registered ``name``."""
+        self._registry(kind)
+        owner = self.owner(kind, name)
+        return self.plugins.get(owner) if owner else None
+
+    def collect_all(self) -> list[str]:
+        """Fill every registry; one line per registry that could not be built (duplicates)."""
+        problems = []
+        for kind in KINDS:
+            try:
+                self._registry(kind)
+            except PluginError as exc:
+                problems.append(str(exc))
+        return problems
+
     def add_commands(self, cli: Any, on_conflict: Callable[[str, str], None] | None = None) -> None:
-        """Let every plugin add its CLI commands; a taken name raises PluginError."""
+        """Let every plugin add its CLI commands.
+
+        A plugin that raises has all of its commands removed and is marked failed; one that
+        would replace an existing command keeps its other commands, the original stays,
+        and the conflict is recorded (``zoo plugins`` shows it; ``on_conflict(plugin,
+        message)`` hears of it too).
+        """
         hook = self.pm.hook.register_commands
         for impl in hook.get_hookimpls():
+            info = self.plugins.get(impl.plugin_name)
+            if info is not None and not info.ok:
+                continue
             before = dict(cli.commands)
             try:
-                impl.function(cli=cli)
+                _call(impl, cli=cli)
             except Exception as exc:
-                info = self.plugins.get(impl.plugin_name)
+                cli.commands.clear()
+                cli.commands.update(before)
                 if info is None:
                     raise
                 self._fail(info, f"raised in register_commands: {_one_line(exc)}", exc)
                 continue
+            added = sorted(name for name in cli.commands if name not in before)
             for name, cmd in before.items():
                 if cli.commands.get(name) is not cmd:
                     cli.commands[name] = cmd
-                    raise PluginError(
-                        f"plugin '{impl.plugin_name}' tried to replace the command "
-                        f"'zoo {name}'; choose another name"
+                    message = (
+                        f"tried to replace the command 'zoo {name}' (kept the original; "
+                        "rename the plugin's command)"
                     )
+                    if on_conflict is not None:
+                        on_conflict(impl.plugin_name, message)
+                    if info is None:
+                        raise PluginError(f"plugin '{impl.plugin_name}' {message}")
+                    self._conflict(info, message)
+            if info is not None and added:
+                info.registered["command"] = added
 
 
 _MANAGER: PluginManager | None = None

@@ -138,19 +138,32 @@ def layout_categories(
 
     Nested folders inside a category become one class (the category); file names are made
     unique by their path inside the category. ``per_class`` keeps the first N files (sorted
-    by path) of each category, for small, deterministic subsets.
+    by path) of each category, for small, deterministic subsets. A picture filed under two
+    of the chosen categories (openclipart has 35 such, e.g. a turkey in animals and in
+    food) has no single label and is left out; copies inside one category are kept (zoo
+    counts them once).
     """
+    import hashlib
+
     root = root or openclipart_root()
     dest.mkdir(parents=True, exist_ok=True)
+    chosen: dict[str, list[Path]] = {}
+    owners: dict[str, set[str]] = {}
+    digests: dict[Path, str] = {}
     for category in categories:
         files = category_files(root, category)
         if not files:
             raise FileNotFoundError(f"no images under {root / category}")
-        if per_class is not None:
-            files = files[:per_class]
+        chosen[category] = files[:per_class] if per_class is not None else files
+        for path in chosen[category]:
+            digests[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+            owners.setdefault(digests[path], set()).add(category)
+    for category, files in chosen.items():
         out = dest / category
         out.mkdir(exist_ok=True)
         for path in files:
+            if len(owners[digests[path]]) > 1:
+                continue  # the same picture under two labels
             link = out / "__".join(path.relative_to(root / category).parts)
             if not link.exists():
                 link.symlink_to(path)

@@ -112,18 +112,29 @@ class Progress(Protocol):
 class Backbone(Protocol):
     """A built model with a new head, exposed as ordered stages from input to head.
 
-    ``stages()`` returns (name, module) pairs, earliest first; the last pair is the head.
-    Strategies freeze and unfreeze by position in this list, whatever the source.
+    Exactly what the training engine and the registry use:
+
+    - ``info``: the catalogue's :class:`BackboneInfo`, completed from the built model;
+    - ``model``: the whole ``nn.Module`` (images in, logits out);
+    - ``stages()``: (name, module) pairs, earliest first, that *partition* the model's
+      parameters: each parameter in exactly one stage (:func:`zoo.check_partition`, run by
+      zoo on every build). Strategies freeze and unfreeze by position in this list,
+      whatever the source;
+    - ``head``: the last stage's module. The head stage holds the classifier and only the
+      classifier (what a new ``num_classes`` replaces), so "train the head" never trains a
+      pretrained layer;
+    - ``weights_sha256``: SHA-256 of the file the pretrained weights were loaded from
+      (recorded as the derivative's parent hash), or None when built without weights.
     """
 
     info: BackboneInfo
     model: nn.Module
+    weights_sha256: str | None
 
     def stages(self) -> Sequence[tuple[str, nn.Module]]: ...
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features, the input of the head."""
-        ...
+    @property
+    def head(self) -> nn.Module: ...
 
 
 @runtime_checkable
@@ -180,6 +191,21 @@ class Strategy(Protocol):
 
     def plan(self, stages: Sequence[str], settings: StrategySettings) -> TrainingPlan: ...
 
+    # Optional members (plugin API 2; docs/strategies.md). A strategy that defines none of
+    # them behaves exactly as one written for API 1; the engine looks each one up by name.
+    #
+    #   plan(stages, settings, summary)   a third parameter named ``summary`` receives a
+    #       TrainingSummary of the training split (counts, input size, features on demand).
+    #   prepare_model(model, stages, phase) -> iterable of parameters | None
+    #       called when each phase starts (a resumed one too, before the checkpoint's
+    #       weights are loaded), before its optimizer is built: it may wrap the model's
+    #       modules or add parameters (adapters) in place, and return the parameters that
+    #       train in this phase (finer than stages), or None to train by stage. It must be
+    #       idempotent on a model it has already prepared.
+    #   finalize_model(model) -> nn.Module
+    #       called once before registration on the registered epoch's weights (merge
+    #       adapters into the base weights); what it returns is registered and exported.
+
 
 @dataclass(frozen=True)
 class StrategySettings:
@@ -189,6 +215,24 @@ class StrategySettings:
     epochs: int | None = None
     lr: float | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # recipe's strategy_settings
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What a strategy may know of the training split when it plans (plugin API 2).
+
+    Everything here comes from the training images alone, never from the validation or
+    test images, so a choice made on it leaves the reported figures unbiased.
+    """
+
+    classes: tuple[str, ...]
+    class_counts: Mapping[str, int]  # training images per class
+    num_train: int
+    input_size: tuple[int, int, int]  # (C, H, W) the model sees
+    # features(stage=None) -> (features [N, D] float32, labels [N] int64) of the training
+    # images: the head's input (None) or the named stage's output, averaged over space or
+    # tokens. Computed once through the engine's feature cache, on first call.
+    features: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -287,11 +331,24 @@ class Exporter(Protocol):
     zoo resolves the reference, builds the check set, and registers what ``export``
     returns; the exporter converts, verifies, and raises :class:`zoo.IntegrityError` when
     the artifact disagrees with the model (zoo then leaves nothing behind).
+
+    Optional members, used when present (docs/plugins/register_exporters.md):
+
+    - ``log_model(path, *, input_example, run_id, model_id) -> Sequence[str]``: log the
+      artifact into the MLflow logged model ``model_id`` with an MLflow flavour (so plain
+      MLflow loads it) and return the paths it wrote there. Without it zoo stores the file
+      as a plain artifact of the version.
+    - ``open(path, *, provider) -> runtime``: what ``zoo predict`` runs: an object with
+      ``run(batch: numpy float32 N,C,H,W) -> logits`` and optionally ``provider`` (str)
+      and ``note`` (str or None). Without it the format cannot be used by ``zoo predict``.
+    - ``report_lines(result) -> Sequence[str]``: the human-readable summary of the
+      exporter's own report that ``zoo export`` prints (the report's keys are the
+      exporter's; ``--json`` shows it whole).
     """
 
     name: str  # the --format value, e.g. "onnx"
     summary: str
-    precisions: tuple[str, ...]  # the --precision values it supports
+    precisions: tuple[str, ...]  # the --precision values it supports, the default first
 
     def export(
         self, module: nn.Module, example: torch.Tensor, options: ExportOptions
@@ -301,6 +358,24 @@ class Exporter(Protocol):
         ...
 
 
+@runtime_checkable
+class Metric(Protocol):
+    """A transferability estimator: how well features (or the source model's class
+    probabilities) fit a dataset's labels, from one forward pass (docs/rank.md).
+
+    ``score`` gets ``features`` (N x D float array), ``labels`` (N ints) and, when
+    ``needs_source`` is True, ``source_probs`` (N x K, the backbone's original
+    classifier's softmax); higher is better.
+    """
+
+    name: str  # the --metric value
+    summary: str
+    needs_source: bool
+
+    def score(self, *, features: Any, labels: Any, source_probs: Any = None) -> float: ...
+
+
 RegisterProvider = Callable[[Provider], None]
 RegisterStrategy = Callable[[Strategy], None]
 RegisterExporter = Callable[[Exporter], None]
+RegisterMetric = Callable[[Metric], None]

@@ -4,6 +4,11 @@ feature-extraction models, read through ``huggingface_hub`` (its cache, ``HF_END
 
 The Hub is contacted only when asked (``zoo list --provider hf``, ``zoo info hf:...``),
 with a short timeout; offline, the index is what the local Hugging Face cache holds.
+
+Two repo formats build: timm's (``config.json`` names an ``architecture``; built here
+through timm) and transformers' (``model_type``; built in :mod:`zoo_hf.transformers_build`,
+which is the only module that imports transformers). :mod:`zoo_hf.formats` tells them
+apart from the JSON alone.
 """
 
 from __future__ import annotations
@@ -19,63 +24,14 @@ from typing import Any
 
 import zoo
 from zoo import BackboneInfo, OfflineError, Ref, UnknownModelError
+from zoo_hf import formats
+from zoo_hf.formats import info_from_config, license_from_card
 
 PIPELINES = ("image-classification", "image-feature-extraction")
-_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
 
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
-
-
-def license_from_card(readme: str | None) -> str:
-    """The ``license:`` of a model card's YAML front matter (``license_name`` for 'other')."""
-    if not readme:
-        return zoo.UNKNOWN
-    m = _FRONT_MATTER.match(readme)
-    if not m:
-        return zoo.UNKNOWN
-    import yaml
-
-    try:
-        meta = yaml.safe_load(m.group(1)) or {}
-    except yaml.YAMLError:
-        return zoo.UNKNOWN
-    lic = meta.get("license")
-    if lic == "other" and meta.get("license_name"):
-        lic = meta["license_name"]
-    if isinstance(lic, list):
-        lic = lic[0] if lic else None
-    return zoo.normalize_license(lic)
-
-
-def info_from_config(
-    repo_id: str, revision: str | None, config: dict[str, Any], license_id: str, endpoint: str
-) -> BackboneInfo:
-    """BackboneInfo from a repo's config.json (timm's layout or transformers')."""
-    pcfg = config.get("pretrained_cfg") or {}
-    arch = config.get("architecture") or (config.get("architectures") or [repo_id])[0]
-    input_size = pcfg.get("input_size")
-    if input_size is None and config.get("image_size"):
-        size = int(config["image_size"])
-        input_size = [int(config.get("num_channels", 3)), size, size]
-    return BackboneInfo(
-        reference=f"hf:{repo_id}" + (f"@{revision}" if revision else ""),
-        provider="hf",
-        architecture=str(arch),
-        tag=revision,
-        license=license_id,
-        source=f"{endpoint.rstrip('/')}/{repo_id}",
-        pretrained=True,
-        input_size=tuple(input_size) if input_size else None,
-        mean=tuple(pcfg["mean"]) if pcfg.get("mean") else None,
-        std=tuple(pcfg["std"]) if pcfg.get("std") else None,
-        interpolation=pcfg.get("interpolation"),
-        crop_pct=pcfg.get("crop_pct"),
-        num_classes=config.get("num_classes")
-        or (len(config["id2label"]) if config.get("id2label") else None),
-        feature_dim=config.get("num_features") or config.get("hidden_size"),
-    )
 
 
 def hub_cache_dir() -> Path:
@@ -101,6 +57,50 @@ def _where(ref: Ref) -> dict[str, Any]:
 
 def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+PROCESSOR = "preprocessor_config.json"  # a transformers image processor's settings
+
+
+def _read_json(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _refuse_unless_buildable(repo_id: str, config: dict[str, Any]) -> None:
+    """A transformers-format repo that is not an image classifier or vision backbone is
+    refused in one line, before its weights are fetched (this imports transformers)."""
+    if formats.repo_format(config) != formats.TRANSFORMERS:
+        return
+    from zoo_hf.transformers_build import image_model_types
+
+    reason = formats.task_refusal(repo_id, config, image_model_types())
+    if reason is not None:
+        raise zoo.UsageError(reason)
+
+
+def _hub_file(ref: Ref, filename: str, *, local_only: bool) -> Path | None:
+    """One small file of the revision asked for, or None when it cannot be had."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(
+            hf_hub_download(
+                ref.name,
+                filename,
+                revision=ref.revision,
+                cache_dir=zoo.hf_cache_dir(),
+                endpoint=zoo.hf_endpoint(),
+                local_files_only=local_only or zoo.is_offline(),
+            )
+        )
+    except Exception:  # not there, not reachable: the caller decides what that means
+        return None
 
 
 class HfProvider:
@@ -137,7 +137,10 @@ class HfProvider:
                 continue
             readme = snapshot / "README.md"
             card = readme.read_text(encoding="utf-8") if readme.is_file() else None
-            yield info_from_config(repo_id, None, config, license_from_card(card), _endpoint())
+            processor = _read_json(snapshot / PROCESSOR)
+            yield info_from_config(
+                repo_id, None, config, license_from_card(card), _endpoint(), processor
+            )
 
     def search(self, pattern: str | None, *, timeout: float) -> Iterable[BackboneInfo]:
         """Ask the Hub for image models whose id contains PATTERN's literal part."""
@@ -213,17 +216,34 @@ class HfProvider:
                 f"run `zoo pull hf:{ref.name}` while online"
             ) from exc
         config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+        _refuse_unless_buildable(ref.name, config)
         try:
             readme_path = hf_hub_download(ref.name, "README.md", **_where(ref))
             readme: str | None = Path(readme_path).read_text(encoding="utf-8")
         except Exception:
             readme = None
+        processor = None
+        if formats.repo_format(config) == formats.TRANSFORMERS:
+            processor = _read_json(_hub_file(ref, PROCESSOR, local_only=False))
         return info_from_config(
-            ref.name, ref.revision, config, license_from_card(readme), _endpoint()
+            ref.name, ref.revision, config, license_from_card(readme), _endpoint(), processor
         )
 
     def pull(self, ref: Ref, *, force: bool = False, progress: Any = None) -> zoo.PulledWeights:
-        """The repo's weights (safetensors first), config.json and model card."""
+        """The repo's weights (safetensors first), config.json, model card and (for
+        transformers-format repos) image-processor settings.
+
+        config.json is read first (from the HF cache when it holds this revision, else
+        from the Hub: a few hundred bytes), so that a repo zoo cannot build is refused
+        before anything else is downloaded."""
+        config_path = _hub_file(ref, "config.json", local_only=True) or _hub_file(
+            ref, "config.json", local_only=False
+        )
+        config = _read_json(config_path)
+        fmt = formats.repo_format(config) if config else None
+        if config is not None:
+            _refuse_unless_buildable(ref.name, config)
+        optional = ("README.md",) if fmt == formats.TIMM else ("README.md", PROCESSOR)
 
         def card_license(paths: dict[str, Path]) -> str:
             readme = paths.get("README.md")
@@ -235,56 +255,92 @@ class HfProvider:
             repo_id=ref.name,
             revision=ref.revision,
             required=("config.json",),
-            optional=("README.md",),
+            optional=optional,
             license=card_license,
             force=force,
             progress=progress,
         )
 
     def _card_files(self, ref: Ref) -> dict[str, Path]:
-        """config.json (required) and README.md (if any), through the HF cache."""
+        """config.json (required), README.md and preprocessor_config.json (if any),
+        through the HF cache: what an architecture needs without its weights."""
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-        out: dict[str, Path] = {}
-        for name in ("config.json", "README.md"):
-            try:
-                out[name] = Path(
-                    hf_hub_download(
-                        ref.name,
-                        name,
-                        revision=ref.revision,
-                        cache_dir=zoo.hf_cache_dir(),
-                        endpoint=zoo.hf_endpoint(),
-                        local_files_only=zoo.is_offline(),
-                    )
-                )
-            except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
-                if name == "config.json":
-                    raise zoo.NotCachedError(
-                        f"hf:{ref.name}: config.json is not available ({type(exc).__name__}); "
-                        f"run `zoo pull hf:{ref.name}` with network access"
-                    ) from exc
+        try:
+            config = Path(hf_hub_download(ref.name, "config.json", **_where(ref)))
+        except (EntryNotFoundError, LocalEntryNotFoundError) as exc:
+            raise zoo.NotCachedError(
+                f"hf:{ref.name}: config.json is not available ({type(exc).__name__}); "
+                f"run `zoo pull hf:{ref.name}` with network access"
+            ) from exc
+        out = {"config.json": config}
+        pinned = Ref(ref.scheme, ref.name, config.parent.name)  # the snapshot's commit
+        for name in ("README.md", PROCESSOR):
+            path = _hub_file(pinned, name, local_only=False)
+            if path is not None:
+                out[name] = path
         return out
 
     def build(
         self, ref: Ref, *, num_classes: int | None = None, pretrained: bool = True
     ) -> zoo.ModuleBackbone:
-        """timm-format Hub repos (config.json with ``architecture``) build through timm,
-        weights from the verified cache; ``pretrained=False`` still reads config.json."""
-        import timm
-
+        """timm-format repos build through timm, transformers-format ones through
+        transformers; weights come from the verified cache, and ``pretrained=False``
+        reads config.json (and the card) only."""
         if pretrained:
             pulled: zoo.PulledWeights | None = self.pull(ref)
             files = {f.name: Path(f.path) for f in pulled.files} if pulled else {}
         else:  # the architecture only: config.json (and the card), no weights
             pulled, files = None, self._card_files(ref)
         config = json.loads(files["config.json"].read_text(encoding="utf-8"))
-        arch = config.get("architecture")
-        if not arch or not timm.is_model(arch):
+        readme = files.get("README.md")
+        license_id = license_from_card(readme.read_text(encoding="utf-8") if readme else None)
+        revision = pulled.revision if pulled else ref.revision
+        fmt = formats.repo_format(config)
+        if fmt == formats.TRANSFORMERS:
+            from zoo_hf import transformers_build
+
+            snapshot = files["config.json"].parent
+            processor = files.get(PROCESSOR) or _hub_file(
+                Ref(ref.scheme, ref.name, snapshot.name), PROCESSOR, local_only=False
+            )
+            info = info_from_config(
+                ref.name, revision, config, license_id, _endpoint(), _read_json(processor)
+            )
+            return transformers_build.build(
+                ref.name,
+                snapshot,
+                config,
+                info,
+                num_classes=num_classes,
+                pretrained=pretrained,
+                weights_sha256=pulled.weights_file.sha256 if pulled else None,
+            )
+        if fmt != formats.TIMM:
             raise zoo.UsageError(
-                f"hf:{ref.name} is not a timm-format model (its config.json names no timm "
-                "architecture); zoo builds Hub image models in timm's format"
+                f"hf:{ref.name}: its config.json names neither a timm architecture nor a "
+                f"transformers model_type; {formats.SUPPORTED}"
+            )
+        info = info_from_config(ref.name, revision, config, license_id, _endpoint())
+        return self._build_timm(ref, config, info, pulled, num_classes=num_classes)
+
+    def _build_timm(
+        self,
+        ref: Ref,
+        config: dict[str, Any],
+        info: BackboneInfo,
+        pulled: zoo.PulledWeights | None,
+        *,
+        num_classes: int | None,
+    ) -> zoo.ModuleBackbone:
+        import timm
+
+        arch = config["architecture"]
+        if not timm.is_model(arch):
+            raise zoo.UsageError(
+                f"hf:{ref.name} names timm architecture '{arch}', which the installed timm "
+                f"does not have: upgrade timm; {formats.SUPPORTED}"
             )
         # the architecture's defaults (classifier name, first conv) under the repo's own
         base = timm.models.get_pretrained_cfg(arch)
@@ -309,18 +365,10 @@ class HfProvider:
                 model.reset_classifier(num_classes)
         else:
             model = timm.create_model(arch, pretrained=False, **kwargs)
-        readme = files.get("README.md")
-        info = info_from_config(
-            ref.name,
-            pulled.revision if pulled else ref.revision,
-            config,
-            license_from_card(readme.read_text(encoding="utf-8") if readme else None),
-            _endpoint(),
-        )
         return zoo.timm_style_backbone(
             info,
             model,
-            pretrained=pretrained,
+            pretrained=pulled is not None,
             num_classes=num_classes,
             weights_sha256=weights_sha256,
         )

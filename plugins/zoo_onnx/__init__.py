@@ -1,19 +1,27 @@
 """zoo exporter plugin: ONNX export verified against PyTorch.
 
-Registers the ``onnx`` format for ``zoo export``. The conversion and the parity gates are
-zoo's own (``zoo.export_onnx``): this plugin is the format's entry in the exporter
-registry, written against zoo's public API like a third-party exporter would be.
+Registers the ``onnx`` format for ``zoo export`` and everything zoo does with that format
+afterwards: how a registered export is logged (``mlflow.onnx``, so plain MLflow loads it),
+what ``zoo predict`` runs it with (ONNX Runtime: TensorRT, CUDA or CPU) and how its
+parity report reads. The conversion and the parity gates are zoo's own
+(``zoo.export_onnx``); this plugin is written against zoo's public API like a
+third-party exporter would be.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zoo
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
     import torch
     from torch import nn
+
+zoo_plugin_api = 2
 
 
 class OnnxExporter:
@@ -27,6 +35,46 @@ class OnnxExporter:
         self, module: nn.Module, example: torch.Tensor, options: zoo.ExportOptions
     ) -> zoo.ExportResult:
         return zoo.export_onnx(module, example, options)
+
+    def log_model(
+        self, path: Path, *, input_example: np.ndarray | None, run_id: str, model_id: str
+    ) -> Sequence[str]:
+        """``mlflow.onnx.log_model`` into the version's logged model."""
+        import mlflow
+        import onnx
+
+        mlflow.onnx.log_model(
+            onnx.load(str(path)),
+            name="model",
+            input_example=input_example,
+            run_id=run_id,
+            model_id=model_id,
+            pip_requirements=["onnx", "onnxruntime"],
+            save_as_external_data=False,
+        )
+        return ("MLmodel", "model.onnx")
+
+    def open(self, path: Path, *, provider: str = "auto") -> zoo.OnnxModel:
+        """An ONNX Runtime session (TensorRT, then CUDA, then CPU for ``auto``)."""
+        return zoo.OnnxModel(path, provider=provider)
+
+    def report_lines(self, result: zoo.ExportResult) -> list[str]:
+        report, metrics = result.report, result.metrics
+        fp32 = report["fp32"]
+        checked = report["check_images"]
+        lines = [
+            f"  parity (fp32, batches {', '.join(map(str, fp32['batches']))}): max |error| "
+            f"{fp32['max_abs_error']:.2e}, top-1 agreement {fp32['top1_agreement']:.1%} "
+            f"on {checked['count']} {'real' if checked['real'] else 'random'} inputs",
+        ]
+        for key in ("fp16", "int8"):
+            if key in report:
+                lines.append(f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}")
+        for name in ("speedup_batch1", "speedup_batch16"):
+            if name in metrics:
+                batch = name.removeprefix("speedup_batch")
+                lines.append(f"  batch {batch}: ONNX Runtime {metrics[name]:.2f}x PyTorch eager")
+        return lines
 
 
 @zoo.hookimpl

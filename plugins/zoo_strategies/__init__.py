@@ -21,6 +21,7 @@ from zoo import Phase, StrategySettings, TrainingPlan, UsageError
 
 __all__ = [
     "STRATEGIES",
+    "Auto",
     "EarlyLayers",
     "Full",
     "Gradual",
@@ -275,10 +276,92 @@ class EarlyLayers:
         )
 
 
+# `auto`'s rule (docs/strategies.md "auto"): examples per class in the training split.
+AUTO_PROBE_BELOW = 30  # fewer per class (median): a fixed feature extractor
+AUTO_FULL_FROM = 1000  # this many per class and more: every stage trains
+AUTO_FAR_MARGIN = 0.0  # LogME(mid) above LogME(final) by more than this: a far domain
+
+
+def _logme(summary: Any, stage: str | None) -> float:
+    x, y = summary.features(stage)
+    return float(zoo.logme(x.numpy(), y.numpy()))
+
+
+@dataclass(frozen=True)
+class Auto:
+    """Decide from the training split alone, by the classic transfer-learning rule.
+
+    A far domain (the middle stage's features fit the labels better than the last
+    stage's, by LogME): keep the stages up to the middle one, retrain the rest
+    (early-layers). Otherwise by examples per class: few -> linear probe; more -> the
+    last stage and the head (partial); very many -> every stage (full). The decision and
+    its evidence go into the plan's settings (printed, logged, in the lineage).
+    """
+
+    name: str = "auto"
+    summary: str = (
+        "choose from the training split: probe small data, unfreeze more as it grows, "
+        "keep only early stages for a far domain"
+    )
+
+    def decide(self, stages: Sequence[str], summary: Any) -> tuple[str, dict[str, Any], str]:
+        body = _body(stages)
+        counts = sorted(summary.class_counts.values())
+        per_class = counts[len(counts) // 2]
+        mid_index = (body - 1) // 2
+        mid = stages[mid_index]
+        final_score, mid_score = _logme(summary, None), _logme(summary, mid)
+        evidence = {
+            "train_images": summary.num_train,
+            "median_per_class": per_class,
+            "logme_final": round(final_score, 4),
+            f"logme_{mid}": round(mid_score, 4),
+        }
+        if mid_score > final_score + AUTO_FAR_MARGIN:
+            why = (
+                f"far domain: LogME at {mid} ({mid_score:.3f}) beats the last stage's "
+                f"({final_score:.3f}); keep the stages up to {mid}, retrain the rest"
+            )
+            return "early-layers", {"keep": mid_index + 1, **evidence}, why
+        if per_class < AUTO_PROBE_BELOW:
+            why = (
+                f"{per_class} images per class (< {AUTO_PROBE_BELOW}): train a new head on "
+                "fixed features"
+            )
+            return "linear-probe", evidence, why
+        if per_class >= AUTO_FULL_FROM:
+            why = f"{per_class} images per class (>= {AUTO_FULL_FROM}): retrain every stage"
+            return "full", evidence, why
+        why = (
+            f"{per_class} images per class: train the last stage and the head (close domain: "
+            f"LogME {final_score:.3f} at the last stage >= {mid_score:.3f} at {mid})"
+        )
+        return "partial", evidence, why
+
+    def plan(
+        self, stages: Sequence[str], settings: StrategySettings, summary: Any = None
+    ) -> TrainingPlan:
+        if summary is None:
+            raise UsageError("auto decides from the training split: run it through zoo finetune")
+        choice, evidence, why = self.decide(stages, summary)
+        chosen = {s.name: s for s in STRATEGIES}[choice]
+        options = dict(settings.options)
+        if "keep" in evidence:
+            options["keep"] = evidence.pop("keep")
+        inner = chosen.plan(
+            stages, StrategySettings(settings.unfreeze, settings.epochs, settings.lr, options)
+        )
+        return TrainingPlan(
+            self.name,
+            inner.phases,
+            {"decision": choice, "reason": why, "evidence": evidence, **inner.settings},
+        )
+
+
 STRATEGIES = (LinearProbe(), Partial(), Full(), LpFt(), LayerDecay(), Gradual(), EarlyLayers())
 
 
 @zoo.hookimpl
 def register_strategies(register: Any) -> None:
-    for strategy in STRATEGIES:
+    for strategy in (*STRATEGIES, Auto()):
         register(strategy)

@@ -24,7 +24,9 @@ _COMMAND_MODULES = [
     "zoo.cli.export",
     "zoo.cli.finetune",
     "zoo.cli.home",
+    "zoo.cli.plugins",
     "zoo.cli.pull",
+    "zoo.cli.rank",
     "zoo.cli.registry",
 ]
 

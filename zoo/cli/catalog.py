@@ -1,4 +1,4 @@
-"""`zoo list`, `zoo info`, `zoo strategies`, `zoo plugins`."""
+"""`zoo list`, `zoo info`, `zoo strategies` (`zoo plugins`: zoo/cli/plugins.py)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,25 @@ def _info_extras(reference: str) -> dict[str, object]:
 _INFO_EXTRAS: list = []
 
 
+def _stage_extras(reference: str) -> dict[str, object]:
+    """The backbone's stage names, input to head (what ``--unfreeze`` counts), from its
+    architecture built on the meta device: no weights are read or allocated. A provider
+    that cannot build that way simply shows none."""
+    try:
+        import torch
+
+        from zoo.build import build_backbone
+
+        with torch.device("meta"):
+            backbone = build_backbone(reference, pretrained=False)
+        return {"stages": [name for name, _ in backbone.stages()]}
+    except Exception:
+        return {}
+
+
+_INFO_EXTRAS.append(_stage_extras)
+
+
 @click.command("strategies")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 def strategies_cmd(as_json: bool) -> None:
@@ -142,27 +161,4 @@ def strategies_cmd(as_json: bool) -> None:
     console().print(table)
 
 
-@click.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
-def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins, the hooks each implements, and any that failed to load."""
-    from zoo.plugins import get_plugin_manager
-
-    pm = get_plugin_manager()
-    plugins = [p.to_dict() for p in sorted(pm.plugins.values(), key=lambda p: p.name)]
-    if as_json:
-        emit_json("plugin_list", plugins=plugins)
-        return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("plugin", "distribution", "hooks", "status"):
-        table.add_column(col, overflow="fold")
-    for p in plugins:
-        dist = f"{p['distribution']} {p['version']}" if p["distribution"] else ""
-        status = "[green]ok[/]" if p["status"] == "ok" else f"[red]failed[/]: {p['error']}"
-        table.add_row(p["name"], dist, ", ".join(p["hooks"]), status)
-    console().print(table)
-
-
-COMMANDS = [list_cmd, info_cmd, strategies_cmd, plugins_cmd]
+COMMANDS = [list_cmd, info_cmd, strategies_cmd]

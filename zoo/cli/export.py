@@ -9,6 +9,16 @@ import click
 from zoo.cli.output import console, emit_json, note
 
 
+def _complete_precision(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """--precision values of the --format exporter (all exporters' before it is given)."""
+    from zoo.plugins import get_plugin_manager
+
+    exporters = get_plugin_manager().exporters()
+    chosen = [exporters[f] for f in [ctx.params.get("fmt")] if f in exporters]
+    values = {p for e in chosen or exporters.values() for p in e.precisions}
+    return sorted(p for p in values if p.startswith(incomplete))
+
+
 @click.command("export")
 @click.argument("ref")
 @click.option(
@@ -23,10 +33,12 @@ from zoo.cli.output import console, emit_json, note
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
     default="fp32",
     show_default=True,
-    help="fp16 and int8 are gated against fp32 PyTorch.",
+    metavar="PRECISION",
+    shell_complete=_complete_precision,
+    help="One the --format exporter supports (onnx: fp32, fp16, int8; any exporter: "
+    "`zoo plugins --hook register_exporters`); gated against fp32 PyTorch.",
 )
 @click.option(
     "--calibration",
@@ -89,25 +101,14 @@ def export_cmd(
     if as_json:
         emit_json("export", **outcome.to_dict())
         return
-    report = outcome.result.report
-    fp32 = report["fp32"]
+    from zoo.export import exporter_for
+
+    summarise = getattr(exporter_for(fmt), "report_lines", None)
     lines = [
         f"exported {outcome.source.reference} -> {outcome.path}",
         f"  exporter: {outcome.result.exporter}",
-        f"  parity (fp32, batches {', '.join(map(str, fp32['batches']))}): max |error| "
-        f"{fp32['max_abs_error']:.2e}, top-1 agreement {fp32['top1_agreement']:.1%} "
-        f"on {report['check_images']['count']} "
-        f"{'real' if report['check_images']['real'] else 'random'} inputs",
+        *(summarise(outcome.result) if summarise is not None else []),
     ]
-    for key in ("fp16", "int8"):
-        if key in report:
-            lines.append(f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}")
-    for name in ("speedup_batch1", "speedup_batch16"):
-        if name in outcome.result.metrics:
-            batch = name.removeprefix("speedup_batch")
-            lines.append(
-                f"  batch {batch}: ONNX Runtime {outcome.result.metrics[name]:.2f}x PyTorch eager"
-            )
     if outcome.registered is not None:
         lines.append(
             f"  registered: {outcome.registered.model_uri} (licence {outcome.registered.license})"

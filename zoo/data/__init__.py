@@ -13,6 +13,7 @@ from __future__ import annotations
 from zoo.data.check import (
     DEFAULT_MAX_BAD_FRACTION,
     BadFile,
+    Duplicate,
     ImageDataset,
     Sample,
     check_listing,
@@ -24,17 +25,19 @@ from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval, to_
 from zoo.data.preprocess import Preprocessing, eval_crop, train_crop
 from zoo.data.samples import ImageSamples, load_resized
 from zoo.data.sources import Listing, list_files, read_manifest, scan_folder
-from zoo.data.split import stratified_split
+from zoo.data.split import Split, split_dataset, stratified_split
 
 __all__ = [
     "DEFAULT_MAX_BAD_FRACTION",
     "BadFile",
+    "Duplicate",
     "ImageDataset",
     "ImageDecodeError",
     "ImageSamples",
     "Listing",
     "Preprocessing",
     "Sample",
+    "Split",
     "check_listing",
     "dataset_digest",
     "decode_image",
@@ -46,6 +49,7 @@ __all__ = [
     "read_manifest",
     "resize_for_eval",
     "scan_folder",
+    "split_dataset",
     "stratified_split",
     "to_rgb",
     "train_crop",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -25,11 +24,12 @@ from typing import Any
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.sources import Listing, list_files
 from zoo.errors import DataError
-from zoo.home import subdir
+from zoo.home import atomic_writer, subdir
 
 __all__ = [
     "DEFAULT_MAX_BAD_FRACTION",
     "BadFile",
+    "Duplicate",
     "ImageDataset",
     "Sample",
     "check_listing",
@@ -56,14 +56,27 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class Duplicate:
+    """A file left out because another file has the same bytes (and label)."""
+
+    path: str
+    same_as: str
+
+
+@dataclass(frozen=True)
 class ImageDataset:
-    """The checked dataset: good samples, skipped files, and where decoded arrays live."""
+    """The checked dataset: good samples, skipped files, and where decoded arrays live.
+
+    ``samples`` hold one file per distinct content, ordered by sha256: every index into
+    them (splits, cache rows) follows the files, not the listing order.
+    """
 
     root: str
     kind: str  # "folder" or "csv"
     classes: tuple[str, ...]
     samples: tuple[Sample, ...]
     bad: tuple[BadFile, ...] = ()
+    duplicates: tuple[Duplicate, ...] = ()  # identical files left out (one of each kept)
     decoded_dir: str | None = None  # None: decode from the files each time
     digest: str = field(default="")
 
@@ -88,29 +101,24 @@ class ImageDataset:
             "counts": self.counts(),
             "num_images": len(self.samples),
             "num_skipped": len(self.bad),
+            "num_duplicates_dropped": len(self.duplicates),
+            "duplicates": [{"path": d.path, "same_as": d.same_as} for d in self.duplicates],
             "skipped": [{"path": b.path, "reason": b.reason} for b in self.bad],
             "source": self.kind,
             "root": self.root,
         }
 
 
-def _relpath(root: str, path: str) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return path
-
-
-def dataset_digest(root: str, classes: Sequence[str], samples: Sequence[Sample]) -> str:
-    """Content hash of the dataset: class names, per-class counts, and every file's
-    relative path, label and bytes (sha256). Identical data gives the same digest on any
-    machine, wherever the folder lives."""
+def dataset_digest(classes: Sequence[str], samples: Sequence[Sample]) -> str:
+    """Content hash of the dataset: class names, per-class counts, and every file's label
+    and bytes (sha256). The same images give the same digest on any machine, wherever
+    they live, whatever their names, and whether a folder or a CSV lists them."""
     counts = Counter(s.label for s in samples)
     doc = {
-        "format": 1,
+        "format": 2,
         "classes": list(classes),
         "counts": [counts.get(i, 0) for i in range(len(classes))],
-        "files": sorted([_relpath(root, s.path), classes[s.label], s.sha256] for s in samples),
+        "files": sorted([classes[s.label], s.sha256] for s in samples),
     }
     blob = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return "sha256:" + hashlib.sha256(blob).hexdigest()
@@ -141,14 +149,8 @@ def _check_one(
         return path, None, exc.reason
     if target is not None:
         arr = np.ascontiguousarray(np.asarray(resize_for_eval(img, resize, interpolation)))
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npy", dir=out_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, arr, allow_pickle=False)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_writer(target) as fh:
+            np.save(fh, arr, allow_pickle=False)
     return path, digest, None
 
 
@@ -163,6 +165,31 @@ def _utf8_name(path: str) -> bool:
 def _shown(path: str) -> str:
     """A file name that is not UTF-8, printable (undecodable bytes become U+FFFD)."""
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _unique(listing: Listing, samples: list[Sample]) -> tuple[list[Sample], list[Duplicate]]:
+    """One sample per distinct content, in the files' own order (by sha256).
+
+    The order depends on the files alone, never on the order they were listed in, so a
+    folder and a shuffled CSV of the same files give the same split and the same cache
+    rows. Of identical files the one with the smallest relative path is kept; identical
+    bytes under two labels are an error naming both files.
+    """
+    kept: dict[str, Sample] = {}
+    dropped: list[Duplicate] = []
+    for sample in sorted(samples, key=lambda s: (s.sha256, listing.relpath(s.path))):
+        first = kept.get(sample.sha256)
+        if first is None:
+            kept[sample.sha256] = sample
+        elif first.label != sample.label:
+            raise DataError(
+                f"{first.path} ({listing.classes[first.label]}) and {sample.path} "
+                f"({listing.classes[sample.label]}) are the same image under two labels: "
+                "remove one of them or fix its label"
+            )
+        else:
+            dropped.append(Duplicate(sample.path, first.path))
+    return list(kept.values()), dropped
 
 
 def _star(args: tuple[str, str | None, int | tuple[int, int], str]) -> Any:
@@ -181,8 +208,9 @@ def check_listing(
 ) -> ImageDataset:
     """Hash and decode every candidate file; skip and list the bad ones.
 
-    Raises DataError when more than ``max_bad_fraction`` of the files are bad, or when a
-    class is left with fewer than 2 images (naming the classes).
+    Raises DataError when more than ``max_bad_fraction`` of the files are bad, when there
+    is a single class, when a class is left with fewer than 2 images (naming the classes),
+    or when identical bytes carry two labels. Identical files under one label count once.
     """
     out_dir = str(decoded_cache_dir(resize, interpolation)) if cache else None
     jobs = [(p, out_dir, resize, interpolation) for p in listing.paths]
@@ -232,6 +260,12 @@ def check_listing(
             f"be used, more than the {max_bad_fraction:.0%} allowed (e.g. {shown}): fix or "
             "remove them, or raise max_bad_fraction in the recipe"
         )
+    samples, duplicates = _unique(listing, samples)
+    if len(listing.classes) < 2:
+        raise DataError(
+            f"{listing.root} has one class ({', '.join(listing.classes) or 'none'}): a "
+            "classifier needs at least 2, one folder (or CSV label) per class"
+        )
     counts = Counter(s.label for s in samples)
     small = [
         f"{listing.classes[i]} ({counts.get(i, 0)})"
@@ -249,8 +283,9 @@ def check_listing(
         classes=listing.classes,
         samples=tuple(samples),
         bad=tuple(bad),
+        duplicates=tuple(duplicates),
         decoded_dir=out_dir,
-        digest=dataset_digest(listing.root, listing.classes, samples),
+        digest=dataset_digest(listing.classes, samples),
     )
 
 

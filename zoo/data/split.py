@@ -1,37 +1,85 @@
-"""A stratified, seeded train/validation split."""
+"""A stratified, seeded split into training, validation and (optionally) test images."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from zoo.errors import UsageError
+from zoo.errors import DataError, UsageError
 
-__all__ = ["stratified_split"]
+__all__ = ["Split", "split_dataset", "stratified_split"]
 
 
-def stratified_split(
-    labels: Sequence[int], val_fraction: float, seed: int
-) -> tuple[list[int], list[int]]:
-    """Indices (train, val): each class split on its own, so both sides keep its share.
+@dataclass(frozen=True)
+class Split:
+    """Indices into a dataset's samples. ``test`` is held out from every choice the run
+    makes (the best epoch, a strategy's decisions); it is scored once, at the end."""
 
-    Each class puts ``round(n * val_fraction)`` images in validation, at least 1 and at
-    most n - 1. The same labels, fraction and seed give the same split on any machine
-    (NumPy's PCG64 generator).
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    test: tuple[int, ...] = ()
+
+    def digest(self, sha256s: Sequence[str]) -> str:
+        """Which files went where: the same files split the same way give the same digest."""
+        h = hashlib.sha256()
+        for part, indices in (("train", self.train), ("val", self.val), ("test", self.test)):
+            h.update(part.encode())
+            for sha in sorted(sha256s[i] for i in indices):
+                h.update(sha.encode())
+        return "sha256:" + h.hexdigest()
+
+
+def split_dataset(
+    labels: Sequence[int],
+    val_fraction: float,
+    seed: int,
+    test_fraction: float = 0.0,
+    classes: Sequence[str] | None = None,
+) -> Split:
+    """Each class split on its own, so every part keeps its share of each class.
+
+    A class puts ``round(n * test_fraction)`` images in test (at least 1 when asked for),
+    then ``round(n * val_fraction)`` in validation (at least 1), and keeps at least one for
+    training. The same labels, fractions and seed give the same split on any machine
+    (NumPy's PCG64 generator); with no test set it is :func:`stratified_split`.
     """
     import numpy as np
 
     if not 0.0 < val_fraction < 1.0:
         raise UsageError(f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
+    if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
+        raise UsageError(
+            f"--test-split must be in [0, 1) and leave images for training "
+            f"(--val-split {val_fraction} + --test-split {test_fraction} must be below 1)"
+        )
     rng = np.random.default_rng(seed)
     by_class: dict[int, list[int]] = {}
     for index, label in enumerate(labels):
         by_class.setdefault(label, []).append(index)
-    train: list[int] = []
-    val: list[int] = []
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    needed = 3 if test_fraction > 0 else 2
     for label in sorted(by_class):
         members = np.array(by_class[label])
-        order = members[rng.permutation(len(members))]
-        n_val = min(max(round(len(members) * val_fraction), 1), len(members) - 1)
-        val.extend(int(i) for i in order[:n_val])
-        train.extend(int(i) for i in order[n_val:])
-    return sorted(train), sorted(val)
+        n = len(members)
+        if n < needed:
+            name = classes[label] if classes else str(label)
+            raise DataError(
+                f"class {name} has {n} image(s); a split with a test set needs at least 3 "
+                "per class (training, validation, test): add images or drop --test-split"
+            )
+        order = members[rng.permutation(n)]
+        n_test = max(round(n * test_fraction), 1) if test_fraction > 0 else 0
+        n_val = min(max(round(n * val_fraction), 1), n - n_test - 1)
+        parts["test"].extend(int(i) for i in order[:n_test])
+        parts["val"].extend(int(i) for i in order[n_test : n_test + n_val])
+        parts["train"].extend(int(i) for i in order[n_test + n_val :])
+    return Split(*(tuple(sorted(parts[k])) for k in ("train", "val", "test")))
+
+
+def stratified_split(
+    labels: Sequence[int], val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Indices (train, val) of :func:`split_dataset` without a test set."""
+    split = split_dataset(labels, val_fraction, seed)
+    return list(split.train), list(split.val)

@@ -3,22 +3,62 @@
 ``finetune(Recipe(...))`` runs a recipe end to end (data, model, strategy plan, epochs
 with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchrun for
 ``--nproc-per-node N``. Nothing here imports torch at module level.
+
+    run.py         the loop: phases -> epochs; calls the parts below
+    setup.py       recipe -> RunState (strategy, licence, data, split, model, plan)
+    state.py       RunState, FinetuneResult, Callback
+    model.py       describe, build, the strategy and its plan (validated)
+    phases.py      FeaturePhase (head on cached features), ImagePhase (images / prefix)
+    optimize.py    trainable stages, optimizer groups, LR schedule, loss/weight checks
+    batches.py     sample order per epoch and process, DataLoaders
+    features.py    feature, stage-feature and frozen-prefix caches of a run
+    caches.py      tensor cache files; the frozen-prefix substitution
+    evaluate.py    validation and test evaluation
+    checkpoint.py  save, resume, refuse a resume onto other data; finished runs
+    tracking.py    MLflow (the only part that imports the store)
+    finish.py      the registered epoch's metrics, the test score, registration
+    report.py      confusion matrix, per-class accuracy, figures
+    context.py     device, precision, processes (Dist, Runtime)
+    distributed.py torchrun launch
+    seeding.py     per-epoch seeds and RNG state
 """
 
 from __future__ import annotations
 
 from zoo.engine.recipe import Recipe, load_recipe_file
 from zoo.engine.run import FinetuneResult, finetune, run_dir
+from zoo.engine.state import Callback
 
-__all__ = ["FinetuneResult", "Recipe", "finetune", "launch", "load_recipe_file", "run_dir"]
+__all__ = [
+    "Callback",
+    "FinetuneResult",
+    "Recipe",
+    "finetune",
+    "launch",
+    "load_recipe_file",
+    "plan_only",
+    "run_dir",
+]
 
 
-def launch(recipe: Recipe, *, resume: bool = False, restart: bool = False) -> FinetuneResult:
+def plan_only(recipe: Recipe) -> dict[str, object]:
+    """The plan the recipe would train (``--dry-run``): data checked, model built, the
+    strategy's decision made on the training split; nothing trained or registered."""
+    from zoo.engine.model import plan_to_dict
+    from zoo.engine.setup import prepare
+
+    state = prepare(recipe, register=False)
+    return plan_to_dict(state.plan, state.names)
+
+
+def launch(
+    recipe: Recipe, *, resume: bool = False, restart: bool = False, again: bool = False
+) -> FinetuneResult:
     """Run the recipe: in this process, or under torchrun when ``nproc_per_node > 1``."""
     import os
 
     if recipe.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
         from zoo.engine.distributed import launch_torchrun
 
-        return launch_torchrun(recipe, resume=resume, restart=restart)
-    return finetune(recipe, resume=resume, restart=restart)
+        return launch_torchrun(recipe, resume=resume, restart=restart, again=again)
+    return finetune(recipe, resume=resume, restart=restart, again=again)

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.home import subdir
+from zoo.home import atomic_write_bytes, subdir
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -33,9 +31,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "PrefixPlan",
+    "StopForward",
     "cache_path",
     "load_tensors",
     "plan_prefix",
+    "record_calls",
     "save_tensors",
     "state_hash",
     "substituted",
@@ -63,17 +63,10 @@ def cache_path(kind: str, parts: dict[str, Any]) -> Path:
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
+    atomic_write_bytes(path, blob)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor] | None:
@@ -119,7 +112,9 @@ def _inject_module() -> nn.Module:
     return Inject()
 
 
-class _StopForward(Exception):
+class StopForward(Exception):
+    """Raised by a hook to end a forward pass early (only part of the model is needed)."""
+
     pass
 
 
@@ -139,12 +134,12 @@ class PrefixPlan:
 
         def hook(_m: Any, _inp: Any, out: Any) -> None:
             box["out"] = out
-            raise _StopForward
+            raise StopForward
 
         handle = self.last.register_forward_hook(hook)
         try:
             self.model(x)
-        except _StopForward:
+        except StopForward:
             pass
         finally:
             handle.remove()
@@ -170,7 +165,7 @@ def substituted(plan: PrefixPlan, enabled: bool = True) -> Iterator[nn.Module]:
         plan.inject.value = None  # type: ignore[assignment]
 
 
-def _record_calls(model: nn.Module, x: torch.Tensor) -> dict[int, list[tuple[int, int]]]:
+def record_calls(model: nn.Module, x: torch.Tensor) -> dict[int, list[tuple[int, int]]]:
     """id(module) -> [(pre index, post index), ...] for one forward pass."""
     import torch
 
@@ -228,7 +223,7 @@ def plan_prefix(
     was_training = model.training
     model.eval()
     try:
-        calls = _record_calls(model, example)
+        calls = record_calls(model, example)
     except Exception:
         return None
     finally:

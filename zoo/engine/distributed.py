@@ -20,14 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from zoo import errors
-from zoo.data.check import BadFile
 from zoo.engine.recipe import Recipe
 from zoo.engine.run import FinetuneResult, finetune
+from zoo.home import atomic_write_text
 
 __all__ = ["launch_torchrun", "main"]
 
 
-def launch_torchrun(recipe: Recipe, *, resume: bool, restart: bool) -> FinetuneResult:
+def launch_torchrun(
+    recipe: Recipe, *, resume: bool, restart: bool, again: bool = False
+) -> FinetuneResult:
     with tempfile.TemporaryDirectory(prefix="zoo-ddp-") as tmp:
         recipe_file = Path(tmp) / "recipe.json"
         result_file = Path(tmp) / "result.json"
@@ -47,6 +49,8 @@ def launch_torchrun(recipe: Recipe, *, resume: bool, restart: bool) -> FinetuneR
             cmd.append("--resume")
         if restart:
             cmd.append("--restart")
+        if again:
+            cmd.append("--again")
         env = dict(os.environ)
         env.setdefault(
             "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // recipe.nproc_per_node))
@@ -57,8 +61,7 @@ def launch_torchrun(recipe: Recipe, *, resume: bool, restart: bool) -> FinetuneR
             if "error" in data:
                 cls = getattr(errors, data["error"], errors.ZooError)
                 raise cls(data["message"])
-            data["skipped"] = [BadFile(**b) for b in data["skipped"]]
-            return FinetuneResult(**data)
+            return FinetuneResult.from_dict(data)
         if proc.returncode == errors.EXIT_INTERRUPTED or proc.returncode < 0:
             raise errors.Interrupted(
                 "the distributed run was interrupted; re-run the same command to resume "
@@ -78,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any]
     code = 0
     try:
-        result = finetune(recipe, resume="--resume" in args, restart="--restart" in args)
+        result = finetune(
+            recipe,
+            resume="--resume" in args,
+            restart="--restart" in args,
+            again="--again" in args,
+        )
         out = result.to_dict()
     except errors.ZooError as exc:
         out = {"error": type(exc).__name__, "message": str(exc)}
@@ -87,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {"error": "Interrupted", "message": "interrupted"}
         code = errors.EXIT_INTERRUPTED
     if rank == 0:
-        tmp = result_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, default=str), encoding="utf-8")
-        os.replace(tmp, result_file)
+        atomic_write_text(result_file, json.dumps(out, default=str))
     try:
         import torch.distributed as dist
 

@@ -43,6 +43,7 @@ class Recipe:
     label_smoothing: float = 0.1
     image_size: int | None = None  # None: the backbone's default input size
     val_split: float = 0.2
+    test_split: float = 0.0  # held out from every choice; scored once on the registered epoch
     seed: int = 0
     name: str | None = None  # registered model name (default: data folder + strategy)
     license: str | None = None
@@ -78,6 +79,11 @@ class Recipe:
             raise UsageError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if not 0.0 < self.val_split < 1.0:
             raise UsageError(f"--val-split must be between 0 and 1, got {self.val_split}")
+        if not 0.0 <= self.test_split < 1.0 or self.val_split + self.test_split >= 1.0:
+            raise UsageError(
+                f"--test-split must be in [0, 1) and, with --val-split {self.val_split}, "
+                f"leave images to train on; got {self.test_split}"
+            )
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise UsageError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
         if self.nproc_per_node < 1:

@@ -1,159 +1,157 @@
-"""Training state on disk: atomic per-epoch checkpoints, RNG, and the LR schedule.
+"""What a run knows: its recipe, data, split, model, plan, and the record of its epochs.
 
-A checkpoint holds everything the next epoch depends on: model weights, optimizer and
-scheduler state, the RNG states, the metrics so far, the best epoch and the MLflow run id.
-It is written to a temp file in the same folder and renamed over the previous one, so a
-kill at any moment leaves either the old or the new checkpoint, never half of one.
-Checkpoints contain only tensors and plain Python values and load with
-``torch.load(weights_only=True)``: no pickled code runs on resume.
+``RunState`` is the one object the loop (``run.py``) hands to its parts (checkpoint,
+features, phases, evaluation, tracking, finish); none of them imports the loop.
+``FinetuneResult`` is what the run returns (and writes as ``result.json``).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import random
-import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo.data import BadFile, ImageDataset, Preprocessing, Split
+from zoo.engine.context import Dist, Runtime
+from zoo.engine.recipe import Recipe
+from zoo.types import TrainingPlan
+
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
+    from torch import nn
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "WarmupCosine",
-    "epoch_seed",
-    "load_checkpoint",
-    "rng_state",
-    "save_checkpoint",
-    "seed_everything",
-    "set_rng_state",
-]
-
-CHECKPOINT_FORMAT = 1
+__all__ = ["Callback", "FinetuneResult", "Parent", "RunState"]
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    import torch
+@dataclass(frozen=True)
+class Parent:
+    """A registered version being fine-tuned again (``models:/NAME/N``)."""
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    reference: str  # what the lineage records as parent
+    sha256: str | None
+    license: str | None
+    preprocessing: Preprocessing
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    import torch
+class Callback:
+    """Watches a run (tests, tools): each method is called at the moment its name says.
 
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    return state
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of one global epoch: data order, augmentation and dropout depend only on
-    (seed, epoch), so a resumed epoch replays exactly what the interrupted one would have."""
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
-
-
-def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": json.dumps(random.getstate()),
-        "numpy": {
-            "kind": kind,
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    py = json.loads(state["python"])
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    npst = state["numpy"]
-    np.random.set_state(
-        (
-            npst["kind"],
-            npst["keys"].numpy().astype(np.uint32),
-            npst["pos"],
-            npst["has_gauss"],
-            npst["cached"],
-        )
-    )
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class WarmupCosine:
-    """Linear warm-up to each group's ``base_lr``, then cosine decay to 0, per step.
-
-    Sets ``group["lr"]`` itself (no closures), so its whole state is one step counter and
-    it checkpoints as plain data.
+    ``finetune(recipe, callbacks=[...])`` adds them; the engine's own parts are not
+    callbacks, so a callback sees the run exactly as the loop runs it.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):
-        self.optimizer = optimizer
-        self.total_steps = max(1, total_steps)
-        self.warmup_steps = max(0, min(warmup_steps, self.total_steps - 1))
-        self.step_count = 0
-        for group in optimizer.param_groups:
-            group.setdefault("base_lr", group["lr"])
-        self._apply()
+    def on_phase_start(self, state: RunState, phase_index: int, optimizer: Any) -> None: ...
 
-    def factor(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / (self.warmup_steps + 1)
-        span = max(1, self.total_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    def on_epoch_end(self, state: RunState, record: dict[str, Any]) -> None: ...
 
-    def _apply(self) -> None:
-        f = self.factor(self.step_count)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * f
 
-    def step(self) -> None:
-        self.step_count += 1
-        self._apply()
+@dataclass
+class RunState:
+    recipe: Recipe
+    dist: Dist
+    rt: Runtime
+    dir: Path  # the run's checkpoint folder
+    data: ImageDataset
+    split: Split
+    pre: Preprocessing
+    backbone: Any  # zoo.Backbone
+    plan: TrainingPlan
+    strategy: Any
+    strategy_plugin: dict[str, Any]
+    parent: Parent | None
+    license: str  # the derivative's licence, decided before the first epoch
+    license_inherited: bool
+    criterion: Any
+    workers: int
+    progress: Callable[[], Any]
+    register: bool = True
+    callbacks: Sequence[Callback] = ()
+    # what the run has done so far (restored on resume)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0})
+    completed: int = 0  # epochs done
+    run_id: str | None = None
+    optimizer_groups: list[list[dict[str, Any]]] = field(default_factory=list)
+    rank_records: list[dict[str, Any]] = field(default_factory=list)
+    prepared: list[Any] | None = None  # parameters a strategy's prepare_model chose
+    last_eval: tuple[list[int], list[int]] = ([], [])  # (labels, predictions) of validation
 
-    def state_dict(self) -> dict[str, int]:
+    @property
+    def model(self) -> nn.Module:
+        model: nn.Module = self.backbone.model
+        return model
+
+    @property
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        return list(self.backbone.stages())
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.backbone.stages()]
+
+    def note(self, message: str) -> None:
+        if self.dist.main:
+            import click
+
+            click.echo(f"zoo: {message}", err=True)
+
+    def fire(self, event: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
+
+
+@dataclass
+class FinetuneResult:
+    name: str
+    version: int | None
+    model_uri: str | None
+    run_id: str | None
+    metrics: dict[str, float]
+    best_epoch: int
+    epochs: int
+    resumed_from: int | None  # completed epochs found on disk, None for a fresh run
+    skipped: list[BadFile]
+    seconds: float
+    world_size: int
+    run_dir: str
+    recipe: dict[str, Any]
+    plan: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    ranks: list[dict[str, Any]] = field(default_factory=list)
+    # The optimizer's parameter groups as built for each phase: name, stage, lr, decay.
+    optimizer_groups: list[list[dict[str, Any]]] = field(default_factory=list)
+    dataset_digest: str = ""
+    chosen_by: str = "validation"  # which split chose the registered epoch
+    already_registered: bool = False  # True: the same run had finished; nothing was trained
+    backbone: Any = None  # the trained backbone (best epoch's weights); not serialised
+
+    def to_dict(self) -> dict[str, Any]:
         return {
-            "step": self.step_count,
-            "total": self.total_steps,
-            "warmup": self.warmup_steps,
+            "name": self.name,
+            "version": self.version,
+            "model_uri": self.model_uri,
+            "run_id": self.run_id,
+            "metrics": self.metrics,
+            "best_epoch": self.best_epoch,
+            "epochs": self.epochs,
+            "resumed_from": self.resumed_from,
+            "skipped": [{"path": b.path, "reason": b.reason} for b in self.skipped],
+            "seconds": round(self.seconds, 2),
+            "world_size": self.world_size,
+            "run_dir": self.run_dir,
+            "recipe": self.recipe,
+            "plan": self.plan,
+            "history": self.history,
+            "ranks": self.ranks,
+            "optimizer_groups": self.optimizer_groups,
+            "dataset_digest": self.dataset_digest,
+            "chosen_by": self.chosen_by,
+            "already_registered": self.already_registered,
         }
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.step_count = int(state["step"])
-        self._apply()
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneResult:
+        kw = dict(data)
+        kw["skipped"] = [BadFile(**b) for b in kw.get("skipped", [])]
+        known = set(cls.__dataclass_fields__) - {"backbone"}
+        return cls(**{k: v for k, v in kw.items() if k in known})

@@ -207,7 +207,8 @@ def check(*, clean: bool = False, verify: bool = False) -> CheckReport:
                 report.problems.append(f"{v.model_uri}: no {TAG.MODEL_ID} tag")
             continue
         fmt = v.tags.get(TAG.FORMAT, "pytorch")
-        missing = missing_files(mc, model_id, REQUIRED_FILES.get(fmt, ("MLmodel",)))
+        required = v.lineage.get("required_files") or REQUIRED_FILES.get(fmt, ("MLmodel",))
+        missing = missing_files(mc, model_id, required)
         if missing:
             report.problems.append(f"{v.model_uri}: missing {', '.join(missing)}")
             continue

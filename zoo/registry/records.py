@@ -26,6 +26,7 @@ class TAG:
     DERIVED_FROM = "zoo.derived_from"  # exports: models:/NAME/N of the source version
     STRATEGY = "zoo.strategy"
     STRATEGY_PLUGIN = "zoo.strategy_plugin"  # "distribution==version"
+    EXPORTER_PLUGIN = "zoo.exporter_plugin"  # exports: "distribution==version"
     DATASET_DIGEST = "zoo.dataset_digest"
     LICENSE = "zoo.license"
     LICENSE_OVERRIDE = "zoo.license_override"  # the reason, when an override was used

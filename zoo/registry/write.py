@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,10 @@ __all__ = ["REQUIRED_FILES", "register_derivative", "register_export"]
 
 LINEAGE_FILE = "lineage.json"
 CARD_FILE = "README.md"
-# Files every zoo version's artifacts hold, by format (checked before and after).
-REQUIRED_FILES = {
+# Files every zoo version's artifacts hold, by format (checked before and after). An
+# export records its own list in its lineage (``required_files``): the exporter knows it.
+REQUIRED_FILES: dict[str, tuple[str, ...]] = {
     "pytorch": ("MLmodel", "data/model.pt2", WEIGHTS_FILE, LINEAGE_FILE, CARD_FILE),
-    "onnx": ("MLmodel", "model.onnx", LINEAGE_FILE, CARD_FILE),
 }
 
 
@@ -139,10 +140,10 @@ def _ensure_registered_model(mc: Any, name: str, description: str) -> None:
             raise
 
 
-def _check_uploaded(mc: Any, model_id: str, fmt: str) -> None:
+def _check_uploaded(mc: Any, model_id: str, fmt: str, required: Sequence[str] | None) -> None:
     from zoo.registry.maintain import missing_files
 
-    missing = missing_files(mc, model_id, REQUIRED_FILES.get(fmt, ("MLmodel",)))
+    missing = missing_files(mc, model_id, required or REQUIRED_FILES.get(fmt, ("MLmodel",)))
     if missing:
         raise RuntimeError(
             f"artifact upload of logged model {model_id} is incomplete (missing "
@@ -177,6 +178,9 @@ def _version_tags(
     plugin = (record.get("strategy") or {}).get("plugin") or {}
     if plugin.get("distribution"):
         optional[TAG.STRATEGY_PLUGIN] = f"{plugin['distribution']}=={plugin.get('version')}"
+    exporter = record.get("exporter") or {}
+    if exporter.get("distribution"):
+        optional[TAG.EXPORTER_PLUGIN] = f"{exporter['distribution']}=={exporter.get('version')}"
     tags.update({k: str(v) for k, v in optional.items() if v not in (None, "")})
     return tags
 
@@ -192,7 +196,7 @@ def _finish(
     record: dict[str, Any],
     weights_sha: str | None,
 ) -> RegisteredVersion:
-    _check_uploaded(mc, model_id, fmt)
+    _check_uploaded(mc, model_id, fmt, record.get("required_files"))
     mc.finalize_logged_model(model_id, "READY")
     _ensure_registered_model(
         mc, name, f"Registered by zoo; base model `{record['base']['reference']}`."
@@ -332,6 +336,23 @@ def register_derivative(
     )
 
 
+def _exporter(fmt: str) -> tuple[Any, dict[str, Any]]:
+    """The installed exporter for ``fmt`` and ``{plugin, distribution, version}``."""
+    from zoo.errors import NotFoundError
+    from zoo.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    exporter = pm.exporters().get(fmt)
+    if exporter is None:
+        raise NotFoundError(f"no exporter for format '{fmt}' is installed; see `zoo plugins`")
+    info = pm.owner_info("exporter", fmt)
+    return exporter, {
+        "plugin": info.name if info else None,
+        "distribution": info.distribution if info else None,
+        "version": info.version if info else None,
+    }
+
+
 def _write_extras(
     staging: Path,
     name: str,
@@ -368,15 +389,16 @@ def register_export(
     """Register an exported file of ``source`` as a version of ``NAME.FMT``.
 
     The export inherits the source's licence and names it in ``zoo.derived_from``;
-    ``files`` (parity report, benchmark) travel with it. ONNX is logged with
-    ``mlflow.onnx.log_model`` so plain MLflow loads it.
+    ``files`` (parity report, benchmark) travel with it. The format's exporter (a plugin)
+    logs the file with its own MLflow flavour when it has ``log_model`` (ONNX does, so
+    plain MLflow loads it); otherwise the file is stored as it is. The lineage names the
+    exporter's plugin and version, so the version stays readable without it.
     """
-    import mlflow
-
     name = f"{source.name}.{fmt}"
     parent_info = resolve_parent(
         source.model_uri, parent_sha256=None, parent_license=None, get_version=get_version
     )
+    exporter, plugin = _exporter(fmt)
     mc, run_id, created = _start_run(run_id, f"export {source.model_uri} to {fmt}", experiment)
     mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"pending {name}")
     if created and metrics:
@@ -401,28 +423,20 @@ def register_export(
         fmt=fmt,
     )
     record["derived_from"] = source.model_uri
+    record["exporter"] = {"name": fmt, **plugin}
     with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
         staging = Path(tmp)
         _write_extras(staging, name, record, files)
-        if fmt == "onnx":
-            import onnx
-
+        model_id = _new_logged_model(mc, run_id, name)
+        log_model = getattr(exporter, "log_model", None)
+        if log_model is not None:
             example = _batch_example(input_example).numpy() if input_example is not None else None
-            model_id = _new_logged_model(mc, run_id, name)
-            mlflow.onnx.log_model(
-                onnx.load(str(path)),
-                name="model",
-                input_example=example,
-                run_id=run_id,
-                model_id=model_id,
-                pip_requirements=["onnx", "onnxruntime"],
-                save_as_external_data=False,
-            )
+            logged = log_model(Path(path), input_example=example, run_id=run_id, model_id=model_id)
         else:
-            raise UsageError(
-                f"zoo registers exports in the formats onnx; '{fmt}' needs its exporter to "
-                "log the files itself"
-            )
+            shutil.copyfile(path, staging / Path(path).name)
+            logged = (Path(path).name,)
+        record["required_files"] = [*logged, LINEAGE_FILE, CARD_FILE]
+        (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), "utf-8")
         mc.log_model_artifacts(model_id, str(staging))
     return _finish(
         mc,

@@ -1,0 +1,100 @@
+"""`zoo rank`: rank backbones by how well their features fit a dataset (one pass each)."""
+
+from __future__ import annotations
+
+import click
+
+from zoo.cli.output import console, emit_json, note
+
+
+@click.command("rank")
+@click.argument("data", type=click.Path())
+@click.argument("refs", nargs=-1, required=True)
+@click.option(
+    "--metric",
+    default="logme",
+    show_default=True,
+    help="Transferability metric (a plugin): logme, hscore, nce, leep.",
+)
+@click.option(
+    "--layers",
+    default="final",
+    show_default=True,
+    help="final (the head's input), mid (the middle stage's output), or final,mid.",
+)
+@click.option(
+    "--max-images",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Score on at most N images (the same share of each class, chosen by content).",
+)
+@click.option("--image-size", type=int, default=None, metavar="PX", help="Square input size.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result (docs/json.md).")
+def rank_cmd(
+    data: str,
+    refs: tuple[str, ...],
+    metric: str,
+    layers: str,
+    max_images: int | None,
+    image_size: int | None,
+    as_json: bool,
+) -> None:
+    """Rank backbones REFS by how well they transfer to the labelled images in DATA.
+
+    One forward pass per backbone through the same feature cache a linear probe uses
+    (a later `zoo finetune --strategy linear-probe` on the same images reuses it), then
+    a transferability score: LogME (default), H-score, NCE or LEEP. Higher is better;
+    scores compare backbones on the same data and metric, not across datasets.
+
+    \b
+      zoo rank ./pets timm:resnet50.a1_in1k torchvision:efficientnet_b0
+      zoo rank ./digits effnet-lite:lite0 effnet-lite:lite1 --layers final,mid
+    """
+    from zoo.rank import rank
+
+    if max_images is not None and max_images < 2:
+        raise click.UsageError("--max-images must be at least 2")
+    chosen = [part.strip() for part in layers.split(",") if part.strip()]
+    rows = rank(
+        data,
+        list(refs),
+        metric=metric,
+        layers=chosen,
+        max_images=max_images,
+        image_size=image_size,
+        on_row=None if as_json else lambda r: note(f"{r.reference} ({r.layer}): {r.score:.4f}"),
+    )
+    if as_json:
+        emit_json("rank_result", metric=metric, rows=[r.to_dict() for r in rows])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("#", "reference", "layer", metric, "dim", "images", "seconds"):
+        table.add_column(
+            column,
+            justify="right" if column in {"#", metric, "dim", "images", "seconds"} else "left",
+        )
+    has_top1 = any(r.imagenet_top1 is not None for r in rows)
+    if has_top1:
+        table.add_column("ImageNet top-1", justify="right")
+    for i, r in enumerate(rows, start=1):
+        cells = [
+            str(i),
+            r.reference,
+            r.layer,
+            f"{r.score:.4f}",
+            str(r.feature_dim),
+            str(r.images),
+            f"{r.seconds:.1f}",
+        ]
+        if has_top1:
+            cells.append("" if r.imagenet_top1 is None else f"{r.imagenet_top1:.1f}")
+        table.add_row(*cells)
+    console().print(table)
+    if "mid" in chosen:
+        note("mid = the output of each backbone's middle stage (named in the layer column)")
+
+
+COMMANDS = [rank_cmd]

@@ -1,0 +1,95 @@
+"""Batches of one epoch: which samples, in which order, on which process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from zoo.data import ImageSamples
+from zoo.engine.context import Dist
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from zoo.engine.state import RunState
+
+__all__ = ["every_sample_once", "example", "image_batches", "order", "tensor_batches"]
+
+
+def order(n: int, seed: int, dist: Dist, shuffle: bool) -> list[int]:
+    """This process's share of positions 0..n-1 for one epoch.
+
+    Training (shuffled) pads the order so every process takes the same number of steps;
+    evaluation takes every position once (the sums are reduced across processes).
+    """
+    import torch
+
+    if not shuffle:
+        positions = list(range(n))
+        return positions[dist.rank :: dist.world] if dist.world > 1 else positions
+    g = torch.Generator().manual_seed(seed)
+    positions = torch.randperm(n, generator=g).tolist()
+    if dist.world > 1:
+        per = -(-n // dist.world)
+        positions = (positions * dist.world)[: per * dist.world]
+        return positions[dist.rank :: dist.world]
+    return positions
+
+
+def image_batches(
+    state: RunState,
+    indices: Sequence[int],
+    *,
+    train: bool,
+    batch_size: int,
+    seed: int,
+    dist: Dist | None = None,
+    shuffle: bool | None = None,
+) -> Any:
+    """A DataLoader of ``(uint8 crops, labels, dataset indices)`` over ``indices``."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    dist = state.dist if dist is None else dist
+    samples = ImageSamples(state.data, indices, state.pre, train=train)
+    sampler = order(len(samples), seed, dist, shuffle=train if shuffle is None else shuffle)
+    return DataLoader(
+        samples,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=state.workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=False,
+        drop_last=False,
+    )
+
+
+def every_sample_once(state: RunState) -> Any:
+    """Every image once, in the dataset's order, unaugmented, on this process alone: the
+    pass that fills the feature and frozen-prefix caches (one row per sample)."""
+    return image_batches(
+        state,
+        range(len(state.data.samples)),
+        train=False,
+        batch_size=state.recipe.batch_size,
+        seed=0,
+        dist=Dist(),
+        shuffle=False,
+    )
+
+
+def tensor_batches(
+    n: int, batch_size: int, seed: int, dist: Dist, shuffle: bool
+) -> Iterator[list[int]]:
+    positions = order(n, seed, dist, shuffle)
+    for start in range(0, len(positions), batch_size):
+        yield positions[start : start + batch_size]
+
+
+def example(state: RunState) -> torch.Tensor:
+    """Two validation images, preprocessed and on the run's device (for tracing)."""
+    import torch
+
+    samples = ImageSamples(state.data, state.split.val[:2], state.pre, train=False)
+    x = torch.stack([samples[i][0] for i in range(len(samples))])
+    return state.rt.prepare(state.pre.normalize(x))

@@ -1,0 +1,221 @@
+"""The run's caches: pooled features for the head, a stage's pooled output, and the frozen
+prefix's output, each computed once over every sample and stored under the zoo home.
+
+Rows follow the dataset's sample order, which follows the files (sha256), and every key
+holds the dataset digest, so the same files give the same rows however they were listed.
+Under DDP rank 0 fills a cache and the other ranks read it (see :func:`_shared`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.engine.batches import every_sample_once, example
+from zoo.engine.caches import (
+    PrefixPlan,
+    StopForward,
+    cache_path,
+    load_tensors,
+    plan_prefix,
+    record_calls,
+    save_tensors,
+    state_hash,
+    verify_prefix,
+)
+from zoo.engine.model import find_classifier
+from zoo.errors import UsageError
+from zoo.types import Phase
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+    from zoo.engine.state import RunState
+
+__all__ = ["CACHE_FORMAT", "classifier", "frozen_prefix", "head_features", "stage_features"]
+
+CACHE_FORMAT = 2  # 2: rows in the files' order (sha256); 1 followed the listing
+
+
+def _key(state: RunState, modules: list[nn.Module], **extra: Any) -> dict[str, Any]:
+    return {
+        "weights": state_hash(modules),
+        "data": state.data.digest,
+        "preprocessing": state.pre.to_dict(),
+        "bf16": state.rt.bf16,
+        "format": CACHE_FORMAT,
+        **extra,
+    }
+
+
+def _shared(state: RunState, path: Path) -> dict[str, Any] | None:
+    """Read a tensor cache the DDP way: rank 0 looks first; the other ranks wait at a
+    barrier until rank 0 has found it (and releases them) or written it."""
+    main = state.dist.main
+    cached = load_tensors(path) if main else None
+    if cached is None and not main:
+        state.dist.barrier()
+        cached = load_tensors(path)
+    if cached is not None and main:
+        state.dist.barrier()
+    return cached
+
+
+def _store(state: RunState, path: Path, tensors: dict[str, Any], key: dict[str, Any]) -> None:
+    if state.dist.main:
+        save_tensors(path, tensors, {"key": json.dumps(key)})
+    state.dist.barrier()
+
+
+def _capture(state: RunState, module: nn.Module, label: str, *, inputs: bool) -> torch.Tensor:
+    """One pass over every sample; each row is ``module``'s input (or output), flattened
+    (inputs) or averaged over space/tokens (outputs). The forward stops right there."""
+    import torch
+
+    box: list[torch.Tensor] = []
+
+    def pooled(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().float()
+        if not inputs and t.dim() == 4:
+            t = t.mean(dim=(2, 3))
+        elif not inputs and t.dim() == 3:
+            t = t.mean(dim=1)
+        return t.cpu().flatten(1)
+
+    def pre_hook(_m: Any, args: Any) -> None:
+        box.append(pooled(args[0]))
+        raise StopForward
+
+    def post_hook(_m: Any, _args: Any, out: Any) -> None:
+        box.append(pooled(out[0] if isinstance(out, (tuple, list)) else out))
+        raise StopForward
+
+    model = state.model
+    was_training = model.training
+    model.eval()
+    if inputs:
+        handle = module.register_forward_pre_hook(pre_hook)
+    else:
+        handle = module.register_forward_hook(post_hook)
+    progress = state.progress()
+    progress.start(label, len(state.data.samples))
+    autocast = state.rt.autocast()
+    try:
+        with torch.no_grad(), autocast():
+            for x, _y, _i in every_sample_once(state):
+                with contextlib.suppress(StopForward):
+                    model(state.rt.prepare(state.pre.normalize(x)))
+                progress.advance(len(x))
+    finally:
+        handle.remove()
+        progress.finish()
+        model.train(was_training)
+    return torch.cat(box)
+
+
+def classifier(state: RunState) -> nn.Module:
+    return find_classifier(state.model, state.backbone.head, example(state))
+
+
+def head_features(state: RunState) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (the classifier's input) and labels of every sample."""
+    import torch
+
+    head = classifier(state)
+    frozen = [c for _, c in state.stages[:-1]]
+    path = cache_path("features", _key(state, frozen))
+    cached = _shared(state, path)
+    if cached is not None:
+        return cached["features"], cached["labels"]
+    features = _capture(state, head, "extracting features", inputs=True)
+    labels = torch.tensor(state.data.labels, dtype=torch.long)
+    _store(state, path, {"features": features, "labels": labels}, _key(state, frozen))
+    return features, labels
+
+
+def _stage_output(state: RunState, index: int) -> nn.Module:
+    """The module whose output is the stage's output: the stage itself when the model
+    calls it, else the stage's module that finishes last in a forward pass (stages are
+    often groups of modules the model calls one by one)."""
+    container = state.stages[index][1]
+    model = state.model
+    was_training = model.training
+    model.eval()
+    try:
+        calls = record_calls(model, example(state))
+    finally:
+        model.train(was_training)
+    if id(container) in calls:
+        return container
+    called = [m for m in container.modules() if id(m) in calls]
+    if not called:
+        raise UsageError(f"stage {state.names[index]} does not run in this model's forward pass")
+    return max(called, key=lambda m: calls[id(m)][-1][1])
+
+
+def stage_features(state: RunState, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The named stage's output, averaged over space or tokens, for every sample."""
+    import torch
+
+    names = state.names
+    index = names.index(stage)
+    below = [c for _, c in state.stages[: index + 1]]
+    key = _key(state, below, stage=stage)
+    path = cache_path("stage-features", key)
+    cached = _shared(state, path)
+    if cached is not None:
+        return cached["features"], cached["labels"]
+    features = _capture(
+        state, _stage_output(state, index), f"extracting {stage} features", inputs=False
+    )
+    labels = torch.tensor(state.data.labels, dtype=torch.long)
+    _store(state, path, {"features": features, "labels": labels}, key)
+    return features, labels
+
+
+def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tensor] | None:
+    """The frozen prefix's output for every sample, when this phase can train on it: no
+    augmentation, one trainable set for the whole phase, nothing re-initialised."""
+    import torch
+
+    if phase.augment or len(phase.trainable) != 1 or not state.recipe.cache_frozen:
+        return None
+    if state.prepared is not None:
+        return None  # a strategy chose its own parameters: the stage boundary may not hold
+    first = min(phase.trainable[0])
+    if first == 0 or phase.reinit:
+        return None
+    x = example(state)
+    plan = plan_prefix(state.model, state.stages, first, x)
+    if plan is None or not verify_prefix(plan, x, state.rt.autocast()):
+        state.note(
+            "the frozen stages cannot be cached for this backbone; training the whole forward pass"
+        )
+        return None
+    key = _key(
+        state,
+        [c for _, c in state.stages[:first]],
+        first_trainable=state.names[first],
+        channels_last=state.rt.channels_last,
+    )
+    path = cache_path("prefix", key)
+    cached = _shared(state, path)
+    if cached is not None:
+        return plan, cached["activations"]
+    model = state.model
+    model.eval()
+    progress = state.progress()
+    progress.start(f"caching the frozen stages below {state.names[first]}", len(state.data.samples))
+    outs = []
+    autocast = state.rt.autocast()
+    with torch.no_grad(), autocast():
+        for x_u8, _y, _i in every_sample_once(state):
+            outs.append(plan.capture(state.rt.prepare(state.pre.normalize(x_u8))).detach().cpu())
+            progress.advance(len(x_u8))
+    progress.finish()
+    activations = torch.cat(outs).contiguous()
+    _store(state, path, {"activations": activations}, key)
+    return plan, activations

@@ -1,0 +1,197 @@
+"""The end of a run: the registered epoch's weights and metrics, the held-out test score,
+figures, and registration with the lineage.
+
+Every registered metric comes from the registered (best) epoch; the last epoch's figures
+are kept as ``last_*``. The test split, when there is one, is scored here once, on the
+registered weights: nothing before this point has seen it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from zoo.engine import checkpoint, evaluate, report
+from zoo.engine.batches import example
+from zoo.engine.model import plan_to_dict
+from zoo.engine.state import FinetuneResult
+from zoo.engine.tracking import EXPERIMENT
+from zoo.errors import TrainingError
+from zoo.home import atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.engine.state import RunState
+    from zoo.engine.tracking import NoTracking
+
+__all__ = ["finish", "registered_metrics"]
+
+_NOT_IN_LINEAGE = {"ref", "data", "name", "license", "license_override", "device", "workers"}
+
+
+def registered_metrics(state: RunState, seconds: float) -> dict[str, float]:
+    """Metrics of the registered epoch (and ``last_*`` of the last one)."""
+    best_epoch = int(state.best["epoch"])
+    chosen = next(r for r in state.history if int(r["epoch"]) == best_epoch)
+    last = state.history[-1]
+    labels, predicted = state.best["eval"]
+    n = len(state.data.classes)
+    matrix = report.confusion(labels, predicted, n)
+    metrics: dict[str, float] = {
+        "val_accuracy": sum(matrix[i][i] for i in range(n)) / max(1, len(labels)),
+        "val_loss": float(chosen["val_loss"]),
+        "train_accuracy": float(chosen["train_accuracy"]),
+        "train_loss": float(chosen["train_loss"]),
+        "best_epoch": float(best_epoch),
+        "epochs": float(state.plan.epochs),
+        "train_seconds": seconds,
+        "num_train": float(len(state.split.train)),
+        "num_val": float(len(state.split.val)),
+    }
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        metrics[f"last_{key}"] = float(last[key])
+    for cls, acc in report.per_class_accuracy(matrix, state.data.classes).items():
+        metrics[f"val_accuracy.{report.metric_key(cls)}"] = acc
+    return metrics
+
+
+def _check_finite(model: Any) -> None:
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise TrainingError(
+                f"the registered epoch's weights are not finite ({name}); nothing was "
+                "registered. Lower the learning rate or check the data"
+            )
+
+
+def _parent_pin(state: RunState) -> tuple[str, str | None, str | None]:
+    if state.parent is not None:
+        return state.parent.reference, None, state.parent.license
+    info = state.backbone.info
+    if state.recipe.random_init:
+        return info.reference, None, info.license
+    return info.reference, getattr(state.backbone, "weights_sha256", None), info.license
+
+
+def _result(
+    state: RunState, metrics: dict[str, float], seconds: float, resumed: int | None, **kw: Any
+) -> FinetuneResult:
+    return FinetuneResult(
+        name=kw.pop("name", state.recipe.model_name()),
+        version=kw.pop("version", None),
+        model_uri=kw.pop("model_uri", None),
+        run_id=kw.pop("run_id", None),
+        metrics=metrics,
+        best_epoch=int(state.best["epoch"]),
+        epochs=state.plan.epochs,
+        resumed_from=resumed,
+        skipped=list(state.data.bad),
+        seconds=seconds,
+        world_size=state.dist.world,
+        run_dir=str(state.dir),
+        recipe=state.recipe.to_dict(),
+        plan=plan_to_dict(state.plan, state.names),
+        history=state.history,
+        ranks=state.rank_records,
+        optimizer_groups=state.optimizer_groups,
+        dataset_digest=state.data.digest,
+        **kw,
+    )
+
+
+def finish(
+    state: RunState, tracking: NoTracking, seconds: float, resumed: int | None
+) -> FinetuneResult:
+    import torch
+
+    final = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
+    best = checkpoint.load_best(state)
+    if best is not None:
+        state.model.load_state_dict(best)
+    if not state.history:
+        raise TrainingError("the run completed no epoch; nothing was registered")
+    test = evaluate.on_images(state, state.split.test) if state.split.test else None
+    if not state.dist.main:
+        state.dist.barrier()
+        return _result(state, {}, seconds, resumed)
+    metrics = registered_metrics(state, seconds)
+    if test is not None:
+        metrics.update(test.metrics("test"))
+        metrics["num_test"] = float(len(state.split.test))
+    finalize = getattr(state.strategy, "finalize_model", None)
+    model = finalize(state.model) if callable(finalize) else state.model
+    _check_finite(model)
+    labels, predicted = state.best["eval"]
+    matrix = report.confusion(labels, predicted, len(state.data.classes))
+    figures = state.dir / "figures"
+    figures.mkdir(exist_ok=True)
+    cm_png = report.plot_confusion(matrix, state.data.classes, figures / "confusion_matrix.png")
+    curves_png = report.plot_curves(state.history, figures / "training_curves.png")
+    if not state.register:
+        checkpoint.write_done(state, _result(state, metrics, seconds, resumed), final)
+        state.dist.barrier()
+        return _result(state, metrics, seconds, resumed, backbone=state.backbone)
+    matrix_json = state.dir / "confusion_matrix.json"
+    atomic_write_text(
+        matrix_json, json.dumps({"classes": list(state.data.classes), "matrix": matrix})
+    )
+    tracking.log_final(metrics, [(cm_png, "figures"), (curves_png, "figures"), (matrix_json, None)])
+    from zoo.registry import register_derivative
+
+    input_example = example(state).detach().cpu().float().contiguous()
+    model.to("cpu").to(memory_format=torch.contiguous_format)
+    parent_ref, parent_sha, parent_license = _parent_pin(state)
+    settings = dict(state.plan.settings)
+    settings["plan"] = plan_to_dict(state.plan, state.names)
+    settings["recipe"] = {
+        k: v for k, v in state.recipe.to_dict().items() if k not in _NOT_IN_LINEAGE
+    }
+    dataset = state.data.record()
+    dataset["split"] = {
+        "val_split": state.recipe.val_split,
+        "test_split": state.recipe.test_split,
+        "seed": state.recipe.seed,
+        "train": len(state.split.train),
+        "val": len(state.split.val),
+        "test": len(state.split.test),
+        "digest": state.split.digest([s.sha256 for s in state.data.samples]),
+        "chosen_by": "validation",
+    }
+    version = register_derivative(
+        model,
+        name=state.recipe.model_name(),
+        parent=parent_ref,
+        parent_sha256=parent_sha,
+        parent_license=parent_license,
+        license=state.recipe.license,
+        license_override=state.recipe.license_override,
+        strategy=state.recipe.strategy,
+        strategy_settings=settings,
+        strategy_plugin=state.strategy_plugin,
+        dataset=dataset,
+        metrics=metrics,
+        input_example=input_example,
+        preprocessing=state.pre.to_dict(),
+        class_names=list(state.data.classes),
+        artifacts={
+            "figures/confusion_matrix.png": cm_png,
+            "figures/training_curves.png": curves_png,
+        },
+        run_id=state.run_id,
+        experiment=EXPERIMENT,
+    )
+    tracking.end("FINISHED")
+    result = _result(
+        state,
+        metrics,
+        seconds,
+        resumed,
+        name=version.name,
+        version=version.version,
+        model_uri=version.model_uri,
+        run_id=state.run_id,
+    )
+    checkpoint.write_done(state, result, final)
+    state.dist.barrier()
+    return result

@@ -1,0 +1,230 @@
+"""The model a run trains: the parent described, the backbone built with a new head, the
+strategy found and its plan validated, the classifier located for the feature cache."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from zoo.data import Preprocessing
+from zoo.engine.recipe import Recipe
+from zoo.engine.state import Parent
+from zoo.errors import UsageError
+from zoo.types import StrategySettings, TrainingPlan, TrainingSummary
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+__all__ = [
+    "build",
+    "describe",
+    "find_classifier",
+    "init_head",
+    "make_plan",
+    "plan_to_dict",
+    "strategy",
+    "validate_plan",
+]
+
+
+def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
+    """(BackboneInfo or RegisteredVersion, parent) before the model is built."""
+    from zoo.refs import parse_ref
+
+    ref = parse_ref(recipe.ref)
+    if ref.scheme == "models":
+        from zoo.registry import get_version
+
+        version = get_version(recipe.ref)
+        pre = version.preprocessing
+        if not pre:
+            raise UsageError(f"{version.model_uri} records no preprocessing; cannot fine-tune it")
+        base = Preprocessing.from_dict(dict(pre))
+        if recipe.image_size:
+            size = (base.input_size[0], recipe.image_size, recipe.image_size)
+            base = Preprocessing(size, base.mean, base.std, base.interpolation, base.crop_pct)
+        return version, Parent(version.model_uri, None, version.license, base)
+    from zoo.catalog import describe as describe_ref
+
+    return describe_ref(recipe.ref), None
+
+
+def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
+    """The backbone with a new head of ``num_classes`` outputs, started near zero."""
+    from zoo.catalog import provider_for
+    from zoo.refs import parse_ref
+
+    ref = parse_ref(recipe.ref)
+    if ref.scheme != "models":
+        backbone: Any = provider_for(ref).build(
+            ref, num_classes=num_classes, pretrained=not recipe.random_init
+        )
+        init_head(backbone)
+        return backbone
+    # Fine-tuning a registered version: its base architecture with the new head, then
+    # every tensor of the version that fits (all but a head of another width).
+    from zoo.registry import load_model
+
+    base_ref = parse_ref(described.base)
+    backbone = provider_for(base_ref).build(base_ref, num_classes=num_classes, pretrained=False)
+    parent_model, _ = load_model(recipe.ref)
+    own = backbone.model.state_dict()
+    fitting = {
+        k: v for k, v in parent_model.state_dict().items() if k in own and own[k].shape == v.shape
+    }
+    if any(k not in fitting for k in own):
+        init_head(backbone)  # the parent's head has another width: a new one
+    backbone.model.load_state_dict(fitting, strict=False)
+    return backbone
+
+
+def init_head(backbone: Any) -> None:
+    """Start a new head near zero (weights N(0, 0.01), bias 0), as linear probes do.
+
+    Providers initialise heads for training from scratch (timm's EfficientNet head is
+    uniform in +-0.35): on pretrained features that gives large random logits that the
+    first epochs must undo, and measurably hurts short runs.
+    """
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        for module in backbone.stages()[-1][1].modules():
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, 0.01)
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def strategy(name: str) -> tuple[Any, dict[str, Any]]:
+    """The strategy object and the plugin that provides it (for the lineage)."""
+    from zoo.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    strategies = pm.strategies()
+    if name not in strategies:
+        known = ", ".join(sorted(strategies)) or "none installed"
+        raise UsageError(f"no strategy '{name}' (known: {known}); see `zoo strategies`")
+    owner = pm.owner("strategy", name)
+    plugin = pm.plugins.get(owner) if owner else None
+    return strategies[name], {
+        "plugin": owner,
+        "distribution": plugin.distribution if plugin else None,
+        "version": plugin.version if plugin else None,
+    }
+
+
+def _takes_summary(plan: Any) -> bool:
+    try:
+        params = inspect.signature(plan).parameters
+    except (TypeError, ValueError):
+        return False
+    return "summary" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def make_plan(
+    strategy_obj: Any, recipe: Recipe, names: Sequence[str], summary: TrainingSummary
+) -> TrainingPlan:
+    """The strategy's plan (given the training summary where it asks for one), validated."""
+    settings = StrategySettings(
+        unfreeze=recipe.unfreeze,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        options=dict(recipe.strategy_settings),
+    )
+    if _takes_summary(strategy_obj.plan):
+        plan = strategy_obj.plan(names, settings, summary=summary)
+    else:
+        plan = strategy_obj.plan(names, settings)
+    validate_plan(plan, names, recipe.strategy)
+    return plan
+
+
+def validate_plan(plan: Any, names: Sequence[str], strategy_name: str) -> None:
+    """Refuse a plan the engine cannot run as written, naming the phase and the field."""
+
+    def bad(where: str, what: str) -> UsageError:
+        return UsageError(f"strategy '{strategy_name}' made an invalid plan: {where}: {what}")
+
+    if not isinstance(plan, TrainingPlan) or not plan.phases:
+        raise bad("plan", "plan() must return a TrainingPlan with at least one phase")
+    head = len(names) - 1
+    for phase in plan.phases:
+        where = f"phase '{phase.name}'"
+        if phase.epochs < 1:
+            raise bad(where, f"epochs must be at least 1, got {phase.epochs}")
+        if not (isinstance(phase.lr, (int, float)) and math.isfinite(phase.lr) and phase.lr > 0):
+            raise bad(where, f"lr must be a positive number, got {phase.lr!r}")
+        if not phase.trainable or any(not epoch for epoch in phase.trainable):
+            raise bad(where, "trainable must list at least one stage for every epoch")
+        used = {i for epoch in phase.trainable for i in epoch} | set(phase.reinit)
+        used |= set(phase.lr_scale)
+        outside = sorted(i for i in used if not 0 <= i <= head)
+        if outside:
+            raise bad(where, f"stage index {outside[0]} is outside 0..{head}")
+        if phase.head_on_features:
+            others = sorted({i for epoch in phase.trainable for i in epoch} - {head})
+            if others:
+                raise bad(
+                    where,
+                    f"head_on_features trains only the head, but trainable also names "
+                    f"{names[others[0]]}",
+                )
+            if phase.augment:
+                raise bad(
+                    where, "head_on_features trains on cached features: augment must be False"
+                )
+            if phase.reinit:
+                raise bad(where, "head_on_features trains on cached features: reinit must be empty")
+
+
+def plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
+    return {
+        "strategy": plan.strategy,
+        "settings": dict(plan.settings),
+        "phases": [
+            {
+                "name": p.name,
+                "epochs": p.epochs,
+                "lr": p.lr,
+                "trainable": [[names[i] for i in ep] for ep in p.trainable],
+                "lr_scale": {names[i]: s for i, s in p.lr_scale.items()},
+                "reinit": [names[i] for i in p.reinit],
+                "head_on_features": p.head_on_features,
+                "augment": p.augment,
+            }
+            for p in plan.phases
+        ],
+    }
+
+
+def find_classifier(model: nn.Module, head: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The module of the head stage whose output is the model's output (the classifier);
+    its input is what a linear probe trains on."""
+    import torch
+
+    candidates = [m for m in head.modules() if m is not head and any(True for _ in m.parameters())]
+    outputs: dict[int, Any] = {}
+    handles = [
+        m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), out))
+        for m in candidates
+    ]
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics may move while looking
+    try:
+        with torch.no_grad():
+            final = model(example)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    for module in candidates:  # modules() is outermost first
+        if outputs.get(id(module)) is final:
+            return module
+    raise UsageError(
+        "this backbone's head does not produce the model's output directly, so its "
+        "features cannot be cached: use --strategy partial --unfreeze 0 instead"
+    )

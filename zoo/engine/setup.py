@@ -1,0 +1,150 @@
+"""From a recipe to a :class:`RunState`: strategy, licence, data, split, model, plan.
+
+The order is chosen so that every refusal comes before any expensive work: an unknown
+strategy or an incompatible licence before the data is read, bad data before the model
+is built, an invalid plan before the first epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from zoo.data import Preprocessing, load_dataset, split_dataset
+from zoo.engine import model as build
+from zoo.engine.context import Dist, resolve_runtime
+from zoo.engine.features import head_features, stage_features
+from zoo.engine.recipe import Recipe
+from zoo.engine.seeding import seed_everything
+from zoo.engine.state import Callback, RunState
+from zoo.home import subdir
+from zoo.licenses import decide_license
+from zoo.types import TrainingPlan, TrainingSummary
+
+__all__ = ["prepare", "run_dir"]
+
+
+def run_dir(recipe: Recipe) -> Any:
+    return subdir("runs", recipe.key())
+
+
+def _default_workers(dist: Dist) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(8, (cores or 1) // max(1, dist.world)))
+
+
+def _progress() -> Any:
+    from zoo.progress import make_progress
+
+    return make_progress()
+
+
+def _summary(state: RunState) -> TrainingSummary:
+    """The training split, as a strategy may see it when it plans (never val or test)."""
+    rows = list(state.split.train)
+
+    def features(stage: str | None = None) -> tuple[Any, Any]:
+        x, y = head_features(state) if stage is None else stage_features(state, stage)
+        return x[rows], y[rows]
+
+    counts = {name: 0 for name in state.data.classes}
+    for i in rows:
+        counts[state.data.classes[state.data.samples[i].label]] += 1
+    return TrainingSummary(
+        classes=tuple(state.data.classes),
+        class_counts=counts,
+        num_train=len(rows),
+        input_size=tuple(state.pre.input_size),  # type: ignore[arg-type]
+        features=features,
+    )
+
+
+def prepare(
+    recipe: Recipe,
+    *,
+    register: bool,
+    callbacks: Sequence[Callback] = (),
+    progress: Callable[[], Any] = _progress,
+) -> RunState:
+    import torch
+
+    if recipe.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    strategy, plugin = build.strategy(recipe.strategy)  # fail fast on a typo
+    dist = Dist.from_env()
+    gpu = recipe.device.startswith(("auto", "cuda")) and torch.cuda.is_available()
+    dist.init("cuda" if gpu else "cpu")
+    described, parent = build.describe(recipe)
+    if parent is None:
+        pre = Preprocessing.from_info(described, recipe.image_size)
+        parent_license = described.license
+    else:
+        pre, parent_license = parent.preprocessing, parent.license
+    license_id, inherited = decide_license(parent_license, recipe.license, recipe.license_override)
+    workers = recipe.workers if recipe.workers is not None else _default_workers(dist)
+    # The main process checks (and decodes) the data first; the others then find every
+    # decoded image in the cache.
+    if not dist.main:
+        dist.barrier()
+    data = load_dataset(
+        recipe.data,
+        resize=pre.resize,
+        interpolation=pre.interpolation,
+        workers=max(1, workers),
+        max_bad_fraction=recipe.max_bad_fraction,
+        progress=progress() if dist.main else None,
+    )
+    if dist.main:
+        dist.barrier()
+    split = split_dataset(
+        data.labels, recipe.val_split, recipe.seed, recipe.test_split, data.classes
+    )
+    seed_everything(recipe.seed)
+    backbone = build.build(recipe, described, len(data.classes))
+    rt = resolve_runtime(
+        recipe.device,
+        recipe.precision,
+        recipe.channels_last,
+        backbone.model,
+        dist,
+        recipe.deterministic,
+    )
+    backbone.model.to(rt.device)
+    if rt.channels_last:
+        backbone.model.to(memory_format=torch.channels_last)
+    state = RunState(
+        recipe=recipe,
+        dist=dist,
+        rt=rt,
+        dir=run_dir(recipe),
+        data=data,
+        split=split,
+        pre=pre,
+        backbone=backbone,
+        plan=TrainingPlan(recipe.strategy, ()),
+        strategy=strategy,
+        strategy_plugin=plugin,
+        parent=parent,
+        license=license_id,
+        license_inherited=inherited,
+        criterion=torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+        workers=workers,
+        progress=progress,
+        register=register,
+        callbacks=tuple(callbacks),
+    )
+    for bad in data.bad:
+        state.note(f"skipped {bad.path}: {bad.reason}")
+    if data.duplicates:
+        state.note(
+            f"{len(data.duplicates)} duplicate file(s) left out (identical bytes, one of each "
+            f"kept; e.g. {data.duplicates[0].path} = {data.duplicates[0].same_as})"
+        )
+    state.plan = build.make_plan(strategy, recipe, state.names, _summary(state))
+    decision = state.plan.settings.get("decision")
+    if decision:  # a strategy that chooses (auto) says what it chose and why
+        state.note(f"{recipe.strategy} chose {decision}: {state.plan.settings.get('reason', '')}")
+        evidence = state.plan.settings.get("evidence") or {}
+        state.note("evidence: " + ", ".join(f"{k} {v}" for k, v in evidence.items()))
+    return state

@@ -1,0 +1,165 @@
+"""``zoo rank``: which backbone transfers best to a dataset, from one forward pass each.
+
+For every reference the engine's own feature cache gives the pooled features of every
+image (the head's input: what a linear probe trains on, so a later probe on the same
+images reuses them), and optionally the output of the backbone's middle stage; a
+transferability metric (a plugin: ``register_metrics``) scores them. Metrics that need
+the source model's classifier (LEEP, NCE) get its probabilities by applying the
+backbone's original head to the same cached features: no second forward pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import UsageError
+
+__all__ = ["RankRow", "middle_stage", "rank", "subset_manifest"]
+
+LAYERS = ("final", "mid")
+
+
+@dataclass(frozen=True)
+class RankRow:
+    reference: str
+    metric: str
+    layer: str  # "final" (the head's input) or the middle stage's name
+    score: float
+    feature_dim: int
+    images: int
+    seconds: float
+    imagenet_top1: float | None = None  # where the weights' metadata states it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def middle_stage(names: Sequence[str]) -> str:
+    """The middle stage below the head, by the backbone's own stage names."""
+    body = list(names[:-1])
+    if len(body) < 2:
+        raise UsageError(f"the backbone has {len(body)} stage(s) below its head: no middle stage")
+    return body[(len(body) - 1) // 2]
+
+
+def subset_manifest(data: str, max_images: int, out_dir: Path) -> str:
+    """A CSV of at most ``max_images`` files of ``data``, the same share of each class,
+    chosen by content (sha256) so the subset does not depend on the listing order."""
+    from zoo.data import list_files
+    from zoo.download import sha256_file
+
+    listing = list_files(data)
+    by_class: dict[int, list[tuple[str, str]]] = {}
+    for path, label in zip(listing.paths, listing.labels, strict=True):
+        by_class.setdefault(label, []).append((sha256_file(Path(path)), path))
+    share = max(1, max_images // max(1, len(by_class)))
+    manifest = out_dir / "subset.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        for label, files in sorted(by_class.items()):
+            for _sha, path in sorted(files)[:share]:
+                writer.writerow([path, listing.classes[label]])
+    return str(manifest)
+
+
+def _source_probabilities(state: Any, features: Any) -> Any:
+    """The original classifier's softmax on the cached features, or None without one."""
+    import torch
+
+    from zoo.engine.batches import example
+    from zoo.engine.model import find_classifier
+
+    described = state.backbone.info
+    if not described.num_classes:
+        return None
+    from zoo.catalog import provider_for
+    from zoo.refs import parse_ref
+
+    ref = parse_ref(state.recipe.ref)
+    original = provider_for(ref).build(ref, num_classes=None, pretrained=True)
+    original.model.to(state.rt.device)
+    try:
+        head = find_classifier(original.model, original.head, example(state))
+    except UsageError:
+        return None
+    with torch.no_grad():
+        logits = head(features.to(state.rt.device)).float()
+    return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+def rank(
+    data: str,
+    refs: Sequence[str],
+    *,
+    metric: str = "logme",
+    layers: Sequence[str] = ("final",),
+    max_images: int | None = None,
+    image_size: int | None = None,
+    on_row: Callable[[RankRow], None] | None = None,
+) -> list[RankRow]:
+    """Score every reference on ``data``; rows sorted best first (per layer)."""
+    from zoo.engine import Recipe
+    from zoo.engine.features import head_features, stage_features
+    from zoo.engine.setup import prepare
+    from zoo.plugins import get_plugin_manager
+
+    metrics = get_plugin_manager().metrics()
+    if metric not in metrics:
+        known = ", ".join(sorted(metrics)) or "none installed"
+        raise UsageError(f"no metric '{metric}' (known: {known}); see `zoo plugins`")
+    scorer = metrics[metric]
+    unknown = [layer for layer in layers if layer not in LAYERS]
+    if unknown:
+        raise UsageError(f"--layers takes final and/or mid, got {', '.join(unknown)}")
+    if not refs:
+        raise UsageError("give at least one backbone reference to rank")
+    rows: list[RankRow] = []
+    with tempfile.TemporaryDirectory(prefix="zoo-rank-") as tmp:
+        source = subset_manifest(data, max_images, Path(tmp)) if max_images else data
+        for ref in refs:
+            t0 = time.perf_counter()
+            state = prepare(Recipe(ref=ref, data=source, image_size=image_size), register=False)
+            x_final, y = head_features(state)
+            probs = None
+            if getattr(scorer, "needs_source", False):
+                probs = _source_probabilities(state, x_final)
+                if probs is None:
+                    applicable = sorted(
+                        n for n, m in metrics.items() if not getattr(m, "needs_source", False)
+                    )
+                    raise UsageError(
+                        f"{ref} has no source classifier, which {metric} needs: use "
+                        f"--metric {' or '.join(applicable)}"
+                    )
+            for layer in layers:
+                if layer == "final":
+                    x, name = x_final, "final"
+                else:
+                    name = middle_stage(state.names)
+                    x, y = stage_features(state, name)
+                score = float(
+                    scorer.score(features=x.numpy(), labels=y.numpy(), source_probs=probs)
+                )
+                row = RankRow(
+                    reference=state.backbone.info.reference,
+                    metric=metric,
+                    layer=name,
+                    score=score,
+                    feature_dim=int(x.shape[1]),
+                    images=len(y),
+                    seconds=time.perf_counter() - t0,
+                    imagenet_top1=getattr(state.backbone.info, "imagenet_top1", None),
+                )
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+    order = {layer: i for i, layer in enumerate(layers)}
+    return sorted(
+        rows, key=lambda r: (order.get("final" if r.layer == "final" else "mid", 0), -r.score)
+    )
