@@ -89,7 +89,9 @@ def test_unusable_files_are_skipped_listed_and_the_run_registers(
     from zoo.cli import run
 
     root = make_images(tmp_path / "d", classes=2, per_class=6, size=(32, 32))
-    good = (root / "class0" / "img000.png").read_bytes()
+    # distinct images for the odd names (identical bytes would count as one image)
+    extra = make_images(tmp_path / "extra", classes=2, per_class=6, size=(32, 32), seed=7)
+    spare = iter(sorted(p.read_bytes() for p in extra.rglob("*.png")))
     (root / "class0" / "bomb.png").write_bytes(_bomb_png())
     (root / "class0" / "notes.txt").write_text("not an image")
     (root / "class1" / "program.exe").write_bytes(b"MZ" + os.urandom(200))
@@ -97,9 +99,9 @@ def test_unusable_files_are_skipped_listed_and_the_run_registers(
     (root / "class1" / "sub").mkdir()
     (root / "class1" / "sub" / "up").symlink_to(root / "class1")  # a folder loop
     undecodable = os.fsdecode(b"bad-\xff\xfe.png")
-    (root / "class0" / undecodable).write_bytes(good)
+    (root / "class0" / undecodable).write_bytes(next(spare))
     for odd in ("sp ace.png", "ünïcødé.png", "new\nline.png", "-dash.png", "semi;colon.png"):
-        (root / "class1" / odd).write_bytes(good)
+        (root / "class1" / odd).write_bytes(next(spare))
     capsys.readouterr()
     code = run(["finetune", "timm:test_resnet", str(root), *TRAIN, "--name", "odd", "--json"])
     out, err = capsys.readouterr()

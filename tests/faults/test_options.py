@@ -47,7 +47,6 @@ def test_bad_finetune_option_is_one_line_and_registers_nothing(
     assert registered() == []
 
 
-@pytest.mark.xfail(strict=False, reason="needs the engine rebuild (issue 9)")
 def test_resume_and_restart_together_is_a_usage_error(
     data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -57,7 +56,6 @@ def test_resume_and_restart_together_is_a_usage_error(
     assert registered() == []
 
 
-@pytest.mark.xfail(strict=False, reason="needs the engine rebuild (issue 9)")
 def test_a_learning_rate_that_makes_the_loss_nan_registers_nothing(
     tmp_path: Path, zoo_home: Path
 ) -> None:

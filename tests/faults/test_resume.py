@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_engine_resume import RECIPE, _cmd, _env, _run_until
+from test_engine_resume import RECIPE, _env, _run_until
 
 from faults.helpers import expect_error, registered
 
@@ -28,7 +29,11 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str
     data = make_images(root / "data", classes=2, per_class=8, size=(40, 40))
     config = root / "recipe.yaml"
     config.write_text(RECIPE, encoding="utf-8")
-    cmd = _cmd(data, config, NAME, "--epochs", "2")
+    cmd = [
+        sys.executable, "-m", "zoo", "finetune", "timm:test_resnet", str(data),
+        "--strategy", "full", "--epochs", "2", "--random-init", "--name", NAME,
+        "--config", str(config),
+    ]  # fmt: skip
     code, err = _run_until(cmd, _env(home), "epoch 2/2", signal.SIGKILL)
     assert code == -signal.SIGKILL, err[-3000:]
     (state,) = [p for p in home.glob("runs/*/state.pt") if not (p.parent / "result.json").exists()]
@@ -47,14 +52,11 @@ def _foreign(state: Path) -> None:
     torch.save({"epoch": 1, "weights": torch.zeros(3)}, state)  # loads, but not ours
 
 
-_ENGINE = pytest.mark.xfail(strict=False, reason="needs the engine rebuild (issue 9)")
-
-
 @pytest.mark.parametrize(
     "corrupt",
     [
-        pytest.param(_truncate, id="truncated", marks=_ENGINE),
-        pytest.param(_random, id="random-bytes", marks=_ENGINE),
+        pytest.param(_truncate, id="truncated"),
+        pytest.param(_random, id="random-bytes"),
         pytest.param(_foreign, id="foreign-torch-file"),
     ],
 )
