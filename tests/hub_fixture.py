@@ -10,9 +10,11 @@ It speaks the part of the Hub's protocol that ``huggingface_hub``'s downloads us
     GET /torchvision/{filename}  plain files, Range supported (ZOO_TORCHVISION_MIRROR)
 
 Tests create repos, then switch on faults: wrong bytes under the right ETag, a
-connection cut after N bytes (once). Every request is recorded for assertions
-(``files_requested`` names the files of one repo that were asked for).
-``transformers_repo_files`` turns a transformers model made by a test into a repo's files.
+connection cut after N bytes (once), Range headers ignored (200 and the whole body), a
+stall before the body (a server slower than the client's timeout). Every request is
+recorded for assertions (``files_requested`` names the files of one repo that were asked
+for). ``transformers_repo_files`` turns a transformers model made by a test into a repo's
+files.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class FakeHub:
         self.requests: list[Request] = []
         self.corrupt: set[tuple[str, str]] = set()  # (repo, file): wrong bytes, right ETag
         self.cut_after: dict[tuple[str, str], int] = {}  # (repo, file): close after N bytes, once
+        self.ignore_range: set[tuple[str, str]] = set()  # (repo, file): answer 200, whole body
+        self.stall: dict[tuple[str, str], float] = {}  # (repo, file): seconds before the body
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
@@ -197,7 +201,7 @@ class FakeHub:
         start = 0
         rng = h.headers.get("Range")
         status = 200
-        if body and rng:
+        if body and rng and key not in self.ignore_range:
             m = re.match(r"bytes=(\d+)-$", rng.strip())
             if m and int(m.group(1)) < len(data):
                 start, status = int(m.group(1)), 206
@@ -211,6 +215,11 @@ class FakeHub:
         h.end_headers()
         if not body:
             return
+        if key in self.stall:
+            import time
+
+            h.wfile.flush()
+            time.sleep(self.stall[key])
         cut = None
         if start == 0:
             with self._lock:

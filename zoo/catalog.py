@@ -8,6 +8,7 @@ imports) set ``cache_index = False`` and are indexed on every call.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import json
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import NotFoundError, OfflineError, UnknownModelError, UsageError
-from zoo.home import atomic_write_text, subdir
+from zoo.home import ReadOnlyHomeError, atomic_write_text, home, subdir
 from zoo.plugins import get_plugin_manager
 from zoo.refs import Ref, parse_ref
 from zoo.types import BackboneInfo, Provider
@@ -63,11 +64,19 @@ def index_path(provider_name: str) -> Path:
     return subdir("catalog") / f"{provider_name}.json"
 
 
+def _index_file(provider_name: str) -> Path:
+    """Like :func:`index_path`, without creating the folder (a read-only home)."""
+    try:
+        return index_path(provider_name)
+    except ReadOnlyHomeError:
+        return home() / "catalog" / f"{provider_name}.json"
+
+
 def index(provider: Provider, *, rebuild: bool = False) -> list[BackboneInfo]:
     """The provider's entries, from the on-disk index while its version is unchanged."""
     if not getattr(provider, "cache_index", True):
         return list(provider.index())
-    path = index_path(provider.name)
+    path = _index_file(provider.name)
     version = provider.version()
     if not rebuild and path.exists():
         try:
@@ -84,7 +93,8 @@ def index(provider: Provider, *, rebuild: bool = False) -> list[BackboneInfo]:
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "entries": [e.to_dict() for e in entries],
     }
-    atomic_write_text(path, json.dumps(payload))
+    with contextlib.suppress(OSError):  # a read-only home: list without caching the index
+        atomic_write_text(path, json.dumps(payload))
     return entries
 
 

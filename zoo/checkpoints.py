@@ -27,6 +27,8 @@ __all__ = [
     "detect_format",
     "load_state_dict",
     "map_state_dict",
+    "nonfinite_tensors",
+    "require_regular_file",
     "save_safetensors",
 ]
 
@@ -39,10 +41,44 @@ _MAX_HEADER = 100 * 1024 * 1024  # safetensors caps its JSON header at 100 MB
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "module", "net", "params", "ema")
 
 
+def require_regular_file(path: Path) -> None:
+    """Refuse FIFOs, devices and sockets before opening them: reading one blocks forever
+    or never ends."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise NotFoundError(f"no such checkpoint file: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"{path} cannot be read ({exc.strerror}): give a checkpoint") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{path} is a folder: give the checkpoint file itself")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise UsageError(f"{path} is {kind}, not a regular file: give the checkpoint file itself")
+
+
+def nonfinite_tensors(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or infinity."""
+    import torch
+
+    bad = []
+    for name, value in tensors.items():
+        if (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            bad.append(name)
+    return bad
+
+
 def detect_format(path: str | Path) -> Format:
     """``safetensors``, ``zip`` (torch.save's default) or ``pickle`` (legacy torch.save,
     plain pickle), read from the content; anything else raises :class:`DataError`."""
     path = Path(path)
+    require_regular_file(path)
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:

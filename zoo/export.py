@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import NotFoundError, UsageError
+from zoo.home import STAGING_LOCK, staging_dir
 from zoo.types import CheckSet, ExportOptions, ExportResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,10 +40,12 @@ __all__ = [
     "ExportOutcome",
     "Source",
     "build_check_set",
+    "clean_staging",
     "export_model",
     "load_source",
 ]
 
+STAGING_PREFIX = ".zoo-export-"  # beside --out: the folder an export is assembled in
 CHECK_IMAGES = 200  # real validation images the gates run on (at most)
 CALIBRATION_IMAGES = 64  # training images int8 is calibrated on (at most)
 RANDOM_IMAGES = 16  # random inputs when there are no real images: batches 1, 2, 7 and 6
@@ -273,7 +275,51 @@ def export_model(
     target = out or _default_out(source, precision)
     created = not target.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".zoo-export-", dir=target.parent))
+    clean_staging(target.parent)
+    with staging_dir(target.parent, STAGING_PREFIX) as work:
+        return _export_into(
+            work,
+            target,
+            created,
+            exporter,
+            source,
+            check,
+            example,
+            say=say,
+            fmt=fmt,
+            precision=precision,
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            benchmark=benchmark,
+            register=register,
+        )
+
+
+def clean_staging(parent: Path) -> list[Path]:
+    """Remove ``.zoo-export-*`` folders in ``parent`` that killed exports left (none a
+    live export holds)."""
+    from zoo.home import remove_stale_staging
+
+    return remove_stale_staging(parent, STAGING_PREFIX)
+
+
+def _export_into(
+    work: Path,
+    target: Path,
+    created: bool,
+    exporter: Any,
+    source: Source,
+    check: CheckSet,
+    example: torch.Tensor,
+    *,
+    say: Callable[[str], None],
+    fmt: str,
+    precision: str,
+    opset: int | None,
+    dynamic_batch: bool,
+    benchmark: bool,
+    register: bool,
+) -> ExportOutcome:
     try:
         say(f"exporting {source.reference} to {fmt} ({precision})")
         options = ExportOptions(
@@ -309,7 +355,8 @@ def export_model(
             )
         target.mkdir(parents=True, exist_ok=True)
         for item in sorted(work.iterdir()):
-            item.replace(target / item.name)
+            if item.name != STAGING_LOCK:
+                item.replace(target / item.name)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         if created:

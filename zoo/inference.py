@@ -366,13 +366,39 @@ def open_model(ref: str, *, provider: str = "auto") -> ExportedModel:
             f"'{fmt}' for zoo predict: install its plugin (see `zoo plugins`)"
         )
     prep = preprocessing_from(meta.get("preprocessing") or {})
-    return ExportedModel(
+    model = ExportedModel(
         path=artifact,
         runtime=runtime.open(artifact, provider=provider),
         preprocessing=prep,
         class_names=tuple(meta.get("class_names") or ()),
         format=fmt,
     )
+    _check_fits(model, prep, artifact)
+    return model
+
+
+def _check_fits(model: ExportedModel, prep: Preprocessing, onnx_file: Path) -> None:
+    """The recorded preprocessing and classes must fit the graph's fixed dimensions:
+    a sidecar from another export would otherwise fail deep inside the runtime. Runtimes
+    that do not expose an ONNX Runtime session are not checked here."""
+    session = getattr(model.runtime, "session", None)
+    if session is None or not hasattr(session, "get_inputs"):
+        return
+    want = [int(d) for d in prep.input_size]
+    shape = list(session.get_inputs()[0].shape)[1:]
+    fixed = [(i, d) for i, d in enumerate(shape) if isinstance(d, int) and d > 0]
+    if len(shape) != len(want) or any(d != want[i] for i, d in fixed):
+        raise DataError(
+            f"{onnx_file} takes inputs of shape {shape}, but its {SIDECAR} says "
+            f"input_size {want}: the sidecar does not belong to this model; export it again"
+        )
+    out = list(session.get_outputs()[0].shape)
+    width = out[-1] if out else None
+    if model.class_names and isinstance(width, int) and width != len(model.class_names):
+        raise DataError(
+            f"{onnx_file} gives {width} classes, but its {SIDECAR} names "
+            f"{len(model.class_names)}: the sidecar does not belong to this model; export it again"
+        )
 
 
 # ----------------------------------------------------------------------------- predict

@@ -20,16 +20,31 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from zoo.checkpoints import detect_format, load_state_dict, map_state_dict, save_safetensors
+from zoo.checkpoints import (
+    detect_format,
+    load_state_dict,
+    map_state_dict,
+    nonfinite_tensors,
+    save_safetensors,
+)
 from zoo.download import file_lock, sha256_file
-from zoo.errors import NotFoundError, UsageError
-from zoo.home import atomic_write_text, subdir
+from zoo.errors import IntegrityError, NotFoundError, UsageError
+from zoo.home import (
+    ReadOnlyHomeError,
+    atomic_write_text,
+    disk_full,
+    release_staging,
+    remove_stale_staging,
+    staging_dir,
+    subdir,
+)
 from zoo.licenses import normalize_license
 from zoo.types import BackboneInfo
 
 __all__ = [
     "LOCAL_FORMAT",
     "LocalModel",
+    "clean_staging",
     "import_checkpoint",
     "local_dir",
     "local_model",
@@ -40,6 +55,8 @@ LOCAL_FORMAT = 1
 WEIGHTS = "model.safetensors"
 RECORD = "record.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_MAX_NAME = 200  # the folder's name: under the file systems' 255-byte limit
+STAGING_PREFIX = ".zoo-import-"  # local/.zoo-import-*: folders being assembled
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,12 @@ def local_model(name: str) -> LocalModel:
 
 
 def local_models() -> list[LocalModel]:
-    out = []
-    for folder in sorted(local_dir().iterdir()):
+    out: list[LocalModel] = []
+    try:
+        root = local_dir()
+    except ReadOnlyHomeError:
+        return out  # a read-only home without local/: nothing imported
+    for folder in sorted(root.iterdir()):
         if folder.name.startswith(".") or not (folder / RECORD).is_file():
             continue
         try:
@@ -145,9 +166,10 @@ def import_checkpoint(
     from zoo.build import build_backbone
     from zoo.catalog import describe
 
-    if not _NAME.match(name):
+    if not _NAME.match(name) or len(name) > _MAX_NAME:
         raise UsageError(
-            f"'{name}' is not a local model name: use letters, digits, '_', '-', '.', '+'"
+            f"'{name[:40]}' is not a local model name: use up to {_MAX_NAME} letters, "
+            "digits, '_', '-', '.', '+'"
         )
     lic = normalize_license(license)
     if not license.strip():
@@ -155,6 +177,12 @@ def import_checkpoint(
     path = Path(path).expanduser().resolve()
     fmt = detect_format(path)  # by content, before anything is loaded
     source = load_state_dict(path, trust_pickle=trust_pickle)
+    bad = nonfinite_tensors(source)
+    if bad:
+        raise IntegrityError(
+            f"{path} holds NaN or infinite values in {len(bad)} tensors (e.g. {bad[0]}): "
+            "refused; import a checkpoint saved before training diverged"
+        )
     arch_info = describe(arch)
     if arch_info.provider == "local":
         raise UsageError("--arch must name a provider architecture (timm:, torchvision:, hf:)")
@@ -187,37 +215,52 @@ def import_checkpoint(
             raise UsageError(
                 f"local:{name} exists already: pick another --name, or pass --force to replace it"
             )
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            weights = staging / WEIGHTS
-            save_safetensors(mapped, weights, metadata={"zoo.arch": arch_info.reference})
-            model = LocalModel(
-                name=name,
-                arch=arch_info.reference,
-                license=lic,
-                weights=str(final / WEIGHTS),
-                sha256=sha256_file(weights),
-                size=weights.stat().st_size,
-                num_classes=num_classes,
-                source=str(path),
-                source_sha256=sha256_file(path),
-                source_format=fmt,
-                map_by=map_by,
-                imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                info=info,
-            )
-            atomic_write_text(staging / RECORD, json.dumps(model.to_dict(), indent=2))
-            if final.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=root))
-                os.replace(final, old / name)
-                os.replace(staging, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        clean_staging()
+        with disk_full(f"local:{name}"), staging_dir(root, STAGING_PREFIX) as staging:
+            try:
+                weights = staging / WEIGHTS
+                save_safetensors(mapped, weights, metadata={"zoo.arch": arch_info.reference})
+                model = LocalModel(
+                    name=name,
+                    arch=arch_info.reference,
+                    license=lic,
+                    weights=str(final / WEIGHTS),
+                    sha256=sha256_file(weights),
+                    size=weights.stat().st_size,
+                    num_classes=num_classes,
+                    source=str(path),
+                    source_sha256=sha256_file(path),
+                    source_format=fmt,
+                    map_by=map_by,
+                    imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    info=info,
+                )
+                atomic_write_text(staging / RECORD, json.dumps(model.to_dict(), indent=2))
+                release_staging(staging)
+                if final.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}old-", dir=root))
+                    os.replace(final, old / name)
+                    os.replace(staging, final)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(staging, final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
     return model
+
+
+def clean_staging() -> list[Path]:
+    """Remove folders that imports killed mid-way left in ``local/`` (none a live import
+    holds): ``.zoo-import-*``, and the ``.NAME.*`` folders older versions of zoo used."""
+    root = local_dir()
+    removed = remove_stale_staging(root, STAGING_PREFIX)
+    for folder in sorted(root.glob(".*")):
+        legacy = folder.is_dir() and not folder.name.startswith(STAGING_PREFIX)
+        if legacy and not folder.name.startswith(".zoo-") and not any(folder.iterdir()):
+            folder.rmdir()  # empty: an import killed before it wrote a byte
+            removed.append(folder)
+    return removed
 
 
 def remove_local(name: str) -> LocalModel:

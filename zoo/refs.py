@@ -34,6 +34,12 @@ _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+ -]*$")
 _VERSION = re.compile(r"^(?:[1-9][0-9]*|latest)$")
 
+# A name becomes a file name (local/NAME, cache records): stay under the file systems'
+# 255-byte limit with room for suffixes. Versions are stored as integers by MLflow's
+# databases: PostgreSQL's INTEGER is 32-bit, so that is the bound on every backend.
+MAX_NAME_LENGTH = 200
+MAX_VERSION = 2**31 - 1
+
 # Schemes whose NAME is ARCH[.TAG]: the first dot splits architecture from tag.
 _TAGGED = {"timm", "torchvision"}
 
@@ -89,11 +95,20 @@ def _bad(text: str, why: str, form: str = FORMS) -> BadReferenceError:
     return BadReferenceError(f"bad model reference '{text}': {why}; use {form}")
 
 
+def _too_long(text: str) -> BadReferenceError:
+    return BadReferenceError(
+        f"bad model reference '{text[:40]}...': it is {len(text)} characters long; names "
+        f"hold at most {MAX_NAME_LENGTH} characters"
+    )
+
+
 def parse_ref(text: str) -> Ref:
     """Parse a reference; the error says which form to use instead."""
     text = text.strip()
     if not text:
         raise _bad(text, "it is empty")
+    if len(text) > MAX_NAME_LENGTH + 60:
+        raise _too_long(text)
     if text.startswith("models:"):
         return _parse_models(text)
     m = _SCHEME.match(text)
@@ -102,6 +117,8 @@ def parse_ref(text: str) -> Ref:
             raise _bad(text, "it has no provider prefix")
         if not _MODEL_NAME.match(text):
             raise _bad(text, "a bare name may hold letters, digits, '_', '-', '.' only")
+        if len(text) > MAX_NAME_LENGTH:
+            raise _too_long(text)
         return Ref("bare", text)
     scheme, rest = m.group("scheme"), m.group("rest")
     name, _, revision = rest.partition("@")
@@ -133,6 +150,8 @@ def parse_ref(text: str) -> Ref:
             raise _bad(text, "a local name holds letters, digits, '_', '-', '.' only", "local:NAME")
     elif not _SIMPLE_NAME.match(name) and not _HF_REPO.match(name):
         raise _bad(text, "the name holds characters no provider accepts")
+    if len(name) > MAX_NAME_LENGTH:
+        raise _too_long(text)
     return Ref(scheme, name, revision=revision or None)
 
 
@@ -155,4 +174,8 @@ def _parse_models(text: str) -> Ref:
         raise _bad(text, "the model name is missing or malformed", form)
     if not _VERSION.match(version):
         raise _bad(text, f"'{version}' is not a version number or 'latest'", form)
+    if version != "latest" and (len(version) > 10 or int(version) > MAX_VERSION):
+        raise _bad(text, f"version {version[:20]} is past the largest ({MAX_VERSION})", form)
+    if len(name) > MAX_NAME_LENGTH:
+        raise _too_long(text)
     return Ref("models", name, version=version)

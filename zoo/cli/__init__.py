@@ -23,6 +23,7 @@ _COMMAND_MODULES = [
     "zoo.cli.catalog",
     "zoo.cli.export",
     "zoo.cli.finetune",
+    "zoo.cli.home",
     "zoo.cli.plugins",
     "zoo.cli.pull",
     "zoo.cli.rank",
@@ -32,7 +33,7 @@ _COMMAND_MODULES = [
 EPILOG = """\b
 Exit codes: 0 ok, 1 unexpected, 2 bad input or usage, 3 not found,
 4 refused for integrity or security, 5 refused for licence, 130 interrupted.
-Docs: docs/cli.md. Set ZOO_HOME to move every file zoo writes."""
+Docs: docs/cli.md. ZOO_HOME: where zoo writes; move it with `zoo home move DEST`."""
 
 
 def _root() -> click.Group:

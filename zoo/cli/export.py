@@ -82,7 +82,9 @@ def export_cmd(
       zoo export timm:resnet18.a1_in1k --out ./resnet18-onnx
     """
     from zoo.export import export_model
+    from zoo.home import require_writable
 
+    require_writable("zoo export (its staging, the registration, the default --out)")
     outcome = export_model(
         ref,
         fmt=fmt,

@@ -32,6 +32,18 @@ def _cache_extras(reference: str) -> dict[str, object]:
 _INFO_EXTRAS.append(_cache_extras)  # `zoo info` shows the cache record / import record
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    """A read or connect timeout from any HTTP client (httpx, requests, urllib, sockets)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @click.command("pull")
 @click.argument("ref")
 @click.option("--revision", metavar="REV", help="Hub branch, tag or commit (same as REF@REV).")
@@ -52,7 +64,18 @@ def pull_cmd(ref: str, revision: str | None, force: bool, as_json: bool) -> None
     from zoo.progress import make_progress
     from zoo.pull import pull
 
-    pulled = pull(ref, revision=revision, force=force, progress=make_progress())
+    try:
+        pulled = pull(ref, revision=revision, force=force, progress=make_progress())
+    except Exception as exc:
+        if not _is_timeout(exc):
+            raise
+        from zoo.errors import OfflineError
+
+        raise OfflineError(
+            f"the server for {ref} stopped sending ({type(exc).__name__}: {exc}); nothing was "
+            "recorded. Run the same `zoo pull` again (it resumes), or raise "
+            "HF_HUB_DOWNLOAD_TIMEOUT on a slow link"
+        ) from exc
     if as_json:
         from zoo.cache import record_to_dict
 

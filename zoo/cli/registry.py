@@ -228,19 +228,36 @@ def delete_cmd(ref: str, yes: bool, cascade: bool) -> None:
 
 @registry_group.command("check")
 @tracking_uri_option
-@click.option("--clean", is_flag=True, help="Remove runs of registrations that never finished.")
+@click.option(
+    "--clean",
+    is_flag=True,
+    help="Remove runs of registrations that never finished, and staging folders that "
+    "killed imports and exports left under ZOO_HOME.",
+)
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Also re-hash every version's weights and lineage.json against the record made "
+    "at registration (downloads each version's weights).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
-def check_cmd(clean: bool, as_json: bool) -> None:
-    """Check that no version points at missing artifacts; list unfinished registrations."""
+def check_cmd(clean: bool, verify: bool, as_json: bool) -> None:
+    """Check that no version points at missing (or, with --verify, altered) artifacts;
+    list unfinished registrations."""
     from zoo.errors import IntegrityError
     from zoo.registry import check
 
-    report = check(clean=clean)
+    staging = _clean_staging() if clean else []
+    report = check(clean=clean, verify=verify)
+    report.staging_removed = staging
     if as_json:
         emit_json("registry_check", **report.to_dict())
     else:
-        note(f"{report.versions} versions checked, {len(report.problems)} problems")
-        for p in report.problems:
+        what = f"{report.versions} versions checked"
+        if verify:
+            what += f" ({report.verified} files re-hashed)"
+        note(f"{what}, {len(report.problems) + len(report.altered)} problems")
+        for p in [*report.problems, *report.altered]:
             warn(p)
         if report.orphans and not clean:
             note(
@@ -249,10 +266,26 @@ def check_cmd(clean: bool, as_json: bool) -> None:
             )
         for run_id in report.cleaned:
             note(f"removed unfinished registration run {run_id}")
-    if not report.ok:
+        for folder in staging:
+            note(f"removed leftover staging folder {folder}")
+    if report.problems:
         raise IntegrityError(
             f"{len(report.problems)} versions point at missing artifacts: {report.problems[0]}"
         )
+    if report.altered:
+        raise IntegrityError(
+            f"{len(report.altered)} artifacts were altered after registration: "
+            f"{report.altered[0]}; register those models again (or restore the files)"
+        )
+
+
+def _clean_staging() -> list[str]:
+    """Leftovers of killed `zoo import` (local/) and `zoo export` ($ZOO_HOME/exports)."""
+    from zoo.export import clean_staging as clean_exports
+    from zoo.home import subdir
+    from zoo.local import clean_staging as clean_imports
+
+    return [str(p) for p in [*clean_imports(), *clean_exports(subdir("exports"))]]
 
 
 @registry_group.command("serve")

@@ -154,6 +154,19 @@ def _check_one(
     return path, digest, None
 
 
+def _utf8_name(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: str) -> str:
+    """A file name that is not UTF-8, printable (undecodable bytes become U+FFFD)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _unique(listing: Listing, samples: list[Sample]) -> tuple[list[Sample], list[Duplicate]]:
     """One sample per distinct content, in the files' own order (by sha256).
 
@@ -231,7 +244,9 @@ def check_listing(
     samples: list[Sample] = []
     bad: list[BadFile] = []
     for (path, digest, reason), label in zip(results, listing.labels, strict=True):
-        if reason is not None or digest is None:
+        if not _utf8_name(path):  # cannot go into the digest, the report or MLflow
+            bad.append(BadFile(_shown(path), "the file name is not valid UTF-8: rename it"))
+        elif reason is not None or digest is None:
             bad.append(BadFile(path, reason or "unreadable"))
         else:
             samples.append(Sample(path, label, digest))

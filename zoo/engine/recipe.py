@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from zoo.data.check import DEFAULT_MAX_BAD_FRACTION
 from zoo.errors import NotFoundError, UsageError
 
 __all__ = ["Recipe", "load_recipe_file"]
+
+# The largest --image-size: one float32 image of 3x4096x4096 is 192 MiB, a batch of 32
+# six GiB; beyond that a run is killed for memory rather than refused.
+MAX_IMAGE_SIZE = 4096
 
 # Settings that change how, not what, is computed: not part of the run's identity.
 _NOT_IDENTITY = {"device", "workers", "nproc_per_node", "resume", "restart"}
@@ -59,8 +64,15 @@ class Recipe:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.epochs is not None and self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.lr is not None and not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"--lr must be a positive finite number, got {self.lr}")
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise UsageError(
+                f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, got "
+                f"{self.image_size}: one batch of such images would not fit in memory"
+            )
+        if self.name is not None and not self.name.strip():
+            raise UsageError("--name is empty: give the registered model a name, or leave it out")
         if self.optimizer not in {"adamw", "sgd"}:
             raise UsageError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.precision not in {"auto", "bf16", "fp32"}:

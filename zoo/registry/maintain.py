@@ -2,7 +2,12 @@
 
 The invariant zoo keeps: **no version points at missing artifacts**. ``check()`` proves
 it over the whole store and lists orphans (runs killed before their version existed);
-``check(clean=True)`` deletes those orphans' logged models and runs.
+``check(clean=True)`` deletes those orphans' logged models and runs (``zoo registry
+check --clean`` also removes the staging folders that killed imports and exports left
+under the zoo home). ``check(verify=True)`` also
+re-hashes every version's weights file against the SHA-256 its lineage recorded at
+registration, and compares ``lineage.json`` with the record in the version's tags, so
+files replaced behind zoo's back (even by other valid files) are reported.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 from zoo.errors import NotFoundError, UsageError
 from zoo.refs import parse_ref
-from zoo.registry.read import get_version, list_versions
+from zoo.registry.read import WEIGHTS_FILE, get_version, list_versions
 from zoo.registry.records import TAG, RegisteredVersion
 from zoo.store import client
 
@@ -128,25 +133,68 @@ def _targets(ref: str) -> list[RegisteredVersion]:
 class CheckReport:
     versions: int = 0
     problems: list[str] = field(default_factory=list)  # versions pointing at missing files
+    altered: list[str] = field(default_factory=list)  # files whose content changed (--verify)
     orphans: list[str] = field(default_factory=list)  # run ids of unfinished registrations
     cleaned: list[str] = field(default_factory=list)
+    verified: int = 0  # files re-hashed
+    staging_removed: list[str] = field(default_factory=list)  # leftover folders (--clean)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.altered
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "versions": self.versions,
             "problems": self.problems,
+            "altered": self.altered,
+            "verified": self.verified,
             "orphans": self.orphans,
             "cleaned": self.cleaned,
+            "staging_removed": self.staging_removed,
         }
 
 
-def check(*, clean: bool = False) -> CheckReport:
-    """Scan every version's artifacts, and find registrations that never finished."""
+def _verify(v: RegisteredVersion, fmt: str, report: CheckReport) -> None:
+    """Re-hash the version's weights file and compare lineage.json with the tag."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from zoo.registry.read import download_artifact, sha256_file
+
+    weights = v.lineage.get("weights") or {}
+    want = v.tags.get(TAG.WEIGHTS_SHA256) or weights.get("sha256")
+    inner = WEIGHTS_FILE if fmt == "pytorch" else str(weights.get("file") or "")
+    with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
+        if want and inner:
+            local = download_artifact(v, inner, Path(tmp) / "w")
+            have = sha256_file(local)
+            report.verified += 1
+            if have != want:
+                report.altered.append(
+                    f"{v.model_uri}: {inner} has sha256 {have[:16]}..., its lineage "
+                    f"recorded {want[:16]}..."
+                )
+        if v.lineage:
+            local = download_artifact(v, "lineage.json", Path(tmp) / "l")
+            report.verified += 1
+            try:
+                stored = json.loads(local.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                stored = None
+            if stored != dict(v.lineage):
+                report.altered.append(
+                    f"{v.model_uri}: lineage.json differs from the lineage recorded at registration"
+                )
+
+
+def check(*, clean: bool = False, verify: bool = False) -> CheckReport:
+    """Scan every version's artifacts, and find registrations that never finished.
+
+    ``verify``: also re-hash what the lineage recorded (see the module doc).
+    """
     from zoo.registry.write import REQUIRED_FILES
 
     mc = client()
@@ -171,6 +219,12 @@ def check(*, clean: bool = False) -> CheckReport:
             continue
         if "READY" not in status:
             report.problems.append(f"{v.model_uri}: logged model {model_id} is {status}")
+            continue
+        if verify:
+            try:
+                _verify(v, fmt, report)
+            except Exception as exc:
+                report.problems.append(f"{v.model_uri}: artifacts unreadable: {exc}")
     experiments = [e.experiment_id for e in mc.search_experiments()]
     if experiments:
         runs = mc.search_runs(

@@ -15,14 +15,15 @@ removes it); re-running simply registers again.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import UsageError
+from zoo.errors import IntegrityError, UsageError
 from zoo.licenses import check_compatible, normalize_license
 from zoo.registry.lineage import (
     ParentInfo,
@@ -55,6 +56,19 @@ def _check_name(name: str) -> None:
         raise UsageError(
             f"'{name}' is not a model name: a registered name holds letters, digits, "
             "'_', '-', '.' and spaces (no ':' or '/')"
+        )
+
+
+def _check_finite(model: Any, name: str) -> None:
+    """NaN or infinite weights are refused before anything reaches MLflow."""
+    from zoo.checkpoints import nonfinite_tensors
+
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        raise IntegrityError(
+            f"the model to register as '{name}' holds NaN or infinite values in {len(bad)} "
+            f"tensors (e.g. {bad[0]}): nothing was registered. Train again with a lower "
+            "learning rate"
         )
 
 
@@ -207,6 +221,21 @@ def _create_version(mc: Any, **kwargs: Any) -> Any:
     return mc.create_model_version(await_creation_for=0, **kwargs)
 
 
+def _one_line_when_full(func: Callable[..., RegisteredVersion]) -> Callable[..., RegisteredVersion]:
+    """A full disk during a registration is one line (the orphan run is listed by
+    `zoo registry check` and removed by --clean, as for a killed registration)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> RegisteredVersion:
+        from zoo.home import disk_full
+
+        with disk_full(f"the registration of {kwargs.get('name') or 'the model'}"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_one_line_when_full
 def register_derivative(
     model: Any,
     *,
@@ -241,6 +270,7 @@ def register_derivative(
     import torch
 
     _check_name(name)
+    _check_finite(model, name)
     parent_info = resolve_parent(
         parent, parent_sha256=parent_sha256, parent_license=parent_license, get_version=get_version
     )
@@ -344,6 +374,7 @@ def _write_extras(
         shutil.copyfile(src, dst)
 
 
+@_one_line_when_full
 def register_export(
     source: RegisteredVersion,
     path: Path,

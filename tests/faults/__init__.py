@@ -1,0 +1,1 @@
+"""The fault suite: every fault class zoo promises to survive (docs/reliability.md)."""
