@@ -49,11 +49,6 @@ def test_class_folders_without_images(tmp_path: Path, capsys: pytest.CaptureFixt
     _finetune(tmp_path / "d", capsys, 2, "no image files")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="found by this suite: one class trains and registers a 1-class classifier; the "
-    "refusal belongs in zoo/data/check.py (the lead's area)",
-)
 def test_one_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_images(tmp_path / "one", classes=1, per_class=6, size=(32, 32))
     _finetune(root, capsys, 2, "2 classes")

@@ -264,7 +264,7 @@ def check_listing(
     if len(listing.classes) < 2:
         raise DataError(
             f"{listing.root} has one class ({', '.join(listing.classes) or 'none'}): a "
-            "classifier needs at least 2, one folder (or CSV label) per class"
+            "classifier needs at least 2 classes, one folder (or CSV label) per class"
         )
     counts = Counter(s.label for s in samples)
     small = [
