@@ -29,7 +29,6 @@ __all__ = [
     "expect_error_in_process",
     "kill_at_pause",
     "registered",
-    "run_until_line",
     "run_zoo",
     "with_limits",
     "zoo_env",
@@ -113,24 +112,6 @@ def kill_at_pause(
     proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
     return proc
-
-
-def run_until_line(
-    cmd: Sequence[str], needle: str, *, env: dict[str, str], sig: int = signal.SIGKILL
-) -> tuple[int, str]:
-    """Start ``cmd``; send ``sig`` when ``needle`` appears on stderr. (exit code, stderr)."""
-    proc = subprocess.Popen(
-        list(cmd), env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    seen = []
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        seen.append(line)
-        if needle in line:
-            proc.send_signal(sig)
-            break
-    _out, err = proc.communicate(timeout=600)
-    return proc.returncode, "".join(seen) + err
 
 
 def with_limits(fsize: int) -> Callable[[], Any]:
