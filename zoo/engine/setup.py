@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from zoo.data import Preprocessing, load_dataset, split_dataset
@@ -25,7 +26,7 @@ from zoo.types import TrainingPlan, TrainingSummary
 __all__ = ["prepare", "run_dir"]
 
 
-def run_dir(recipe: Recipe) -> Any:
+def run_dir(recipe: Recipe) -> Path:
     return subdir("runs", recipe.key())
 
 
