@@ -176,9 +176,8 @@ def decide_license(
 
     if override is not None and not override.strip():
         raise UsageError('--license-override needs a reason: --license-override "REASON"')
-    parent_id = normalize_license(parent_license)
     if declared is None:
-        return parent_id, True
+        return parent_license or UNKNOWN, True
     license_id = normalize_license(declared)
-    check_compatible(parent_id, license_id, override=override)
+    check_compatible(parent_license or UNKNOWN, license_id, override=override)
     return license_id, False

@@ -82,7 +82,8 @@ def prepare(
         parent_license = described.license
     else:
         pre, parent_license = parent.preprocessing, parent.license
-    license_id, inherited = decide_license(parent_license, recipe.license, recipe.license_override)
+    # refused here, before any data is read; the registry decides the same way again
+    decide_license(parent_license, recipe.license, recipe.license_override)
     workers = recipe.workers if recipe.workers is not None else _default_workers(dist)
     # The main process checks (and decodes) the data first; the others then find every
     # decoded image in the cache.
@@ -127,8 +128,6 @@ def prepare(
         strategy=strategy,
         strategy_plugin=plugin,
         parent=parent,
-        license=license_id,
-        license_inherited=inherited,
         criterion=torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
         workers=workers,
         progress=progress,

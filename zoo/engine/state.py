@@ -59,8 +59,6 @@ class RunState:
     strategy: Any
     strategy_plugin: dict[str, Any]
     parent: Parent | None
-    license: str  # the derivative's licence, decided before the first epoch
-    license_inherited: bool
     criterion: Any
     workers: int
     progress: Callable[[], Any]
@@ -74,7 +72,6 @@ class RunState:
     optimizer_groups: list[list[dict[str, Any]]] = field(default_factory=list)
     rank_records: list[dict[str, Any]] = field(default_factory=list)
     prepared: list[Any] | None = None  # parameters a strategy's prepare_model chose
-    last_eval: tuple[list[int], list[int]] = ([], [])  # (labels, predictions) of validation
 
     @property
     def model(self) -> nn.Module:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import IntegrityError, UsageError
-from zoo.licenses import check_compatible, normalize_license
+from zoo.licenses import decide_license
 from zoo.registry.lineage import (
-    ParentInfo,
     build_record,
     describe_markdown,
     resolve_parent,
@@ -70,19 +69,6 @@ def _check_finite(model: Any, name: str) -> None:
             f"tensors (e.g. {bad[0]}): nothing was registered. Train again with a lower "
             "learning rate"
         )
-
-
-def _decide_license(
-    parent: ParentInfo, declared: str | None, override: str | None
-) -> tuple[str, bool]:
-    """The derivative's licence and whether it was inherited; LicenseError if refused."""
-    if override is not None and not override.strip():
-        raise UsageError('--license-override needs a reason: --license-override "REASON"')
-    if declared is None:
-        return parent.license, True
-    license_id = normalize_license(declared)
-    check_compatible(parent.license, license_id, override=override)
-    return license_id, False
 
 
 def _batch_example(input_example: Any) -> Any:
@@ -274,7 +260,7 @@ def register_derivative(
     parent_info = resolve_parent(
         parent, parent_sha256=parent_sha256, parent_license=parent_license, get_version=get_version
     )
-    license_id, inherited = _decide_license(parent_info, license, license_override)
+    license_id, inherited = decide_license(parent_info.license, license, license_override)
     example = _batch_example(input_example)
     mc, run_id, created = _start_run(run_id, f"register {name}", experiment)
     mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"pending {name}")
