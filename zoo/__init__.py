@@ -29,7 +29,14 @@ from zoo.errors import (
 from zoo.home import atomic_write_text, home, subdir
 from zoo.hookspecs import PLUGIN_API, hookimpl
 from zoo.inference import OnnxModel
-from zoo.licenses import UNKNOWN, license_from_url, normalize_license
+from zoo.licenses import (
+    UNKNOWN,
+    LicenseStatement,
+    license_from_url,
+    normalize_license,
+    publisher_statement,
+    spdx_url,
+)
 from zoo.local import LocalModel, local_model, local_models
 from zoo.onnx_export import export_onnx
 from zoo.pull import hf_cache_dir, hf_endpoint, pull_hub, pull_url
@@ -112,6 +119,7 @@ __all__ = [
     "hscore",
     "is_offline",
     "leep",
+    "LicenseStatement",
     "license_from_url",
     "load_state_dict",
     "local_model",
@@ -120,6 +128,8 @@ __all__ = [
     "map_state_dict",
     "nce",
     "normalize_license",
+    "publisher_statement",
+    "spdx_url",
     "parse_ref",
     "pull_hub",
     "pull_url",

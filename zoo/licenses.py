@@ -41,6 +41,7 @@ __all__ = [
     "PERMISSIVE",
     "UNKNOWN",
     "Ancestor",
+    "LicenseStatement",
     "check_compatible",
     "decide_license",
     "is_compatible",
@@ -48,6 +49,7 @@ __all__ = [
     "license_kind",
     "normalize_license",
     "parse_license",
+    "publisher_statement",
     "spdx_url",
 ]
 
@@ -247,6 +249,43 @@ def license_from_url(url: str | None) -> str:
     for suffix in (".txt", ".md", ".html"):
         key = key.removesuffix(suffix)
     return _URLS.get(key, UNKNOWN)
+
+
+@dataclass(frozen=True)
+class LicenseStatement:
+    """What a publisher states about the licence of the weights it publishes."""
+
+    license: str
+    url: str | None  # the licence's text
+    source: str  # who states it, and where
+
+
+_TORCHVISION_WEIGHTS = "https://download.pytorch.org/models/"
+_SWAG = LicenseStatement(
+    "cc-by-nc-4.0",
+    "https://github.com/facebookresearch/SWAG/blob/main/LICENSE",
+    "torchvision's README and weights metadata: SWAG models are released under CC-BY-NC 4.0",
+)
+_TORCHVISION = LicenseStatement(
+    "bsd-3-clause",
+    "https://github.com/pytorch/vision/blob/main/LICENSE",
+    "torchvision publishes these weights with its repository, licensed BSD-3-Clause (timm "
+    "states the same for its tv_in1k copies); torchvision's docs add that pre-trained "
+    "weights may carry terms of the dataset they were trained on",
+)
+
+
+def publisher_statement(weights_url: str | None) -> LicenseStatement | None:
+    """The publisher's own statement for the weights file at ``weights_url``, for the
+    publishers zoo knows (torchvision's download.pytorch.org/models/); else None.
+
+    The one source of truth for every provider that serves the same file (torchvision
+    and timm's ``tv_in1k`` copies), so the same weights never carry two licences.
+    """
+    if not weights_url or not weights_url.startswith(_TORCHVISION_WEIGHTS):
+        return None
+    filename = weights_url.rsplit("/", 1)[-1].lower()
+    return _SWAG if "swag" in filename else _TORCHVISION
 
 
 def spdx_url(license_id: str | None) -> str | None:

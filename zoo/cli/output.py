@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-__all__ = ["SCHEMA_VERSION", "console", "emit_json", "is_plain", "warn"]
+__all__ = ["SCHEMA_VERSION", "console", "emit_json", "is_plain", "note", "plural", "warn"]
 
 # Bumped when a --json document changes incompatibly; documented in docs/json.md.
 SCHEMA_VERSION = 1
@@ -38,3 +38,8 @@ def warn(message: str) -> None:
 
 def note(message: str) -> None:
     click.echo(f"zoo: {message}", err=True)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 version``, ``2 versions``, ``0 versions`` (``nouns`` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
