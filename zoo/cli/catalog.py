@@ -10,7 +10,7 @@ import click
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.types import BackboneInfo
 
-from zoo.cli.output import console, emit_json, note, plural
+from zoo.cli.output import console, emit_json, note, plural, readable
 
 _MAX_ROWS = 200
 
@@ -119,7 +119,7 @@ def info_cmd(ref: str, as_json: bool) -> None:
             value = "[yellow]unknown (check the source before shipping a derivative)[/]"
         table.add_row(key, "" if value is None else str(value))
     for key, value in extra.items():
-        table.add_row(key, str(value))
+        table.add_row(key, readable(value))
     console().print(table)
 
 
