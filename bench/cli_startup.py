@@ -114,9 +114,7 @@ def main() -> None:
         f"   cold/warm = {med['cold'] / med['warm']:.1f}x"
         f"   warm/--help = {med['warm'] / med['help']:.2f}x"
     )
-    print(
-        f"zoo info {BASE}   cold {med['info_cold']:7.0f} ms   warm {med['info_warm']:7.0f} ms"
-    )
+    print(f"zoo info {BASE}   cold {med['info_cold']:7.0f} ms   warm {med['info_warm']:7.0f} ms")
     print(f"zoo registry lineage ({opts.versions} versions)   {med['lineage']:7.0f} ms")
     print(
         f"(median of {opts.repeat}; reproduce: python bench/cli_startup.py --repeat "

@@ -85,8 +85,11 @@ def test_torchvision_weights_and_their_timm_twins_report_one_licence(
     assert len(tv) > 100
     for m in tv.values():
         assert m["license"] != "unknown" and m["license_source"] and m["license_url"], m
-    stated = {w.url: w.meta.get("license") for a in models.list_models(module=models)
-              for w in models.get_model_weights(a)}
+    stated = {
+        w.url: w.meta.get("license")
+        for a in models.list_models(module=models)
+        for w in models.get_model_weights(a)
+    }
     for url, lic_url in stated.items():  # torchvision's own metadata agrees where it speaks
         if lic_url:
             assert tv[url]["license_url"] == lic_url
@@ -194,15 +197,38 @@ def test_unknown_provider_and_bare_name_exit_3(catalog_home: dict[str, str]) -> 
 # The fields an entry of the catalogue may carry (torchvision's test_schema_meta_validation
 # checks its weights' meta against an allowed set the same way).
 SCHEMA = {
-    "reference", "provider", "architecture", "tag", "license", "license_url",
-    "license_source", "source", "pretrained", "pretrained_dataset", "imagenet_top1",
-    "input_size", "mean", "std", "interpolation", "crop_pct", "num_classes", "num_params",
+    "reference",
+    "provider",
+    "architecture",
+    "tag",
+    "license",
+    "license_url",
+    "license_source",
+    "source",
+    "pretrained",
+    "pretrained_dataset",
+    "imagenet_top1",
+    "input_size",
+    "mean",
+    "std",
+    "interpolation",
+    "crop_pct",
+    "num_classes",
+    "num_params",
     "feature_dim",
 }
 FIRST_PARTY = {"timm", "torchvision", "hf", "local"}
 # What every pretrained entry must state, whatever its provider.
-REQUIRED = ("license", "license_source", "source", "input_size", "mean", "std",
-            "interpolation", "crop_pct")
+REQUIRED = (
+    "license",
+    "license_source",
+    "source",
+    "input_size",
+    "mean",
+    "std",
+    "interpolation",
+    "crop_pct",
+)
 
 
 def test_catalogue_entries_are_well_formed(catalog_home: dict[str, str]) -> None:

@@ -289,7 +289,10 @@ def test_registry_refuses_a_grandchild_of_an_override_and_reads_an_old_store(
     base = "timm:test_resnet.r160_in1k"
     reason = "internal evaluation only"
     v1 = _register(
-        "chain", base, parent_license="cc-by-nc-4.0", license="apache-2.0",
+        "chain",
+        base,
+        parent_license="cc-by-nc-4.0",
+        license="apache-2.0",
         license_override=reason,
     )
     assert v1.lineage["license"]["ancestors"] == [
@@ -313,8 +316,6 @@ def test_registry_refuses_a_grandchild_of_an_override_and_reads_an_old_store(
         _register("chain", "models:/chain/1", license="mit")
     v2 = _register("chain", "models:/chain/1", license="cc-by-nc-4.0")
     assert v2.license == "cc-by-nc-4.0"
-    assert [a["reference"] for a in v2.lineage["license"]["ancestors"]] == [
-        base, "models:/chain/1"
-    ]
+    assert [a["reference"] for a in v2.lineage["license"]["ancestors"]] == [base, "models:/chain/1"]
     code = run(["registry", "show", "models:/chain/1"])  # the old record still shows
     assert code == 0 and "apache-2.0" in capsys.readouterr().out

@@ -51,7 +51,8 @@ def test_lineage_of_200_versions_imports_no_mlflow(tmp_path: Path) -> None:
         "import sys\n"
         "from zoo.cli import run\n"
         "rc = run(['registry', 'lineage', 'wide', '--json'])\n"
-        "print('HEAVY', [m for m in ('mlflow', 'torch') if m in sys.modules], rc, file=sys.stderr)\n"
+        "heavy = [m for m in ('mlflow', 'torch') if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
     )
     import os
 

@@ -409,7 +409,7 @@ def _refusal(
         )
     for o in overrides:
         text += (
-            f"; the override on {o.reference} (\"{o.override}\") covers that version only, "
+            f'; the override on {o.reference} ("{o.override}") covers that version only, '
             "not its descendants"
         )
     return LicenseError(text)
