@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.finetune_helpers import make_images
 from zoo.errors import EXIT_LICENSE, EXIT_USAGE, LicenseError, UsageError
 from zoo.licenses import (
     COMPATIBILITY,
@@ -265,7 +266,13 @@ def _register(name: str, parent: str, **kw: object) -> object:
         dataset={"digest": "sha256:0"},
         metrics={"val_accuracy": 0.5},
         input_example=torch.zeros(2, 3, 32, 32),
-        preprocessing={"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3},
+        preprocessing={
+            "input_size": [3, 32, 32],
+            "mean": [0.5] * 3,
+            "std": [0.5] * 3,
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+        },
         class_names=["a", "b"],
         **kw,
     )
@@ -273,7 +280,7 @@ def _register(name: str, parent: str, **kw: object) -> object:
 
 @pytest.mark.slow
 def test_registry_refuses_a_grandchild_of_an_override_and_reads_an_old_store(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """Registered for real: v1 overrides its cc-by-nc-4.0 base to apache-2.0; v2 from v1
     declaring mit is refused naming the base and v1's override. Then v1's lineage is
@@ -303,6 +310,13 @@ def test_registry_refuses_a_grandchild_of_an_override_and_reads_an_old_store(
     message = str(info.value)
     assert base in message and "cc-by-nc-4.0" in message and reason in message
     assert len(registry.list_versions("chain")) == 1  # nothing half-registered
+    # the engine takes the same decision before it reads the data
+    data = make_images(tmp_path / "data", classes=2, per_class=4, size=(32, 32))
+    capsys.readouterr()
+    code = run(["finetune", v1.model_uri, str(data), "--license", "mit", "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == EXIT_LICENSE, err
+    assert base in err and reason in err and "checking images" not in err
 
     old = dict(v1.lineage)
     old["license"] = {k: v for k, v in old["license"].items() if k != "ancestors"}
@@ -319,3 +333,39 @@ def test_registry_refuses_a_grandchild_of_an_override_and_reads_an_old_store(
     assert [a["reference"] for a in v2.lineage["license"]["ancestors"]] == [base, "models:/chain/1"]
     code = run(["registry", "show", "models:/chain/1"])  # the old record still shows
     assert code == 0 and "apache-2.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("nd", ["cc-by-nd-4.0", "cc-by-nc-nd-4.0"])
+def test_fine_tuning_a_no_derivatives_base_is_refused_before_the_data_is_read(
+    nd: str, tmp_path: Path, zoo_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors.torch import save_file
+
+    from zoo.build import build_backbone
+    from zoo.cli import run
+
+    weights = tmp_path / "nd.safetensors"
+    save_file(build_backbone("timm:test_resnet", pretrained=False).model.state_dict(), str(weights))
+    argv = ["import", str(weights), "--arch", "timm:test_resnet", "--license", nd, "--name", "nd"]
+    assert run(argv) == 0
+    data = make_images(tmp_path / "data", classes=2, per_class=4, size=(32, 32))
+    capsys.readouterr()
+    code = run(["finetune", "local:nd", str(data), "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == EXIT_LICENSE, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no derivatives" in lines[0] and nd in lines[0]
+    assert "checking images" not in err and not list((zoo_home / "runs").glob("*/state.pt"))
+
+
+def test_zoo_import_refuses_a_misspelt_licence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoo.cli import run
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"not even read")
+    argv = ["import", str(weights), "--arch", "timm:test_resnet", "--license", "apache-2.O",
+            "--name", "typo"]  # fmt: skip
+    assert run(argv) == EXIT_USAGE
+    assert "did you mean apache-2.0" in capsys.readouterr().err

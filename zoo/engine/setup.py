@@ -84,7 +84,7 @@ def prepare(
     else:
         pre, parent_license = parent.preprocessing, parent.license
     # refused here, before any data is read; the registry decides the same way again
-    chain = license_chain(parent) if parent is not None else ()
+    chain = license_chain(described) if parent is not None else ()  # described: the version
     decide_license(parent_license, recipe.license, recipe.license_override, chain=chain)
     workers = recipe.workers if recipe.workers is not None else _default_workers(dist)
     # The main process checks (and decodes) the data first; the others then find every
