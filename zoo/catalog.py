@@ -134,6 +134,10 @@ def list_models(
         names = ", ".join(sorted(found)) or "none"
         raise UsageError(f"no provider named '{provider}' (installed: {names})")
     selected = [found[provider]] if provider else [found[n] for n in sorted(found)]
+    if license:
+        from zoo.licenses import normalize_license
+
+        license = normalize_license(license)  # "MIT License", "MIT" -> mit
     listing = Listing(entries=[])
     for prov in selected:
         search = getattr(prov, "search", None)
@@ -150,7 +154,7 @@ def list_models(
                 continue
             if pretrained and not entry.pretrained:
                 continue
-            if license and entry.license != license.lower():
+            if license and entry.license != license:
                 continue
             listing.entries.append(entry)
     return listing
