@@ -298,12 +298,15 @@ def check_cmd(clean: bool, verify: bool, as_json: bool) -> None:
         for folder in staging:
             note(f"removed leftover staging folder {folder}")
     if report.problems:
+        n = len(report.problems)
         raise IntegrityError(
-            f"{len(report.problems)} versions point at missing artifacts: {report.problems[0]}"
+            f"{plural(n, 'version')} {'points' if n == 1 else 'point'} at missing artifacts: "
+            f"{report.problems[0]}"
         )
     if report.altered:
         raise IntegrityError(
-            f"{len(report.altered)} artifacts were altered after registration: "
+            f"{plural(len(report.altered), 'artifact')} "
+            f"{'was' if len(report.altered) == 1 else 'were'} altered after registration: "
             f"{report.altered[0]}; register those models again (or restore the files)"
         )
 
