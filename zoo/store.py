@@ -35,6 +35,7 @@ from zoo.home import disk_full, home, subdir
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "artifact_root",
+    "check_not_moved",
     "client",
     "configure",
     "embedded_exists",
@@ -146,6 +147,12 @@ def _check_not_moved() -> None:
             f"versions still point there. Run `zoo home move {home()}` to rewrite them for "
             f"the new place (or move the folder back to {old_home})"
         )
+
+
+def check_not_moved() -> None:
+    """Refuse a home moved without `zoo home move` (a stat and a small read; no MLflow):
+    for readers that skip :func:`configure` (zoo.registry.read's direct SQLite listing)."""
+    _check_not_moved()
 
 
 def _write_mark(mark: Path, uri: str) -> None:

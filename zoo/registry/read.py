@@ -153,8 +153,10 @@ def _sqlite_versions() -> list[RegisteredVersion] | None:
     db = store.sqlite_path(uri)
     if db is None or not db.is_file():
         return None
-    if store.is_embedded(uri) and not store.embedded_exists():
-        return None
+    if store.is_embedded(uri):
+        if not store.embedded_exists():
+            return None
+        store.check_not_moved()  # as configure() would: a moved home is refused
     if os.environ.get("MLFLOW_WORKSPACE", "default") not in ("", "default"):
         return None
     try:
