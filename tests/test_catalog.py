@@ -60,12 +60,53 @@ def test_list_filters_by_licence_and_pretrained(catalog_home: dict[str, str]) ->
     assert len(pretrained) < len(everything)  # timm lists architectures without weights too
 
 
-def test_torchvision_licences_come_from_urls_never_guessed(catalog_home: dict[str, str]) -> None:
+def test_torchvision_licences_are_what_torchvision_states(catalog_home: dict[str, str]) -> None:
+    """SWAG weights name their licence in their metadata; the others are published with
+    torchvision's BSD-3-Clause repository, as its docs state (never a guess)."""
     swag = _list(catalog_home, "vit_b_16.IMAGENET1K_SWAG*")
     assert swag and all(m["license"] == "cc-by-nc-4.0" for m in swag)
     assert all("facebookresearch/SWAG" in m["license_url"] for m in swag)
+    assert all(m["license_source"] == "torchvision's weights metadata" for m in swag)
     plain = _list(catalog_home, "torchvision:resnet50.IMAGENET1K_V2")
-    assert plain[0]["license"] == "unknown" and plain[0]["license_url"] is None
+    assert plain[0]["license"] == "bsd-3-clause"
+    assert plain[0]["license_url"] == "https://github.com/pytorch/vision/blob/main/LICENSE"
+    assert "torchvision" in plain[0]["license_source"]
+
+
+def test_torchvision_weights_and_their_timm_twins_report_one_licence(
+    catalog_home: dict[str, str],
+) -> None:
+    """The same file (one download URL) served by two providers reports one licence,
+    with one licence URL; none of torchvision's weights is `unknown`."""
+    import timm
+    from torchvision import models
+
+    tv = {m["source"]: m for m in _list(catalog_home, "torchvision:*")}
+    assert len(tv) > 100
+    for m in tv.values():
+        assert m["license"] != "unknown" and m["license_source"] and m["license_url"], m
+    stated = {
+        w.url: w.meta.get("license")
+        for a in models.list_models(module=models)
+        for w in models.get_model_weights(a)
+    }
+    for url, lic_url in stated.items():  # torchvision's own metadata agrees where it speaks
+        if lic_url:
+            assert tv[url]["license_url"] == lic_url
+    timm_rows = {m["reference"]: m for m in _list(catalog_home, "timm:*", "--pretrained")}
+    twins = 0
+    for name in timm.list_models(pretrained=True):
+        url = timm.models.get_pretrained_cfg(name).url
+        if url in tv:
+            twin, own = timm_rows[f"timm:{name}"], tv[url]
+            assert (twin["license"], twin["license_url"]) == (
+                own["license"],
+                own["license_url"],
+            ), (name, own["reference"])
+            twins += 1
+    assert twins >= 30  # resnets, resnexts, wide resnets, regnets (SWAG ones included)
+    for ref in ("timm:resnet50.tv_in1k", "timm:densenet121.tv_in1k"):  # tv copies, any URL
+        assert timm_rows[ref]["license"] == "bsd-3-clause"
 
 
 def test_info_gives_input_config_and_licence(catalog_home: dict[str, str]) -> None:
@@ -96,8 +137,42 @@ def test_info_near_miss_exits_3_naming_the_right_tag(catalog_home: dict[str, str
     result = run_zoo("info", "timm:resnet50.a1_in1", env=catalog_home)
     assert result.returncode == 3
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "resnet50.a1_in1k" in lines[0]
+    assert len(lines) == 1 and "did you mean timm:resnet50.a1_in1k " in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_info_near_miss_suggests_the_obvious_architecture_first(
+    catalog_home: dict[str, str],
+) -> None:
+    result = run_zoo("info", "timm:resnet5", env=catalog_home)
+    assert result.returncode == 3
+    assert "did you mean timm:resnet50 or" in result.stderr, result.stderr
+
+
+def test_warm_info_answers_from_the_catalogue_without_timm_or_torch(
+    catalog_home: dict[str, str],
+) -> None:
+    """The first `zoo info` of a reference asks timm (sizes, stages on the meta device);
+    asking again is answered from what the catalogue kept, importing neither."""
+    first = run_zoo("info", "timm:resnet18.a1_in1k", "--json", env=catalog_home)
+    assert first.returncode == 0, first.stderr
+    code = (
+        "import sys, json\n"
+        "from zoo.cli import run\n"
+        "rc = run(['info', 'timm:resnet18.a1_in1k', '--json'])\n"
+        "heavy = [m for m in ('torch', 'timm', 'torchvision', 'mlflow') if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **catalog_home},
+        timeout=120,
+    )
+    assert "HEAVY [] 0" in result.stderr, result.stderr
+    assert json.loads(result.stdout) == json.loads(first.stdout)
+    assert json.loads(result.stdout)["stages"][-1] == "head"
 
 
 def test_info_unknown_exits_3_pointing_to_zoo_list(catalog_home: dict[str, str]) -> None:
@@ -119,17 +194,73 @@ def test_unknown_provider_and_bare_name_exit_3(catalog_home: dict[str, str]) -> 
     assert bare.returncode == 3 and "zoo list" in bare.stderr
 
 
+# The fields an entry of the catalogue may carry (torchvision's test_schema_meta_validation
+# checks its weights' meta against an allowed set the same way).
+SCHEMA = {
+    "reference",
+    "provider",
+    "architecture",
+    "tag",
+    "license",
+    "license_url",
+    "license_source",
+    "source",
+    "pretrained",
+    "pretrained_dataset",
+    "imagenet_top1",
+    "input_size",
+    "mean",
+    "std",
+    "interpolation",
+    "crop_pct",
+    "num_classes",
+    "num_params",
+    "feature_dim",
+}
+FIRST_PARTY = {"timm", "torchvision", "hf", "local"}
+# What every pretrained entry must state, whatever its provider.
+REQUIRED = (
+    "license",
+    "license_source",
+    "source",
+    "input_size",
+    "mean",
+    "std",
+    "interpolation",
+    "crop_pct",
+)
+
+
 def test_catalogue_entries_are_well_formed(catalog_home: dict[str, str]) -> None:
-    """Like torchvision's schema test: every entry has a licence, a source and inputs."""
+    """Like torchvision's schema test: every entry has a known licence, and every
+    pretrained one a source and an input config; `zoo list` shows no column that is
+    empty for a whole provider."""
+    from zoo.cli.catalog import LIST_COLUMNS
+    from zoo.licenses import license_kind, normalize_license
+    from zoo.types import BackboneInfo
+
     models = _list(catalog_home)
     assert len(models) > 2000
+    by_provider: dict[str, list[dict]] = {}
     for m in models:
-        assert isinstance(m["license"], str) and m["license"] == m["license"].lower().strip()
-        assert m["license"] != "", m
+        assert set(m) == SCHEMA, m["reference"]
+        by_provider.setdefault(m["provider"], []).append(m)
+        lic = m["license"]
+        assert isinstance(lic, str) and lic and lic == normalize_license(lic), m
+        license_kind(lic)  # a kind the compatibility table has a rule for
         if m["pretrained"]:
-            assert m["source"], m["reference"]
-            assert m["input_size"] and len(m["input_size"]) == 3, m["reference"]
-            assert m["mean"] and m["std"], m["reference"]
+            # third-party plugins (effnet-lite) need not say where their licence comes from
+            required = REQUIRED if m["provider"] in FIRST_PARTY else REQUIRED[:1] + REQUIRED[2:]
+            missing = [k for k in required if m[k] in (None, "", [])]
+            assert not missing, (m["reference"], missing)
+            assert len(m["input_size"]) == 3 and len(m["mean"]) == len(m["std"]) == 3
+    assert {"timm", "torchvision"} <= set(by_provider)
+    for provider, rows in by_provider.items():
+        infos = [BackboneInfo.from_dict(r) for r in rows]
+        for column, cell in LIST_COLUMNS:
+            assert any(cell(i) for i in infos), f"column {column} is empty for {provider}"
+        for key in ("license_url", "pretrained_dataset", "input_size", "source"):
+            assert any(r[key] for r in rows), f"{key} is empty for every {provider} entry"
 
 
 def test_torchvision_param_counts_match_the_real_models(catalog_home: dict[str, str]) -> None:

@@ -1,4 +1,5 @@
-"""The licence compatibility table, row by row (docs/licenses.md shows the same table)."""
+"""Licences: the compatibility table row by row (docs/licenses.md shows the same table),
+SPDX ids, and the decision along a whole chain of registered versions."""
 
 from __future__ import annotations
 
@@ -6,13 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from zoo.errors import EXIT_LICENSE, LicenseError
+from tests.finetune_helpers import make_images
+from zoo.errors import EXIT_LICENSE, EXIT_USAGE, LicenseError, UsageError
 from zoo.licenses import (
     COMPATIBILITY,
+    KNOWN_CUSTOM,
+    Ancestor,
     check_compatible,
+    decide_license,
     is_compatible,
     license_kind,
     normalize_license,
+    parse_license,
 )
 
 # (parent, declared derivative licence, allowed?) -- every row of the table, each kind of
@@ -41,6 +47,10 @@ ROWS = [
     ("dinov3-license", "apache-2.0", False),
     ("apple-ascl", "dinov3-license", False),
     ("llama3", "mit", False),
+    # no-derivatives parent: nothing, not even itself
+    ("cc-by-nd-4.0", "cc-by-nd-4.0", False),
+    ("cc-by-nd-4.0", "mit", False),
+    ("cc-by-nc-nd-4.0", "cc-by-nc-nd-4.0", False),
     # unknown parent: unknown only
     ("unknown", "unknown", True),
     ("unknown", "apache-2.0", False),
@@ -72,9 +82,15 @@ def test_compatibility_table_row(parent: str, derivative: str, allowed: bool) ->
         ("cc-by-nc-sa-4.0", "non-commercial"),
         ("cc-by-sa-4.0", "share-alike"),
         ("gpl-3.0", "share-alike"),
+        ("cc-by-nd-4.0", "no-derivatives"),
+        ("cc-by-nc-nd-4.0", "no-derivatives"),
         ("dinov3-license", "custom"),
+        ("apple-ascl", "custom"),
+        ("fair-noncommercial-research-license", "non-commercial"),
+        ("other", "custom"),
+        ("0bsd", "permissive"),  # from the SPDX data's own category
+        ("mpl-2.0", "share-alike"),
         ("unknown", "unknown"),
-        ("other", "unknown"),
         (None, "unknown"),
     ],
 )
@@ -87,7 +103,8 @@ def test_every_kind_has_a_rule_and_every_rule_is_tested() -> None:
     assert tested_parent_kinds == set(COMPATIBILITY)
     for kind, rule in COMPATIBILITY.items():
         rows = [(p, d, ok) for p, d, ok in ROWS if license_kind(p) == kind]
-        assert any(ok for *_, ok in rows) and (rule == "any" or any(not ok for *_, ok in rows))
+        assert any(not ok for *_, ok in rows) or rule == "any"
+        assert any(ok for *_, ok in rows) or rule == "none"
 
 
 @pytest.mark.parametrize("parent", ["cc-by-nc-4.0", "unknown", "dinov3-license"])
@@ -103,3 +120,252 @@ def test_docs_show_the_same_table() -> None:
         row = next((line for line in doc.splitlines() if line.startswith(f"| {kind} ")), None)
         assert row is not None, f"docs/licenses.md has no row for {kind}"
         assert ("any licence" in row) == (rule == "any")
+        assert ("no derivative" in row) == (rule == "none")
+
+
+# ------------------------------------------------------------------ licence ids (SPDX)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("MIT License", "mit"),
+        ("MIT", "mit"),
+        ("Apache-2.0", "apache-2.0"),
+        ("Apache License, Version 2.0", "apache-2.0"),
+        ("BSD 3-Clause License", "bsd-3-clause"),
+        ("CC-BY-NC-4.0", "cc-by-nc-4.0"),
+        ("gpl-3.0", "gpl-3.0"),  # the Hub's form of an SPDX id SPDX now spells GPL-3.0-only
+        ("apple-ascl", "apple-ascl"),
+        ("fair-noncommercial-research-license", "fair-noncommercial-research-license"),
+        ("other", "other"),
+        ("custom:acme-eula", "acme-eula"),
+    ],
+)
+def test_declared_ids_are_stored_in_the_hubs_lower_case_form(given: str, stored: str) -> None:
+    assert parse_license(given) == stored
+    assert normalize_license(given) == stored
+
+
+def test_a_misspelt_id_is_refused_with_the_nearest_id_first() -> None:
+    with pytest.raises(UsageError) as info:
+        parse_license("apache-2.O")
+    message = str(info.value)
+    assert info.value.exit_code == EXIT_USAGE == 2
+    assert "did you mean apache-2.0" in message  # the nearest id, first
+    assert "custom:NAME" in message and "\n" not in message
+    with pytest.raises(UsageError):
+        decide_license("mit", "apache-2.O", None)  # the one decision validates too
+
+
+def test_a_custom_licence_is_accepted_on_purpose_and_restrictive() -> None:
+    assert parse_license("custom:acme-eula") == "acme-eula"
+    assert license_kind("acme-eula") == "custom"
+    assert decide_license("mit", "custom:acme-eula", None) == ("acme-eula", False)
+    assert is_compatible("acme-eula", "acme-eula") and not is_compatible("acme-eula", "mit")
+    with pytest.raises(LicenseError):
+        decide_license("acme-eula", "mit", None)
+    with pytest.raises(UsageError, match="known licence id"):
+        parse_license("custom:mit")  # not a way round the SPDX list
+    with pytest.raises(UsageError):
+        parse_license("acme-eula")  # without custom: it is an unknown id
+
+
+def test_timm_licences_are_all_known() -> None:
+    """Every licence timm's pretrained configs state is SPDX or a known custom id."""
+    import timm
+
+    stated = {
+        getattr(timm.models.get_pretrained_cfg(n), "license", None)
+        for n in timm.list_models(pretrained=True)
+    }
+    for lic in sorted(s for s in stated if s):
+        assert parse_license(lic) == lic, lic
+    assert "apple-ascl" in KNOWN_CUSTOM
+
+
+def test_ids_stored_before_spdx_validation_read_as_before() -> None:
+    """Old stores hold ids zoo normalised leniently ("mit-license"): they still read, and
+    keep their kind (a custom, restrictive licence)."""
+    for old in ("mit-license", "my-company-eula", "dinov3-license"):
+        assert normalize_license(old) == old
+        assert license_kind(old) == "custom"
+    assert decide_license("mit-license", None, None) == ("mit-license", True)
+
+
+# ------------------------------------------------------------------ the whole chain
+
+NC_BASE = Ancestor("timm:vit_x.nc_in1k", "cc-by-nc-4.0")
+
+
+def test_an_override_covers_only_its_own_version() -> None:
+    """base (cc-by-nc-4.0) -> v1 apache-2.0 by override -> v2 declaring mit: refused,
+    naming the ancestor and the override."""
+    reason = "research use approved by legal"
+    v1 = Ancestor("models:/pets/1", "apache-2.0", reason)
+    assert decide_license("cc-by-nc-4.0", "apache-2.0", reason, chain=[NC_BASE]) == (
+        "apache-2.0",
+        False,
+    )
+    with pytest.raises(LicenseError) as info:
+        decide_license("apache-2.0", "mit", None, chain=[NC_BASE, v1])
+    message = str(info.value)
+    assert "timm:vit_x.nc_in1k" in message and "cc-by-nc-4.0" in message
+    assert "models:/pets/1" in message and reason in message
+    assert info.value.exit_code == EXIT_LICENSE
+    # inheriting v1's licence is refused the same way; the base's own licence is allowed
+    with pytest.raises(LicenseError, match="inherited"):
+        decide_license("apache-2.0", None, None, chain=[NC_BASE, v1])
+    assert decide_license("apache-2.0", "cc-by-nc-4.0", None, chain=[NC_BASE, v1]) == (
+        "cc-by-nc-4.0",
+        False,
+    )
+    # a second override, on v2 itself, is a decision of its own
+    assert decide_license("apache-2.0", "mit", "again", chain=[NC_BASE, v1])[0] == "mit"
+
+
+def test_the_nearest_refusing_ancestor_is_named() -> None:
+    chain = [Ancestor("timm:a.b", "mit"), Ancestor("models:/m/1", "cc-by-sa-4.0")]
+    with pytest.raises(LicenseError, match="models:/m/1"):
+        decide_license("cc-by-sa-4.0", "apache-2.0", None, chain=chain)
+
+
+@pytest.mark.parametrize("base", ["cc-by-nd-4.0", "cc-by-nc-nd-4.0"])
+def test_no_derivatives_refuses_fine_tuning_unless_overridden(base: str) -> None:
+    chain = [Ancestor("hf:someone/nd-model", base)]
+    for declared in (None, base, "mit"):
+        with pytest.raises(LicenseError) as info:
+            decide_license(base, declared, None, chain=chain)
+        assert "no derivatives" in str(info.value) and "--license-override" in str(info.value)
+        assert info.value.exit_code == EXIT_LICENSE
+    assert decide_license(base, None, "permission granted by the author", chain=chain) == (
+        base,
+        True,
+    )
+
+
+# ------------------------------------------------------------------ through the registry
+
+
+def _register(name: str, parent: str, **kw: object) -> object:
+    import torch
+
+    from zoo.catalog import provider_for
+    from zoo.refs import parse_ref
+    from zoo.registry import register_derivative
+
+    ref = parse_ref("timm:test_resnet")
+    torch.manual_seed(0)
+    model = provider_for(ref).build(ref, num_classes=2, pretrained=False).model
+    return register_derivative(
+        model,
+        name=name,
+        parent=parent,
+        strategy="linear-probe",
+        strategy_settings={},
+        dataset={"digest": "sha256:0"},
+        metrics={"val_accuracy": 0.5},
+        input_example=torch.zeros(2, 3, 32, 32),
+        preprocessing={
+            "input_size": [3, 32, 32],
+            "mean": [0.5] * 3,
+            "std": [0.5] * 3,
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+        },
+        class_names=["a", "b"],
+        **kw,
+    )
+
+
+@pytest.mark.slow
+def test_registry_refuses_a_grandchild_of_an_override_and_reads_an_old_store(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Registered for real: v1 overrides its cc-by-nc-4.0 base to apache-2.0; v2 from v1
+    declaring mit is refused naming the base and v1's override. Then v1's lineage is
+    rewritten as stores before this change wrote it (no ancestors list): the chain is
+    walked instead, and the decision is the same."""
+    import json
+
+    from zoo import registry
+    from zoo.cli import run
+    from zoo.registry.lineage import license_chain
+    from zoo.store import client
+
+    base = "timm:test_resnet.r160_in1k"
+    reason = "internal evaluation only"
+    v1 = _register(
+        "chain",
+        base,
+        parent_license="cc-by-nc-4.0",
+        license="apache-2.0",
+        license_override=reason,
+    )
+    assert v1.lineage["license"]["ancestors"] == [
+        {"reference": base, "license": "cc-by-nc-4.0", "override": None}
+    ]
+    with pytest.raises(LicenseError) as info:
+        _register("chain", v1.model_uri, license="mit")
+    message = str(info.value)
+    assert base in message and "cc-by-nc-4.0" in message and reason in message
+    assert len(registry.list_versions("chain")) == 1  # nothing half-registered
+    # the engine takes the same decision before it reads the data
+    data = make_images(tmp_path / "data", classes=2, per_class=4, size=(32, 32))
+    capsys.readouterr()
+    code = run(["finetune", v1.model_uri, str(data), "--license", "mit", "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == EXIT_LICENSE, err
+    assert base in err and reason in err and "checking images" not in err
+
+    old = dict(v1.lineage)
+    old["license"] = {k: v for k, v in old["license"].items() if k != "ancestors"}
+    client().set_model_version_tag("chain", "1", "zoo.lineage", json.dumps(old))
+    walked = license_chain(registry.get_version("models:/chain/1"))
+    assert [(a.reference, a.license, a.override) for a in walked] == [
+        (base, "cc-by-nc-4.0", None),
+        ("models:/chain/1", "apache-2.0", reason),
+    ]
+    with pytest.raises(LicenseError, match=reason):
+        _register("chain", "models:/chain/1", license="mit")
+    v2 = _register("chain", "models:/chain/1", license="cc-by-nc-4.0")
+    assert v2.license == "cc-by-nc-4.0"
+    assert [a["reference"] for a in v2.lineage["license"]["ancestors"]] == [base, "models:/chain/1"]
+    code = run(["registry", "show", "models:/chain/1"])  # the old record still shows
+    assert code == 0 and "apache-2.0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("nd", ["cc-by-nd-4.0", "cc-by-nc-nd-4.0"])
+def test_fine_tuning_a_no_derivatives_base_is_refused_before_the_data_is_read(
+    nd: str, tmp_path: Path, zoo_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors.torch import save_file
+
+    from zoo.build import build_backbone
+    from zoo.cli import run
+
+    weights = tmp_path / "nd.safetensors"
+    save_file(build_backbone("timm:test_resnet", pretrained=False).model.state_dict(), str(weights))
+    argv = ["import", str(weights), "--arch", "timm:test_resnet", "--license", nd, "--name", "nd"]
+    assert run(argv) == 0
+    data = make_images(tmp_path / "data", classes=2, per_class=4, size=(32, 32))
+    capsys.readouterr()
+    code = run(["finetune", "local:nd", str(data), "--image-size", "32"])
+    err = capsys.readouterr().err
+    assert code == EXIT_LICENSE, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no derivatives" in lines[0] and nd in lines[0]
+    assert "checking images" not in err and not list((zoo_home / "runs").glob("*/state.pt"))
+
+
+def test_zoo_import_refuses_a_misspelt_licence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoo.cli import run
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"not even read")
+    argv = ["import", str(weights), "--arch", "timm:test_resnet", "--license", "apache-2.O",
+            "--name", "typo"]  # fmt: skip
+    assert run(argv) == EXIT_USAGE
+    assert "did you mean apache-2.0" in capsys.readouterr().err

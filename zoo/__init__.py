@@ -29,7 +29,14 @@ from zoo.errors import (
 from zoo.home import atomic_write_text, home, subdir
 from zoo.hookspecs import PLUGIN_API, hookimpl
 from zoo.inference import OnnxModel
-from zoo.licenses import UNKNOWN, license_from_url, normalize_license
+from zoo.licenses import (
+    UNKNOWN,
+    LicenseStatement,
+    license_from_url,
+    normalize_license,
+    publisher_statement,
+    spdx_url,
+)
 from zoo.local import LocalModel, local_model, local_models
 from zoo.onnx_export import export_onnx
 from zoo.pull import hf_cache_dir, hf_endpoint, pull_hub, pull_url
@@ -77,6 +84,7 @@ __all__ = [
     "IntegrityError",
     "Interrupted",
     "LicenseError",
+    "LicenseStatement",
     "LocalModel",
     "Metric",
     "ModuleBackbone",
@@ -121,10 +129,12 @@ __all__ = [
     "nce",
     "normalize_license",
     "parse_ref",
+    "publisher_statement",
     "pull_hub",
     "pull_url",
     "save_safetensors",
     "sha256_file",
+    "spdx_url",
     "stages_from_assignment",
     "subdir",
     "timm_style_backbone",

@@ -2,8 +2,11 @@
 
 ``zoo list`` must not pay for importing timm on every call, so each provider's index is
 cached as JSON under ``$ZOO_HOME/catalog/`` and rebuilt when the provider's version (its
-package version) changes. Providers that index local state (the Hugging Face cache, local
-imports) set ``cache_index = False`` and are indexed on every call.
+package version) changes. ``zoo info`` likewise: what a provider's ``describe`` answered
+(sizes counted on the meta device, the stage names) is kept beside the index, per
+reference, under the same rule, so asking again imports neither timm nor torch.
+Providers that index local state (the Hugging Face cache, local imports) set
+``cache_index = False`` and are asked on every call.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import difflib
 import fnmatch
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +30,7 @@ from zoo.types import BackboneInfo, Provider
 __all__ = [
     "INDEX_FORMAT",
     "Listing",
+    "cached_fact",
     "describe",
     "index",
     "index_path",
@@ -35,7 +40,7 @@ __all__ = [
     "resolve",
 ]
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: entries carry license_source; publishers' statements win
 DEFAULT_REMOTE_TIMEOUT = 10.0
 
 
@@ -129,6 +134,10 @@ def list_models(
         names = ", ".join(sorted(found)) or "none"
         raise UsageError(f"no provider named '{provider}' (installed: {names})")
     selected = [found[provider]] if provider else [found[n] for n in sorted(found)]
+    if license:
+        from zoo.licenses import normalize_license
+
+        license = normalize_license(license)  # "MIT License", "MIT" -> mit
     listing = Listing(entries=[])
     for prov in selected:
         search = getattr(prov, "search", None)
@@ -145,19 +154,91 @@ def list_models(
                 continue
             if pretrained and not entry.pretrained:
                 continue
-            if license and entry.license != license.lower():
+            if license and entry.license != license:
                 continue
             listing.entries.append(entry)
     return listing
 
 
 def _suggestions(prov: Provider, ref: Ref) -> list[str]:
+    """Close names, the obvious one first: a name the typed one starts (``resnet5`` ->
+    ``resnet50``) before a merely similar one; architectures for a reference without a
+    tag, full ``ARCH.TAG`` names for one with a tag."""
     try:
         names = [e.name for e in index(prov)]
     except Exception:
         return []
-    close = difflib.get_close_matches(ref.name, names, n=3, cutoff=0.75)
-    return [f"{prov.name}:{n}" for n in close]
+    typed = ref.name.lower()
+    pool = sorted({n.split(".", 1)[0] for n in names}) if "." not in typed else names
+
+    def score(name: str) -> tuple[bool, float, int]:
+        low = name.lower()
+        ratio = difflib.SequenceMatcher(None, typed, low).ratio()
+        return (low.startswith(typed), ratio, -len(low))
+
+    scored = [(score(n), n) for n in pool]
+    close = [n for sc, n in scored if sc[1] >= 0.75 or (sc[0] and len(typed) >= 3)]
+    close.sort(key=lambda n: score(n), reverse=True)
+    return [f"{prov.name}:{n}" for n in close[:3]]
+
+
+def _described_file(provider: Provider) -> Path | None:
+    if not getattr(provider, "cache_index", True):
+        return None
+    return _index_file(provider.name).with_name(f"{provider.name}.described.json")
+
+
+def _read_described(provider: Provider) -> dict[str, Any]:
+    path = _described_file(provider)
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") == INDEX_FORMAT and data.get("provider_version") == (
+            provider.version()
+        ):
+            entries = data.get("entries")
+            return entries if isinstance(entries, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {}
+
+
+def _remember(provider: Provider, keys: list[str], **facts: Any) -> None:
+    """Add ``facts`` to the described-cache entries of ``keys`` (best effort)."""
+    path = _described_file(provider)
+    if path is None:
+        return
+    entries = _read_described(provider)
+    for key in keys:
+        entries.setdefault(key, {}).update(facts)
+    payload = {
+        "format": INDEX_FORMAT,
+        "provider": provider.name,
+        "provider_version": provider.version(),
+        "entries": entries,
+    }
+    with contextlib.suppress(OSError, ReadOnlyHomeError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(payload))
+
+
+def cached_fact(reference: str, fact: str, compute: Callable[[], Any]) -> Any:
+    """A fact about a provider reference computed once per provider version and kept
+    with the catalogue (``zoo info``'s stage names). ``compute`` runs on a miss; a None
+    result is not kept."""
+    ref = parse_ref(reference)
+    try:
+        prov = provider_for(ref)
+    except UnknownModelError:
+        return compute()
+    hit = _read_described(prov).get(reference) or {}
+    if fact in hit:
+        return hit[fact]
+    value = compute()
+    if value is not None:
+        _remember(prov, [reference], **{fact: value})
+    return value
 
 
 def describe(ref: Ref | str) -> BackboneInfo:
@@ -168,8 +249,13 @@ def describe(ref: Ref | str) -> BackboneInfo:
             f"'{ref}' is a registered model: use `zoo registry show {ref}` to describe it"
         )
     prov = provider_for(ref)
+    key = str(ref)
+    hit = _read_described(prov).get(key) or {}
+    if isinstance(hit.get("info"), dict):
+        with contextlib.suppress(TypeError, ValueError):
+            return BackboneInfo.from_dict(hit["info"])
     try:
-        return prov.describe(ref)
+        info = prov.describe(ref)
     except UnknownModelError as exc:
         close = _suggestions(prov, ref)
         if close:
@@ -180,6 +266,8 @@ def describe(ref: Ref | str) -> BackboneInfo:
             f"unknown model '{ref}': {exc}; find one with `zoo list 'PATTERN' "
             f"--provider {prov.name}`"
         ) from exc
+    _remember(prov, sorted({key, info.reference}), info=info.to_dict())
+    return info
 
 
 def resolve(ref: Ref | str) -> Ref:

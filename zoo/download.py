@@ -28,7 +28,9 @@ __all__ = [
     "file_lock",
     "git_blob_sha1",
     "is_offline",
+    "offline_variables",
     "sha256_file",
+    "ways_out",
 ]
 
 CHUNK = 1 << 20
@@ -36,12 +38,34 @@ CHUNK = 1 << 20
 HASH_PREFIX = re.compile(r"-([a-f0-9]{6,64})\.")
 
 
+def offline_variables() -> list[str]:
+    """The variables that switch offline mode on, of those actually set (to name only
+    those in messages: telling a user to unset a variable they never set helps nobody)."""
+    return [
+        var
+        for var in ("HF_HUB_OFFLINE", "ZOO_OFFLINE")
+        if os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
+    ]
+
+
 def is_offline() -> bool:
     """HF_HUB_OFFLINE=1 (or ZOO_OFFLINE=1): no source is contacted, for any provider."""
-    return any(
-        os.environ.get(var, "").strip().lower() in {"1", "true", "yes", "on"}
-        for var in ("HF_HUB_OFFLINE", "ZOO_OFFLINE")
-    )
+    return bool(offline_variables())
+
+
+def ways_out(label: str, *, mirror: str | None = "HF_ENDPOINT") -> str:
+    """What a user can do when ``label`` is not cached and its source cannot be reached:
+    the real ways out, naming only variables that matter here."""
+    local = "bring the weights as a local file with `zoo import FILE --arch ARCH`"
+    set_vars = offline_variables()
+    if set_vars:
+        ways = [f"unset {' and '.join(set_vars)} and run `zoo pull {label}` with network "
+                "access", local]  # fmt: skip
+    else:
+        ways = [f"point {mirror} at a mirror that serves it"] if mirror else []
+        ways += [local, "set HF_HUB_OFFLINE=1 to work with the models already cached "
+                 "(`zoo cache ls`)"]  # fmt: skip
+    return ", ".join(ways[:-1]) + f", or {ways[-1]}"
 
 
 def sha256_file(path: str | Path, progress: Progress | None = None) -> str:
@@ -102,6 +126,14 @@ def _open(url: str, headers: dict[str, str], timeout: float) -> Any:
         raise OfflineError(f"{url} is not reachable ({reason})") from None
 
 
+def _mirror_variable(url: str) -> str | None:
+    """The variable that points downloads of ``url`` at a mirror, where there is one."""
+    mirror = os.environ.get("ZOO_TORCHVISION_MIRROR", "").strip()
+    if "download.pytorch.org" in url or (mirror and url.startswith(mirror)):
+        return "ZOO_TORCHVISION_MIRROR"
+    return None
+
+
 def download_url(
     url: str,
     dest: Path,
@@ -120,8 +152,8 @@ def download_url(
     """
     if is_offline() and not url.startswith("file:"):  # a local file is not the network
         raise NotCachedError(
-            f"{dest.name} is not cached and offline mode is on (HF_HUB_OFFLINE/ZOO_OFFLINE): "
-            "pull it with network access first"
+            f"{dest.name} is not cached and offline mode is on "
+            f"({', '.join(offline_variables())}): {ways_out(dest.name)}"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".incomplete")
@@ -162,8 +194,9 @@ def download_url(
                 if progress is not None and started:
                     progress.finish()
                 raise OfflineError(
-                    f"downloading {url} failed after {attempt} attempts ({exc}); run the "
-                    "same command again to resume"
+                    f"downloading {url} failed after {attempt} attempts ({exc}): run the "
+                    "same command again to resume; if the source stays unreachable: "
+                    f"{ways_out(dest.name, mirror=_mirror_variable(url))}"
                 ) from None
             time.sleep(min(0.2 * attempt, 2.0))
     if progress is not None and started:

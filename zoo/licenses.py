@@ -1,47 +1,68 @@
-"""Licence ids and the one compatibility table between a parent and its derivative.
+"""Licence ids, and the one decision on a derivative's licence along its whole chain.
 
-Ids are lowercase Hugging Face licence ids (``apache-2.0``, ``mit``, ``cc-by-nc-4.0``),
-a custom licence's own name (``dinov3-license``, ``apple-ascl``), or ``unknown``.
-Nothing is ever guessed permissive: what zoo cannot name is ``unknown``.
+Ids are the lower-case forms the Hugging Face Hub uses: SPDX ids (``apache-2.0``, ``mit``,
+``cc-by-nc-4.0``, validated against the SPDX list that the ``license-expression`` package
+ships), the custom licences publishers use outside SPDX (timm's ``apple-ascl``, the Hub's
+``other``; see :data:`KNOWN_CUSTOM`), a custom licence declared on purpose
+(``custom:NAME``, stored as ``NAME``), or ``unknown``. Nothing is ever guessed
+permissive: what zoo cannot name is ``unknown`` or restrictive.
 
-Compatibility (parent -> declared derivative licence), documented in docs/licenses.md
+Compatibility (ancestor -> declared derivative licence), documented in docs/licenses.md
 and tested row by row (tests/test_licenses.py):
 
-    parent kind       example              allows
+    ancestor kind     example              allows
     permissive        apache-2.0, mit      any licence
     non-commercial    cc-by-nc-4.0         itself only
     share-alike       cc-by-sa-4.0, gpl    itself only
+    no-derivatives    cc-by-nd-4.0         nothing (no fine-tuning)
     custom            dinov3-license       itself only
     unknown           unknown              unknown only
 
-Without a declared licence a derivative inherits its parent's, which is always allowed.
-A refused pair passes only with an override reason, which the registry records.
+A derivative's licence (declared, or inherited from its parent) must be allowed by every
+ancestor, root first. An override covers only the version it is recorded on: its
+descendants are checked against the ancestors' licences again.
 """
 
 from __future__ import annotations
 
-from zoo.errors import LicenseError
+import difflib
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from zoo.errors import LicenseError, UsageError
 
 __all__ = [
     "COMPATIBILITY",
+    "CUSTOM_PREFIX",
+    "KNOWN_CUSTOM",
     "PERMISSIVE",
     "UNKNOWN",
+    "Ancestor",
+    "LicenseStatement",
     "check_compatible",
     "decide_license",
     "is_compatible",
     "license_from_url",
     "license_kind",
     "normalize_license",
+    "parse_license",
+    "publisher_statement",
+    "spdx_url",
 ]
 
 UNKNOWN = "unknown"
+CUSTOM_PREFIX = "custom:"  # --license custom:NAME declares a licence outside SPDX on purpose
 
-# Licences that allow redistribution of derivatives under any terms (attribution aside).
+# Licences that allow redistribution of derivatives under any terms (attribution aside);
+# other SPDX ids are permissive when the SPDX data classes them so (see license_kind).
 PERMISSIVE = frozenset(
     {
         "apache-2.0",
         "mit",
-        "bsd",
+        "bsd",  # the Hub's id for "some BSD licence"
         "bsd-2-clause",
         "bsd-3-clause",
         "bsd-3-clause-clear",
@@ -64,15 +85,50 @@ PERMISSIVE = frozenset(
     }
 )
 
+# Ids publishers use outside SPDX: the Hugging Face Hub's own list and what timm's
+# pretrained configs state. Known, so accepted as they are; custom, so restrictive.
+KNOWN_CUSTOM = frozenset(
+    {
+        "other",  # the Hub's "see the model card"
+        "openrail",
+        "openrail++",
+        "creativeml-openrail-m",
+        "bigscience-openrail-m",
+        "bigscience-bloom-rail-1.0",
+        "bigcode-openrail-m",
+        "deepfloyd-if-license",
+        "llama2",
+        "llama3",
+        "llama3.1",
+        "llama3.2",
+        "llama3.3",
+        "llama4",
+        "gemma",
+        "apple-ascl",
+        "apple-amlr",
+        "intel-research",
+        "lgpl-lr",
+        "h-research",
+        "fair-noncommercial-research-license",
+        "dinov3-license",
+        "cvnets-license",
+        "fastvit-license",
+        "mobileone-license",
+        "seer-license",
+        "sapiens2-license",
+        "nvidia-open-model-license",
+        "qwen-community-1.0",
+    }
+)
+
 _ALIASES = {
     "apache 2.0": "apache-2.0",
     "apache-2": "apache-2.0",
     "apache2": "apache-2.0",
-    "apache license 2.0": "apache-2.0",
+    "apache 2": "apache-2.0",
     "bsd-3": "bsd-3-clause",
     "bsd3": "bsd-3-clause",
     "cc-by-nc": "cc-by-nc-4.0",
-    "other": UNKNOWN,
     "": UNKNOWN,
     "none": UNKNOWN,
 }
@@ -80,23 +136,109 @@ _ALIASES = {
 # Licence URLs sources give instead of ids (torchvision's weights meta does this).
 _URLS = {
     "github.com/facebookresearch/swag/blob/main/license": "cc-by-nc-4.0",
+    "github.com/pytorch/vision/blob/main/license": "bsd-3-clause",
     "www.apache.org/licenses/license-2.0": "apache-2.0",
     "apache.org/licenses/license-2.0": "apache-2.0",
     "opensource.org/licenses/mit": "mit",
     "opensource.org/licenses/bsd-3-clause": "bsd-3-clause",
     "creativecommons.org/licenses/by-nc/4.0": "cc-by-nc-4.0",
     "creativecommons.org/licenses/by/4.0": "cc-by-4.0",
+    "creativecommons.org/licenses/by-nd/4.0": "cc-by-nd-4.0",
+    "creativecommons.org/licenses/by-nc-nd/4.0": "cc-by-nc-nd-4.0",
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _spdx() -> Mapping[str, tuple[str, str]]:
+    """lower-case SPDX id (current or older form) -> (SPDX id as published, category).
+
+    From the SPDX list that ``license-expression`` ships (ScanCode's licence index);
+    ``LicenseRef-`` keys are ScanCode's own, not SPDX, and are left out.
+    """
+    from license_expression import get_license_index
+
+    out: dict[str, tuple[str, str]] = {}
+    for entry in get_license_index():
+        key = entry.get("spdx_license_key") or ""
+        if not key or key.startswith("LicenseRef-") or entry.get("is_exception"):
+            continue
+        category = str(entry.get("category") or "")
+        for k in (key, *(entry.get("other_spdx_license_keys") or ())):
+            if not k.startswith("LicenseRef-"):
+                out.setdefault(k.lower(), (key, category))
+    return out
+
+
+def _known(text: str) -> str | None:
+    """The id for ``text`` (already lower-case) when zoo knows it, else None."""
+    if text in _ALIASES:
+        return _ALIASES[text]
+    if text == UNKNOWN or text in PERMISSIVE or text in KNOWN_CUSTOM:
+        return text
+    if text in _spdx():
+        return text  # the Hub keeps SPDX ids lower-cased, in the form given (gpl-3.0)
+    # a licence's name rather than its id: "MIT License", "Apache License, Version 2.0"
+    words = [w for w in re.split(r"[\s,]+", text) if w not in {"license", "licence", "the"}]
+    if words != text.split() and words:
+        if words[0] == "apache" and words[-1] in {"2", "2.0"}:
+            return "apache-2.0"
+        slug = "-".join(w for w in words if w != "version")
+        if slug in _ALIASES or slug in PERMISSIVE or slug in _spdx():
+            return _ALIASES.get(slug, slug)
+    return None
+
+
 def normalize_license(value: str | None) -> str:
-    """A source's licence field as a zoo licence id (lowercase; ``unknown`` if empty)."""
+    """A source's licence field as a zoo licence id (lower-case; ``unknown`` if empty).
+
+    Lenient, for what publishers state and for ids already stored: a text zoo does not
+    know is kept (spaces as dashes) and is then a custom, restrictive licence. User input
+    goes through :func:`parse_license`, which refuses unknown ids.
+    """
     if value is None:
         return UNKNOWN
     text = str(value).strip().lower()
     if text.startswith(("http://", "https://")):
         return license_from_url(text)
-    return _ALIASES.get(text, text.replace(" ", "-"))
+    if text.startswith(CUSTOM_PREFIX):
+        text = text[len(CUSTOM_PREFIX) :].strip()
+    known = _known(text)
+    return known if known is not None else text.replace(" ", "-")
+
+
+def _all_ids() -> list[str]:
+    return sorted({*_spdx(), *PERMISSIVE, *KNOWN_CUSTOM, UNKNOWN})
+
+
+def parse_license(value: str) -> str:
+    """A licence id a user declares (``--license``): known ids only, or ``custom:NAME``.
+
+    An unknown id is a :class:`zoo.UsageError` naming the nearest known ids; a custom
+    licence must be declared as such, so a typo never becomes a licence.
+    """
+    text = str(value).strip().lower()
+    if text.startswith(CUSTOM_PREFIX):
+        name = text[len(CUSTOM_PREFIX) :].strip()
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.+_-]*", name):
+            raise UsageError(
+                f"'{value}' is not a custom licence name: write custom:NAME with letters, "
+                "digits, '.', '+', '_' or '-' (e.g. custom:acme-eula)"
+            )
+        if _known(name) not in (None, name) or name in _spdx() or name in PERMISSIVE:
+            raise UsageError(f"'{name}' is a known licence id: write --license {name}")
+        if name == UNKNOWN:
+            raise UsageError("'unknown' is not a custom licence: omit --license to inherit")
+        return name
+    known = _known(text)
+    if known is not None:
+        return known
+    close = difflib.get_close_matches(text, _all_ids(), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise UsageError(
+        f"unknown licence id '{value}': {hint}Use an SPDX id as the Hugging Face Hub writes "
+        "it (mit, apache-2.0, cc-by-nc-4.0), or declare your own with "
+        "--license custom:NAME"
+    )
 
 
 def license_from_url(url: str | None) -> str:
@@ -109,45 +251,168 @@ def license_from_url(url: str | None) -> str:
     return _URLS.get(key, UNKNOWN)
 
 
+@dataclass(frozen=True)
+class LicenseStatement:
+    """What a publisher states about the licence of the weights it publishes."""
+
+    license: str
+    url: str | None  # the licence's text
+    source: str  # who states it, and where
+
+
+_TORCHVISION_WEIGHTS = "https://download.pytorch.org/models/"
+_SWAG = LicenseStatement(
+    "cc-by-nc-4.0",
+    "https://github.com/facebookresearch/SWAG/blob/main/LICENSE",
+    "torchvision's README and weights metadata: SWAG models are released under CC-BY-NC 4.0",
+)
+_TORCHVISION = LicenseStatement(
+    "bsd-3-clause",
+    "https://github.com/pytorch/vision/blob/main/LICENSE",
+    "torchvision publishes these weights with its repository, licensed BSD-3-Clause (timm "
+    "states the same for its tv_in1k copies); torchvision's docs add that pre-trained "
+    "weights may carry terms of the dataset they were trained on",
+)
+
+
+def publisher_statement(weights_url: str | None) -> LicenseStatement | None:
+    """The publisher's own statement for the weights file at ``weights_url``, for the
+    publishers zoo knows (torchvision's download.pytorch.org/models/); else None.
+
+    The one source of truth for every provider that serves the same file (torchvision
+    and timm's ``tv_in1k`` copies), so the same weights never carry two licences.
+    """
+    if not weights_url or not weights_url.startswith(_TORCHVISION_WEIGHTS):
+        return None
+    filename = weights_url.rsplit("/", 1)[-1].lower()
+    return _SWAG if "swag" in filename else _TORCHVISION
+
+
+def spdx_url(license_id: str | None) -> str | None:
+    """The SPDX page of an SPDX licence id (None for custom and unknown licences)."""
+    if not license_id or license_id in KNOWN_CUSTOM or license_id == UNKNOWN:
+        return None
+    found = _spdx().get(license_id.lower())
+    return f"https://spdx.org/licenses/{found[0]}.html" if found else None
+
+
 def is_permissive(license_id: str) -> bool:
-    return normalize_license(license_id) in PERMISSIVE
+    return license_kind(license_id) == "permissive"
 
 
 # Licences that require derivatives to keep the same terms (copyleft / share-alike).
 _SHARE_ALIKE_PREFIXES = ("cc-by-sa-", "gpl-", "agpl-", "lgpl-", "cc-by-nc-sa-", "odbl")
+_NO_DERIVATIVES_PREFIXES = ("cc-by-nd-", "cc-by-nc-nd-")
 
 
-def license_kind(license_id: str) -> str:
-    """``permissive``, ``non-commercial``, ``share-alike``, ``custom`` or ``unknown``."""
+def license_kind(license_id: str | None) -> str:
+    """``permissive``, ``non-commercial``, ``share-alike``, ``no-derivatives``, ``custom``
+    or ``unknown``."""
     lid = normalize_license(license_id)
     if lid == UNKNOWN:
         return "unknown"
+    if lid.startswith(_NO_DERIVATIVES_PREFIXES):
+        return "no-derivatives"
     if lid in PERMISSIVE:
         return "permissive"
     if lid.startswith("cc-by-nc") or "non-commercial" in lid or "noncommercial" in lid:
         return "non-commercial"
     if lid.startswith(_SHARE_ALIKE_PREFIXES):
         return "share-alike"
+    if lid in KNOWN_CUSTOM:
+        return "custom"
+    category = (_spdx().get(lid) or ("", ""))[1]
+    if category in {"Permissive", "Public Domain"}:
+        return "permissive"
+    if category.startswith("Copyleft"):
+        return "share-alike"
     return "custom"
 
 
-# The one table: parent kind -> which declared derivative licences it allows.
-# "any": every licence; "same": only the parent's own id.
+# The one table: ancestor kind -> which derivative licences it allows.
+# "any": every licence; "same": only the ancestor's own id; "none": no derivative at all.
 COMPATIBILITY: dict[str, str] = {
     "permissive": "any",
     "non-commercial": "same",
     "share-alike": "same",
+    "no-derivatives": "none",
     "custom": "same",
     "unknown": "same",
+}
+
+_RULE_WORDS = {
+    "same": "allow only themselves",
+    "none": "allow no derivatives at all",
 }
 
 
 def is_compatible(parent: str, derivative: str) -> bool:
     """May a derivative of a ``parent``-licensed model be released as ``derivative``?"""
     parent, derivative = normalize_license(parent), normalize_license(derivative)
-    if COMPATIBILITY[license_kind(parent)] == "any":
+    rule = COMPATIBILITY[license_kind(parent)]
+    if rule == "any":
         return True
-    return parent == derivative
+    return rule == "same" and parent == derivative
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    """One model up a derivative's chain, as the decision needs it."""
+
+    reference: str  # a provider reference (the root) or models:/NAME/N
+    license: str
+    override: str | None = None  # the reason, when that version was registered by override
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference, "license": self.license, "override": self.override}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Ancestor:
+        return cls(
+            reference=str(data.get("reference") or "?"),
+            license=normalize_license(data.get("license")),
+            override=data.get("override") or None,
+        )
+
+
+def _refusal(
+    ancestor: Ancestor | None,
+    license_id: str,
+    *,
+    inherited: bool,
+    is_parent: bool,
+    overrides: Sequence[Ancestor] = (),
+) -> LicenseError:
+    anc_id = ancestor.license if ancestor else UNKNOWN
+    kind = license_kind(anc_id)
+    whose = f"the parent's licence {anc_id}"
+    if ancestor is not None and ancestor.reference:
+        who = "the parent" if is_parent else "the ancestor"
+        whose = f"licence {anc_id} of {who} {ancestor.reference}"
+    if COMPATIBILITY[kind] == "none":
+        text = (
+            f"{whose[0].upper()}{whose[1:]} allows no derivatives: fine-tuning it (or a "
+            f"derivative of it) into a model licensed {license_id} is refused; "
+            'pass --license-override "REASON" if you have the rights holder\'s permission'
+        )
+    else:
+        what = f"the inherited licence {license_id}" if inherited else f"licence {license_id}"
+        keep = (
+            f"keep {anc_id} (omit --license)"
+            if is_parent and not inherited
+            else f"declare --license {anc_id}"
+        )
+        text = (
+            f"{what} is not compatible with {whose} ({kind} licences "
+            f"{_RULE_WORDS[COMPATIBILITY[kind]]}): {keep} or pass --license-override "
+            '"REASON"'
+        )
+    for o in overrides:
+        text += (
+            f'; the override on {o.reference} ("{o.override}") covers that version only, '
+            "not its descendants"
+        )
+    return LicenseError(text)
 
 
 def check_compatible(parent: str, derivative: str, *, override: str | None = None) -> None:
@@ -156,28 +421,50 @@ def check_compatible(parent: str, derivative: str, *, override: str | None = Non
         return
     if override is not None and override.strip():
         return
-    parent_id, derivative_id = normalize_license(parent), normalize_license(derivative)
-    raise LicenseError(
-        f"licence {derivative_id} is not compatible with the parent's licence {parent_id} "
-        f"({license_kind(parent_id)} licences allow only themselves): keep {parent_id} (omit "
-        '--license) or pass --license-override "REASON"'
+    raise _refusal(
+        Ancestor("", normalize_license(parent)),
+        normalize_license(derivative),
+        inherited=False,
+        is_parent=True,
     )
 
 
 def decide_license(
-    parent_license: str | None, declared: str | None, override: str | None
+    parent_license: str | None,
+    declared: str | None,
+    override: str | None,
+    *,
+    chain: Sequence[Ancestor] = (),
 ) -> tuple[str, bool]:
     """A derivative's licence and whether it was inherited; LicenseError if refused.
 
-    The one decision the engine takes before its first epoch and the registry takes again
+    ``chain``: every ancestor, root first and the parent last, with the override each
+    was registered with (the registry records it; :func:`zoo.registry.lineage.license_chain`
+    reads it); empty means the parent alone, licensed ``parent_license``. The licence
+    (``declared``, validated by :func:`parse_license`, or else the parent's) must be
+    allowed by every ancestor; ``override`` (a reason) lets this one version pass.
+
+    The one decision: the engine takes it before its first epoch and the registry again
     when it registers (so a refused licence never costs a training run).
     """
-    from zoo.errors import UsageError
-
     if override is not None and not override.strip():
         raise UsageError('--license-override needs a reason: --license-override "REASON"')
-    if declared is None:
-        return parent_license or UNKNOWN, True
-    license_id = normalize_license(declared)
-    check_compatible(parent_license or UNKNOWN, license_id, override=override)
-    return license_id, False
+    inherited = declared is None
+    ancestors = list(chain) or [Ancestor("", normalize_license(parent_license))]
+    if inherited:
+        license_id = normalize_license(parent_license) if parent_license else ancestors[-1].license
+    else:
+        license_id = parse_license(str(declared))
+    if override is not None:
+        return license_id, inherited
+    last = len(ancestors) - 1
+    # nearest first: the parent's refusal is the one to name when several refuse
+    for i in range(last, -1, -1):
+        ancestor = ancestors[i]
+        if is_compatible(ancestor.license, license_id):
+            continue
+        overrides = [a for a in ancestors[i:] if a.override]
+        raise _refusal(
+            ancestor, license_id, inherited=inherited, is_parent=i == last, overrides=overrides
+        )
+    return license_id, inherited

@@ -38,7 +38,7 @@ from zoo.home import (
     staging_dir,
     subdir,
 )
-from zoo.licenses import normalize_license
+from zoo.licenses import parse_license
 from zoo.types import BackboneInfo
 
 __all__ = [
@@ -171,9 +171,9 @@ def import_checkpoint(
             f"'{name[:40]}' is not a local model name: use up to {_MAX_NAME} letters, "
             "digits, '_', '-', '.', '+'"
         )
-    lic = normalize_license(license)
     if not license.strip():
         raise UsageError("--license is empty: give the licence id of the checkpoint")
+    lic = parse_license(license)  # a typo is refused with the nearest ids, not stored
     path = Path(path).expanduser().resolve()
     fmt = detect_format(path)  # by content, before anything is loaded
     source = load_state_dict(path, trust_pickle=trust_pickle)

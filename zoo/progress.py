@@ -15,6 +15,13 @@ def plain_output() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true"} or not sys.stderr.isatty()
 
 
+def _amount(total: float, unit: str) -> str:
+    """What a progress line counts: ``12 images``, ``4 steps``, ``18.4 MB``."""
+    if unit == "bytes":
+        return f"{total / 1e6:.1f} MB"
+    return f"{total:g} {unit}"
+
+
 class LineProgress:
     """Plain lines: one at start, about every 10% (at most every 2 s), one at the end."""
 
@@ -32,7 +39,7 @@ class LineProgress:
     def start(self, description: str, total: float | None, unit: str = "items") -> None:
         self.description, self.total, self.done = description, total, 0.0
         self._next_fraction, self._last = 0.1, time.monotonic()
-        self._say("started" + (f" ({total:g} total)" if total else ""))
+        self._say("started" + (f" ({_amount(total, unit)})" if total else ""))
 
     def advance(self, amount: float) -> None:
         self.done += amount

@@ -29,7 +29,9 @@ from zoo.download import (
     file_lock,
     git_blob_sha1,
     is_offline,
+    offline_variables,
     sha256_file,
+    ways_out,
 )
 from zoo.errors import (
     IntegrityError,
@@ -165,10 +167,7 @@ def _download(
 
 
 def _not_cached(label: str, why: str) -> NotCachedError:
-    return NotCachedError(
-        f"{label} is not in the local cache and {why}: run `zoo pull {label}` with network "
-        "access (unset HF_HUB_OFFLINE) first"
-    )
+    return NotCachedError(f"{label} is not in the local cache and {why}: {ways_out(label)}")
 
 
 def _from_local_cache(
@@ -284,7 +283,9 @@ def pull_hub(
             if revision is None and previous is not None and files_present(previous):
                 return previous
             return _from_local_cache(
-                weights=candidates, why="offline mode is on (HF_HUB_OFFLINE)", **common
+                weights=candidates,
+                why=f"offline mode is on ({', '.join(offline_variables())})",
+                **common,
             )
 
         from huggingface_hub import get_hf_file_metadata, hf_hub_url

@@ -35,6 +35,7 @@ from zoo.home import disk_full, home, subdir
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "artifact_root",
+    "check_not_moved",
     "client",
     "configure",
     "embedded_exists",
@@ -148,6 +149,12 @@ def _check_not_moved() -> None:
         )
 
 
+def check_not_moved() -> None:
+    """Refuse a home moved without `zoo home move` (a stat and a small read; no MLflow):
+    for readers that skip :func:`configure` (zoo.registry.read's direct SQLite listing)."""
+    _check_not_moved()
+
+
 def _write_mark(mark: Path, uri: str) -> None:
     doc = {"ready": True}
     if is_embedded(uri):
@@ -179,14 +186,27 @@ def _create_sqlite_store(uri: str) -> None:
 
 
 def _migrate(uri: str) -> None:
+    import logging
+
     from mlflow.store.model_registry.sqlalchemy_store import (
         SqlAlchemyStore as RegistryStore,
     )
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
 
-    # The tracking store creates the Default experiment: give it our artifact root.
-    tracking = TrackingStore(uri, artifact_root(uri).as_uri())
-    registry = RegistryStore(uri)
+    # MLflow announces its schema migration ("Creating initial MLflow database tables",
+    # "Updating database tables") at INFO on the user's terminal: zoo made the store, and
+    # says nothing about it unless something goes wrong.
+    quiet = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.WARNING)
+    try:
+        # The tracking store creates the Default experiment: give it our artifact root.
+        tracking = TrackingStore(uri, artifact_root(uri).as_uri())
+        registry = RegistryStore(uri)
+    finally:
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
     for store in (tracking, registry):
         engine = getattr(store, "engine", None)
         if engine is not None:

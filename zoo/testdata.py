@@ -8,9 +8,11 @@ folders)::
     python -m zoo.testdata layout DIR   # the 8-category dataset as class folders (symlinks)
     python -m zoo.testdata where        # print the cache folder
 
-The cache folder is ``$ZOO_DATA`` or ``~/.cache/zoo-testdata``. Tests that need the data call
-:func:`require_openclipart`: it skips locally when the data is missing and FAILS under
-``CI=true`` (a CI run that silently skipped its end-to-end tests would prove nothing).
+The cache folder is ``$ZOO_DATA`` or ``~/.cache/zoo-testdata`` (README.md): not under
+``$ZOO_HOME``, which every test makes fresh, so the images are fetched once per machine.
+Tests that need the data call :func:`require_openclipart`: it skips locally when the
+data is missing and FAILS under ``CI=true`` (a CI run that silently skipped its
+end-to-end tests would prove nothing).
 """
 
 from __future__ import annotations

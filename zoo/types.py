@@ -28,7 +28,8 @@ class BackboneInfo:
     tag: str | None = None  # weights tag / enum name / revision
     # weight source and licence
     license: str = "unknown"  # lowercase HF licence id, a custom licence's own name, or "unknown"
-    license_url: str | None = None  # the source's licence URL where it gives one
+    license_url: str | None = None  # the licence's text, where known
+    license_source: str | None = None  # who states the licence, and where
     source: str | None = None  # where the weights come from (URL)
     pretrained: bool = True  # False: architecture only, randomly initialised
     pretrained_dataset: str | None = None

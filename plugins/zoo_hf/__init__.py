@@ -188,6 +188,8 @@ class HfProvider:
                 provider="hf",
                 architecture=m.id.split("/")[-1],
                 license=zoo.normalize_license(lic),
+                license_url=zoo.spdx_url(zoo.normalize_license(lic)),
+                license_source="the model card's license field (Hub search)",
                 source=f"{_endpoint().rstrip('/')}/{m.id}",
                 pretrained=True,
             )

@@ -128,6 +128,10 @@ def input_config(processor: dict[str, Any] | None, config: dict[str, Any]) -> di
     return out
 
 
+# Where an hf: entry's licence comes from: the repo's own statement.
+_CARD_SOURCE = "the model card's license field (README.md front matter)"
+
+
 def license_from_card(readme: str | None) -> str:
     """The ``license:`` of a model card's YAML front matter (``license_name`` for 'other')."""
     if not readme:
@@ -178,6 +182,8 @@ def info_from_config(
         architecture=str(arch),
         tag=revision,
         license=license_id,
+        license_url=zoo.spdx_url(license_id),
+        license_source=_CARD_SOURCE if license_id != zoo.UNKNOWN else "not stated",
         source=f"{endpoint.rstrip('/')}/{repo_id}",
         pretrained=True,
         input_size=tuple(input_size) if input_size else None,

@@ -39,9 +39,12 @@ class OnnxExporter:
     def log_model(
         self, path: Path, *, input_example: np.ndarray | None, run_id: str, model_id: str
     ) -> Sequence[str]:
-        """``mlflow.onnx.log_model`` into the version's logged model."""
+        """``mlflow.onnx.log_model`` into the version's logged model, declaring the
+        execution providers this host's ONNX Runtime has (MLflow's default names CUDA and
+        warns on every CPU-only host)."""
         import mlflow
         import onnx
+        import onnxruntime
 
         mlflow.onnx.log_model(
             onnx.load(str(path)),
@@ -51,6 +54,9 @@ class OnnxExporter:
             model_id=model_id,
             pip_requirements=["onnx", "onnxruntime"],
             save_as_external_data=False,
+            onnx_execution_providers=[  # Azure's provider calls a remote endpoint: not local
+                p for p in onnxruntime.get_available_providers() if p != "AzureExecutionProvider"
+            ],
         )
         return ("MLmodel", "model.onnx")
 

@@ -58,12 +58,15 @@ def _info_from_cfg(name: str, cfg: Any, *, pretrained: bool = True) -> BackboneI
     else:
         source = cfg.url or None
     input_size = tuple(cfg.input_size) if cfg.input_size else None
+    lic, lic_url, lic_source = _license(cfg, tag)
     return BackboneInfo(
         reference=f"timm:{name}",
         provider="timm",
         architecture=arch,
         tag=tag or None,
-        license=zoo.normalize_license(getattr(cfg, "license", None)),
+        license=lic,
+        license_url=lic_url,
+        license_source=lic_source,
         source=source,
         pretrained=pretrained and bool(cfg.hf_hub_id or cfg.url or cfg.file),
         pretrained_dataset=dataset_of(tag),
@@ -74,6 +77,24 @@ def _info_from_cfg(name: str, cfg: Any, *, pretrained: bool = True) -> BackboneI
         crop_pct=cfg.crop_pct,
         num_classes=cfg.num_classes,
     )
+
+
+# timm's tags for weights it copied from torchvision (some copies keep no origin URL).
+_TORCHVISION_TAGS = ("tv_", "tv2_", "tv3_")
+_TORCHVISION_WEIGHTS = "https://download.pytorch.org/models/"
+
+
+def _license(cfg: Any, tag: str) -> tuple[str, str | None, str]:
+    """(licence id, licence URL, who states it). The weights' original publisher wins
+    where zoo knows its statement (torchvision, for timm's tv_in1k copies), so one file
+    reports one licence whichever provider serves it; else timm's pretrained config."""
+    origin = cfg.url or (_TORCHVISION_WEIGHTS if tag.startswith(_TORCHVISION_TAGS) else None)
+    stated = zoo.publisher_statement(origin)
+    if stated is not None:
+        return stated.license, stated.url, stated.source
+    lic = zoo.normalize_license(getattr(cfg, "license", None))
+    source = "timm's pretrained config" if getattr(cfg, "license", None) else "not stated"
+    return lic, zoo.spdx_url(lic), source
 
 
 class TimmProvider:

@@ -1,8 +1,9 @@
 """zoo provider plugin for torchvision: every classification model and weights enum.
 
-torchvision's weights carry no licence id; where the metadata gives a licence URL it is
-kept and mapped to an id when it is a known licence (SWAG -> cc-by-nc-4.0); elsewhere the
-licence is ``unknown``, never guessed permissive.
+torchvision's weights carry no licence id. Where the metadata gives a licence URL it is
+kept and mapped to an id (SWAG -> cc-by-nc-4.0); elsewhere the licence is what
+torchvision states for the weights it publishes, read from the one table zoo keeps for
+that (``zoo.publisher_statement``), which timm's copies of the same files use too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from zoo import BackboneInfo, Ref, UnknownModelError
 def _info(arch: str, weights: Any) -> BackboneInfo:
     meta = weights.meta
     lic_url = meta.get("license")
+    stated = zoo.publisher_statement(weights.url)
+    if lic_url:
+        lic, lic_source = zoo.license_from_url(lic_url), "torchvision's weights metadata"
+    elif stated is not None:
+        lic, lic_url, lic_source = stated.license, stated.url, stated.source
+    else:
+        lic, lic_source = zoo.UNKNOWN, None
     transform = weights.transforms()
     crop = int(transform.crop_size[0])
     resize = int(transform.resize_size[0])
@@ -29,8 +37,9 @@ def _info(arch: str, weights: Any) -> BackboneInfo:
         provider="torchvision",
         architecture=arch,
         tag=weights.name,
-        license=zoo.license_from_url(lic_url) if lic_url else zoo.UNKNOWN,
+        license=lic,
         license_url=lic_url,
+        license_source=lic_source,
         source=weights.url,
         pretrained=True,
         pretrained_dataset=dataset.lower() if dataset else None,

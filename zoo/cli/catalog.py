@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import click
 
-from zoo.cli.output import console, emit_json, note
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.types import BackboneInfo
+
+from zoo.cli.output import console, emit_json, note, plural, readable
 
 _MAX_ROWS = 200
 
 
-def _fmt_params(n: int | None) -> str:
-    if n is None:
-        return ""
-    return f"{n / 1e6:.1f}M"
+def _input(e: BackboneInfo) -> str:
+    return f"{e.input_size[1]}x{e.input_size[2]}" if e.input_size else ""
+
+
+def _licence(e: BackboneInfo) -> str:
+    return e.license if e.license != "unknown" else "[yellow]unknown[/]"
+
+
+# `zoo list`'s columns: each filled for some entry of every provider that lists any
+# (tests/test_catalog.py checks). Parameter counts are not among them: timm states none,
+# and counting 1,100 architectures would cost minutes; `zoo info` counts one.
+LIST_COLUMNS: tuple[tuple[str, Callable[[BackboneInfo], str]], ...] = (
+    ("reference", lambda e: e.reference),
+    ("licence", _licence),
+    ("dataset", lambda e: e.pretrained_dataset or ""),
+    ("input", _input),
+    ("source", lambda e: e.source or ""),
+)
 
 
 @click.command("list")
@@ -57,12 +77,10 @@ def list_cmd(
     from rich.table import Table
 
     table = Table(show_lines=False)
-    for col in ("reference", "licence", "params", "input", "source"):
+    for col, _ in LIST_COLUMNS:
         table.add_column(col, overflow="fold")
     for e in listing.entries[:_MAX_ROWS]:
-        size = f"{e.input_size[1]}x{e.input_size[2]}" if e.input_size else ""
-        lic = e.license if e.license != "unknown" else "[yellow]unknown[/]"
-        table.add_row(e.reference, lic, _fmt_params(e.num_params), size, e.source or "")
+        table.add_row(*(cell(e) for _, cell in LIST_COLUMNS))
     out = console()
     out.print(table)
     shown = min(len(listing.entries), _MAX_ROWS)
@@ -71,7 +89,7 @@ def list_cmd(
         if shown < len(listing.entries)
         else ""
     )
-    out.print(f"{len(listing.entries)} models{tail}")
+    out.print(f"{plural(len(listing.entries), 'model')}{tail}")
 
 
 @click.command("info")
@@ -101,7 +119,7 @@ def info_cmd(ref: str, as_json: bool) -> None:
             value = "[yellow]unknown (check the source before shipping a derivative)[/]"
         table.add_row(key, "" if value is None else str(value))
     for key, value in extra.items():
-        table.add_row(key, str(value))
+        table.add_row(key, readable(value))
     console().print(table)
 
 
@@ -119,18 +137,24 @@ _INFO_EXTRAS: list = []
 
 def _stage_extras(reference: str) -> dict[str, object]:
     """The backbone's stage names, input to head (what ``--unfreeze`` counts), from its
-    architecture built on the meta device: no weights are read or allocated. A provider
-    that cannot build that way simply shows none."""
-    try:
-        import torch
+    architecture built on the meta device once (no weights are read or allocated) and
+    then kept with the catalogue. A provider that cannot build that way shows none."""
+    from zoo.catalog import cached_fact
 
-        from zoo.build import build_backbone
+    def count() -> list[str] | None:
+        try:
+            import torch
 
-        with torch.device("meta"):
-            backbone = build_backbone(reference, pretrained=False)
-        return {"stages": [name for name, _ in backbone.stages()]}
-    except Exception:
-        return {}
+            from zoo.build import build_backbone
+
+            with torch.device("meta"):
+                backbone = build_backbone(reference, pretrained=False)
+            return [name for name, _ in backbone.stages()]
+        except Exception:
+            return None
+
+    stages = cached_fact(reference, "stages", count)
+    return {"stages": stages} if stages else {}
 
 
 _INFO_EXTRAS.append(_stage_extras)

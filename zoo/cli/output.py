@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-__all__ = ["SCHEMA_VERSION", "console", "emit_json", "is_plain", "warn"]
+__all__ = ["SCHEMA_VERSION", "console", "emit_json", "is_plain", "note", "plural", "warn"]
 
 # Bumped when a --json document changes incompatibly; documented in docs/json.md.
 SCHEMA_VERSION = 1
@@ -38,3 +38,40 @@ def warn(message: str) -> None:
 
 def note(message: str) -> None:
     click.echo(f"zoo: {message}", err=True)
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 version``, ``2 versions``, ``0 versions`` (``nouns`` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "none" if value is None else str(value)
+
+
+def readable(value: Any, indent: str = "") -> str:
+    """A nested record (strategy settings, an import record) as lines of ``key: value``
+    for a table cell, nested records indented and lists of records numbered, instead of
+    a Python dict's repr."""
+    if not isinstance(value, (dict, list, tuple)):
+        return indent + _scalar(value)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return indent + "none"
+        if all(not isinstance(v, (dict, list, tuple)) for v in value):
+            return indent + ", ".join(_scalar(v) for v in value)
+        return "\n".join(readable(v, indent) for v in value)
+    lines: list[str] = []
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            lines += [f"{indent}{key}:", readable(item, indent + "  ")]
+        elif isinstance(item, (list, tuple)) and any(isinstance(v, dict) for v in item):
+            for i, entry in enumerate(item, 1):
+                lines += [f"{indent}{key} {i}:", readable(entry, indent + "  ")]
+        else:
+            lines.append(f"{indent}{key}: {readable(item).strip() if item != {} else 'none'}")
+    return "\n".join(lines) if lines else indent + "none"

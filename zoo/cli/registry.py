@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from zoo.cli.output import console, emit_json, note, warn
+from zoo.cli.output import console, emit_json, note, plural, readable, warn
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,7 @@ def list_cmd(license_: str | None, base: str | None, as_json: bool) -> None:
             ", ".join(v.aliases),
         )
     console().print(table)
-    console().print(f"{len(versions)} versions")
+    console().print(plural(len(versions), "version"))
     _warn_unknown(versions)
 
 
@@ -133,7 +133,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
         ("base model", v.base or ""),
         ("chain", " -> ".join(lin.get("chain") or [])),
         ("strategy", str(strategy.get("name") or "")),
-        ("strategy settings", str(strategy.get("settings") or "")),
+        ("strategy settings", readable(strategy["settings"]) if strategy.get("settings") else ""),
         ("strategy plugin", v.tags.get("zoo.strategy_plugin", "")),
         ("dataset digest", str(dataset.get("digest") or "")),
         ("classes", ", ".join(v.class_names)),
@@ -190,6 +190,34 @@ def lineage_cmd(name: str, as_json: bool) -> None:
         add(tree, root)
         out.print(tree)
     _warn_unknown(unknown)
+
+
+@registry_group.command("where")
+@tracking_uri_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
+def where_cmd(as_json: bool) -> None:
+    """Print the MLFLOW_TRACKING_URI of the store zoo uses, for plain MLflow clients.
+
+    \b
+      export MLFLOW_TRACKING_URI=$(zoo registry where)
+      mlflow ui --backend-store-uri "$(zoo registry where)"
+    """
+    from zoo import store
+
+    uri = store.tracking_uri()
+    db = store.sqlite_path(uri)
+    exists = db.is_file() if db is not None else None
+    if as_json:
+        emit_json(
+            "registry_where",
+            tracking_uri=uri,
+            embedded=store.is_embedded(uri),
+            exists=exists,
+        )
+        return
+    click.echo(uri)
+    if exists is False:
+        note("nothing is registered there yet: the store is created on first use")
 
 
 @registry_group.command("alias")
@@ -253,15 +281,16 @@ def check_cmd(clean: bool, verify: bool, as_json: bool) -> None:
     if as_json:
         emit_json("registry_check", **report.to_dict())
     else:
-        what = f"{report.versions} versions checked"
+        what = f"{plural(report.versions, 'version')} checked"
         if verify:
-            what += f" ({report.verified} files re-hashed)"
-        note(f"{what}, {len(report.problems) + len(report.altered)} problems")
+            what += f" ({plural(report.verified, 'file')} re-hashed)"
+        note(f"{what}, {plural(len(report.problems) + len(report.altered), 'problem')}")
         for p in [*report.problems, *report.altered]:
             warn(p)
         if report.orphans and not clean:
             note(
-                f"{len(report.orphans)} unfinished registrations (no version points at them); "
+                f"{plural(len(report.orphans), 'unfinished registration')} (no version points "
+                "at them); "
                 "remove with `zoo registry check --clean`"
             )
         for run_id in report.cleaned:
@@ -269,12 +298,15 @@ def check_cmd(clean: bool, verify: bool, as_json: bool) -> None:
         for folder in staging:
             note(f"removed leftover staging folder {folder}")
     if report.problems:
+        n = len(report.problems)
         raise IntegrityError(
-            f"{len(report.problems)} versions point at missing artifacts: {report.problems[0]}"
+            f"{plural(n, 'version')} {'points' if n == 1 else 'point'} at missing artifacts: "
+            f"{report.problems[0]}"
         )
     if report.altered:
         raise IntegrityError(
-            f"{len(report.altered)} artifacts were altered after registration: "
+            f"{plural(len(report.altered), 'artifact')} "
+            f"{'was' if len(report.altered) == 1 else 'were'} altered after registration: "
             f"{report.altered[0]}; register those models again (or restore the files)"
         )
 

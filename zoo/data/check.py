@@ -218,7 +218,7 @@ def check_listing(
         workers = min(8, os.cpu_count() or 1)
     results: list[tuple[str, str | None, str | None]] = []
     if progress is not None:
-        progress.start("checking images", len(jobs))
+        progress.start("checking images", len(jobs), unit="images")
     try:
         if workers <= 1 or len(jobs) < _INLINE_BELOW:
             for job in jobs:

@@ -106,7 +106,7 @@ def _capture(
     register = "register_forward_pre_hook" if inputs else "register_forward_hook"
     handles = [getattr(m, register)(hook_for(i)) for i, m in enumerate(modules)]
     progress = state.progress()
-    progress.start(label, len(state.data.samples))
+    progress.start(label, len(state.data.samples), unit="images")
     autocast = state.rt.autocast()
     try:
         with torch.no_grad(), autocast():
@@ -231,7 +231,11 @@ def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tens
     model = state.model
     model.eval()
     progress = state.progress()
-    progress.start(f"caching the frozen stages below {state.names[first]}", len(state.data.samples))
+    progress.start(
+        f"caching the frozen stages below {state.names[first]}",
+        len(state.data.samples),
+        unit="images",
+    )
     outs = []
     autocast = state.rt.autocast()
     with torch.no_grad(), autocast():

@@ -80,6 +80,7 @@ class FeaturePhase:
             f"epoch {epoch}/{state.plan.epochs} ({phase.name}, {phase.epochs} passes over "
             "cached features)",
             phase.epochs,
+            unit="passes",
         )
         loss_sum, correct, count = 0.0, 0, 0
         for p in range(phase.epochs):
@@ -171,7 +172,9 @@ class ImagePhase:
         per_rank = state.recipe.batch_size // state.dist.world
         autocast = state.rt.autocast()
         progress = state.progress() if state.dist.main else _Silent()
-        progress.start(f"epoch {g}/{state.plan.epochs} ({phase.name})", self.steps_per_epoch())
+        progress.start(
+            f"epoch {g}/{state.plan.epochs} ({phase.name})", self.steps_per_epoch(), unit="steps"
+        )
         loss_sum, correct, count, step = 0.0, 0, 0, 0
         seen: set[int] = set()
         labels = torch.tensor(state.data.labels, dtype=torch.long)

@@ -21,6 +21,7 @@ from zoo.engine.seeding import seed_everything
 from zoo.engine.state import Callback, RunState
 from zoo.home import subdir
 from zoo.licenses import decide_license
+from zoo.registry.lineage import license_chain
 from zoo.types import TrainingPlan, TrainingSummary
 
 __all__ = ["prepare", "run_dir"]
@@ -83,7 +84,8 @@ def prepare(
     else:
         pre, parent_license = parent.preprocessing, parent.license
     # refused here, before any data is read; the registry decides the same way again
-    decide_license(parent_license, recipe.license, recipe.license_override)
+    chain = license_chain(described) if parent is not None else ()  # described: the version
+    decide_license(parent_license, recipe.license, recipe.license_override, chain=chain)
     workers = recipe.workers if recipe.workers is not None else _default_workers(dist)
     # The main process checks (and decodes) the data first; the others then find every
     # decoded image in the cache.

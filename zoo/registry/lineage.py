@@ -16,8 +16,8 @@ from importlib import metadata
 from typing import Any
 from urllib.parse import quote
 
-from zoo.errors import IntegrityError
-from zoo.licenses import UNKNOWN, normalize_license
+from zoo.errors import IntegrityError, NotFoundError
+from zoo.licenses import UNKNOWN, Ancestor, normalize_license
 from zoo.refs import parse_ref
 from zoo.registry.records import RegisteredVersion
 
@@ -27,6 +27,7 @@ __all__ = [
     "build_record",
     "describe_markdown",
     "library_versions",
+    "license_chain",
     "resolve_parent",
     "strategy_plugin_of",
     "version_link",
@@ -47,6 +48,8 @@ class ParentInfo:
     base_sha256: str | None
     base_license: str
     chain: tuple[str, ...]  # root first, parent last
+    # every ancestor's licence and override, root first, parent last (the licence decision)
+    licenses: tuple[Ancestor, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +91,7 @@ def resolve_parent(
         base = lineage.get("base") or {}
         chain = (*tuple(lineage.get("chain") or ()), pv.model_uri)
         return ParentInfo(
+            licenses=license_chain(pv, get_version=get_version),
             reference=pv.model_uri,
             kind="registered",
             sha256=own_sha or parent_sha256,
@@ -108,7 +112,45 @@ def resolve_parent(
         base_sha256=parent_sha256,
         base_license=license_id,
         chain=(str(ref),),
+        licenses=(Ancestor(str(ref), license_id),),
     )
+
+
+def license_chain(
+    version: RegisteredVersion, *, get_version: Callable[[str], RegisteredVersion] | None = None
+) -> tuple[Ancestor, ...]:
+    """Every model from the root down to ``version`` (included), with its licence and the
+    override it was registered with: what :func:`zoo.licenses.decide_license` checks a
+    derivative of ``version`` against.
+
+    Versions registered since zoo records it carry the list in their lineage
+    (``license.ancestors``); older ones are walked through their ``chain`` instead.
+    """
+    lineage = version.lineage
+    lic = lineage.get("license") or {}
+    recorded = lic.get("ancestors")
+    if isinstance(recorded, list):
+        above = [Ancestor.from_dict(a) for a in recorded if isinstance(a, Mapping)]
+    else:  # a store written before ancestors were recorded
+        if get_version is None:
+            from zoo.registry.read import get_version as read_version
+
+            get_version = read_version
+        base = lineage.get("base") or {}
+        above = []
+        for ref in lineage.get("chain") or ():
+            ref = str(ref)
+            if ref.startswith("models:/"):
+                try:
+                    v = get_version(ref)
+                except NotFoundError:
+                    continue  # deleted with --cascade's blessing: nothing left to check
+                above.append(Ancestor(ref, v.license, v.tags.get("zoo.license_override")))
+            else:
+                root_license = base.get("license") if ref == base.get("reference") else None
+                above.append(Ancestor(ref, normalize_license(root_license or lic.get("parent"))))
+    own = Ancestor(version.model_uri, version.license, lic.get("override") or None)
+    return (*above, own)
 
 
 def _catalog_license(reference: str) -> str:
@@ -194,6 +236,7 @@ def build_record(
             "parent": parent.license,
             "inherited": license_inherited,
             "override": license_override,
+            "ancestors": [a.to_dict() for a in parent.licenses],
         },
         "preprocessing": dict(preprocessing or {}),
         "class_names": list(class_names or ()),

@@ -113,6 +113,16 @@ def list_versions(
         clauses.append(f"tags.`{TAG.LICENSE}` = '{normalize_license(license)}'")
     if filter_string:
         clauses.append(filter_string)
+    fast = None if filter_string else _sqlite_versions()
+    if fast is not None:
+        out = [v for v in fast if not name or v.name == name]
+        if license:
+            from zoo.licenses import normalize_license
+
+            out = [v for v in out if v.tags.get(TAG.LICENSE) == normalize_license(license)]
+        if base:
+            out = [v for v in out if _same_base(v.base, base)]
+        return sorted(out, key=lambda v: (v.name, v.version))
     mc = client()
     found = mc.search_model_versions(" AND ".join(clauses) or None)
     out = [from_model_version(mv) for mv in found]
@@ -121,6 +131,76 @@ def list_versions(
     aliases = _aliases_by_model({v.name for v in out})
     out = [_with_aliases(v, aliases.get((v.name, v.version), ())) for v in out]
     return sorted(out, key=lambda v: (v.name, v.version))
+
+
+def _sqlite_versions() -> list[RegisteredVersion] | None:
+    """Every version of an SQLite store, read with Python's own sqlite3, read-only.
+
+    Importing MLflow costs 2-4 s, far more than reading a few hundred versions, so
+    listings of an SQLite store (the embedded one included) read its tables directly:
+    ``model_versions``, ``model_version_tags``, ``registered_model_aliases``, as MLflow's
+    SQL store keeps them (deleted versions are marked ``Deleted_Internal``; with MLflow's
+    workspaces, the ``default`` one). Anything unexpected (no store yet, another
+    workspace, a schema this code does not know) returns None: the caller asks MLflow.
+    """
+    import os
+    import sqlite3
+    from types import SimpleNamespace
+
+    from zoo import store
+
+    uri = store.tracking_uri()
+    db = store.sqlite_path(uri)
+    if db is None or not db.is_file():
+        return None
+    if store.is_embedded(uri):
+        if not store.embedded_exists():
+            return None
+        store.check_not_moved()  # as configure() would: a moved home is refused
+    if os.environ.get("MLFLOW_WORKSPACE", "default") not in ("", "default"):
+        return None
+    try:
+        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(model_versions)")}
+        where = " WHERE workspace = 'default'" if "workspace" in columns else ""
+        rows = conn.execute(
+            "SELECT name, version, creation_time, description, run_id, source, current_stage "
+            f"FROM model_versions{where}"
+        ).fetchall()
+        tags: dict[tuple[str, int], dict[str, str]] = {}
+        for name, version, key, value in conn.execute(
+            f"SELECT name, version, key, value FROM model_version_tags{where}"
+        ):
+            tags.setdefault((name, int(version)), {})[key] = value
+        aliases: dict[tuple[str, int], list[str]] = {}
+        for name, alias, version in conn.execute(
+            f"SELECT name, alias, version FROM registered_model_aliases{where}"
+        ):
+            aliases.setdefault((name, int(version)), []).append(alias)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    out = []
+    for name, version, created, description, run_id, source, stage in rows:
+        if stage == "Deleted_Internal":
+            continue
+        key = (name, int(version))
+        mv = SimpleNamespace(
+            name=name,
+            version=int(version),
+            run_id=run_id,
+            tags=tags.get(key, {}),
+            source=source,
+            description=description,
+            aliases=sorted(aliases.get(key, ())),
+            creation_timestamp=created,
+        )
+        out.append(from_model_version(mv))
+    return out
 
 
 def _same_base(have: str | None, want: str) -> bool:

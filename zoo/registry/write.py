@@ -260,7 +260,9 @@ def register_derivative(
     parent_info = resolve_parent(
         parent, parent_sha256=parent_sha256, parent_license=parent_license, get_version=get_version
     )
-    license_id, inherited = decide_license(parent_info.license, license, license_override)
+    license_id, inherited = decide_license(
+        parent_info.license, license, license_override, chain=parent_info.licenses
+    )
     example = _batch_example(input_example)
     mc, run_id, created = _start_run(run_id, f"register {name}", experiment)
     mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"pending {name}")
