@@ -10,6 +10,7 @@ third-party exporter would be.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,20 +40,32 @@ class OnnxExporter:
     def log_model(
         self, path: Path, *, input_example: np.ndarray | None, run_id: str, model_id: str
     ) -> Sequence[str]:
-        """``mlflow.onnx.log_model`` into the version's logged model."""
+        """The version's MLflow model: the ``onnx`` flavour (``mlflow.onnx.load_model``
+        gives the graph) and, when the export's sidecar is beside the file, a
+        ``python_function`` flavour that takes images and answers class names with
+        probabilities (``mlflow models serve``; see serving.py)."""
         import mlflow
         import onnx
 
-        mlflow.onnx.log_model(
-            onnx.load(str(path)),
-            name="model",
-            input_example=input_example,
-            run_id=run_id,
-            model_id=model_id,
-            pip_requirements=["onnx", "onnxruntime"],
-            save_as_external_data=False,
-        )
-        return ("MLmodel", "model.onnx")
+        sidecar = path.parent / zoo.EXPORT_SIDECAR
+        if not sidecar.is_file():  # no preprocessing known: the graph alone
+            mlflow.onnx.log_model(
+                onnx.load(str(path)),
+                name="model",
+                input_example=input_example,
+                run_id=run_id,
+                model_id=model_id,
+                pip_requirements=["onnx", "onnxruntime"],
+                save_as_external_data=False,
+            )
+            return ("MLmodel", "model.onnx")
+        from zoo_onnx.pyfunc import save_serving_model
+
+        with tempfile.TemporaryDirectory(prefix="zoo-onnx-pyfunc-") as tmp:
+            local = Path(tmp) / "model"
+            files = save_serving_model(path, sidecar, local, input_example=input_example)
+            mlflow.MlflowClient().log_model_artifacts(model_id, str(local))
+        return files
 
     def open(self, path: Path, *, provider: str = "auto") -> zoo.OnnxModel:
         """An ONNX Runtime session (TensorRT, then CUDA, then CPU for ``auto``)."""
