@@ -450,7 +450,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
         bad = next(p for p, r in per_provider.items() if not r["passed"])
         worst = per_provider[bad]
         raise IntegrityError(
-            f"export refused: ONNX Runtime ({_short(bad)}) disagrees with PyTorch (max |error| "
+            f"export refused: ONNX Runtime disagrees with PyTorch on {_short(bad)} (max |error| "
             f"{worst['max_abs_error']:.3g}, allclose(atol={ATOL}, rtol={RTOL}) "
             f"{'holds' if worst['allclose'] else 'fails'}, top-1 differs on "
             f"{worst['top1_disagreements']} of {len(x)} images); nothing was registered"
