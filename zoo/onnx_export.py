@@ -9,8 +9,12 @@ the legacy TorchScript exporter only when that fails (and says so), then proves 
    16s), ``numpy.allclose(ort, torch, atol=1e-4, rtol=1e-3)``, and top-1 identical on
    every image when the check images are real;
 3. fp16: top-1 agreement >= 99 %; int8 (static QDQ quantization calibrated on training
-   images): top-1 agreement >= 95 % and accuracy at most 2 points below fp32 on the
-   validation split.
+   images, zoo.onnx_int8): top-1 agreement >= 95 % and accuracy at most 2 points below
+   fp32 on the validation split.
+
+Every gate runs on each execution provider ``zoo predict`` may choose with the installed
+onnxruntime (:func:`gate_providers`: CPU always, CUDA and TensorRT with onnxruntime-gpu),
+each session opened as ``zoo predict`` opens it.
 
 A failed gate raises :class:`zoo.IntegrityError`; the caller removes what was written.
 """
@@ -46,6 +50,7 @@ __all__ = [
     "check_onnx",
     "chunks",
     "export_onnx",
+    "gate_providers",
     "to_onnx",
 ]
 

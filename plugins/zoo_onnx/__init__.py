@@ -1,9 +1,10 @@
 """zoo exporter plugin: ONNX export verified against PyTorch.
 
 Registers the ``onnx`` format for ``zoo export`` and everything zoo does with that format
-afterwards: how a registered export is logged (``mlflow.onnx``, so plain MLflow loads it),
-what ``zoo predict`` runs it with (ONNX Runtime: TensorRT, CUDA or CPU) and how its
-parity report reads. The conversion and the parity gates are zoo's own
+afterwards: how a registered export is logged (an MLflow model with the ``onnx`` flavour,
+so plain MLflow loads the graph, and a ``python_function`` flavour that serves images:
+pyfunc.py, serving.py), what ``zoo predict`` runs it with (ONNX Runtime: TensorRT, CUDA
+or CPU) and how its parity report reads. The conversion and the parity gates are zoo's own
 (``zoo.export_onnx``); this plugin is written against zoo's public API like a
 third-party exporter would be.
 """
@@ -80,9 +81,18 @@ class OnnxExporter:
             f"{fp32['max_abs_error']:.2e}, top-1 agreement {fp32['top1_agreement']:.1%} "
             f"on {checked['count']} {'real' if checked['real'] else 'random'} inputs",
         ]
+        providers = [p.removesuffix("ExecutionProvider") for p in report.get("providers", [])]
+        if providers:
+            lines.append(f"  gates ran on: {', '.join(providers)}")
         for key in ("fp16", "int8"):
             if key in report:
-                lines.append(f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}")
+                line = f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}"
+                if report[key].get("accuracy_int8") is not None:
+                    line += (
+                        f", accuracy {report[key]['accuracy_int8']:.1%} vs fp32 "
+                        f"{report[key]['accuracy_fp32']:.1%}"
+                    )
+                lines.append(line)
         for name in ("speedup_batch1", "speedup_batch16"):
             if name in metrics:
                 batch = name.removeprefix("speedup_batch")
