@@ -462,11 +462,11 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
         )
 
     final = fp32_path
+    runs: dict[str, dict[str, Any]] = {}
     if options.precision == "fp16":
         final = work / "fp16.onnx"
         to_fp16(fp32_path, final)
         report["graph"] = check_onnx(final)
-        runs = {}
         for p in providers:
             half = ort_logits(_session(final, p), x, parts)
             agreement = _agreement(reference, half)
@@ -476,11 +476,11 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
                 "passed": agreement >= FP16_MIN_AGREEMENT,
             }
         report["fp16"] = {**_combine(runs), "min_agreement": FP16_MIN_AGREEMENT}
-        bad = next((p for p, r in runs.items() if not r["passed"]), None)
-        if bad is not None:
+        refused = next((p for p, r in runs.items() if not r["passed"]), None)
+        if refused is not None:
             raise IntegrityError(
                 f"export refused: fp16 top-1 agrees with PyTorch on "
-                f"{runs[bad]['top1_agreement']:.1%} of the check images on {_short(bad)} "
+                f"{runs[refused]['top1_agreement']:.1%} of the check images on {_short(refused)} "
                 f"(needs {FP16_MIN_AGREEMENT:.0%}); export fp32 instead; nothing was registered"
             )
     elif options.precision == "int8":
@@ -498,7 +498,6 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
         xv = xv[: vparts[-1].stop] if vparts else xv
         ref_v = torch_logits(module, xv, vparts)
         acc_fp32 = _accuracy(ref_v, labels[: len(xv)])
-        runs = {}
         for p in providers:
             int8 = ort_logits(_session(final, p), xv, vparts)
             agreement = _agreement(ref_v, int8)

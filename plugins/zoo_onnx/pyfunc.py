@@ -8,8 +8,12 @@ the graph. The signature names the request columns; the input example is a real 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,13 +74,40 @@ def save_serving_model(
     onnx_path: Path, sidecar: Path, dest: Path, *, input_example: np.ndarray | None
 ) -> tuple[str, ...]:
     """Write the MLflow model into ``dest``; returns the files it must contain."""
-    import mlflow
     import onnx
     import pandas as pd
     from mlflow.models import Model
 
     meta = json.loads(sidecar.read_text(encoding="utf-8"))
     example = pd.DataFrame({"image": [example_image(meta, input_example)]})
+    with _quiet():
+        _save(dest, onnx_path, sidecar, example)
+    mlmodel = Model.load(str(dest))
+    pyfunc = mlmodel.flavors["python_function"]
+    data = str(pyfunc["artifacts"]["onnx"]["path"])
+    mlmodel.add_flavor("onnx", onnx_version=onnx.__version__, data=data, code=None)
+    mlmodel.save(str(dest / "MLmodel"))
+    return ("MLmodel", data, str(pyfunc["artifacts"]["export"]["path"]))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """MLflow's notes while saving (its advice on type hints, "validating input example")
+    are not the user's business: its logger and warnings are silenced meanwhile."""
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _save(dest: Path, onnx_path: Path, sidecar: Path, example: Any) -> None:
+    import mlflow
+
     mlflow.pyfunc.save_model(
         str(dest),
         python_model=str(SERVING_CODE),
@@ -91,9 +122,3 @@ def save_serving_model(
             "pandas",
         ],
     )
-    mlmodel = Model.load(str(dest))
-    pyfunc = mlmodel.flavors["python_function"]
-    data = str(pyfunc["artifacts"]["onnx"]["path"])
-    mlmodel.add_flavor("onnx", onnx_version=onnx.__version__, data=data, code=None)
-    mlmodel.save(str(dest / "MLmodel"))
-    return ("MLmodel", data, str(pyfunc["artifacts"]["export"]["path"]))
