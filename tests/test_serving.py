@@ -129,6 +129,14 @@ def test_registered_export_is_a_pyfunc_of_images_and_still_an_onnx_model(served)
     assert proto.graph.input[0].name == "input"
 
 
+def test_the_served_version_still_verifies(served, capsys) -> None:
+    """One copy of the graph, where the lineage records it: check --verify re-hashes it."""
+    assert run(["registry", "check", "--verify", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["problems"] == [] and doc["altered"] == []
+    assert doc["verified"] >= 4  # both versions' weights and lineage.json
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 SERVING_CODE = Path(__file__).with_name("serving.py")
+ONNX_FILE = "model.onnx"
 
 
 def signature() -> Any:
@@ -84,10 +85,14 @@ def save_serving_model(
         _save(dest, onnx_path, sidecar, example)
     mlmodel = Model.load(str(dest))
     pyfunc = mlmodel.flavors["python_function"]
-    data = str(pyfunc["artifacts"]["onnx"]["path"])
-    mlmodel.add_flavor("onnx", onnx_version=onnx.__version__, data=data, code=None)
+    # One copy of the graph, where mlflow.onnx keeps it and where the version's lineage
+    # says its weights are (zoo registry check --verify re-hashes model.onnx): both
+    # flavours point at it.
+    (dest / str(pyfunc["artifacts"]["onnx"]["path"])).replace(dest / ONNX_FILE)
+    pyfunc["artifacts"]["onnx"]["path"] = ONNX_FILE
+    mlmodel.add_flavor("onnx", onnx_version=onnx.__version__, data=ONNX_FILE, code=None)
     mlmodel.save(str(dest / "MLmodel"))
-    return ("MLmodel", data, str(pyfunc["artifacts"]["export"]["path"]))
+    return ("MLmodel", ONNX_FILE, str(pyfunc["artifacts"]["export"]["path"]))
 
 
 @contextlib.contextmanager
