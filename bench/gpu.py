@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,57 @@ def versions() -> str:
     return "; ".join(parts)
 
 
+def inference(args: argparse.Namespace, work: Path, repeats: int) -> None:
+    """Eager vs torch.compile vs ONNX Runtime CUDA/TensorRT (fp32, fp16), per model and
+    batch; each row a ratio against eager."""
+    import timm
+    import torch
+
+    device = torch.device("cuda")
+    sync = torch.cuda.synchronize
+    print(f"{'model':<22}{'batch':>6}  {'engine':<26}{'ms':>9}{'img/s':>10}{'vs eager':>10}")
+    for name in MODELS:
+        cpu_model = timm.create_model(name, pretrained=False).eval()
+        eager = copy.deepcopy(cpu_model).to(device, memory_format=torch.channels_last)
+        compiled = None if args.no_compile else torch.compile(eager)
+        for batch in BATCHES:
+            gen = torch.Generator().manual_seed(batch)
+            x_cpu = torch.randn(batch, 3, 224, 224, generator=gen)
+            x = x_cpu.to(device).contiguous(memory_format=torch.channels_last)
+
+            def run_eager(x: Any = x, eager: Any = eager) -> None:
+                with torch.inference_mode():
+                    eager(x)
+
+            base = timed(run_eager, repeats, sync)
+            rows: list[tuple[str, Any]] = [("PyTorch eager fp32", base)]
+            if compiled is not None:
+
+                def run_compiled(x: Any = x, compiled: Any = compiled) -> None:
+                    with torch.inference_mode():
+                        compiled(x)
+
+                try:
+                    rows.append(("torch.compile fp32", timed(run_compiled, repeats, sync)))
+                except Exception as exc:  # report, keep measuring the rest
+                    rows.append(("torch.compile fp32", f"failed: {exc}"[:120]))
+            rows += ort_rows(cpu_model, name, x_cpu, work, repeats, sync)
+            for label, value in rows:
+                if isinstance(value, str):
+                    print(f"{name:<22}{batch:>6}  {label:<26}{value}")
+                    continue
+                print(
+                    f"{name:<22}{batch:>6}  {label:<26}{value * 1e3:>9.2f}"
+                    f"{batch / value:>10.0f}{base / value:>9.2f}x",
+                    flush=True,
+                )
+
+
+# The measurements main() runs, in order; each prints its own table. Add one by writing a
+# function (args, work folder, repeats) -> None and listing it here.
+MEASUREMENTS: list[Callable[[argparse.Namespace, Path, int], None]] = [inference]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -178,55 +230,21 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    import timm
-
     repeats = 10 if args.quick else 50
     device = torch.device("cuda")
     props = torch.cuda.get_device_properties(device)
     print(f"# GPU: {props.name} ({props.total_memory / 2**30:.0f} GiB), host {platform.node()}")
     print(f"# {versions()}")
     print(f"# reproduce: python bench/gpu.py{' --quick' if args.quick else ''}")
-    print(f"{'model':<22}{'batch':>6}  {'engine':<26}{'ms':>9}{'img/s':>10}{'vs eager':>10}")
-    sync = torch.cuda.synchronize
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zoo-gpu-bench-") as tmp:
         work = Path(tmp)
         os.makedirs(work / "trt", exist_ok=True)
-        for name in MODELS:
-            cpu_model = timm.create_model(name, pretrained=False).eval()
-            eager = copy.deepcopy(cpu_model).to(device, memory_format=torch.channels_last)
-            compiled = None if args.no_compile else torch.compile(eager)
-            for batch in BATCHES:
-                gen = torch.Generator().manual_seed(batch)
-                x_cpu = torch.randn(batch, 3, 224, 224, generator=gen)
-                x = x_cpu.to(device).contiguous(memory_format=torch.channels_last)
-
-                def run_eager(x: Any = x, eager: Any = eager) -> None:
-                    with torch.inference_mode():
-                        eager(x)
-
-                base = timed(run_eager, repeats, sync)
-                rows: list[tuple[str, Any]] = [("PyTorch eager fp32", base)]
-                if compiled is not None:
-
-                    def run_compiled(x: Any = x, compiled: Any = compiled) -> None:
-                        with torch.inference_mode():
-                            compiled(x)
-
-                    try:
-                        rows.append(("torch.compile fp32", timed(run_compiled, repeats, sync)))
-                    except Exception as exc:  # report, keep measuring the rest
-                        rows.append(("torch.compile fp32", f"failed: {exc}"[:120]))
-                rows += ort_rows(cpu_model, name, x_cpu, work, repeats, sync)
-                for label, value in rows:
-                    if isinstance(value, str):
-                        print(f"{name:<22}{batch:>6}  {label:<26}{value}")
-                        continue
-                    print(
-                        f"{name:<22}{batch:>6}  {label:<26}{value * 1e3:>9.2f}"
-                        f"{batch / value:>10.0f}{base / value:>9.2f}x",
-                        flush=True,
-                    )
+        for measure in MEASUREMENTS:  # independent: one that fails does not stop the next
+            try:
+                measure(args, work, repeats)
+            except Exception as exc:
+                print(f"# {measure.__name__} failed: {str(exc).splitlines()[0][:160]}")
     print(f"# total {time.perf_counter() - started:.0f} s")
     return 0
 

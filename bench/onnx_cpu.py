@@ -2,6 +2,8 @@
 
     python bench/onnx_cpu.py                 # EfficientNet-Lite0 (ImageNet weights) + ResNet-18
     python bench/onnx_cpu.py --quick         # fewer repeats (a smoke run)
+    python bench/onnx_cpu.py --derivative clipart   # a registered derivative: zoo export's
+                                                    # fp32 and int8 files, side by side
 
 Baseline: PyTorch eager in ``torch.inference_mode()`` with ``channels_last`` (its best CPU
 configuration for CNNs). Candidate: the file ``zoo export`` writes (torch.export-based ONNX
@@ -10,6 +12,11 @@ Then int8 (static QDQ, calibrated on real clip-art images when ``python -m zoo.t
 fetch`` has run, else on the sample photos) vs fp32: speed and top-1 accuracy delta on a
 held-out split, measured with a linear head fitted on fp32 features (the ImageNet head
 knows no clip-art classes).
+
+With ``--derivative REF`` (a registered fine-tune, e.g. the Lite0 linear probe of the
+openclipart protocol, docs/finetune.md) it runs ``zoo export``'s own pipeline instead, fp32
+and int8 (gates included, nothing registered), and prints the two files' latency at batch
+1 and the int8 gate's numbers on the validation split: speed and accuracy from one run.
 
 Prints ratios (> 1: ONNX Runtime faster) and the command that reproduces them.
 """
@@ -169,10 +176,51 @@ def int8_delta(model: torch.nn.Module, fp32_path: Path, work: Path, repeats: int
     }
 
 
+def derivative(ref: str, repeats: int) -> int:
+    """zoo export's fp32 and int8 of a registered derivative: latency and the int8 gate."""
+    from zoo.errors import IntegrityError
+    from zoo.export import export_model
+
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        work = Path(tmp)
+        fp32 = export_model(ref, out=work / "fp32", benchmark=False, register=False)
+        try:
+            int8 = export_model(
+                ref, precision="int8", out=work / "int8", benchmark=False, register=False
+            )
+        except IntegrityError as exc:
+            print(f"{ref}: int8 refused: {exc}")
+            return 1
+        s32, s8 = session(Path(fp32.result.path)), session(Path(int8.result.path))
+        shape = fp32.source.preprocessing.input_size
+        one = np.random.default_rng(0).standard_normal((1, *shape)).astype(np.float32)
+        t32 = timed(lambda: s32.run(None, {"input": one}), repeats)
+        t8 = timed(lambda: s8.run(None, {"input": one}), repeats)
+    gate = int8.result.report["int8"]
+    q = gate["quantization"]
+    print(
+        f"{ref} int8 vs fp32 (zoo export, ORT CPU, batch 1): {t8 * 1e3:.2f} ms vs "
+        f"{t32 * 1e3:.2f} ms = {t32 / t8:.2f}x (goal >= 1.6x)"
+    )
+    print(
+        f"  validation ({gate['validation_images']} images): accuracy int8 "
+        f"{gate['accuracy_int8']:.3f} vs fp32 {gate['accuracy_fp32']:.3f}, top-1 agreement "
+        f"{gate['top1_agreement']:.1%} (gate: >= 95% and at most 2 points lower)"
+    )
+    print(f"  calibration: {gate['calibration_images']} training images")
+    for step in q["tried"]:
+        print(f"  {step['step']}: logits SNR {step['logits_snr_db']:.1f} dB")
+    print(f"  float layers: {', '.join(q['float_layers']) or 'none'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and images")
     parser.add_argument("--threads", type=int, default=None, help="torch and ORT threads")
+    parser.add_argument(
+        "--derivative", metavar="REF", help="a registered derivative: its fp32 and int8 exports"
+    )
     args = parser.parse_args()
     repeats = 5 if args.quick else 30
     budget = 1.0 if args.quick else 6.0  # seconds per (engine, batch)
@@ -182,7 +230,12 @@ def main() -> int:
         f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
         f"torch {torch.__version__}, timm {timm.__version__}, onnxruntime {ort.__version__}"
     )
-    print(f"# reproduce: python bench/onnx_cpu.py{' --quick' if args.quick else ''}")
+    flags = (" --quick" if args.quick else "") + (
+        f" --derivative {args.derivative}" if args.derivative else ""
+    )
+    print(f"# reproduce: python bench/onnx_cpu.py{flags}")
+    if args.derivative:
+        return derivative(args.derivative, repeats)
     print(f"{'model':<22}{'batch':>6}{'torch ms':>11}{'ORT ms':>10}{'ORT/torch':>11}")
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         work = Path(tmp)

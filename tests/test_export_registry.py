@@ -172,3 +172,19 @@ def test_predict_runs_the_registered_export(exported, same_home, ref: str, capsy
     assert probabilities == sorted(probabilities, reverse=True)
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert {t["class"] for t in prediction["top"]} == set(CLASSES)
+
+
+def test_predict_precision_picks_an_export_of_that_precision(exported, same_home, capsys) -> None:
+    import sklearn
+
+    photo = sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))[0]
+    assert run(["predict", "tiny", str(photo), "--precision", "fp32", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["precision"] == "fp32" and doc["predictions"][0]["error"] is None
+
+    assert run(["predict", "tiny", str(photo), "--precision", "int8"]) == 3  # none exists
+    err = capsys.readouterr().err
+    assert "has no int8 export" in err and "zoo export models:/tiny/1 --precision int8" in err
+
+    assert run(["predict", "models:/tiny.onnx/1", str(photo), "--precision", "fp16"]) == 2
+    assert "is a fp32 export, not fp16" in capsys.readouterr().err

@@ -28,7 +28,8 @@ from zoo.errors import (
 )
 from zoo.home import atomic_write_text, home, subdir
 from zoo.hookspecs import PLUGIN_API, hookimpl
-from zoo.inference import OnnxModel
+from zoo.inference import SIDECAR as EXPORT_SIDECAR
+from zoo.inference import OnnxModel, load_image, preprocessing_from, softmax
 from zoo.licenses import (
     UNKNOWN,
     LicenseStatement,
@@ -70,6 +71,7 @@ from zoo.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "EXPORT_SIDECAR",
     "PLUGIN_API",
     "UNKNOWN",
     "Backbone",
@@ -121,6 +123,7 @@ __all__ = [
     "is_offline",
     "leep",
     "license_from_url",
+    "load_image",
     "load_state_dict",
     "local_model",
     "local_models",
@@ -129,11 +132,13 @@ __all__ = [
     "nce",
     "normalize_license",
     "parse_ref",
+    "preprocessing_from",
     "publisher_statement",
     "pull_hub",
     "pull_url",
     "save_safetensors",
     "sha256_file",
+    "softmax",
     "spdx_url",
     "stages_from_assignment",
     "subdir",

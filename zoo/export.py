@@ -47,7 +47,7 @@ __all__ = [
 
 STAGING_PREFIX = ".zoo-export-"  # beside --out: the folder an export is assembled in
 CHECK_IMAGES = 200  # real validation images the gates run on (at most)
-CALIBRATION_IMAGES = 64  # training images int8 is calibrated on (at most)
+CALIBRATION_IMAGES = 128  # training images int8 is calibrated on (at most), every class its share
 RANDOM_IMAGES = 16  # random inputs when there are no real images: batches 1, 2, 7 and 6
 DEFAULT_VAL_FRACTION, DEFAULT_SEED = 0.2, 0  # the training engine's split defaults
 
@@ -193,7 +193,7 @@ def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], N
     else:
         labels = [-1] * len(dataset.samples)
     val = _spread(val, CHECK_IMAGES)
-    train = _spread(train, CALIBRATION_IMAGES)
+    train = _stratified(train, [s.label for s in dataset.samples], CALIBRATION_IMAGES)
     say(f"check set: {len(val)} validation and {len(train)} calibration images from {root}")
     validation = _stack([dataset.samples[i].path for i in val], prep)
     return CheckSet(
@@ -204,6 +204,33 @@ def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], N
         validation=validation,
         validation_labels=tuple(labels[i] for i in val),
     )
+
+
+def _stratified(indices: Sequence[int], labels: Sequence[int], limit: int) -> list[int]:
+    """At most ``limit`` indices, taken from the classes in turn (each class's own spread
+    evenly), so that any leading part of the list covers every class about equally."""
+    by_class: dict[int, list[int]] = {}
+    for i in indices:
+        by_class.setdefault(labels[i], []).append(i)
+    if len(indices) <= limit:
+        share = {c: len(v) for c, v in by_class.items()}
+    else:
+        share = dict.fromkeys(by_class, 0)
+        left = limit
+        while left:  # one more per class in turn, while the class has images left
+            grew = False
+            for c in sorted(by_class):
+                if left and share[c] < len(by_class[c]):
+                    share[c] += 1
+                    left -= 1
+                    grew = True
+            if not grew:
+                break
+    picked = {c: _spread(v, share[c]) for c, v in by_class.items()}
+    out: list[int] = []
+    for rank in range(max(share.values(), default=0)):
+        out += [picked[c][rank] for c in sorted(picked) if rank < len(picked[c])]
+    return out
 
 
 def _spread(indices: Sequence[int], limit: int) -> list[int]:

@@ -75,8 +75,9 @@ def preprocessing_from(data: Mapping[str, Any]) -> Preprocessing:
     return Preprocessing.from_dict(full)
 
 
-def load_image(path: Path | str, prep: Preprocessing) -> np.ndarray:
-    """One image file as a (C, H, W) float32 array, exactly as training evaluates it.
+def load_image(path: Path | str | bytes, prep: Preprocessing) -> np.ndarray:
+    """One image file (its path or its bytes) as a (C, H, W) float32 array, exactly as
+    training evaluates it.
 
     The same steps as the training data loader (zoo.data): decode to RGB (transparency on
     white), resize the shorter side, centre crop, then normalise the uint8 pixels with
@@ -87,7 +88,8 @@ def load_image(path: Path | str, prep: Preprocessing) -> np.ndarray:
     try:
         img = resize_for_eval(decode_image(path), prep.resize, prep.interpolation)
     except (ImageDecodeError, OSError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
+        name = f"({len(path)} bytes)" if isinstance(path, bytes) else str(path)
+        raise DataError(f"cannot read image {name}: {exc}") from exc
     pixels = np.asarray(img, dtype=np.uint8)
     height, width = prep.crop
     h, w = pixels.shape[:2]
@@ -273,8 +275,27 @@ def _exports_of(model_uri: str) -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
-def _registered_export(ref: str) -> tuple[Path, dict[str, Any], Any]:
-    """Download a registered export (NAME.FMT/N, or the newest export of NAME/N)."""
+def _precision_of(model_uri: str) -> str | None:
+    """The precision a registered export's sidecar records (None: it records none)."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="zoo-sidecar-") as tmp:
+        try:
+            got = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{model_uri}/{SIDECAR}", dst_path=tmp
+            )
+        except Exception:  # an export registered without a sidecar
+            return None
+        meta = read_sidecar(Path(got).parent)
+    value = meta.get("precision")
+    return str(value) if value else None
+
+
+def _registered_export(ref: str, precision: str | None = None) -> tuple[Path, dict[str, Any], Any]:
+    """Download a registered export (NAME.FMT/N, or the newest export of NAME/N, of
+    ``precision`` when given)."""
     import mlflow
 
     from zoo import registry
@@ -291,7 +312,16 @@ def _registered_export(ref: str) -> tuple[Path, dict[str, Any], Any]:
                 f"runtime: {', '.join(sorted(runnable)) or 'none'}): run "
                 f"`zoo export {version.model_uri}`"
             )
-        version = registry.get_version(exports[-1][1])
+        chosen = exports[-1][1]
+        if precision is not None:
+            found = [e for e in reversed(exports) if _precision_of(e[1]) == precision]
+            if not found:
+                raise NotFoundError(
+                    f"{version.model_uri} has no {precision} export: run "
+                    f"`zoo export {version.model_uri} --precision {precision}`"
+                )
+            chosen = found[0][1]
+        version = registry.get_version(chosen)
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.model_uri))
     meta = read_sidecar(folder)
     meta.setdefault("format", version.tags.get("zoo.format", "onnx"))
@@ -324,6 +354,7 @@ class ExportedModel:
     preprocessing: Preprocessing | None
     class_names: tuple[str, ...] = ()
     format: str = "onnx"
+    precision: str | None = None  # as the export's sidecar records it
 
     @property
     def provider(self) -> str:
@@ -339,9 +370,10 @@ class ExportedModel:
         return np.asarray(self.runtime.run(np.ascontiguousarray(batch, dtype=np.float32)))
 
 
-def open_model(ref: str, *, provider: str = "auto") -> ExportedModel:
+def open_model(ref: str, *, provider: str = "auto", precision: str | None = None) -> ExportedModel:
     """An export written by ``zoo export`` (its file or folder) or a registered export,
-    opened with the runtime of the exporter that made its format."""
+    opened with the runtime of the exporter that made its format. ``precision``: the
+    export must be of that precision (a registered source: its newest one that is)."""
     path = Path(ref).expanduser()
     if path.suffix == ".onnx" or path.exists():
         if not path.exists():
@@ -355,7 +387,13 @@ def open_model(ref: str, *, provider: str = "auto") -> ExportedModel:
             )
         artifact = path if path.is_file() else _artifact_in(folder, meta)
     else:
-        artifact, meta, _ = _registered_export(ref)
+        artifact, meta, _ = _registered_export(ref, precision)
+    recorded = meta.get("precision")
+    if precision is not None and recorded and recorded != precision:
+        raise UsageError(
+            f"{ref} is a {recorded} export, not {precision}: name a {precision} export "
+            "(or the registered version it was made from, or drop --precision)"
+        )
     fmt = str(meta.get("format") or "onnx")
     runtime = _runtimes().get(fmt)
     if runtime is None:
@@ -372,6 +410,7 @@ def open_model(ref: str, *, provider: str = "auto") -> ExportedModel:
         preprocessing=prep,
         class_names=tuple(meta.get("class_names") or ()),
         format=fmt,
+        precision=str(recorded) if recorded else None,
     )
     _check_fits(model, prep, artifact)
     return model

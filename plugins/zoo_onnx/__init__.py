@@ -1,15 +1,17 @@
 """zoo exporter plugin: ONNX export verified against PyTorch.
 
 Registers the ``onnx`` format for ``zoo export`` and everything zoo does with that format
-afterwards: how a registered export is logged (``mlflow.onnx``, so plain MLflow loads it),
-what ``zoo predict`` runs it with (ONNX Runtime: TensorRT, CUDA or CPU) and how its
-parity report reads. The conversion and the parity gates are zoo's own
+afterwards: how a registered export is logged (an MLflow model with the ``onnx`` flavour,
+so plain MLflow loads the graph, and a ``python_function`` flavour that serves images:
+pyfunc.py, serving.py), what ``zoo predict`` runs it with (ONNX Runtime: TensorRT, CUDA
+or CPU) and how its parity report reads. The conversion and the parity gates are zoo's own
 (``zoo.export_onnx``); this plugin is written against zoo's public API like a
 third-party exporter would be.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,26 +41,38 @@ class OnnxExporter:
     def log_model(
         self, path: Path, *, input_example: np.ndarray | None, run_id: str, model_id: str
     ) -> Sequence[str]:
-        """``mlflow.onnx.log_model`` into the version's logged model, declaring the
-        execution providers this host's ONNX Runtime has (MLflow's default names CUDA and
-        warns on every CPU-only host)."""
+        """The version's MLflow model: the ``onnx`` flavour (``mlflow.onnx.load_model``
+        gives the graph) and, when the export's sidecar is beside the file, a
+        ``python_function`` flavour that takes images and answers class names with
+        probabilities (``mlflow models serve``; see serving.py)."""
         import mlflow
         import onnx
         import onnxruntime
 
-        mlflow.onnx.log_model(
-            onnx.load(str(path)),
-            name="model",
-            input_example=input_example,
-            run_id=run_id,
-            model_id=model_id,
-            pip_requirements=["onnx", "onnxruntime"],
-            save_as_external_data=False,
-            onnx_execution_providers=[  # Azure's provider calls a remote endpoint: not local
-                p for p in onnxruntime.get_available_providers() if p != "AzureExecutionProvider"
-            ],
-        )
-        return ("MLmodel", "model.onnx")
+        sidecar = path.parent / zoo.EXPORT_SIDECAR
+        if not sidecar.is_file():  # no preprocessing known: the graph alone
+            mlflow.onnx.log_model(
+                onnx.load(str(path)),
+                name="model",
+                input_example=input_example,
+                run_id=run_id,
+                model_id=model_id,
+                pip_requirements=["onnx", "onnxruntime"],
+                save_as_external_data=False,
+                onnx_execution_providers=[  # Azure's provider calls a remote endpoint
+                    p
+                    for p in onnxruntime.get_available_providers()
+                    if p != "AzureExecutionProvider"
+                ],
+            )
+            return ("MLmodel", "model.onnx")
+        from zoo_onnx.pyfunc import save_serving_model
+
+        with tempfile.TemporaryDirectory(prefix="zoo-onnx-pyfunc-") as tmp:
+            local = Path(tmp) / "model"
+            files = save_serving_model(path, sidecar, local, input_example=input_example)
+            mlflow.MlflowClient().log_model_artifacts(model_id, str(local))
+        return files
 
     def open(self, path: Path, *, provider: str = "auto") -> zoo.OnnxModel:
         """An ONNX Runtime session (TensorRT, then CUDA, then CPU for ``auto``)."""
@@ -73,9 +87,18 @@ class OnnxExporter:
             f"{fp32['max_abs_error']:.2e}, top-1 agreement {fp32['top1_agreement']:.1%} "
             f"on {checked['count']} {'real' if checked['real'] else 'random'} inputs",
         ]
+        providers = [p.removesuffix("ExecutionProvider") for p in report.get("providers", [])]
+        if providers:
+            lines.append(f"  gates ran on: {', '.join(providers)}")
         for key in ("fp16", "int8"):
             if key in report:
-                lines.append(f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}")
+                line = f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}"
+                if report[key].get("accuracy_int8") is not None:
+                    line += (
+                        f", accuracy {report[key]['accuracy_int8']:.1%} vs fp32 "
+                        f"{report[key]['accuracy_fp32']:.1%}"
+                    )
+                lines.append(line)
         for name in ("speedup_batch1", "speedup_batch16"):
             if name in metrics:
                 batch = name.removeprefix("speedup_batch")

@@ -130,9 +130,23 @@ def export_cmd(
     show_default=True,
     help="ONNX Runtime provider; auto tries TensorRT, then CUDA, then CPU.",
 )
+@click.option(
+    "--precision",
+    default=None,
+    metavar="PRECISION",
+    shell_complete=_complete_precision,
+    help="Run an export of this precision (fp32, fp16, int8): of a registered version, "
+    "its newest one that is; default: the newest export, whatever its precision.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 def predict_cmd(
-    ref: str, images: Path, top_k: int, batch_size: int, provider: str, as_json: bool
+    ref: str,
+    images: Path,
+    top_k: int,
+    batch_size: int,
+    provider: str,
+    precision: str | None,
+    as_json: bool,
 ) -> None:
     """Classify images with an exported ONNX model (ONNX Runtime).
 
@@ -143,10 +157,11 @@ def predict_cmd(
     \b
       zoo predict models:/pets.onnx/1 photo.jpg
       zoo predict pets ./inbox --top-k 3 --json
+      zoo predict pets ./inbox --precision int8
     """
     from zoo.inference import open_model, predict
 
-    model = open_model(ref, provider=provider)
+    model = open_model(ref, provider=provider, precision=precision)
     run = predict(model, images, top_k=top_k, batch_size=batch_size)
     for line in run.notes:
         note(line)
@@ -155,6 +170,7 @@ def predict_cmd(
         emit_json(
             "predictions",
             model=str(model.path),
+            precision=model.precision,
             provider=run.provider,
             notes=run.notes,
             predictions=[p.to_dict() for p in run.predictions],
