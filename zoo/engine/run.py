@@ -9,10 +9,18 @@ them again, so re-running it after a kill (or with ``--resume``) continues from 
 completed epoch, provided the data is the same. Each epoch's data order, augmentation and
 dropout depend only on (seed, epoch), so the resumed run ends with exactly the weights an
 uninterrupted one would have had (in deterministic mode, bit for bit).
+
+Under torchrun every process runs this loop. Nodes need not share a disk: the first
+process of each node looks for the run's files in its own home, the job continues from
+the newest checkpoint any node has (sent to every process), rank 0 owns the MLflow run
+(its id reaches the others by broadcast) and writes the checkpoints to its home. A
+process that dies stops the others (their collectives fail, or torchrun stops them) with
+exit code 130 and the last checkpoint intact.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
 import time
@@ -20,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zoo.engine import checkpoint
+from zoo.engine.context import stopping
 from zoo.engine.evaluate import Evaluation
 from zoo.engine.finish import finish
 from zoo.engine.optimize import check_weights
@@ -57,34 +66,134 @@ def finetune(
         )
     start = time.monotonic()
     state = prepare(recipe, register=register, callbacks=callbacks)
-    done = checkpoint.finished(state, again=again, resume=resume)
+    done, resumed = _continue_from(state, again=again, resume=resume, restart=restart)
     if done is not None:
         return done
-    resumed = checkpoint.resume(state, resume=resume, restart=restart)
     if resumed is not None:
         state.run_id = resumed.state.get("run_id") or None
         state.note(f"resuming from the checkpoint of epoch {resumed.completed} in {state.dir}")
     tracking = tracker(state)
-    tracking.start()
+
+    def start_tracking() -> str | None:
+        tracking.start()
+        return state.run_id
+
+    state.run_id = state.dist.first(start_tracking)  # rank 0's run, known to every process
     try:
         _loop(state, tracking, resumed)
         resumed_from = resumed.completed if resumed is not None else None
         return finish(state, tracking, time.monotonic() - start, resumed_from)
     except KeyboardInterrupt:
+        stopping()
         tracking.end("KILLED")
-        done_epochs = state.completed
-        saved = (
-            f"the checkpoint of epoch {done_epochs} is saved in {state.dir / checkpoint.STATE_FILE}"
-            if done_epochs
-            else "no epoch had completed, so nothing was saved"
-        )
-        raise Interrupted(
-            f"interrupted during epoch {done_epochs + 1}/{state.plan.epochs}; {saved}. Re-run "
-            "the same command (or add --resume) to continue"
-        ) from None
-    except BaseException:
+        raise Interrupted(f"interrupted during {_where(state)}. Re-run {_again}") from None
+    except Exception as exc:
+        stopping()
+        if state.dist.world > 1 and _lost_a_process(exc):
+            tracking.end("KILLED")
+            raise Interrupted(
+                f"another process of the job stopped during {_where(state)} ("
+                f"{' '.join(str(exc).split())[:160]}). Re-run {_again} on every node"
+            ) from None
         tracking.end("FAILED")
         raise
+    except BaseException:
+        stopping()
+        tracking.end("FAILED")
+        raise
+
+
+_again = "the same command (or add --resume) to continue"
+
+
+def _where(state: RunState) -> str:
+    done_epochs = state.completed
+    saved = (
+        f"the checkpoint of epoch {done_epochs} is saved in {state.dir / checkpoint.STATE_FILE}"
+        if done_epochs
+        else "no epoch had completed, so nothing was saved"
+    )
+    return f"epoch {done_epochs + 1}/{state.plan.epochs}; {saved}"
+
+
+def _lost_a_process(exc: BaseException) -> bool:
+    """A collective failed because another process of the job died or hung."""
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection closed", "Connection reset")
+    )
+
+
+def _continue_from(
+    state: RunState, *, again: bool, resume: bool, restart: bool
+) -> tuple[FinetuneResult | None, checkpoint.Resumed | None]:
+    """(the finished result, or the checkpoint to continue from, or neither).
+
+    The first process of each node looks in its node's home; the job agrees on one
+    answer: a finished run anywhere, else the newest checkpoint anywhere (sent from the
+    node that has it to every process, and to rank 0's home when it is not there)."""
+    dist = state.dist
+    found: dict[str, Any] = {}
+
+    def look() -> tuple[str, int]:
+        if not dist.node_main:
+            return ("none", 0)
+        done = checkpoint.finished(state, again=again, resume=resume)
+        if done is not None:
+            found["done"] = done
+            return ("done", 0)
+        saved = checkpoint.resume(state, resume=resume and dist.world <= 1, restart=restart)
+        if saved is None:
+            return ("none", 0)
+        found["resumed"] = saved
+        return ("resume", saved.completed)
+
+    views = dist.agree(look)
+    if dist.world <= 1:
+        return found.get("done"), found.get("resumed")
+    if any(kind == "done" for kind, _ in views):
+        src = next(r for r, (kind, _) in enumerate(views) if kind == "done")
+        data = dist.broadcast(found["done"].to_dict() if dist.rank == src else None, src)
+        result = FinetuneResult.from_dict(data)
+        result.already_registered = True
+        return result, None
+    candidates = [(completed, -r) for r, (kind, completed) in enumerate(views) if kind == "resume"]
+    if not candidates:
+        if resume:
+            checkpoint.resume(state, resume=True, restart=False)  # its one-line refusal
+        return None, None
+    src = -max(candidates)[1]  # the newest checkpoint (the lowest rank among equals)
+    mine = _checkpoint_bytes(state, found.get("resumed")) if dist.rank == src else None
+    payload = dist.broadcast(mine, src)
+    return None, _from_bytes(state, payload, write=dist.main and src != 0)
+
+
+def _checkpoint_bytes(state: RunState, resumed: checkpoint.Resumed | None) -> bytes:
+    import torch
+
+    assert resumed is not None
+    best = checkpoint.load_best(state)
+    buffer = io.BytesIO()
+    torch.save({"state": resumed.state, "best": best}, buffer)
+    return buffer.getvalue()
+
+
+def _from_bytes(state: RunState, payload: bytes, *, write: bool) -> checkpoint.Resumed:
+    import torch
+
+    data = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    saved = data["state"]
+    if write:  # rank 0 writes the next checkpoints: it needs the registered epoch's weights
+        checkpoint.save_tensors_file(state.dir / checkpoint.STATE_FILE, saved)
+        if data["best"] is not None:
+            checkpoint.save_tensors_file(state.dir / checkpoint.BEST_FILE, {"model": data["best"]})
+    return checkpoint.Resumed(
+        int(saved["completed"]), int(saved["phase"]), int(saved["phase_epoch"]), saved
+    )
 
 
 def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | None) -> None:
@@ -162,9 +271,12 @@ def _epoch_done(
             "val_loss": record["val_loss"],
         }
         checkpoint.save_best(state)
-    checkpoint.save(state, pi, int(record["phase_epoch"]), runner.optimizer, runner.scheduler)
-    state.dist.barrier()
-    tracking.log_epoch(record)
+
+    def save_and_log() -> None:  # rank 0; a failure reaches every process
+        checkpoint.save(state, pi, int(record["phase_epoch"]), runner.optimizer, runner.scheduler)
+        tracking.log_epoch(record)
+
+    state.dist.first(save_and_log)
     state.note(
         f"epoch {epoch}/{state.plan.epochs} ({record['phase']}): train loss "
         f"{record['train_loss']:.4f} acc {record['train_accuracy']:.3f}, val loss "
