@@ -210,7 +210,7 @@ def finetune_cmd(
     if nnodes is not None or rdzv_endpoint is not None or rdzv_id is not None:
         from zoo.engine.distributed import Nodes
 
-        nodes = Nodes(nnodes or 1, rdzv_endpoint, rdzv_id)
+        nodes = Nodes(1 if nnodes is None else nnodes, rdzv_endpoint, rdzv_id)
         nodes.check(recipe)
     result = launch(recipe, resume=resume, restart=restart, again=again, nodes=nodes)
     if as_json:

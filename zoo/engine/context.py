@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -75,6 +76,15 @@ def stop_on_signals() -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    default_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        # torchrun stops a process's DataLoader workers with it; their teardown's
+        # complaints say nothing the stopping run's own message does not
+        if not _STOPPING[0]:
+            default_hook(info)
+
+    sys.unraisablehook = unraisable
 
 
 def stopping() -> None:
@@ -162,6 +172,14 @@ class Dist:
         elif not dist.is_initialized():
             dist.init_process_group("gloo", timeout=timeout)
         self._waits = dist.new_group(backend="gloo", timeout=timedelta(seconds=wait_timeout()))
+
+    def close(self) -> None:
+        """Leave the process group (every group zoo made with it)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -2,9 +2,10 @@
 (torchrun) with DDP.
 
 The parent process (``zoo finetune`` on each node) writes the recipe to a file and starts
+torchrun (``torch.distributed.run``, wrapped by ``--torchrun`` here only so that a failed
+process is reported in one line, not torchrun's traceback) with
 
-    python -m torch.distributed.run --standalone --nproc-per-node K \\
-        -m zoo.engine.distributed RECIPE RESULT
+    --standalone --nproc-per-node K -m zoo.engine.distributed RECIPE RESULT
 
 or, for several nodes, ``--nnodes N --nproc-per-node K --rdzv-backend c10d
 --rdzv-endpoint HOST:PORT --rdzv-id ID --max-restarts 0`` in place of ``--standalone``:
@@ -85,7 +86,7 @@ class Nodes:
 def torchrun_command(
     recipe: Recipe, nodes: Nodes, recipe_file: Path, result_file: Path
 ) -> list[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run"]
+    cmd = [sys.executable, "-m", "zoo.engine.distributed", "--torchrun"]
     if nodes.multi:
         cmd += [
             f"--nnodes={nodes.nnodes}",
@@ -159,12 +160,37 @@ def _wait(proc: subprocess.Popen[Any]) -> int:
             ) from None
 
 
+def _torchrun(args: list[str]) -> int:
+    """torchrun itself (``torch.distributed.run.main``), with its failure report as one
+    line per failed process instead of a traceback; the parent reports the outcome."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    try:
+        torchrun_main(args)
+    except ChildFailedError as exc:
+        for rank, failure in sorted(exc.failures.items()):
+            how = (
+                f"signal {failure.signal_name()}"
+                if failure.exitcode < 0
+                else f"exit code {failure.exitcode}"
+            )
+            print(f"zoo: torchrun: process rank {rank} ended with {how}", file=sys.stderr)
+        return 1
+    except (SignalException, KeyboardInterrupt):
+        return errors.EXIT_INTERRUPTED
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """A torchrun worker. Exits 0 once its outcome is reported (its node's first worker
     writes it for the parent, which exits with its code), so torchrun adds no report of
     its own to a refusal that all the workers share."""
-    stop_on_signals()
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--torchrun"]:
+        return _torchrun(args[1:])
+    stop_on_signals()
     recipe_file, result_file = Path(args[0]), Path(args[1])
     recipe = Recipe.from_dict(json.loads(recipe_file.read_text(encoding="utf-8")))
     out: dict[str, Any]
@@ -194,13 +220,16 @@ def main(argv: list[str] | None = None) -> int:
             "message": f"unexpected {type(exc).__name__} in a distributed worker: {exc} "
             "(set ZOO_DEBUG=1 for the traceback)",
         }
-    if Dist.from_env().node_main:
+    dist = Dist.from_env()
+    if dist.node_main:
         atomic_write_text(result_file, json.dumps(out, default=str))
-    if clean:  # after a failure a peer may be gone: leave the group to the process's exit
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    if not clean:
+        # A peer may be gone, and leaving the group could wait for it (NCCL) or abort at
+        # exit: the outcome is written, so end here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    dist.close()
     return 0
 
 
