@@ -241,9 +241,8 @@ def ddp_training(
     )
     for k, ips in rows:
         scale = f"{ips / base:>9.2f}x ({ips / base / k:.0%} of linear)" if base else ""
-        print(
-            f"{'zoo finetune DDP':<22}{k:>6}  {f'{k} GPU(s), NCCL':<26}{'':>9}{ips:>10.0f}{scale}"
-        )
+        label = "1 GPU" if k == 1 else f"{k} GPUs, DDP over NCCL"
+        print(f"{'zoo finetune DDP':<22}{k:>6}  {label:<26}{'':>9}{ips:>10.0f}{scale}")
     return rows
 
 
