@@ -267,8 +267,15 @@ def test_killing_rank_1_mid_epoch_stops_both_with_130_and_the_same_command_resum
     assert proc.returncode == 130, err[-3000:]
     line = _error_line(err)
     assert "epoch 3/4" in line and "the checkpoint of epoch 2 is saved" in line, line
+    from zoo import store
+
+    (killed,) = store.client().search_runs(
+        [store.experiment_id("zoo")], filter_string="params.name = 'killed'"
+    )
+    assert killed.info.status == "KILLED"
 
     code, result, err = _done(_zoo(data, *args, env=_env(zoo_home)))
     assert code == 0, err[-3000:]
     assert "resuming from the checkpoint of epoch 2" in err
     assert result["resumed_from"] == 2 and result["model_uri"] == "models:/killed/1"
+    assert result["run_id"] == killed.info.run_id  # the job's one run, continued

@@ -37,7 +37,7 @@ from zoo.engine.resume import continue_from
 from zoo.engine.setup import prepare, run_dir
 from zoo.engine.state import Callback, FinetuneResult, RunState
 from zoo.engine.tracking import NoTracking, tracker
-from zoo.errors import Interrupted, TrainingError, UsageError
+from zoo.errors import DataError, Interrupted, TrainingError, UsageError
 from zoo.types import Phase
 
 __all__ = ["FinetuneResult", "clean_run", "finetune", "run_dir"]
@@ -66,6 +66,7 @@ def finetune(
         )
     start = time.monotonic()
     state = prepare(recipe, register=register, callbacks=callbacks)
+    _same_data_everywhere(state)
     done, resumed = continue_from(state, again=again, resume=resume, restart=restart)
     if done is not None:
         return done
@@ -104,6 +105,18 @@ def finetune(
 
 
 _again = "the same command (or add --resume) to continue"
+
+
+def _same_data_everywhere(state: RunState) -> None:
+    """Every node read its own copy of the data: the job goes on only if they agree."""
+    digests = state.dist.gather(state.data.digest)
+    if len(set(digests)) > 1:
+        other = next(r for r, d in enumerate(digests) if d != digests[0])
+        raise DataError(
+            f"the data differs between the processes of the job: rank 0 read "
+            f"{digests[0]}, rank {other} read {digests[other]} from {state.recipe.data}; "
+            "give every node the same files at the same path"
+        )
 
 
 def _where(state: RunState) -> str:
