@@ -279,3 +279,33 @@ def test_killing_rank_1_mid_epoch_stops_both_with_130_and_the_same_command_resum
     assert "resuming from the checkpoint of epoch 2" in err
     assert result["resumed_from"] == 2 and result["model_uri"] == "models:/killed/1"
     assert result["run_id"] == killed.info.run_id  # the job's one run, continued
+
+
+@pytest.mark.slow
+def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
+    tmp_path: Path,
+) -> None:
+    """A linear probe under `--nproc-per-node 2`: each process extracts the features of
+    half of the images (rank 0's progress counts 60 of 120), the rows are gathered in
+    the dataset's order, and the cache file holds what one process computes alone."""
+    from safetensors.torch import load_file
+
+    data = make_images(tmp_path / "data", classes=3, per_class=40)
+    config = tmp_path / "recipe.yaml"
+    config.write_text("precision: fp32\n", encoding="utf-8")
+    homes = {1: tmp_path / "one", 2: tmp_path / "two"}
+    for procs, home in homes.items():
+        code, _result, err = _done(
+            _zoo(data, "--strategy", "linear-probe", "--nproc-per-node", str(procs),
+                 "--name", f"probe{procs}", "--config", str(config), env=_env(home))
+        )  # fmt: skip
+        assert code == 0, err[-3000:]
+        if procs == 2:
+            assert "extracting features: started (60 total)" in err
+    (one,) = (homes[1] / "features").glob("*.safetensors")
+    (two,) = (homes[2] / "features").glob("*.safetensors")
+    assert one.name == two.name  # the same key: same weights, data, preprocessing
+    a, b = load_file(str(one)), load_file(str(two))
+    assert a["features"].shape == b["features"].shape == (120, a["features"].shape[1])
+    assert (a["labels"] == b["labels"]).all()
+    assert (a["features"] - b["features"]).abs().max() <= 1e-4 * a["features"].abs().max()
