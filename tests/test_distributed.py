@@ -309,3 +309,16 @@ def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
     assert a["features"].shape == b["features"].shape == (120, a["features"].shape[1])
     assert (a["labels"] == b["labels"]).all()
     assert (a["features"] - b["features"]).abs().max() <= 1e-4 * a["features"].abs().max()
+
+
+@pytest.mark.slow
+def test_a_failure_of_rank_1_alone_is_what_the_command_reports(
+    tmp_path: Path, zoo_home: Path
+) -> None:
+    """Rank 1 fails by itself when phase two starts; rank 0 then sees its peer go. The
+    command reports rank 1's error (and its exit code), not only that a process stopped."""
+    data = make_images(tmp_path / "data", classes=2, per_class=20)
+    args = ["--strategy", "stall", "--epochs", "4", "--nproc-per-node", "2", "--name", "alone"]
+    code, _, err = _done(_zoo(data, *args, env=_env(zoo_home, ZOO_TEST_FAIL_RANK="1")))
+    assert _error_line(err) == "zoo: error: rank 1: zoo-test: rank 1 failed by itself"
+    assert code == 1, err[-3000:]

@@ -125,7 +125,7 @@ def launch_torchrun(
         )
         code = _wait(subprocess.Popen(cmd, env=env))
         if result_file.exists():
-            data = json.loads(result_file.read_text(encoding="utf-8"))
+            data = _cause(json.loads(result_file.read_text(encoding="utf-8")), result_file)
             if "error" in data:
                 cls = getattr(errors, data["error"], errors.ZooError)
                 if not (isinstance(cls, type) and issubclass(cls, errors.ZooError)):
@@ -140,6 +140,23 @@ def launch_torchrun(
         raise errors.ZooError(
             f"the distributed run failed (torchrun exit {code}); see the workers' messages above"
         )
+
+
+def _rank_file(result_file: Path, rank: int) -> Path:
+    return result_file.with_name(f"error.rank{rank}.json")
+
+
+def _cause(data: dict[str, Any], result_file: Path) -> dict[str, Any]:
+    """The node's outcome; when that is "another process stopped" and another process
+    of this node failed by itself (out of memory, say), that process's error."""
+    if data.get("error") != "Interrupted":
+        return data
+    for path in sorted(result_file.parent.glob("error.rank*.json")):
+        other = json.loads(path.read_text(encoding="utf-8"))
+        if other.get("error") not in (None, "Interrupted"):
+            rank = path.stem.removeprefix("error.rank")
+            return {"error": other["error"], "message": f"rank {rank}: {other['message']}"}
+    return data
 
 
 def _wait(proc: subprocess.Popen[Any]) -> int:
@@ -223,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     dist = Dist.from_env()
     if dist.node_main:
         atomic_write_text(result_file, json.dumps(out, default=str))
+    elif not clean:  # its own error may be why the others stopped: the parent looks
+        atomic_write_text(_rank_file(result_file, dist.rank), json.dumps(out, default=str))
     if not clean:
         # A peer may be gone, and leaving the group could wait for it (NCCL) or abort at
         # exit: the outcome is written, so end here.
