@@ -39,9 +39,18 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _zoo(data: Path, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+def _zoo(
+    data: Path, *args: str, env: dict[str, str], session: bool = False
+) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "zoo", "finetune", COMMON[0], str(data), *COMMON[1:], *args]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=session,  # its own process group, as a terminal's job
+    )
 
 
 def _done(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, dict, str]:
@@ -322,3 +331,30 @@ def test_a_failure_of_rank_1_alone_is_what_the_command_reports(
     code, _, err = _done(_zoo(data, *args, env=_env(zoo_home, ZOO_TEST_FAIL_RANK="1")))
     assert _error_line(err) == "zoo: error: rank 1: zoo-test: rank 1 failed by itself"
     assert code == 1, err[-3000:]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_with_130_and_the_last_checkpoint(
+    tmp_path: Path, zoo_home: Path
+) -> None:
+    """Ctrl-C as a terminal sends it (SIGINT to the command's whole process group: zoo,
+    torchrun and both workers) while rank 1 is stopped mid-epoch 3: the job ends with
+    exit code 130 and epoch 2's checkpoint, and --resume continues from it."""
+    data = make_images(tmp_path / "data", classes=2, per_class=20)
+    args = ["--strategy", "stall", "--epochs", "4", "--nproc-per-node", "2", "--name", "ctrl-c"]
+    proc = _zoo(data, *args, env=_env(zoo_home, ZOO_TEST_STALL_RANK="1"), session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "zoo-test: rank 1 pid" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    _out, err = proc.communicate(timeout=300)
+    err = "".join(seen) + err
+    assert proc.returncode == 130, err[-3000:]
+    assert "the checkpoint of epoch 2 is saved" in _error_line(err)
+
+    code, result, err = _done(_zoo(data, *args, "--resume", env=_env(zoo_home)))
+    assert code == 0, err[-3000:]
+    assert result["resumed_from"] == 2
