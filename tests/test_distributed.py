@@ -358,3 +358,34 @@ def test_ctrl_c_stops_every_process_with_130_and_the_last_checkpoint(
     code, result, err = _done(_zoo(data, *args, "--resume", env=_env(zoo_home)))
     assert code == 0, err[-3000:]
     assert result["resumed_from"] == 2
+
+
+@pytest.mark.slow
+def test_nodes_whose_copies_of_the_data_differ_are_refused_on_every_node(
+    tmp_path: Path,
+) -> None:
+    """Each node reads its own copy of DATA; when the copies differ (here: the same
+    relative path from two working directories), both commands refuse with one line."""
+    for node, per_class in (("a", 6), ("b", 7)):
+        make_images(tmp_path / node / "pets", classes=2, per_class=per_class)
+    port = free_port()
+    procs = []
+    for node in ("a", "b"):
+        cmd = [
+            sys.executable, "-m", "zoo", "finetune", "timm:test_resnet", "pets", *COMMON[1:],
+            "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pets",
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=tmp_path / node,
+                env=_env(tmp_path / node / "home"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        code, _, err = _done(proc, timeout=600)
+        assert code == 2, err[-3000:]
+        assert "the data differs between the processes of the job" in _error_line(err)
