@@ -363,8 +363,10 @@ def resolve_runtime(
             ) from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is visible; use --device cpu")
-        if dev.type == "cuda" and dist.world > 1:
+        if dev.type == "cuda" and dist.world > 1:  # one GPU per process: LOCAL_RANK's
             dev = torch.device(f"cuda:{dist.local_rank}")
+        elif dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
     if precision == "bf16":
         bf16 = True
     elif precision == "fp32" or deterministic:
