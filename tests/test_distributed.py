@@ -85,6 +85,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_two_processes_split_the_data_and_match_one(tmp_path: Path, zoo_home: Path) -> None:
     data = make_images(tmp_path / "data", classes=3, per_class=40)
     single = _finetune(data, zoo_home, "single")

@@ -15,6 +15,7 @@ with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchr
     caches.py      tensor cache files; the frozen-prefix substitution
     evaluate.py    validation and test evaluation
     checkpoint.py  save, resume, refuse a resume onto other data; finished runs
+    resume.py      what a job continues from, agreed by every node
     tracking.py    MLflow (the only part that imports the store)
     finish.py      the registered epoch's metrics, the test score, registration
     report.py      confusion matrix, per-class accuracy, figures
