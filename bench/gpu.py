@@ -2,6 +2,8 @@
 
     python bench/gpu.py                  # on any CUDA host; about 2-4 minutes
     python bench/gpu.py --quick          # fewer repeats
+    python bench/gpu.py --no-ddp         # without the DDP training rows (zoo finetune on
+                                         # 1 GPU and on all N, images/s)
 
 Self-contained: needs torch and timm; ONNX Runtime rows run when ``onnxruntime-gpu`` (with
 CUDA and/or TensorRT providers) and ``onnx`` are installed. Models: timm's
@@ -209,15 +211,104 @@ def inference(args: argparse.Namespace, work: Path, repeats: int) -> None:
                 )
 
 
+# ---------------------------------------------------------------- DDP training (issue 16)
+# zoo's own training loop under torchrun, one process per GPU (NCCL): training images/s
+# on 1 GPU and on all N of them, the same per-GPU batch (weak scaling). Needs zoo's
+# dependencies (run from a checkout: the subprocesses get the repository on PYTHONPATH).
+
+DDP_MODEL = "timm:resnet18"
+
+
+def _ddp_images(root: Path, classes: int, per_class: int, size: int) -> Path:
+    """Class folders of noisy PNGs tinted per class (learnable; decoding is not timed)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tint = rng.integers(0, 160, 3)
+        for i in range(per_class):
+            pixels = (rng.integers(0, 96, (size, size, 3)) + tint).clip(0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i:05d}.png")
+    return root
+
+
+def ddp_training(
+    quick: bool,
+    *,
+    device: str = "cuda",
+    counts: list[int] | None = None,
+    model: str = DDP_MODEL,
+    image_size: int = 224,
+    per_gpu: int | None = None,
+) -> list[tuple[int, float]]:
+    """(processes, training images/s of the last epoch) for 1 and N GPUs; prints them."""
+    import json
+    import math
+    import subprocess
+
+    import torch
+
+    repo = Path(__file__).resolve().parents[1]
+    n = torch.cuda.device_count() if device == "cuda" else 2
+    counts = counts or ([1] if n == 1 else [1, n])
+    per_gpu = per_gpu or (32 if quick else 64)
+    steps = 8 if quick else 30  # steps per epoch at the largest count
+    classes = 4
+    train = per_gpu * max(counts) * steps
+    per_class = math.ceil(train / classes / 0.8) + 1  # + the 20% validation split
+    rows: list[tuple[int, float]] = []
+    with tempfile.TemporaryDirectory(prefix="zoo-ddp-bench-") as tmp:
+        data = _ddp_images(Path(tmp) / "data", classes, per_class, image_size + 32)
+        env = dict(os.environ, CI="true", ZOO_HOME=str(Path(tmp) / "home"))
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(repo), str(repo / "plugins"), env.get("PYTHONPATH", "")]
+        )
+        for k in counts:
+            cmd = [
+                sys.executable, "-m", "zoo", "finetune", model, str(data),
+                "--strategy", "full", "--random-init", "--epochs", "2",
+                "--image-size", str(image_size), "--batch-size", str(per_gpu * k),
+                "--device", device, "--nproc-per-node", str(k), "--name", f"ddp-bench-{k}",
+                "--json",
+            ]  # fmt: skip
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                print(f"{'zoo finetune DDP':<22}{k:>6}  failed: {tail[:160]}", flush=True)
+                continue
+            last = json.loads(proc.stdout)["history"][-1]  # epoch 2: warmed up
+            rows.append((k, float(last["images_per_second"])))
+    base = rows[0][1] if rows and rows[0][0] == 1 else None
+    print(
+        f"# DDP training: zoo finetune {model} --strategy full, {image_size} px, batch "
+        f"{per_gpu} per GPU, {train} training images, epoch 2 of 2"
+    )
+    for k, ips in rows:
+        scale = f"{ips / base:>9.2f}x ({ips / base / k:.0%} of linear)" if base else ""
+        label = "1 GPU" if k == 1 else f"{k} GPUs, DDP over NCCL"
+        print(f"{'zoo finetune DDP':<22}{k:>6}  {label:<26}{'':>9}{ips:>10.0f}{scale}")
+    return rows
+
+
+def ddp(args: argparse.Namespace, work: Path, repeats: int) -> None:
+    """DDP training images/s on 1 and N GPUs (skipped with --no-ddp)."""
+    if not args.no_ddp:
+        ddp_training(args.quick)
+
+
 # The measurements main() runs, in order; each prints its own table. Add one by writing a
 # function (args, work folder, repeats) -> None and listing it here.
-MEASUREMENTS: list[Callable[[argparse.Namespace, Path, int], None]] = [inference]
+MEASUREMENTS: list[Callable[[argparse.Namespace, Path, int], None]] = [inference, ddp]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--no-ddp", action="store_true", help="skip the DDP training rows")
     # torch.compile uses its default mode: max-autotune would take most of the time budget.
     args = parser.parse_args()
     import torch

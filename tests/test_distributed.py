@@ -1,48 +1,91 @@
-"""`--nproc-per-node 2` on CPU: torchrun, gloo, DDP; each process sees half the data."""
+"""DDP under torchrun on CPU (gloo), as real processes: `--nproc-per-node 2`, two "nodes"
+on loopback (`--nnodes 2 --rdzv-endpoint 127.0.0.1:PORT`, separate zoo homes, one shared
+tracking store), a process killed mid-epoch, a refusal on rank 0 alone.
+
+The CUDA path (NCCL, one process per GPU) is tests/test_distributed_gpu.py."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.finetune_helpers import make_images
+from tests.registry_backends import free_port
+
+FAULTS = Path(__file__).parent / "fixtures" / "engine" / "ddp"  # a plugin + its dist-info
+COMMON = [
+    "timm:test_resnet",
+    "--random-init",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--device",
+    "cpu",
+    "--json",
+]
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, CI="true", ZOO_HOME=str(home), PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(FAULTS), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+def _zoo(
+    data: Path, *args: str, env: dict[str, str], session: bool = False
+) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "zoo", "finetune", COMMON[0], str(data), *COMMON[1:], *args]
+    return subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=session,  # its own process group, as a terminal's job
+    )
+
+
+def _done(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, dict, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, (json.loads(out) if out.strip() else {}), err
 
 
 def _finetune(data: Path, home: Path, name: str, *extra: str) -> dict:
-    env = dict(os.environ, CI="true", ZOO_HOME=str(home))
-    cmd = [
-        sys.executable,
-        "-m",
-        "zoo",
-        "finetune",
-        "timm:test_resnet",
-        str(data),
-        "--strategy",
-        "full",
-        "--random-init",
-        "--epochs",
-        "4",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--lr",
-        "0.003",
-        "--device",
-        "cpu",
-        "--name",
-        name,
-        "--json",
-        *extra,
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    code, result, err = _done(
+        _zoo(
+            data,
+            "--strategy",
+            "full",
+            "--epochs",
+            "4",
+            "--lr",
+            "0.003",
+            "--name",
+            name,
+            *extra,
+            env=_env(home),
+        )
+    )
+    assert code == 0, err[-3000:]
+    return result
 
 
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("zoo: error:")]
+    assert len(lines) == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+@pytest.mark.slow
 def test_two_processes_split_the_data_and_match_one(tmp_path: Path, zoo_home: Path) -> None:
     data = make_images(tmp_path / "data", classes=3, per_class=40)
     single = _finetune(data, zoo_home, "single")
@@ -60,3 +103,290 @@ def test_two_processes_split_the_data_and_match_one(tmp_path: Path, zoo_home: Pa
     assert len(covered) == n_train  # and together all of them
     assert abs(single["metrics"]["val_accuracy"] - double["metrics"]["val_accuracy"]) <= 0.02
     assert double["model_uri"] == "models:/double/1"
+    # each process's throughput is a metric of the one run
+    last = double["history"][-1]
+    assert last["images_per_second.rank0"] > 0 and last["images_per_second.rank1"] > 0
+
+
+def test_dist_gathers_rows_and_sends_rank_0s_error_to_every_process(tmp_path: Path) -> None:
+    """zoo's Dist on 2 gloo processes: a pass split by rows comes back whole (float32 and
+    bfloat16, 7 rows over 2 processes), rank 0's value and rank 0's refusal (class and
+    message) reach rank 1, and a failure on rank 1 alone reaches rank 0."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            str(FAULTS / "dist_probe.py"),
+            str(tmp_path),
+        ],
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    whole = [[float(i), float(i) * 10] for i in range(7)]
+    refusal = ["LicenseError", "licence refused on rank 0: pass --license-override REASON"]
+    for got in seen:
+        assert got["rows"] == whole and got["bf16"] == whole
+        assert got["sum"] == [2.0, 1.0]
+        assert got["shared"] == {"run_id": "abc", "rank": 0}
+        assert got["error"] == refusal
+    assert seen[1]["agree"] == ["ZeroDivisionError", "division by zero"]
+    assert seen[0]["agree"][0] == "ZooError" and "ZeroDivisionError" in seen[0]["agree"][1]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--nnodes", "2"], "needs --rdzv-endpoint HOST:PORT"),
+        (["--nnodes", "2", "--rdzv-endpoint", "nodeone"], "is not HOST:PORT"),
+        (["--nnodes", "0", "--rdzv-endpoint", "127.0.0.1:29400"], "--nnodes must be at least 1"),
+        (
+            ["--nnodes", "3", "--rdzv-endpoint", "127.0.0.1:29400"],
+            "--batch-size 8 does not split evenly over 3 processes",
+        ),
+        (["--nnodes", "2", "--rdzv-endpoint", "h:1", "--rdzv-id", "a/b"], "--rdzv-id 'a/b'"),
+    ],
+)
+def test_bad_multi_node_options_are_one_line_usage_errors(
+    tmp_path: Path, zoo_home: Path, args: list[str], needle: str
+) -> None:
+    data = make_images(tmp_path / "data", classes=2, per_class=3)
+    code, _, err = _done(_zoo(data, *args, env=_env(zoo_home)), timeout=120)
+    assert code == 2, err
+    assert needle in _error_line(err)
+
+
+def _two_nodes(
+    data: Path, homes: list[Path], store: str, *args: str, **extra: str
+) -> list[tuple[int, dict, str]]:
+    """The same command on two "nodes" (one process each), started at once."""
+    port = free_port()
+    nodes = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    procs = [
+        _zoo(data, *args, *nodes, env=_env(home, MLFLOW_TRACKING_URI=store, **extra))
+        for home in homes
+    ]
+    return [_done(p) for p in procs]
+
+
+@pytest.mark.slow
+def test_two_nodes_with_separate_homes_make_one_run_one_version_and_match_one_process(
+    tmp_path: Path, zoo_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two torchrun invocations on loopback, each with its own ZOO_HOME, one SQLite
+    tracking store: one MLflow run, one registered version, the checkpoints in rank 0's
+    home only, a decoded-image cache in each home, and the accuracy of one process.
+
+    Tolerance: the two runs see the same 8 samples in every step (DDP takes positions
+    0, 2, 4, ... and 1, 3, 5, ... of the same permutation, and averages the gradients);
+    they differ only in BatchNorm's batch statistics (over 4 images per process, not 8)
+    and in rounding, so the validation accuracy may differ by one of its 24 images."""
+    data = make_images(tmp_path / "data", classes=3, per_class=40)
+    store = f"sqlite:///{tmp_path / 'shared-store' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    recipe = ["--strategy", "full", "--epochs", "4", "--lr", "0.003"]
+    code, single, err = _done(
+        _zoo(data, *recipe, "--name", "one", env=_env(zoo_home, MLFLOW_TRACKING_URI=store))
+    )
+    assert code == 0, err[-3000:]
+
+    homes = [tmp_path / "node-a", tmp_path / "node-b"]
+    results = _two_nodes(data, homes, store, *recipe, "--name", "two")
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    (_, a, _), (_, b, _) = results
+    assert a["model_uri"] == b["model_uri"] == "models:/two/1"  # each node's command says so
+    assert a["run_id"] == b["run_id"] and a["world_size"] == 2
+
+    from zoo import store as zoo_store
+
+    client = zoo_store.client()
+    versions = client.search_model_versions("name = 'two'")
+    assert [int(v.version) for v in versions] == [1]
+    runs = client.search_runs([zoo_store.experiment_id("zoo")], filter_string="params.name = 'two'")
+    assert [r.info.run_id for r in runs] == [a["run_id"]]  # one run for the job
+    metrics = runs[0].data.metrics
+    assert metrics["images_per_second.rank0"] > 0 and metrics["images_per_second.rank1"] > 0
+
+    checkpoints = [h for h in homes if list(h.glob("runs/*/state.pt"))]
+    assert len(checkpoints) == 1  # rank 0's home, whichever node the rendezvous made rank 0
+    for home in homes:  # each node read the data into its own home
+        assert any((home / "data" / "decoded").rglob("*"))
+
+    one_image = 1 / single["metrics"]["num_val"]
+    assert single["metrics"]["num_val"] == 24
+    gap = abs(single["metrics"]["val_accuracy"] - a["metrics"]["val_accuracy"])
+    assert gap <= one_image + 1e-9, (single["metrics"], a["metrics"])
+
+
+@pytest.mark.slow
+def test_a_refusal_on_rank_0_alone_reaches_the_other_node_with_its_message(
+    tmp_path: Path,
+) -> None:
+    """Rank 0 alone registers; when that fails (here the strategy's finalize_model
+    refuses) the other node's command exits with the same line and code at once, not
+    after a collective timeout, and nothing is registered."""
+    data = make_images(tmp_path / "data", classes=2, per_class=10)
+    store = f"sqlite:///{tmp_path / 'shared-store' / 'mlflow.db'}"
+    homes = [tmp_path / "node-a", tmp_path / "node-b"]
+    results = _two_nodes(
+        data,
+        homes,
+        store,
+        "--strategy",
+        "refuse",
+        "--name",
+        "refused",
+        ZOO_DIST_TIMEOUT="600",
+        ZOO_DIST_WAIT="600",
+    )
+    lines = {_error_line(err) for _, _, err in results}
+    assert lines == {"zoo: error: zoo-test: the registry refused this model (rank 0 only)"}
+    assert [code for code, _, _ in results] == [5, 5]
+
+
+@pytest.mark.slow
+def test_killing_rank_1_mid_epoch_stops_both_with_130_and_the_same_command_resumes(
+    tmp_path: Path, zoo_home: Path
+) -> None:
+    """Rank 1 stops in the middle of epoch 3's first step (the `stall` test strategy)
+    and is SIGKILLed there: rank 0, waiting in DDP's all-reduce, ends too (gloo sees the
+    peer go; torchrun stops it) well within ZOO_DIST_TIMEOUT, with exit code 130 and
+    epoch 2's checkpoint; the same command then resumes from it."""
+    data = make_images(tmp_path / "data", classes=2, per_class=20)
+    args = ["--strategy", "stall", "--epochs", "4", "--nproc-per-node", "2", "--name", "killed"]
+    timeout = 120
+    proc = _zoo(
+        data, *args, env=_env(zoo_home, ZOO_TEST_STALL_RANK="1", ZOO_DIST_TIMEOUT=str(timeout))
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "zoo-test: rank 1 pid" in line:
+            os.kill(int(line.split(" pid ")[1].split()[0]), signal.SIGKILL)
+            break
+    _out, err = proc.communicate(timeout=timeout + 120)  # "no hang": far below 30 minutes
+    err = "".join(seen) + err
+    assert proc.returncode == 130, err[-3000:]
+    line = _error_line(err)
+    assert "epoch 3/4" in line and "the checkpoint of epoch 2 is saved" in line, line
+    from zoo import store
+
+    (killed,) = store.client().search_runs(
+        [store.experiment_id("zoo")], filter_string="params.name = 'killed'"
+    )
+    assert killed.info.status == "KILLED"
+
+    code, result, err = _done(_zoo(data, *args, env=_env(zoo_home)))
+    assert code == 0, err[-3000:]
+    assert "resuming from the checkpoint of epoch 2" in err
+    assert result["resumed_from"] == 2 and result["model_uri"] == "models:/killed/1"
+    assert result["run_id"] == killed.info.run_id  # the job's one run, continued
+
+
+@pytest.mark.slow
+def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
+    tmp_path: Path,
+) -> None:
+    """A linear probe under `--nproc-per-node 2`: each process extracts the features of
+    half of the images (rank 0's progress counts 60 of 120), the rows are gathered in
+    the dataset's order, and the cache file holds what one process computes alone."""
+    from safetensors.torch import load_file
+
+    data = make_images(tmp_path / "data", classes=3, per_class=40)
+    config = tmp_path / "recipe.yaml"
+    config.write_text("precision: fp32\n", encoding="utf-8")
+    homes = {1: tmp_path / "one", 2: tmp_path / "two"}
+    for procs, home in homes.items():
+        code, _result, err = _done(
+            _zoo(data, "--strategy", "linear-probe", "--nproc-per-node", str(procs),
+                 "--name", f"probe{procs}", "--config", str(config), env=_env(home))
+        )  # fmt: skip
+        assert code == 0, err[-3000:]
+        if procs == 2:
+            assert "extracting features: started (60 total)" in err
+    (one,) = (homes[1] / "features").glob("*.safetensors")
+    (two,) = (homes[2] / "features").glob("*.safetensors")
+    assert one.name == two.name  # the same key: same weights, data, preprocessing
+    a, b = load_file(str(one)), load_file(str(two))
+    assert a["features"].shape == b["features"].shape == (120, a["features"].shape[1])
+    assert (a["labels"] == b["labels"]).all()
+    assert (a["features"] - b["features"]).abs().max() <= 1e-4 * a["features"].abs().max()
+
+
+@pytest.mark.slow
+def test_a_failure_of_rank_1_alone_is_what_the_command_reports(
+    tmp_path: Path, zoo_home: Path
+) -> None:
+    """Rank 1 fails by itself when phase two starts; rank 0 then sees its peer go. The
+    command reports rank 1's error (and its exit code), not only that a process stopped."""
+    data = make_images(tmp_path / "data", classes=2, per_class=20)
+    args = ["--strategy", "stall", "--epochs", "4", "--nproc-per-node", "2", "--name", "alone"]
+    code, _, err = _done(_zoo(data, *args, env=_env(zoo_home, ZOO_TEST_FAIL_RANK="1")))
+    assert _error_line(err) == "zoo: error: rank 1: zoo-test: rank 1 failed by itself"
+    assert code == 1, err[-3000:]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_with_130_and_the_last_checkpoint(
+    tmp_path: Path, zoo_home: Path
+) -> None:
+    """Ctrl-C as a terminal sends it (SIGINT to the command's whole process group: zoo,
+    torchrun and both workers) while rank 1 is stopped mid-epoch 3: the job ends with
+    exit code 130 and epoch 2's checkpoint, and --resume continues from it."""
+    data = make_images(tmp_path / "data", classes=2, per_class=20)
+    args = ["--strategy", "stall", "--epochs", "4", "--nproc-per-node", "2", "--name", "ctrl-c"]
+    proc = _zoo(data, *args, env=_env(zoo_home, ZOO_TEST_STALL_RANK="1"), session=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "zoo-test: rank 1 pid" in line:
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    _out, err = proc.communicate(timeout=300)
+    err = "".join(seen) + err
+    assert proc.returncode == 130, err[-3000:]
+    assert "the checkpoint of epoch 2 is saved" in _error_line(err)
+
+    code, result, err = _done(_zoo(data, *args, "--resume", env=_env(zoo_home)))
+    assert code == 0, err[-3000:]
+    assert result["resumed_from"] == 2
+
+
+@pytest.mark.slow
+def test_nodes_whose_copies_of_the_data_differ_are_refused_on_every_node(
+    tmp_path: Path,
+) -> None:
+    """Each node reads its own copy of DATA; when the copies differ (here: the same
+    relative path from two working directories), both commands refuse with one line."""
+    for node, per_class in (("a", 6), ("b", 7)):
+        make_images(tmp_path / node / "pets", classes=2, per_class=per_class)
+    port = free_port()
+    procs = []
+    for node in ("a", "b"):
+        cmd = [
+            sys.executable, "-m", "zoo", "finetune", "timm:test_resnet", "pets", *COMMON[1:],
+            "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pets",
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=tmp_path / node,
+                env=_env(tmp_path / node / "home"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        code, _, err = _done(proc, timeout=600)
+        assert code == 2, err[-3000:]
+        assert "the data differs between the processes of the job" in _error_line(err)

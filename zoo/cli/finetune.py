@@ -75,6 +75,26 @@ from zoo.cli.output import emit_json, note
     help="Processes (GPUs) on this machine, launched by torchrun with DDP. [default: 1]",
 )
 @click.option(
+    "--nnodes",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Machines in the job: run the same command on each, with the same "
+    "--rdzv-endpoint (docs/finetune.md). [default: 1]",
+)
+@click.option(
+    "--rdzv-endpoint",
+    default=None,
+    metavar="HOST:PORT",
+    help="torchrun's c10d rendezvous: the address of one of the nodes, the same on all.",
+)
+@click.option(
+    "--rdzv-id",
+    default=None,
+    metavar="ID",
+    help="Names the job at the rendezvous, the same on all nodes. [default: from the recipe]",
+)
+@click.option(
     "--resume", is_flag=True, help="Continue this recipe's interrupted run (error if none)."
 )
 @click.option("--restart", is_flag=True, help="Discard this recipe's checkpoints and start over.")
@@ -117,6 +137,9 @@ def finetune_cmd(
     license_override: str | None,
     device: str | None,
     nproc_per_node: int | None,
+    nnodes: int | None,
+    rdzv_endpoint: str | None,
+    rdzv_id: str | None,
     resume: bool,
     restart: bool,
     again: bool,
@@ -140,6 +163,8 @@ def finetune_cmd(
       zoo finetune local:effnet-lite0 ./clipart --strategy lp-ft --unfreeze 3
       zoo finetune models:/pets/2 ./more-pets --strategy partial --epochs 3
       zoo finetune timm:convnext_tiny ./pets --config recipe.yaml --nproc-per-node 4
+      zoo finetune timm:convnext_tiny /data/pets --nnodes 2 --nproc-per-node 8 \\
+          --rdzv-endpoint node1:29400        # the same command on both nodes
     """
     from zoo.engine import Recipe, launch, load_recipe_file
 
@@ -181,7 +206,13 @@ def finetune_cmd(
             )
         click.echo("dry run: nothing trained or registered")
         return
-    result = launch(recipe, resume=resume, restart=restart, again=again)
+    nodes = None
+    if nnodes is not None or rdzv_endpoint is not None or rdzv_id is not None:
+        from zoo.engine.distributed import Nodes
+
+        nodes = Nodes(1 if nnodes is None else nnodes, rdzv_endpoint, rdzv_id)
+        nodes.check(recipe)
+    result = launch(recipe, resume=resume, restart=restart, again=again, nodes=nodes)
     if as_json:
         emit_json("finetune_result", **result.to_dict())
         return

@@ -2,7 +2,7 @@
 
 ``finetune(Recipe(...))`` runs a recipe end to end (data, model, strategy plan, epochs
 with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchrun for
-``--nproc-per-node N``. Nothing here imports torch at module level.
+``--nproc-per-node K`` and ``--nnodes N``. Nothing here imports torch at module level.
 
     run.py         the loop: phases -> epochs; calls the parts below
     setup.py       recipe -> RunState (strategy, licence, data, split, model, plan)
@@ -15,11 +15,12 @@ with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchr
     caches.py      tensor cache files; the frozen-prefix substitution
     evaluate.py    validation and test evaluation
     checkpoint.py  save, resume, refuse a resume onto other data; finished runs
+    resume.py      what a job continues from, agreed by every node
     tracking.py    MLflow (the only part that imports the store)
     finish.py      the registered epoch's metrics, the test score, registration
     report.py      confusion matrix, per-class accuracy, figures
     context.py     device, precision, processes (Dist, Runtime)
-    distributed.py torchrun launch
+    distributed.py torchrun launch (one node or several), the worker's entry point
     seeding.py     per-epoch seeds and RNG state
 """
 
@@ -54,13 +55,20 @@ def plan_only(recipe: Recipe) -> dict[str, Any]:
 
 
 def launch(
-    recipe: Recipe, *, resume: bool = False, restart: bool = False, again: bool = False
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    restart: bool = False,
+    again: bool = False,
+    nodes: Any = None,
 ) -> FinetuneResult:
-    """Run the recipe: in this process, or under torchrun when ``nproc_per_node > 1``."""
+    """Run the recipe: in this process, or under torchrun when ``nproc_per_node > 1`` or
+    ``nodes`` (a :class:`zoo.engine.distributed.Nodes`) spans several nodes."""
     import os
 
-    if recipe.nproc_per_node > 1 and "LOCAL_RANK" not in os.environ:
+    multi = nodes is not None and nodes.multi
+    if (recipe.nproc_per_node > 1 or multi) and "LOCAL_RANK" not in os.environ:
         from zoo.engine.distributed import launch_torchrun
 
-        return launch_torchrun(recipe, resume=resume, restart=restart, again=again)
+        return launch_torchrun(recipe, resume=resume, restart=restart, again=again, nodes=nodes)
     return finetune(recipe, resume=resume, restart=restart, again=again)

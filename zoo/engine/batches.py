@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from zoo.engine.state import RunState
 
-__all__ = ["every_sample_once", "example", "image_batches", "order", "tensor_batches"]
+__all__ = ["example", "image_batches", "order", "tensor_batches"]
 
 
 def order(n: int, seed: int, dist: Dist, shuffle: bool) -> list[int]:
@@ -61,20 +61,6 @@ def image_batches(
         generator=torch.Generator().manual_seed(seed),
         pin_memory=False,
         drop_last=False,
-    )
-
-
-def every_sample_once(state: RunState) -> Any:
-    """Every image once, in the dataset's order, unaugmented, on this process alone: the
-    pass that fills the feature and frozen-prefix caches (one row per sample)."""
-    return image_batches(
-        state,
-        range(len(state.data.samples)),
-        train=False,
-        batch_size=state.recipe.batch_size,
-        seed=0,
-        dist=Dist(),
-        shuffle=False,
     )
 
 

@@ -84,10 +84,9 @@ def _split_digest(state: RunState) -> str:
 
 
 def _clear(state: RunState) -> None:
-    if state.dist.main:
+    if state.dist.node_main:  # each node's home (under DDP the loop agrees on the outcome)
         for name in (STATE_FILE, BEST_FILE, DONE_FILE):
             (state.dir / name).unlink(missing_ok=True)
-    state.dist.barrier()
 
 
 def finished(state: RunState, *, again: bool, resume: bool) -> FinetuneResult | None:
@@ -96,7 +95,6 @@ def finished(state: RunState, *, again: bool, resume: bool) -> FinetuneResult | 
     from zoo.engine.state import FinetuneResult
 
     done = state.dir / DONE_FILE
-    state.dist.barrier()  # every process looks at the same files before any changes them
     if not done.exists():
         return None
     info = json.loads(done.read_text(encoding="utf-8"))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UsageError
@@ -14,20 +15,135 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["Dist", "Runtime", "resolve_runtime"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DEFAULT_WAIT_S",
+    "Dist",
+    "Runtime",
+    "collective_timeout",
+    "resolve_runtime",
+    "stop_on_signals",
+    "stopping",
+    "wait_timeout",
+]
+
+
+# Every collective of a job gives up after this many seconds (``ZOO_DIST_TIMEOUT``): a
+# process that died or hangs stops the others within it, not after torch's default of
+# 10 (NCCL) or 30 (gloo) minutes.
+DEFAULT_TIMEOUT_S = 300
+# Waits for work one process does alone (each node's data check and decode, rank 0's
+# registration) may last longer (``ZOO_DIST_WAIT``). They run over gloo, which notices at
+# once when the process waited for dies; a failure there is sent to every process.
+DEFAULT_WAIT_S = 7200
+
+
+def _seconds(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"{name}={raw!r} is not a number of seconds (a whole number >= 1)")
+    return value
+
+
+def collective_timeout() -> int:
+    return _seconds("ZOO_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)
+
+
+def wait_timeout() -> int:
+    return max(collective_timeout(), _seconds("ZOO_DIST_WAIT", DEFAULT_WAIT_S))
+
+
+_STOPPING = [False]
+
+
+def stop_on_signals() -> None:
+    """In a torchrun worker: SIGTERM (torchrun stopping the job because a process ended)
+    and SIGINT end the run as Ctrl-C does, once: a second signal (torchrun forwards the
+    terminal's Ctrl-C) does not break the clean-up that saves and reports."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        if _STOPPING[0]:
+            return
+        _STOPPING[0] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    default_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        # torchrun stops a process's DataLoader workers with it; their teardown's
+        # complaints say nothing the stopping run's own message does not
+        if not _STOPPING[0]:
+            default_hook(info)
+
+    sys.unraisablehook = unraisable
+
+
+def stopping() -> None:
+    """The run is already ending (an error is on its way out): later signals wait."""
+    _STOPPING[0] = True
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[Any, BaseException | None, tuple[str, str] | None]:
+    """Run ``fn``: (value, exception, (error class, message) to send) ."""
+    from zoo import errors
+
+    try:
+        return fn(), None, None
+    except errors.ZooError as exc:
+        return None, exc, (type(exc).__name__, str(exc))
+    except KeyboardInterrupt as exc:
+        return None, exc, ("Interrupted", "another process of the job was interrupted")
+    except Exception as exc:
+        return (
+            None,
+            exc,
+            ("ZooError", f"another process of the job failed: {type(exc).__name__}: {exc}"),
+        )
+
+
+def _raise(sent: tuple[str, str]) -> None:
+    from zoo import errors
+
+    cls = getattr(errors, sent[0], errors.ZooError)
+    if not (isinstance(cls, type) and issubclass(cls, errors.ZooError)):
+        cls = errors.ZooError
+    raise cls(sent[1])
 
 
 @dataclass
 class Dist:
-    """torch.distributed as torchrun sets it up (world 1: a single process)."""
+    """torch.distributed as torchrun sets it up (world 1: a single process).
+
+    Tensor collectives run on ``device`` (the process's GPU under NCCL); objects and the
+    exchange of failures go over gloo. When one process fails where the others wait for
+    it (:meth:`first`, :meth:`agree`), the others raise the same error with the same
+    message instead of waiting for a timeout.
+    """
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: str = "cpu"  # where tensor collectives run
+    _objects: Any = field(default=None, repr=False)  # gloo group for objects
+    _waits: Any = field(default=None, repr=False)  # gloo group with the long timeout
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def node_main(self) -> bool:
+        """The first process on its node: it reads and writes that node's zoo home."""
+        return self.local_rank == 0
 
     @classmethod
     def from_env(cls) -> Dist:
@@ -37,28 +153,47 @@ class Dist:
         return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
 
     def init(self, device_type: str) -> None:
+        """Join the process group: NCCL on this process's GPU (``LOCAL_RANK``), else gloo."""
         if self.world <= 1:
             return
+        from datetime import timedelta
+
+        import torch
         import torch.distributed as dist
 
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        timeout = timedelta(seconds=collective_timeout())
+        if device_type == "cuda":
+            torch.cuda.set_device(self.local_rank)
+            device = torch.device("cuda", self.local_rank)
+            self.device = str(device)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl", timeout=timeout, device_id=device)
+            self._objects = dist.new_group(backend="gloo", timeout=timeout)
+        elif not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=timeout)
+        self._waits = dist.new_group(backend="gloo", timeout=timedelta(seconds=wait_timeout()))
+
+    def close(self) -> None:
+        """Leave the process group (every group zoo made with it)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as dist
 
-            dist.barrier()
+            dist.barrier(group=self._objects)
 
-    def all_sum(self, values: list[float]) -> list[float]:
-        if self.world <= 1:
-            return values
-        import torch
-        import torch.distributed as dist
+    def all_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum a tensor over the processes, on the tensor's device (in place)."""
+        if self.world > 1:
+            import torch.distributed as dist
 
-        t = torch.tensor(values, dtype=torch.float64)
-        dist.all_reduce(t)
-        return [float(v) for v in t.tolist()]
+            dist.all_reduce(values)
+        return values
 
     def gather(self, obj: Any) -> list[Any]:
         if self.world <= 1:
@@ -66,8 +201,101 @@ class Dist:
         import torch.distributed as dist
 
         out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, obj)
+        dist.all_gather_object(out, obj, group=self._objects)
         return out
+
+    def share(self, n: int) -> range:
+        """This process's rows of an ``n``-row pass where each computes a part:
+        ``rank, rank + world, ...`` (:meth:`gather_rows` puts them back together)."""
+        return range(self.rank, n, self.world)
+
+    def gather_rows(self, local: torch.Tensor, n: int) -> torch.Tensor:
+        """The whole ``n``-row tensor on every process (on the CPU), from each process's
+        rows :meth:`share` (``local``, on the CPU). Sent as bytes on the collective device,
+        in blocks of at most 64 MiB per process."""
+        if self.world <= 1:
+            return local
+        import torch
+        import torch.distributed as dist
+
+        shapes = self.gather((tuple(local.shape[1:]), str(local.dtype)) if len(local) else None)
+        shape, dtype_name = next(s for s in shapes if s is not None)
+        dtype = getattr(torch, dtype_name.removeprefix("torch."))
+        out = torch.empty((n, *shape), dtype=dtype)
+        row_bytes = max(1, out[:1].numel() * out.element_size())
+        mine = local.reshape(len(local), -1).contiguous().view(torch.uint8) if len(local) else None
+        per = -(-n // self.world)
+        step = max(1, (64 << 20) // row_bytes)
+        device = torch.device(self.device)
+        flat = out.view(n, -1).view(torch.uint8)
+        for start in range(0, per, step):
+            stop = min(per, start + step)
+            block = torch.zeros((stop - start, row_bytes), dtype=torch.uint8, device=device)
+            if mine is not None and start < len(mine):
+                part = mine[start:stop]
+                block[: len(part)] = part.to(device)
+            parts = [torch.empty_like(block) for _ in range(self.world)]
+            dist.all_gather(parts, block)
+            for r, got in enumerate(parts):
+                rows = range(r + start * self.world, min(n, r + stop * self.world), self.world)
+                if len(rows):
+                    flat[rows.start : rows.stop : self.world] = got[: len(rows)].cpu()
+        return out
+
+    def broadcast(self, obj: Any, src: int = 0, *, wait: bool = False) -> Any:
+        """``obj`` of process ``src``, on every process (plain values and tensors)."""
+        if self.world <= 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.rank == src else None]
+        dist.broadcast_object_list(box, src=src, group=self._waits if wait else self._objects)
+        return box[0]
+
+    def broadcast_module(self, module: nn.Module, src: int = 0) -> None:
+        """Every parameter and buffer of ``module`` as process ``src`` has it (in place)."""
+        if self.world <= 1:
+            return
+        import torch.distributed as dist
+
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=src)
+
+    def first(self, fn: Callable[[], Any], *, share: bool = True, who: bool | None = None) -> Any:
+        """``fn()`` run by rank 0 (or by the processes where ``who`` is true) while the
+        others wait; every process then returns rank 0's value (``share``: a small plain
+        value; else None on the others) or raises the error of the lowest rank that
+        failed, with its message. The wait may last ``ZOO_DIST_WAIT`` seconds; it ends at
+        once when a process it waits for dies."""
+        runs = self.main if who is None else who
+        if self.world <= 1:
+            return fn()
+        value, exc, sent = _outcome(fn) if runs else (None, None, None)
+        mine = (sent, value if share and self.main and exc is None else None)
+        outcomes: list[Any] = [None] * self.world
+        import torch.distributed as dist
+
+        dist.all_gather_object(outcomes, mine, group=self._waits)
+        if exc is not None:
+            raise exc
+        failed = next((o[0] for o in outcomes if o[0] is not None), None)
+        if failed is not None:
+            _raise(failed)
+        return value if runs else outcomes[0][1]
+
+    def agree(self, fn: Callable[[], Any]) -> list[Any]:
+        """``fn()`` on every process; their values in rank order, or on every process the
+        error of the lowest rank that failed (with its message)."""
+        if self.world <= 1:
+            return [fn()]
+        value, exc, sent = _outcome(fn)
+        outcomes = self.gather((sent, value if exc is None else None))
+        if exc is not None:
+            raise exc
+        failed = next((o[0] for o in outcomes if o[0] is not None), None)
+        if failed is not None:
+            _raise(failed)
+        return [o[1] for o in outcomes]
 
 
 @dataclass
@@ -135,8 +363,10 @@ def resolve_runtime(
             ) from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is visible; use --device cpu")
-        if dev.type == "cuda" and dist.world > 1:
+        if dev.type == "cuda" and dist.world > 1:  # one GPU per process: LOCAL_RANK's
             dev = torch.device(f"cuda:{dist.local_rank}")
+        elif dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
     if precision == "bf16":
         bf16 = True
     elif precision == "fp32" or deterministic:

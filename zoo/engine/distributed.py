@@ -1,85 +1,217 @@
-"""``--nproc-per-node N``: the same run under PyTorch's own launcher (torchrun) with DDP.
+"""``--nproc-per-node K`` and ``--nnodes N``: the same run under PyTorch's own launcher
+(torchrun) with DDP.
 
-The parent process writes the recipe to a file and starts ``python -m
-torch.distributed.run --standalone --nproc-per-node N -m zoo.engine.distributed RECIPE
-RESULT``; every worker runs :func:`zoo.engine.finetune` (which finds RANK/WORLD_SIZE in its
-environment, joins the process group — gloo on CPU, NCCL on GPUs — and wraps the model in
-DistributedDataParallel). Rank 0 checks the data, logs, checkpoints and registers; it writes
-the result (or the error) to RESULT for the parent. Many nodes: run torchrun yourself with
-``--nnodes``/``--rdzv-endpoint`` and this module, exactly as here.
+The parent process (``zoo finetune`` on each node) writes the recipe to a file and starts
+torchrun (``torch.distributed.run``, wrapped by ``--torchrun`` here only so that a failed
+process is reported in one line, not torchrun's traceback) with
+
+    --standalone --nproc-per-node K -m zoo.engine.distributed RECIPE RESULT
+
+or, for several nodes, ``--nnodes N --nproc-per-node K --rdzv-backend c10d
+--rdzv-endpoint HOST:PORT --rdzv-id ID --max-restarts 0`` in place of ``--standalone``:
+torchrun's rendezvous forms the job, zoo adds no cluster code of its own. Every worker
+runs :func:`zoo.engine.finetune` (which finds RANK/WORLD_SIZE/LOCAL_RANK in its
+environment, selects its GPU, joins the process group and wraps the model in DDP). The
+first worker of each node writes the job's result, or the error every worker agreed on,
+to RESULT for its node's parent, which prints it and exits with its code.
+
+Signals: torchrun stops the workers with SIGTERM when one of them ends; a worker treats
+SIGTERM (and Ctrl-C) as an interruption: the last checkpoint stays, the exit code is 130.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo import errors
+from zoo.engine.context import Dist, stop_on_signals
 from zoo.engine.recipe import Recipe
 from zoo.engine.run import FinetuneResult, finetune
 from zoo.home import atomic_write_text
 
-__all__ = ["launch_torchrun", "main"]
+__all__ = ["Nodes", "launch_torchrun", "main", "torchrun_command"]
+
+_ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+@dataclass(frozen=True)
+class Nodes:
+    """The job's nodes: how many, and torchrun's c10d rendezvous that joins them."""
+
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None  # HOST:PORT, the same on every node
+    rdzv_id: str | None = None  # default: derived from the recipe (same on every node)
+
+    @property
+    def multi(self) -> bool:
+        return self.nnodes > 1 or self.rdzv_endpoint is not None
+
+    def check(self, recipe: Recipe) -> None:
+        if self.nnodes < 1:
+            raise errors.UsageError(f"--nnodes must be at least 1, got {self.nnodes}")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise errors.UsageError(
+                f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT: the same address on "
+                "every node, of one of them (its torchrun hosts the rendezvous)"
+            )
+        if self.rdzv_endpoint is not None:
+            m = _ENDPOINT.match(self.rdzv_endpoint)
+            if m is None or not 0 < int(m.group(2)) < 65536:
+                raise errors.UsageError(
+                    f"--rdzv-endpoint {self.rdzv_endpoint!r} is not HOST:PORT (e.g. "
+                    "node1.example.org:29400 or 10.0.0.5:29400)"
+                )
+        if self.rdzv_id is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.rdzv_id):
+            raise errors.UsageError(
+                f"--rdzv-id {self.rdzv_id!r}: use up to 64 letters, digits, '_', '.' or '-'"
+            )
+        world = self.nnodes * recipe.nproc_per_node
+        if recipe.batch_size % world:
+            raise errors.UsageError(
+                f"--batch-size {recipe.batch_size} does not split evenly over {world} "
+                f"processes ({self.nnodes} nodes x {recipe.nproc_per_node}); pick a multiple "
+                f"of {world}"
+            )
+
+
+def torchrun_command(
+    recipe: Recipe, nodes: Nodes, recipe_file: Path, result_file: Path
+) -> list[str]:
+    cmd = [sys.executable, "-m", "zoo.engine.distributed", "--torchrun"]
+    if nodes.multi:
+        cmd += [
+            f"--nnodes={nodes.nnodes}",
+            f"--nproc-per-node={recipe.nproc_per_node}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={nodes.rdzv_endpoint}",
+            f"--rdzv-id={nodes.rdzv_id or 'zoo-' + recipe.key()}",
+            "--max-restarts=0",
+        ]
+    else:
+        cmd += ["--standalone", f"--nproc-per-node={recipe.nproc_per_node}"]
+    return [*cmd, "-m", "zoo.engine.distributed", str(recipe_file), str(result_file)]
 
 
 def launch_torchrun(
-    recipe: Recipe, *, resume: bool, restart: bool, again: bool = False
+    recipe: Recipe,
+    *,
+    resume: bool,
+    restart: bool,
+    again: bool = False,
+    nodes: Nodes | None = None,
 ) -> FinetuneResult:
+    nodes = nodes or Nodes()
+    nodes.check(recipe)
     with tempfile.TemporaryDirectory(prefix="zoo-ddp-") as tmp:
         recipe_file = Path(tmp) / "recipe.json"
         result_file = Path(tmp) / "result.json"
         recipe_file.write_text(json.dumps(recipe.to_dict()), encoding="utf-8")
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={recipe.nproc_per_node}",
-            "-m",
-            "zoo.engine.distributed",
-            str(recipe_file),
-            str(result_file),
-        ]
-        if resume:
-            cmd.append("--resume")
-        if restart:
-            cmd.append("--restart")
+        cmd = torchrun_command(recipe, nodes, recipe_file, result_file)
+        cmd += [flag for flag, on in (("--resume", resume), ("--restart", restart)) if on]
         if again:
             cmd.append("--again")
         env = dict(os.environ)
         env.setdefault(
             "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // recipe.nproc_per_node))
         )
-        proc = subprocess.run(cmd, env=env, check=False)
+        code = _wait(subprocess.Popen(cmd, env=env))
         if result_file.exists():
-            data = json.loads(result_file.read_text(encoding="utf-8"))
+            data = _cause(json.loads(result_file.read_text(encoding="utf-8")), result_file)
             if "error" in data:
                 cls = getattr(errors, data["error"], errors.ZooError)
+                if not (isinstance(cls, type) and issubclass(cls, errors.ZooError)):
+                    cls = errors.ZooError
                 raise cls(data["message"])
             return FinetuneResult.from_dict(data)
-        if proc.returncode == errors.EXIT_INTERRUPTED or proc.returncode < 0:
+        if code == errors.EXIT_INTERRUPTED or code < 0:
             raise errors.Interrupted(
                 "the distributed run was interrupted; re-run the same command to resume "
                 "from its last checkpoint"
             )
         raise errors.ZooError(
-            f"the distributed run failed (torchrun exit {proc.returncode}); see the "
-            "workers' messages above"
+            f"the distributed run failed (torchrun exit {code}); see the workers' messages above"
         )
 
 
+def _rank_file(result_file: Path, rank: int) -> Path:
+    return result_file.with_name(f"error.rank{rank}.json")
+
+
+def _cause(data: dict[str, Any], result_file: Path) -> dict[str, Any]:
+    """The node's outcome; when that is "another process stopped" and another process
+    of this node failed by itself (out of memory, say), that process's error."""
+    if data.get("error") != "Interrupted":
+        return data
+    for path in sorted(result_file.parent.glob("error.rank*.json")):
+        other = json.loads(path.read_text(encoding="utf-8"))
+        if other.get("error") not in (None, "Interrupted"):
+            rank = path.stem.removeprefix("error.rank")
+            return {"error": other["error"], "message": f"rank {rank}: {other['message']}"}
+    return data
+
+
+def _wait(proc: subprocess.Popen[Any]) -> int:
+    """torchrun's exit code. Ctrl-C here goes on to torchrun (which stops its workers,
+    who save and report); a second Ctrl-C stops waiting for them."""
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout=120)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+            raise errors.Interrupted(
+                "interrupted; the workers were stopped, the last completed epoch's "
+                "checkpoint is kept: re-run the same command to resume"
+            ) from None
+
+
+def _torchrun(args: list[str]) -> int:
+    """torchrun itself (``torch.distributed.run.main``), with its failure report as one
+    line per failed process instead of a traceback; the parent reports the outcome."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    try:
+        torchrun_main(args)
+    except ChildFailedError as exc:
+        for rank, failure in sorted(exc.failures.items()):
+            how = (
+                f"signal {failure.signal_name()}"
+                if failure.exitcode < 0
+                else f"exit code {failure.exitcode}"
+            )
+            print(f"zoo: torchrun: process rank {rank} ended with {how}", file=sys.stderr)
+        return 1
+    except (SignalException, KeyboardInterrupt):
+        return errors.EXIT_INTERRUPTED
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """A torchrun worker. Exits 0 once its outcome is reported (its node's first worker
+    writes it for the parent, which exits with its code), so torchrun adds no report of
+    its own to a refusal that all the workers share."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--torchrun"]:
+        return _torchrun(args[1:])
+    stop_on_signals()
     recipe_file, result_file = Path(args[0]), Path(args[1])
     recipe = Recipe.from_dict(json.loads(recipe_file.read_text(encoding="utf-8")))
-    rank = int(os.environ.get("RANK", "0"))
     out: dict[str, Any]
-    code = 0
+    clean = False
     try:
         result = finetune(
             recipe,
@@ -87,23 +219,37 @@ def main(argv: list[str] | None = None) -> int:
             restart="--restart" in args,
             again="--again" in args,
         )
-        out = result.to_dict()
+        out, clean = result.to_dict(), True
     except errors.ZooError as exc:
         out = {"error": type(exc).__name__, "message": str(exc)}
-        code = exc.exit_code
     except KeyboardInterrupt:
-        out = {"error": "Interrupted", "message": "interrupted"}
-        code = errors.EXIT_INTERRUPTED
-    if rank == 0:
-        atomic_write_text(result_file, json.dumps(out, default=str))
-    try:
-        import torch.distributed as dist
+        out = {
+            "error": "Interrupted",
+            "message": "interrupted before training began; re-run the same command",
+        }
+    except Exception as exc:
+        if os.environ.get("ZOO_DEBUG", "") in {"1", "true"}:
+            import traceback
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    except Exception:
-        pass
-    return code
+            traceback.print_exc()
+        out = {
+            "error": "ZooError",
+            "message": f"unexpected {type(exc).__name__} in a distributed worker: {exc} "
+            "(set ZOO_DEBUG=1 for the traceback)",
+        }
+    dist = Dist.from_env()
+    if dist.node_main:
+        atomic_write_text(result_file, json.dumps(out, default=str))
+    elif not clean:  # its own error may be why the others stopped: the parent looks
+        atomic_write_text(_rank_file(result_file, dist.rank), json.dumps(out, default=str))
+    if not clean:
+        # A peer may be gone, and leaving the group could wait for it (NCCL) or abort at
+        # exit: the outcome is written, so end here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    dist.close()
+    return 0
 
 
 if __name__ == "__main__":

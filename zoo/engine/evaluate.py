@@ -2,7 +2,8 @@
 
 Three ways to run the same model: the classifier on cached features (a head-only phase),
 the trainable suffix on the cached frozen prefix, or the whole model on images. Under DDP
-each process evaluates its share and the sums and predictions are gathered.
+each process evaluates its share and the sums and predictions are gathered. Sums and
+predictions stay on the device until the end of the pass (one read, not one per batch).
 """
 
 from __future__ import annotations
@@ -34,18 +35,29 @@ class Evaluation:
         return {f"{prefix}_loss": self.loss, f"{prefix}_accuracy": self.accuracy}
 
 
-def _reduce(state: RunState, loss_sum: float, labels: list[int], preds: list[int]) -> Evaluation:
-    correct = sum(int(a == b) for a, b in zip(labels, preds, strict=True))
-    loss_total, correct_total, count = state.dist.all_sum(
-        [loss_sum, float(correct), float(len(labels))]
-    )
-    gathered = state.dist.gather((labels, preds))
+def _reduce(state: RunState, sums: Any, labels: list[int], preds: Any) -> Evaluation:
+    """``sums`` (loss x n, correct, n) and ``preds`` (on the device) read once, the sums
+    added over the processes and the predictions gathered."""
+    import torch
+
+    pred_list: list[int] = torch.cat(preds).cpu().tolist() if preds else []
+    loss_total, correct_total, count = state.dist.all_sum(sums).tolist()
+    gathered = state.dist.gather((labels, pred_list))
     return Evaluation(
         loss_total / max(1.0, count),
         correct_total / max(1.0, count),
         [v for part in gathered for v in part[0]],
         [v for part in gathered for v in part[1]],
     )
+
+
+def _add(sums: Any, state: RunState, logits: Any, y: Any) -> Any:
+    """sums += (loss x n, correct, n) on the device; the batch's predictions."""
+    pred = logits.argmax(1)
+    sums[0] += state.criterion(logits, y).double() * len(y)
+    sums[1] += (pred == y).sum()
+    sums[2] += len(y)
+    return pred
 
 
 def on_features(
@@ -79,23 +91,23 @@ def on_prefix(
     import torch
 
     plan, acts = prefix
+    dev = state.rt.device
     all_labels = torch.tensor(state.data.labels, dtype=torch.long)
     rows = torch.tensor(list(indices), dtype=torch.long)
     c, h, w = state.pre.input_size
     labels: list[int] = []
-    preds: list[int] = []
-    loss_sum = 0.0
+    preds: list[Any] = []
+    sums = torch.zeros(3, dtype=torch.float64, device=dev)
     state.model.eval()
     with torch.no_grad(), state.rt.autocast()(), substituted(plan) as sub:
         for b in tensor_batches(len(rows), state.recipe.batch_size, 0, state.dist, False):
             idx = rows[b]
             plan.inject.value = state.rt.prepare(acts[idx].float())
-            logits = sub(torch.zeros(len(idx), c, h, w, device=state.rt.device)).float().cpu()
+            logits = sub(torch.zeros(len(idx), c, h, w, device=dev)).float()
             y = all_labels[idx]
-            loss_sum += float(state.criterion(logits, y)) * len(idx)
-            preds.extend(logits.argmax(1).tolist())
+            preds.append(_add(sums, state, logits, y.to(dev, non_blocking=True)))
             labels.extend(y.tolist())
-    return _reduce(state, loss_sum, labels, preds)
+    return _reduce(state, sums, labels, preds)
 
 
 def on_images(state: RunState, indices: Sequence[int], model: Any = None) -> Evaluation:
@@ -104,14 +116,14 @@ def on_images(state: RunState, indices: Sequence[int], model: Any = None) -> Eva
 
     model = state.model if model is None else model
     model.eval()
+    dev = state.rt.device
     labels: list[int] = []
-    preds: list[int] = []
-    loss_sum = 0.0
+    preds: list[Any] = []
+    sums = torch.zeros(3, dtype=torch.float64, device=dev)
     loader = image_batches(state, indices, train=False, batch_size=state.recipe.batch_size, seed=0)
     with torch.no_grad(), state.rt.autocast()():
         for x_u8, y, _idx in loader:
-            logits = model(state.rt.prepare(state.pre.normalize(x_u8))).float().cpu()
-            loss_sum += float(state.criterion(logits, y)) * len(y)
-            preds.extend(logits.argmax(1).tolist())
+            logits = model(state.rt.prepare(state.pre.normalize(x_u8))).float()
+            preds.append(_add(sums, state, logits, y.to(dev, non_blocking=True)))
             labels.extend(y.tolist())
-    return _reduce(state, loss_sum, labels, preds)
+    return _reduce(state, sums, labels, preds)

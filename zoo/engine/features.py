@@ -3,7 +3,10 @@ prefix's output, each computed once over every sample and stored under the zoo h
 
 Rows follow the dataset's sample order, which follows the files (sha256), and every key
 holds the dataset digest, so the same files give the same rows however they were listed.
-Under DDP rank 0 fills a cache and the other ranks read it (see :func:`_shared`).
+Under DDP every process computes its share of the rows (the model is in eval mode, so a
+row does not depend on which process computes it, up to rounding), the rows are
+gathered on every process, and the first process of each node writes the file to that
+node's zoo home (see :func:`_shared` and :func:`_store`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.engine.batches import every_sample_once, example
+from zoo.engine.batches import example, image_batches
 from zoo.engine.caches import (
     PrefixPlan,
     StopForward,
@@ -25,6 +28,7 @@ from zoo.engine.caches import (
     state_hash,
     verify_prefix,
 )
+from zoo.engine.context import Dist
 from zoo.engine.model import find_classifier
 from zoo.errors import UsageError
 from zoo.types import Phase
@@ -52,22 +56,41 @@ def _key(state: RunState, modules: list[nn.Module], **extra: Any) -> dict[str, A
 
 
 def _shared(state: RunState, path: Path) -> dict[str, Any] | None:
-    """Read a tensor cache the DDP way: rank 0 looks first; the other ranks wait at a
-    barrier until rank 0 has found it (and releases them) or written it."""
-    main = state.dist.main
-    cached = load_tensors(path) if main else None
-    if cached is None and not main:
-        state.dist.barrier()
-        cached = load_tensors(path)
-    if cached is not None and main:
-        state.dist.barrier()
+    """A cache file, when every process finds it in its node's home; else None and every
+    process computes it (nodes with separate homes may not all have it)."""
+    cached = load_tensors(path)
+    if state.dist.world > 1 and not all(state.dist.gather(cached is not None)):
+        return None
     return cached
 
 
 def _store(state: RunState, path: Path, tensors: dict[str, Any], key: dict[str, Any]) -> None:
-    if state.dist.main:
+    if state.dist.node_main:
         save_tensors(path, tensors, {"key": json.dumps(key)})
-    state.dist.barrier()
+
+
+class _Quiet:
+    def start(self, description: str, total: float | None, unit: str = "items") -> None: ...
+
+    def advance(self, amount: float) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+def _my_samples(state: RunState) -> tuple[Any, int]:
+    """This process's share of every sample, unaugmented, in the dataset's order (a
+    DataLoader of it), and how many samples there are in all."""
+    n = len(state.data.samples)
+    loader = image_batches(
+        state,
+        list(state.dist.share(n)),
+        train=False,
+        batch_size=state.recipe.batch_size,
+        seed=0,
+        dist=Dist(),
+        shuffle=False,
+    )
+    return loader, n
 
 
 def _capture(
@@ -105,12 +128,13 @@ def _capture(
     model.eval()
     register = "register_forward_pre_hook" if inputs else "register_forward_hook"
     handles = [getattr(m, register)(hook_for(i)) for i, m in enumerate(modules)]
-    progress = state.progress()
-    progress.start(label, len(state.data.samples), unit="images")
+    loader, n = _my_samples(state)
+    progress = state.progress() if state.dist.main else _Quiet()
+    progress.start(label, len(state.dist.share(n)), unit="images")
     autocast = state.rt.autocast()
     try:
         with torch.no_grad(), autocast():
-            for x, _y, _i in every_sample_once(state):
+            for x, _y, _i in loader:
                 remaining[0] = len(modules)
                 with contextlib.suppress(StopForward):
                     model(state.rt.prepare(state.pre.normalize(x)))
@@ -120,7 +144,13 @@ def _capture(
             handle.remove()
         progress.finish()
         model.train(was_training)
-    return [torch.cat(box) for box in boxes]
+    return [state.dist.gather_rows(_cat(box), n) for box in boxes]
+
+
+def _cat(box: list[torch.Tensor]) -> torch.Tensor:
+    import torch
+
+    return torch.cat(box) if box else torch.empty(0)
 
 
 def classifier(state: RunState) -> nn.Module:
@@ -230,19 +260,20 @@ def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tens
         return plan, cached["activations"]
     model = state.model
     model.eval()
-    progress = state.progress()
+    loader, n = _my_samples(state)
+    progress = state.progress() if state.dist.main else _Quiet()
     progress.start(
         f"caching the frozen stages below {state.names[first]}",
-        len(state.data.samples),
+        len(state.dist.share(n)),
         unit="images",
     )
     outs = []
     autocast = state.rt.autocast()
     with torch.no_grad(), autocast():
-        for x_u8, _y, _i in every_sample_once(state):
+        for x_u8, _y, _i in loader:
             outs.append(plan.capture(state.rt.prepare(state.pre.normalize(x_u8))).detach().cpu())
             progress.advance(len(x_u8))
     progress.finish()
-    activations = torch.cat(outs).contiguous()
+    activations = state.dist.gather_rows(_cat(outs), n).contiguous()
     _store(state, path, {"activations": activations}, key)
     return plan, activations

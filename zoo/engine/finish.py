@@ -103,18 +103,39 @@ def _result(
 def finish(
     state: RunState, tracking: NoTracking, seconds: float, resumed: int | None
 ) -> FinetuneResult:
-    import torch
-
+    """The registered epoch's weights on every process; rank 0 scores, registers and
+    writes the result, which every process then returns (a failure there, such as a
+    registration error, reaches every process with its message)."""
     final = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
-    best = checkpoint.load_best(state)
+    best = checkpoint.load_best(state) if state.dist.main else None
     if best is not None:
         state.model.load_state_dict(best)
+    state.dist.broadcast_module(state.model)  # rank 0's home holds the best epoch
     if not state.history:
         raise TrainingError("the run completed no epoch; nothing was registered")
     test = evaluate.on_images(state, state.split.test) if state.split.test else None
-    if not state.dist.main:
-        state.dist.barrier()
-        return _result(state, {}, seconds, resumed)
+    result = state.dist.first(
+        lambda: _conclude(state, tracking, seconds, resumed, test, final), share=False
+    )
+    if state.dist.world > 1:
+        data = state.dist.broadcast(result.to_dict() if state.dist.main else None)
+        if not state.dist.main:
+            result = FinetuneResult.from_dict(data)
+            if not state.register:
+                result.backbone = state.backbone
+    return result
+
+
+def _conclude(
+    state: RunState,
+    tracking: NoTracking,
+    seconds: float,
+    resumed: int | None,
+    test: Any,
+    final: dict[str, Any],
+) -> FinetuneResult:
+    import torch
+
     metrics = registered_metrics(state, seconds)
     if test is not None:
         metrics.update(test.metrics("test"))
@@ -130,7 +151,6 @@ def finish(
     curves_png = report.plot_curves(state.history, figures / "training_curves.png")
     if not state.register:
         checkpoint.write_done(state, _result(state, metrics, seconds, resumed), final)
-        state.dist.barrier()
         return _result(state, metrics, seconds, resumed, backbone=state.backbone)
     matrix_json = state.dir / "confusion_matrix.json"
     atomic_write_text(
@@ -193,5 +213,4 @@ def finish(
         run_id=state.run_id,
     )
     checkpoint.write_done(state, result, final)
-    state.dist.barrier()
     return result

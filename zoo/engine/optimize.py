@@ -10,11 +10,9 @@ from zoo.errors import TrainingError, UsageError
 from zoo.types import Phase
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from zoo.engine.state import RunState
 
-__all__ = ["build_optimizer", "check_loss", "check_weights", "set_trainable", "warmup_cosine"]
+__all__ = ["build_optimizer", "check_weights", "set_trainable", "warmup_cosine"]
 
 
 def set_trainable(state: RunState, trainable: Sequence[int]) -> None:
@@ -92,18 +90,6 @@ def warmup_cosine(optimizer: Any, total_steps: int, warmup_steps: int) -> Any:
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
-
-
-def check_loss(loss: torch.Tensor, epoch: int, step: int, optimizer: Any) -> None:
-    import torch
-
-    if not bool(torch.isfinite(loss)):
-        lr = max(g["initial_lr"] for g in optimizer.param_groups)
-        raise TrainingError(
-            f"the loss became {float(loss)} in epoch {epoch} (step {step}); the run "
-            f"stopped and nothing was registered. Lower the learning rate (was {lr:g}) "
-            "or check the data"
-        )
 
 
 def check_weights(state: RunState, epoch: int) -> None:

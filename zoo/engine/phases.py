@@ -7,6 +7,11 @@
 
 Both build their optimizer and schedule when they start and continue a resumed phase
 from the checkpoint's optimizer and scheduler state.
+
+Loss, accuracy and the count of non-finite steps add up on the device, step after step,
+and are read once at the end of the epoch: no step waits for the host (on a GPU, a
+``float(loss)`` per step would stall every step). Under DDP the image phase wraps the
+model once, when the phase starts.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from zoo.engine import evaluate
 from zoo.engine.batches import image_batches, tensor_batches
 from zoo.engine.caches import substituted
 from zoo.engine.features import classifier, frozen_prefix, head_features
-from zoo.engine.optimize import build_optimizer, check_loss, set_trainable, warmup_cosine
+from zoo.engine.optimize import build_optimizer, set_trainable, warmup_cosine
 from zoo.engine.seeding import epoch_seed, seed_everything
+from zoo.errors import TrainingError
 from zoo.types import Phase
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,6 +52,32 @@ def _record_groups(state: RunState, optimizer: Any) -> None:
     )
 
 
+def _add_step(sums: Any, loss: Any, logits: Any, y: Any) -> None:
+    """sums += (loss x n, correct, n, non-finite step), all on the device: no sync."""
+    import torch
+
+    d = loss.detach().double()
+    sums[0] += d * len(y)
+    sums[1] += (logits.detach().argmax(1) == y).sum()
+    sums[2] += len(y)
+    sums[3] += (~torch.isfinite(d)).double()
+
+
+def _check_epoch(
+    totals: list[float], epoch: int, steps: int, optimizer: Any
+) -> tuple[float, float]:
+    """(train loss, train accuracy) of the epoch; a non-finite loss stops the run."""
+    loss_sum, correct, count, bad = totals
+    if bad > 0 or not math.isfinite(loss_sum):
+        lr = max(g["initial_lr"] for g in optimizer.param_groups)
+        raise TrainingError(
+            f"the loss became non-finite ({loss_sum / max(1.0, count)}) in epoch {epoch} "
+            f"({bad:.0f} of {steps} steps); the run stopped and nothing was registered. "
+            f"Lower the learning rate (was {lr:g}) or check the data"
+        )
+    return loss_sum / max(1.0, count), correct / max(1.0, count)
+
+
 class FeaturePhase:
     def __init__(self, state: RunState, phase: Phase) -> None:
         import torch
@@ -67,6 +99,8 @@ class FeaturePhase:
         return range(1) if first == 0 else range(0)
 
     def train(self, unit: int) -> dict[str, Any]:
+        """Every process trains the same head on all the features (no DDP: the passes are
+        cheap and identical everywhere, seeded by the epoch)."""
         import torch
 
         state, phase = self.state, self.phase
@@ -75,38 +109,41 @@ class FeaturePhase:
         y_train = self.labels[self.train_rows].to(dev)
         epoch = state.completed + phase.epochs
         t0 = time.monotonic()
-        progress = state.progress()
+        progress = state.progress() if state.dist.main else _Silent()
         progress.start(
             f"epoch {epoch}/{state.plan.epochs} ({phase.name}, {phase.epochs} passes over "
             "cached features)",
             phase.epochs,
             unit="passes",
         )
-        loss_sum, correct, count = 0.0, 0, 0
+        sums = torch.zeros(4, dtype=torch.float64, device=dev)
+        bad = torch.zeros((), dtype=torch.float64, device=dev)
+        steps = 0
         for p in range(phase.epochs):
             seed_everything(epoch_seed(state.recipe.seed, state.completed * 1000 + p))
-            order = torch.randperm(len(self.train_rows))
-            loss_sum, correct, count = 0.0, 0, 0  # the last pass's figures
+            order = torch.randperm(len(self.train_rows)).to(dev, non_blocking=True)
+            bad += sums[3]
+            sums.zero_()  # the last pass's figures
             for s in range(0, len(order), bs):
                 b = order[s : s + bs]
                 logits = self.head(x_train[b]).float()
                 loss = state.criterion(logits, y_train[b])
-                check_loss(loss, state.completed + 1, s // bs, self.optimizer)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 self.scheduler.step()
-                loss_sum += float(loss.detach()) * len(b)
-                correct += int((logits.argmax(1) == y_train[b]).sum())
-                count += len(b)
+                _add_step(sums, loss, logits, y_train[b])
+                steps += 1
             progress.advance(1)
         progress.finish()
+        sums[3] += bad
+        train_loss, train_acc = _check_epoch(sums.tolist(), epoch, steps, self.optimizer)
         return {
             "epoch": epoch,
             "phase": phase.name,
             "phase_epoch": phase.epochs,
-            "train_loss": loss_sum / max(1, count),
-            "train_accuracy": correct / max(1, count),
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
             "lr": phase.lr,
             "seconds": time.monotonic() - t0,
         }
@@ -134,7 +171,7 @@ class ImagePhase:
             self.optimizer.load_state_dict(pending["optimizer"])
             self.scheduler.load_state_dict(dict(pending["scheduler"]))
         _record_groups(state, self.optimizer)
-        self._wrapped: tuple[tuple[int, ...], Any] | None = None
+        self.model = self._wrap(first)
 
     def steps_per_epoch(self) -> int:
         dist, n = self.state.dist, len(self.state.split.train)
@@ -145,19 +182,28 @@ class ImagePhase:
     def units(self, first: int) -> range:
         return range(first, self.phase.epochs)
 
-    def _model(self, trainable: tuple[int, ...]) -> Any:
-        """The model, wrapped in DDP under torchrun; rebuilt only when the set of trainable
-        stages changes (DDP registers its gradient hooks on what trains when it is built)."""
-        state = self.state
+    def _wrap(self, first: int) -> Any:
+        """The model, wrapped in DDP under torchrun, once for the whole phase.
+
+        DDP hooks the parameters that require gradients when it is built, so it is built
+        while every stage that trains at some epoch of the phase does; when that set
+        changes from epoch to epoch (gradual unfreezing) DDP is told that some of them
+        may get no gradient. Building it broadcasts rank 0's weights to every process."""
+        state, phase = self.state, self.phase
         if state.dist.world <= 1:
             return state.model
-        if self._wrapped is None or self._wrapped[0] != trainable:
-            from torch.nn.parallel import DistributedDataParallel
+        from torch.nn.parallel import DistributedDataParallel
 
-            dev = state.rt.device
-            ids = [dev.index] if dev.type == "cuda" else None
-            self._wrapped = (trainable, DistributedDataParallel(state.model, device_ids=ids))
-        return self._wrapped[1]
+        varies = len({phase.trainable_at(e) for e in range(first, phase.epochs)}) > 1
+        set_trainable(state, phase.stages_in_optimizer())
+        dev = state.rt.device
+        model = DistributedDataParallel(
+            state.model,
+            device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=varies,
+        )
+        set_trainable(state, phase.trainable_at(first))
+        return model
 
     def train(self, e: int) -> dict[str, Any]:
         import torch
@@ -166,36 +212,33 @@ class ImagePhase:
         g = state.completed + 1
         seed = epoch_seed(state.recipe.seed, g)
         seed_everything(seed)
-        trainable = phase.trainable_at(e)
-        set_trainable(state, trainable)
-        model = self._model(trainable)
+        set_trainable(state, phase.trainable_at(e))
+        model = self.model
         per_rank = state.recipe.batch_size // state.dist.world
         autocast = state.rt.autocast()
+        dev = state.rt.device
         progress = state.progress() if state.dist.main else _Silent()
         progress.start(
             f"epoch {g}/{state.plan.epochs} ({phase.name})", self.steps_per_epoch(), unit="steps"
         )
-        loss_sum, correct, count, step = 0.0, 0, 0, 0
+        sums = torch.zeros(4, dtype=torch.float64, device=dev)
+        steps = [0]
         seen: set[int] = set()
         labels = torch.tensor(state.data.labels, dtype=torch.long)
         t0 = time.monotonic()
 
         def step_on(x: Any, y: Any, idx: Any) -> None:
-            nonlocal loss_sum, correct, count, step
             with autocast():
                 logits = model(x)
             logits = logits.float()
             loss = state.criterion(logits, y)
-            check_loss(loss, g, step, self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.detach().argmax(1) == y).sum())
-            count += len(y)
+            _add_step(sums, loss, logits, y)
             seen.update(int(i) for i in idx)
-            step += 1
+            steps[0] += 1
             progress.advance(1)
 
         try:
@@ -208,9 +251,9 @@ class ImagePhase:
                     for b in tensor_batches(len(rows), per_rank, seed, state.dist, True):
                         idx = rows[b]
                         if dummy is None or dummy.shape[0] != len(idx):
-                            dummy = torch.zeros(len(idx), c, h, w, device=state.rt.device)
+                            dummy = torch.zeros(len(idx), c, h, w, device=dev)
                         plan.inject.value = state.rt.prepare(acts[idx].float())
-                        step_on(dummy, labels[idx].to(state.rt.device), idx)
+                        step_on(dummy, labels[idx].to(dev, non_blocking=True), idx)
             else:
                 loader = image_batches(
                     state,
@@ -222,28 +265,42 @@ class ImagePhase:
                 )
                 for x_u8, y_cpu, idx in loader:
                     x = state.rt.prepare(state.pre.normalize(x_u8))
-                    step_on(x, y_cpu.to(state.rt.device), idx)
+                    step_on(x, y_cpu.to(dev, non_blocking=True), idx)
         finally:
             progress.finish()
-        seen_count = count
-        loss_total, correct_total, count_total = state.dist.all_sum(
-            [loss_sum, float(correct), float(count)]
-        )
+        # The epoch's one wait for the device: this process's figures (its throughput),
+        # then the job's, summed over the processes.
+        mine = sums.tolist()
         seconds = time.monotonic() - t0
-        if state.dist.world > 1:
-            state.rank_records = state.dist.gather(
-                {"rank": state.dist.rank, "epoch": g, "seen": seen_count, "distinct": sorted(seen)}
-            )
-        return {
+        totals = state.dist.all_sum(sums).tolist()
+        train_loss, train_acc = _check_epoch(totals, g, steps[0], self.optimizer)
+        record: dict[str, Any] = {
             "epoch": g,
             "phase": phase.name,
             "phase_epoch": e + 1,
-            "train_loss": loss_total / max(1.0, count_total),
-            "train_accuracy": correct_total / max(1.0, count_total),
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
             "lr": max(group["lr"] for group in self.optimizer.param_groups),
             "seconds": seconds,
-            "images_per_second": count_total / seconds if seconds > 0 else 0.0,
+            "images_per_second": totals[2] / seconds if seconds > 0 else 0.0,
         }
+        if state.dist.world > 1:
+            state.rank_records = state.dist.gather(
+                {
+                    "rank": state.dist.rank,
+                    "epoch": g,
+                    "seen": int(mine[2]),
+                    "distinct": sorted(seen),
+                    "seconds": seconds,
+                    "images_per_second": mine[2] / seconds if seconds > 0 else 0.0,
+                }
+            )
+            # the job's time is its slowest process's; each one's throughput is a metric
+            record["seconds"] = max(r["seconds"] for r in state.rank_records)
+            record["images_per_second"] = totals[2] / max(1e-9, record["seconds"])
+            for r in state.rank_records:
+                record[f"images_per_second.rank{r['rank']}"] = r["images_per_second"]
+        return record
 
     def evaluate(self, indices: Sequence[int]) -> evaluate.Evaluation:
         if self.prefix is not None:

@@ -9,6 +9,13 @@ them again, so re-running it after a kill (or with ``--resume``) continues from 
 completed epoch, provided the data is the same. Each epoch's data order, augmentation and
 dropout depend only on (seed, epoch), so the resumed run ends with exactly the weights an
 uninterrupted one would have had (in deterministic mode, bit for bit).
+
+Under torchrun every process runs this loop. Nodes need not share a disk: the first
+process of each node looks for the run's files in its own home, the job continues from
+the newest checkpoint any node has (sent to every process), rank 0 owns the MLflow run
+(its id reaches the others by broadcast) and writes the checkpoints to its home. A
+process that dies stops the others (their collectives fail, or torchrun stops them) with
+exit code 130 and the last checkpoint intact.
 """
 
 from __future__ import annotations
@@ -20,15 +27,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from zoo.engine import checkpoint
+from zoo.engine.context import stopping
 from zoo.engine.evaluate import Evaluation
 from zoo.engine.finish import finish
 from zoo.engine.optimize import check_weights
 from zoo.engine.phases import start_phase
 from zoo.engine.recipe import Recipe
+from zoo.engine.resume import continue_from
 from zoo.engine.setup import prepare, run_dir
 from zoo.engine.state import Callback, FinetuneResult, RunState
 from zoo.engine.tracking import NoTracking, tracker
-from zoo.errors import Interrupted, TrainingError, UsageError
+from zoo.errors import DataError, Interrupted, TrainingError, UsageError
 from zoo.types import Phase
 
 __all__ = ["FinetuneResult", "clean_run", "finetune", "run_dir"]
@@ -57,34 +66,79 @@ def finetune(
         )
     start = time.monotonic()
     state = prepare(recipe, register=register, callbacks=callbacks)
-    done = checkpoint.finished(state, again=again, resume=resume)
+    _same_data_everywhere(state)
+    done, resumed = continue_from(state, again=again, resume=resume, restart=restart)
     if done is not None:
         return done
-    resumed = checkpoint.resume(state, resume=resume, restart=restart)
     if resumed is not None:
         state.run_id = resumed.state.get("run_id") or None
         state.note(f"resuming from the checkpoint of epoch {resumed.completed} in {state.dir}")
     tracking = tracker(state)
-    tracking.start()
+
+    def start_tracking() -> str | None:
+        tracking.start()
+        return state.run_id
+
+    state.run_id = state.dist.first(start_tracking)  # rank 0's run, known to every process
     try:
         _loop(state, tracking, resumed)
         resumed_from = resumed.completed if resumed is not None else None
         return finish(state, tracking, time.monotonic() - start, resumed_from)
     except KeyboardInterrupt:
+        stopping()
         tracking.end("KILLED")
-        done_epochs = state.completed
-        saved = (
-            f"the checkpoint of epoch {done_epochs} is saved in {state.dir / checkpoint.STATE_FILE}"
-            if done_epochs
-            else "no epoch had completed, so nothing was saved"
-        )
-        raise Interrupted(
-            f"interrupted during epoch {done_epochs + 1}/{state.plan.epochs}; {saved}. Re-run "
-            "the same command (or add --resume) to continue"
-        ) from None
-    except BaseException:
+        raise Interrupted(f"interrupted during {_where(state)}. Re-run {_again}") from None
+    except Exception as exc:
+        stopping()
+        if state.dist.world > 1 and _lost_a_process(exc):
+            tracking.end("KILLED")
+            raise Interrupted(
+                f"another process of the job stopped during {_where(state)} ("
+                f"{' '.join(str(exc).split())[:160]}). Re-run {_again} on every node"
+            ) from None
         tracking.end("FAILED")
         raise
+    except BaseException:
+        stopping()
+        tracking.end("FAILED")
+        raise
+
+
+_again = "the same command (or add --resume) to continue"
+
+
+def _same_data_everywhere(state: RunState) -> None:
+    """Every node read its own copy of the data: the job goes on only if they agree."""
+    digests = state.dist.gather(state.data.digest)
+    if len(set(digests)) > 1:
+        other = next(r for r, d in enumerate(digests) if d != digests[0])
+        raise DataError(
+            f"the data differs between the processes of the job: rank 0 read "
+            f"{digests[0]}, rank {other} read {digests[other]} from {state.recipe.data}; "
+            "give every node the same files at the same path"
+        )
+
+
+def _where(state: RunState) -> str:
+    done_epochs = state.completed
+    saved = (
+        f"the checkpoint of epoch {done_epochs} is saved in {state.dir / checkpoint.STATE_FILE}"
+        if done_epochs
+        else "no epoch had completed, so nothing was saved"
+    )
+    return f"epoch {done_epochs + 1}/{state.plan.epochs}; {saved}"
+
+
+def _lost_a_process(exc: BaseException) -> bool:
+    """A collective failed because another process of the job died or hung."""
+    import torch.distributed as dist
+
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection closed", "Connection reset")
+    )
 
 
 def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | None) -> None:
@@ -162,9 +216,12 @@ def _epoch_done(
             "val_loss": record["val_loss"],
         }
         checkpoint.save_best(state)
-    checkpoint.save(state, pi, int(record["phase_epoch"]), runner.optimizer, runner.scheduler)
-    state.dist.barrier()
-    tracking.log_epoch(record)
+
+    def save_and_log() -> None:  # rank 0; a failure reaches every process
+        checkpoint.save(state, pi, int(record["phase_epoch"]), runner.optimizer, runner.scheduler)
+        tracking.log_epoch(record)
+
+    state.dist.first(save_and_log)
     state.note(
         f"epoch {epoch}/{state.plan.epochs} ({record['phase']}): train loss "
         f"{record['train_loss']:.4f} acc {record['train_accuracy']:.3f}, val loss "

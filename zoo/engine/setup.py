@@ -87,20 +87,23 @@ def prepare(
     chain = license_chain(described) if parent is not None else ()  # described: the version
     decide_license(parent_license, recipe.license, recipe.license_override, chain=chain)
     workers = recipe.workers if recipe.workers is not None else _default_workers(dist)
-    # The main process checks (and decodes) the data first; the others then find every
-    # decoded image in the cache.
-    if not dist.main:
-        dist.barrier()
-    data = load_dataset(
-        recipe.data,
-        resize=pre.resize,
-        interpolation=pre.interpolation,
-        workers=max(1, workers),
-        max_bad_fraction=recipe.max_bad_fraction,
-        progress=progress() if dist.main else None,
-    )
-    if dist.main:
-        dist.barrier()
+
+    def load() -> Any:
+        return load_dataset(
+            recipe.data,
+            resize=pre.resize,
+            interpolation=pre.interpolation,
+            workers=max(1, workers),
+            max_bad_fraction=recipe.max_bad_fraction,
+            progress=progress() if dist.main else None,
+        )
+
+    # The first process of each node checks (and decodes) the data into its node's home,
+    # while the others wait (a refusal reaches them all); they then find every decoded
+    # image in their node's cache.
+    data = dist.first(load, share=False, who=dist.node_main)
+    if not dist.node_main:
+        data = load()
     split = split_dataset(
         data.labels, recipe.val_split, recipe.seed, recipe.test_split, data.classes
     )

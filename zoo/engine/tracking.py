@@ -72,6 +72,7 @@ class Tracking(NoTracking):
         params["num_test"] = str(len(state.split.test))
         params["skipped_files"] = str(len(state.data.bad))
         params["duplicates_dropped"] = str(len(state.data.duplicates))
+        params["world_size"] = str(state.dist.world)  # processes of the job (torchrun)
         if state.plan.settings.get("decision"):  # what a choosing strategy chose, and why
             params["strategy_decision"] = str(state.plan.settings["decision"])
             params["strategy_reason"] = str(state.plan.settings.get("reason", ""))[:500]
