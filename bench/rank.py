@@ -1,16 +1,20 @@
-"""`zoo rank` on five real backbones whose order is known, against what a linear probe
-then reaches, and its cost against plain forward passes and partial fine-tuning.
+"""`zoo rank` on seven real backbones whose order is largely known, against what a linear
+probe then reaches, and its cost against plain forward passes and partial fine-tuning.
 
-    python bench/rank.py [--per-class 60]
+    python bench/rank.py [--per-class N] [--seeds 0 1 2]
 
 Backbones: EfficientNet-Lite0/1/2 (`effnet-lite:lite0..2`, their ImageNet weights) and
-two degraded Lite0s imported with `zoo import`: every weight random (`local:lite0-random`)
-and only the stages up to blocks.2 pretrained (`local:lite0-early`). Data: the 8
-openclipart categories, `--per-class` files each. Prints, from one run:
+four degraded Lite0s imported with `zoo import`: every weight random
+(`local:lite0-random`), and the ImageNet weights kept only up to blocks.2, blocks.4 or
+blocks.5 (`local:lite0-upto-blocks2` ...; the later stages random). Data: the 8
+openclipart categories (docs/finetune.md), every image or `--per-class` files each.
+Prints, from one run:
 
 - each backbone's LogME (`zoo rank`) and the test accuracy `zoo finetune --strategy
-  linear-probe` reaches on a 30% test split, both orders, and Kendall's tau between them
-  (goal: >= 0.8);
+  linear-probe` reaches on a 30% test split, for each seed (each seed draws another
+  split) and their mean; both orders, and Kendall's tau between LogME and the mean
+  (goal: >= 0.8). One split's 500 test images put two probes 2 points apart by chance,
+  hence the mean over seeds;
 - the seconds `zoo rank` took (fresh feature caches; images decoded beforehand for every
   input size, so neither side pays for decoding) over N plain forward passes: each
   backbone built and run once over the same preprocessed images, no_grad, eval,
@@ -36,8 +40,18 @@ from _common import setup
 REFS = ["effnet-lite:lite0", "effnet-lite:lite1", "effnet-lite:lite2"]
 
 
+# the degraded Lite0s: (name, the last stage that keeps its ImageNet weights; None: none)
+DEGRADED = (
+    ("lite0-random", None),
+    ("lite0-upto-blocks2", 2),
+    ("lite0-upto-blocks4", 4),
+    ("lite0-upto-blocks5", 5),
+)
+
+
 def degraded(home: Path) -> list[str]:
-    """Two Lite0s whose transfer is known to be worse: random, and pretrained only below."""
+    """Lite0s whose transfer is known to be worse: every weight random, and the ImageNet
+    weights kept only up to a stage (the rest random), imported with `zoo import`."""
     import torch
     from safetensors.torch import save_file
 
@@ -48,16 +62,16 @@ def degraded(home: Path) -> list[str]:
     seed_everything(0)
     pretrained = build_backbone("effnet-lite:lite0").model.state_dict()
     random_init = build_backbone("timm:tf_efficientnet_lite0", pretrained=False).model.state_dict()
-    early_prefixes = ("conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2")
-    variants = {
-        "lite0-random": random_init,
-        "lite0-early": {
-            k: (pretrained[k] if k.startswith(early_prefixes) else random_init[k])
-            for k in pretrained
-        },
-    }
     refs = []
-    for name, state in variants.items():
+    for name, last in DEGRADED:
+        kept = (
+            ()
+            if last is None
+            else ("conv_stem.", "bn1.", *(f"blocks.{i}." for i in range(last + 1)))
+        )
+        state = {
+            k: pretrained[k] if kept and k.startswith(kept) else random_init[k] for k in pretrained
+        }
         path = home / f"{name}.safetensors"
         save_file({k: v.contiguous() for k, v in state.items() if torch.is_tensor(v)}, str(path))
         args = ["import", str(path), "--arch", "timm:tf_efficientnet_lite0", "--map-by", "name"]
@@ -100,7 +114,8 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--per-class", type=int, default=None, help="default: every image")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     from zoo.testdata import CATEGORIES
 
@@ -123,10 +138,15 @@ def main() -> None:
     t_rank = time.perf_counter() - t0
     canonical = {ref: describe(ref).reference for ref in refs}
     scores = {ref: next(r.score for r in rows if r.reference == canonical[ref]) for ref in refs}
-    accuracy, t_partial = {}, 0.0
-    for ref in refs:
-        probe = finetune(Recipe(ref=ref, data=str(data), test_split=0.3), register=False)
-        accuracy[ref] = probe.metrics["test_accuracy"]
+    accuracy, per_seed, t_partial = {}, {}, 0.0
+    for ref in refs:  # the probes reuse the features zoo rank cached
+        per_seed[ref] = [
+            finetune(
+                Recipe(ref=ref, data=str(data), test_split=0.3, seed=seed), register=False
+            ).metrics["test_accuracy"]
+            for seed in args.seeds
+        ]
+        accuracy[ref] = sum(per_seed[ref]) / len(per_seed[ref])
         t1 = time.perf_counter()
         finetune(Recipe(ref=ref, data=str(data), strategy="partial"), register=False)
         t_partial += time.perf_counter() - t1
@@ -134,10 +154,13 @@ def main() -> None:
     by_accuracy = sorted(refs, key=accuracy.__getitem__, reverse=True)
     tau = kendall_tau([scores[r] for r in refs], [accuracy[r] for r in refs])
     print()
-    print(f"images: {args.per_class} per class, 8 openclipart categories")
-    print(f"{'backbone':24s} {'LogME':>8s} {'probe test acc':>15s}")
+    per_class = args.per_class or "every image"
+    print(f"images: {per_class} per class, 8 openclipart categories; probe: test split 0.3")
+    seeds = " ".join(f"seed {seed}" for seed in args.seeds)
+    print(f"{'backbone':26s} {'LogME':>8s} {'probe test acc (mean)':>22s}  {seeds}")
     for ref in by_rank:
-        print(f"{ref:24s} {scores[ref]:8.4f} {accuracy[ref]:15.3f}")
+        each = " ".join(f"{acc:6.3f}" for acc in per_seed[ref])
+        print(f"{ref:26s} {scores[ref]:8.4f} {accuracy[ref]:22.3f}  {each}")
     print("order by zoo rank:      ", " > ".join(by_rank))
     print("order by probe accuracy:", " > ".join(by_accuracy))
     print(f"Kendall tau: {tau:.3f} (goal: >= 0.8)")

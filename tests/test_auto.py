@@ -51,10 +51,24 @@ def test_few_images_per_class_close_to_the_source_get_a_linear_probe() -> None:
     assert plan.phases[0].head_on_features
 
 
-def test_more_images_per_class_unfreeze_the_last_stage() -> None:
-    plan = _auto().plan(STAGES, _settings(), summary=_close(200))
+def test_more_images_per_class_unfreeze_more_stages() -> None:
+    trained = {}
+    for per_class in (40, 200, 500):
+        plan = _auto().plan(STAGES, _settings(), summary=_close(per_class))
+        assert plan.settings["decision"] == "partial", per_class
+        trained[per_class] = plan.phases[0].trainable
+    # 30-99 per class: the last stage and the head; 100-299: two stages; 300-999: three
+    assert trained == {40: ((4, 5),), 200: ((3, 4, 5),), 500: ((2, 3, 4, 5),)}
+    assert _auto().plan(STAGES, _settings(), summary=_close(1000)).settings["decision"] == "full"
+
+
+def test_the_users_unfreeze_wins_over_the_rules() -> None:
+    from zoo import StrategySettings
+
+    plan = _auto().plan(STAGES, StrategySettings(unfreeze=1), summary=_close(500))
     assert plan.settings["decision"] == "partial"
     assert plan.phases[0].trainable == ((4, 5),)
+    assert plan.settings["unfreeze"] == 1
 
 
 def test_a_far_domain_keeps_only_the_early_stages() -> None:
@@ -115,6 +129,7 @@ def test_on_openclipart_ten_per_class_is_probed_and_twenty_times_more_unfreezes(
     assert few_n <= 10 and many_n >= 18 * few_n, (few_n, many_n)  # about 20 times as many
     assert few["decision"] == "linear-probe", few
     assert many["decision"] == "partial", many
+    assert many["unfreeze"] >= 1, many  # at least the last stage trains
 
 
 @pytest.mark.slow
@@ -141,3 +156,36 @@ def test_on_digits_a_far_domain_is_not_given_a_final_layer_probe(
     # ... so auto keeps the stages up to it and retrains the rest, not a final-layer probe
     assert settings["decision"] == "early-layers", settings
     assert settings["keep"] >= 1
+
+
+@pytest.mark.slow
+def test_a_small_auto_run_scores_what_its_choice_scores_on_a_test_split_it_never_saw(
+    tmp_path: Path, lite0: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """The CI-sized version of bench/auto.py: auto, the strategy it picks and the probe on
+    one split; auto's figures are exactly its choice's, from the training split alone."""
+    from zoo.engine import Recipe, finetune
+    from zoo.testdata import layout_categories, require_openclipart
+
+    monkeypatch.setenv("CI", "true")
+    big = ("animals", "food", "people", "transportation")
+    data = layout_categories(tmp_path / "data", big, root=require_openclipart(), per_class=64)
+    common = {"ref": lite0, "data": str(data), "image_size": 96, "seed": 0}
+    split = {"val_split": 0.2, "test_split": 0.3}
+    auto = finetune(Recipe(strategy="auto", epochs=2, **common, **split), register=False)
+    settings = auto.plan["settings"]
+    assert settings["evidence"]["train_images"] == auto.metrics["num_train"]  # nothing else
+    assert settings["decision"] == "partial" and settings["unfreeze"] == 1, settings
+    chosen = Recipe(strategy="partial", unfreeze=1, epochs=2, **common, **split)
+    twin = finetune(chosen, register=False)
+    probe = finetune(Recipe(strategy="linear-probe", **common, **split), register=False)
+    with capsys.disabled():
+        print(
+            f"\nauto ({settings['decision']}) {auto.metrics['test_accuracy']:.3f}, "
+            f"partial {twin.metrics['test_accuracy']:.3f}, "
+            f"linear-probe {probe.metrics['test_accuracy']:.3f} "
+            f"on {int(auto.metrics['num_test'])} test images"
+        )
+    for key in ("test_accuracy", "test_loss", "val_accuracy"):
+        assert auto.metrics[key] == twin.metrics[key], key
+    assert auto.metrics["num_test"] == probe.metrics["num_test"] > 0

@@ -281,6 +281,9 @@ class EarlyLayers:
 # where the backbone's features fit the labels best (LogME, per stage).
 AUTO_PROBE_BELOW = 30  # fewer per class (median): a fixed feature extractor
 AUTO_FULL_FROM = 1000  # this many per class and more: every stage trains
+# In between, one more stage below the head trains from each of these counts on (steps of
+# half a decade, x3.16): 30-99 per class the last stage, 100-299 two, 300-999 three.
+AUTO_UNFREEZE_FROM = (AUTO_PROBE_BELOW, 100, 300)
 # An intermediate stage "clearly" beats the last when its total log evidence over the
 # training images is higher by ln(100): a Bayes factor of 100, "decisive" on Jeffreys'
 # scale. LogME is per image, so the margin is ln(100) / N.
@@ -299,7 +302,8 @@ class Auto:
     A far domain (an intermediate stage's features fit the labels decisively better than
     the last stage's, by LogME): keep the stages up to that one, retrain the rest
     (early-layers). Otherwise by examples per class: few -> linear probe; more -> the
-    last stage and the head (partial); very many -> every stage (full). The decision and
+    last stages and the head (partial), one stage more per half decade of examples; very
+    many -> every stage (full). The decision and
     its evidence go into the plan's settings (printed, logged, in the lineage).
     """
 
@@ -341,11 +345,14 @@ class Auto:
         if per_class >= AUTO_FULL_FROM:
             why = f"{per_class} images per class (>= {AUTO_FULL_FROM}): retrain every stage"
             return "full", evidence, why
+        k = min(sum(per_class >= count for count in AUTO_UNFREEZE_FROM), body)
+        trained = "the last stage" if k == 1 else f"the last {k} stages"
         why = (
-            f"{per_class} images per class and no stage fits better than the last: train "
-            "the last stage and the head"
+            f"{per_class} images per class (one more stage for each of "
+            f"{', '.join(map(str, AUTO_UNFREEZE_FROM))} reached) and no stage fits better "
+            f"than the last: train {trained} and the head"
         )
-        return "partial", evidence, why
+        return "partial", {"unfreeze": k, **evidence}, why
 
     def plan(
         self, stages: Sequence[str], settings: StrategySettings, summary: Any = None
@@ -357,14 +364,11 @@ class Auto:
         options = dict(settings.options)
         if "keep" in evidence:
             options["keep"] = evidence.pop("keep")
+        unfreeze = evidence.pop("unfreeze", None)
+        if settings.unfreeze is not None and choice != "early-layers":
+            unfreeze = settings.unfreeze  # the user's --unfreeze wins over the rule's
         inner = chosen.plan(
-            stages,
-            StrategySettings(
-                settings.unfreeze if choice != "early-layers" else None,
-                settings.epochs,
-                settings.lr,
-                options,
-            ),
+            stages, StrategySettings(unfreeze, settings.epochs, settings.lr, options)
         )
         return TrainingPlan(
             self.name,
