@@ -311,7 +311,7 @@ def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
         )  # fmt: skip
         assert code == 0, err[-3000:]
         if procs == 2:
-            assert "extracting features: started (60 total)" in err
+            assert "extracting features: started (60 images)" in err
     (one,) = (homes[1] / "features").glob("*.safetensors")
     (two,) = (homes[2] / "features").glob("*.safetensors")
     assert one.name == two.name  # the same key: same weights, data, preprocessing
