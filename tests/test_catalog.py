@@ -22,6 +22,25 @@ def catalog_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
+def _run_noting_heavy_imports(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``zoo ARGS`` in a fresh interpreter; stderr ends with ``HEAVY [modules] rc``: which
+    of torch, timm, torchvision, mlflow the command imported, and its exit code."""
+    code = (
+        "import sys\n"
+        "from zoo.cli import run\n"
+        f"rc = run({list(args)!r})\n"
+        "heavy = [m for m in ('torch', 'timm', 'torchvision', 'mlflow') if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+        timeout=120,
+    )
+
+
 def _list(env: dict[str, str], *args: str) -> list[dict]:
     result = run_zoo("list", *args, "--json", env=env)
     assert result.returncode == 0, result.stderr
@@ -156,20 +175,7 @@ def test_warm_info_answers_from_the_catalogue_without_timm_or_torch(
     asking again is answered from what the catalogue kept, importing neither."""
     first = run_zoo("info", "timm:resnet18.a1_in1k", "--json", env=catalog_home)
     assert first.returncode == 0, first.stderr
-    code = (
-        "import sys, json\n"
-        "from zoo.cli import run\n"
-        "rc = run(['info', 'timm:resnet18.a1_in1k', '--json'])\n"
-        "heavy = [m for m in ('torch', 'timm', 'torchvision', 'mlflow') if m in sys.modules]\n"
-        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, **catalog_home},
-        timeout=120,
-    )
+    result = _run_noting_heavy_imports(catalog_home, "info", "timm:resnet18.a1_in1k", "--json")
     assert "HEAVY [] 0" in result.stderr, result.stderr
     assert json.loads(result.stdout) == json.loads(first.stdout)
     assert json.loads(result.stdout)["stages"][-1] == "head"
@@ -302,20 +308,7 @@ def test_index_is_reused_while_the_version_is_unchanged(tmp_path: Path) -> None:
 
 
 def test_warm_list_imports_no_timm_or_torch(catalog_home: dict[str, str]) -> None:
-    code = (
-        "import sys\n"
-        "from zoo.cli import run\n"
-        "rc = run(['list', 'resnet50*', '--json'])\n"
-        "heavy = [m for m in ('torch', 'timm', 'torchvision', 'mlflow') if m in sys.modules]\n"
-        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, **catalog_home},
-        timeout=120,
-    )
+    result = _run_noting_heavy_imports(catalog_home, "list", "resnet50*", "--json")
     assert "HEAVY [] 0" in result.stderr, result.stderr
 
 
