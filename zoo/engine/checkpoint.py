@@ -10,15 +10,19 @@ it was trained on (the dataset digest and the split's digest). It is written ato
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UsageError
-from zoo.home import atomic_write_text, atomic_writer
+from zoo.home import atomic_write_text, atomic_writer, subdir
 
 if TYPE_CHECKING:  # pragma: no cover
+    from zoo.engine.recipe import Recipe
     from zoo.engine.state import FinetuneResult, RunState
 
 __all__ = [
@@ -30,6 +34,7 @@ __all__ = [
     "apply",
     "finished",
     "load",
+    "recipe_lock",
     "resume",
     "save",
     "save_best",
@@ -42,6 +47,45 @@ STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 DONE_FILE = "result.json"
 FINAL_FILE = "final.pt"
+LOCK_FILE, OWNER_FILE = "recipe.lock", "recipe.pid"  # one run of a recipe at a time
+
+
+@contextlib.contextmanager
+def recipe_lock(recipe: Recipe) -> Iterator[None]:
+    """Hold the recipe's lock (its checkpoint folder's) for the whole run.
+
+    An identical command started meanwhile says once that it waits, and which process it
+    waits for, then goes on when the first is done: by then the first has written its
+    result, so the second prints "already registered" instead of training again. The
+    lock is an OS file lock (``filelock``): a killed holder releases it."""
+    from filelock import FileLock, Timeout
+
+    folder = subdir("runs", recipe.key())
+    lock = FileLock(str(folder / LOCK_FILE))
+    owner = folder / OWNER_FILE
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        import time
+
+        import click
+
+        pid = "unknown"
+        for _ in range(50):  # the holder writes its pid just after it took the lock
+            with contextlib.suppress(OSError):
+                pid = owner.read_text(encoding="utf-8").strip() or pid
+            if pid != "unknown":
+                break
+            time.sleep(0.1)
+
+        click.echo(f"zoo: waiting for the same recipe, already running (pid {pid})", err=True)
+        lock.acquire()
+    try:
+        atomic_write_text(owner, str(os.getpid()))
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
 def save_tensors_file(path: Path, state: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from zoo.engine.state import FinetuneResult
 from zoo.engine.tracking import EXPERIMENT
 from zoo.errors import TrainingError
 from zoo.home import atomic_write_text
+from zoo.registry.records import TAG
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
@@ -100,8 +101,33 @@ def _result(
     )
 
 
+def _registered_by_recipe(state: RunState) -> dict[str, Any] | None:
+    """The version this recipe already registered on this data, as the store (not this
+    home) knows it: two hosts sharing one team store may run the same recipe."""
+    from zoo.store import client
+
+    key, digest = state.recipe.key(), state.data.digest
+    found = client().search_model_versions(
+        f"tags.`{TAG.RECIPE_KEY}` = '{key}' and tags.`{TAG.DATASET_DIGEST}` = '{digest}'"
+    )
+    if not found:
+        return None
+    first = min(found, key=lambda v: int(v.version))
+    return {
+        "name": first.name,
+        "version": int(first.version),
+        "model_uri": f"models:/{first.name}/{first.version}",
+        "run_id": first.run_id,
+    }
+
+
 def finish(
-    state: RunState, tracking: NoTracking, seconds: float, resumed: int | None
+    state: RunState,
+    tracking: NoTracking,
+    seconds: float,
+    resumed: int | None,
+    *,
+    again: bool = False,
 ) -> FinetuneResult:
     """The registered epoch's weights on every process; rank 0 scores, registers and
     writes the result, which every process then returns (a failure there, such as a
@@ -115,7 +141,7 @@ def finish(
         raise TrainingError("the run completed no epoch; nothing was registered")
     test = evaluate.on_images(state, state.split.test) if state.split.test else None
     result = state.dist.first(
-        lambda: _conclude(state, tracking, seconds, resumed, test, final), share=False
+        lambda: _conclude(state, tracking, seconds, resumed, test, final, again), share=False
     )
     if state.dist.world > 1:
         data = state.dist.broadcast(result.to_dict() if state.dist.main else None)
@@ -133,6 +159,7 @@ def _conclude(
     resumed: int | None,
     test: Any,
     final: dict[str, Any],
+    again: bool = False,
 ) -> FinetuneResult:
     import torch
 
@@ -159,6 +186,13 @@ def _conclude(
     tracking.log_final(metrics, [(cm_png, "figures"), (curves_png, "figures"), (matrix_json, None)])
     from zoo.registry import register_derivative
 
+    known = None if again else _registered_by_recipe(state)
+    if known is not None:  # another host of the same team store registered it meanwhile
+        tracking.end("FINISHED")
+        result = _result(state, metrics, seconds, resumed, **known)
+        checkpoint.write_done(state, result, final)
+        result.already_registered = True
+        return result
     input_example = example(state).detach().cpu().float().contiguous()
     model.to("cpu").to(memory_format=torch.contiguous_format)
     parent_ref, parent_sha, parent_license = _parent_pin(state)
@@ -200,6 +234,11 @@ def _conclude(
         },
         run_id=state.run_id,
         experiment=EXPERIMENT,
+    )
+    from zoo.store import client
+
+    client().set_model_version_tag(
+        version.name, str(version.version), TAG.RECIPE_KEY, state.recipe.key()
     )
     tracking.end("FINISHED")
     result = _result(

@@ -21,6 +21,7 @@ exit code 130 and the last checkpoint intact.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -58,7 +59,25 @@ def finetune(
     (``already_registered``) unless ``again``. ``register=False`` trains and evaluates
     without MLflow or the registry (library use, experiments); the result then carries
     the trained backbone.
+
+    One process at a time runs a recipe (``checkpoint.recipe_lock``): an identical
+    command waits, then finds the result. Under torchrun the launching process holds the
+    lock (``zoo.engine.launch``), so the ranks never wait for each other on it.
     """
+    if "LOCAL_RANK" in os.environ:
+        return _finetune(recipe, resume, restart, again, register, callbacks)
+    with checkpoint.recipe_lock(recipe):
+        return _finetune(recipe, resume, restart, again, register, callbacks)
+
+
+def _finetune(
+    recipe: Recipe,
+    resume: bool,
+    restart: bool,
+    again: bool,
+    register: bool,
+    callbacks: Sequence[Callback],
+) -> FinetuneResult:
     if resume and restart:
         raise UsageError(
             "--resume and --restart contradict each other: --resume continues this "
@@ -83,7 +102,7 @@ def finetune(
     try:
         _loop(state, tracking, resumed)
         resumed_from = resumed.completed if resumed is not None else None
-        return finish(state, tracking, time.monotonic() - start, resumed_from)
+        return finish(state, tracking, time.monotonic() - start, resumed_from, again=again)
     except KeyboardInterrupt:
         stopping()
         tracking.end("KILLED")

@@ -35,6 +35,7 @@ class TAG:
     NUM_CLASSES = "zoo.num_classes"
     ZOO_VERSION = "zoo.zoo_version"
     MODEL_ID = "zoo.model_id"  # MLflow logged-model id holding the artifacts
+    RECIPE_KEY = "zoo.recipe_key"  # fine-tunes: the recipe's key (its checkpoint folder)
 
     # On runs: "pending NAME" while registering, "NAME/N" once the version exists.
     RUN_REGISTRATION = "zoo.registration"
