@@ -103,6 +103,8 @@ def read_under_root(text: str, root: Path | None, max_bytes: int, *, read: bool 
         reason = exc.strerror or type(exc).__name__
         raise Refused(f"cannot open {name} under {ROOT_ENV} ({reason})") from None
     try:
+        if not _opened_under(fd, root):  # a folder on the way became a symlink meanwhile
+            raise Refused(OUTSIDE_ROOT)
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise Refused(f"{name} under {ROOT_ENV} is not a regular file; nothing was read")
@@ -122,6 +124,15 @@ def read_under_root(text: str, root: Path | None, max_bytes: int, *, read: bool 
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _opened_under(fd: int, root: Path) -> bool:
+    """Where the descriptor really points (Linux: /proc/self/fd) is under the root."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc: the resolved path was checked
+        return True
+    return Path(target).is_relative_to(root)
 
 
 def image_bytes(value: Any, max_bytes: int) -> bytes:
