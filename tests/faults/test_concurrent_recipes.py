@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import pytest
 from finetune_helpers import make_images
@@ -26,6 +26,7 @@ TRAIN = ["--random-init", "--epochs", "1", "--image-size", "32", "--batch-size",
 _AT_THE_BARRIER = """
 import runpy, sys, time
 from pathlib import Path
+from typing import Any
 import torch, zoo.cli  # noqa: F401
 ready, go = Path(sys.argv[1]), Path(sys.argv[2])
 ready.touch()
@@ -39,18 +40,24 @@ runpy.run_module("zoo", run_name="__main__", alter_sys=True)
 """
 
 
-def test_four_identical_finetunes_started_together_register_one_version(tmp_path: Path) -> None:
-    data = make_images(tmp_path / "data", classes=2, per_class=6, size=(32, 32))
+@pytest.fixture(scope="module")
+def together(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Four identical commands released at once on one home and a team store (a SQLite
+    URI, so that a second home can share it); their processes and outputs."""
+    tmp = tmp_path_factory.mktemp("together")
+    data = make_images(tmp / "data", classes=2, per_class=6, size=(32, 32))
+    store = f"sqlite:///{tmp / 'team.db'}"
     argv = ["finetune", "timm:test_resnet", str(data), *TRAIN, "--name", "together"]
-    go = tmp_path / "go"
-    ready = [tmp_path / f"ready{i}" for i in range(4)]
+    env = zoo_env(ZOO_HOME=str(tmp / "host-a"), MLFLOW_TRACKING_URI=store)
+    go = tmp / "go"
+    ready = [tmp / f"ready{i}" for i in range(4)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _AT_THE_BARRIER, str(r), str(go), *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=zoo_env(),
+            env=env,
         )
         for r in ready
     ]
@@ -67,6 +74,14 @@ def test_four_identical_finetunes_started_together_register_one_version(tmp_path
             if p.poll() is None:
                 p.kill()
                 p.wait(30)
+    return {"procs": procs, "outs": outs, "store": store, "argv": argv, "tmp": tmp}
+
+
+def test_four_identical_finetunes_started_together_register_one_version(
+    together: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    procs, outs = together["procs"], together["outs"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", together["store"])
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
@@ -91,16 +106,15 @@ def test_four_identical_finetunes_started_together_register_one_version(tmp_path
 
 
 def test_a_second_home_on_the_same_store_does_not_register_the_recipe_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    together: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two hosts of a team, one store: the second trains (its home has no result) but
-    finds the recipe's version in the store before registering."""
-    data = make_images(tmp_path / "data", classes=2, per_class=6, size=(32, 32))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'team.db'}")
-    argv = ["finetune", "timm:test_resnet", str(data), *TRAIN, "--name", "team"]
-    assert run(argv) == 0
-    assert capsys.readouterr().out.startswith("registered models:/team/1:")
-    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "host-b"))
-    assert run(argv) == 0
-    assert capsys.readouterr().out.startswith("already registered models:/team/1:")
-    assert registered("team") == ["models:/team/1"]
+    """Another host of the team, same store, same data path: it trains (its home has no
+    result) but finds the recipe's version in the store before registering."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", together["store"])
+    monkeypatch.setenv("ZOO_HOME", str(together["tmp"] / "host-b"))
+    capsys.readouterr()
+    assert run(together["argv"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("already registered models:/together/1:"), captured
+    assert "epoch 1/1" in captured.err  # it did train: only the store could tell it
+    assert registered("together") == ["models:/together/1"]
