@@ -9,6 +9,8 @@
 - Registries (providers, strategies, exporters) are owned here: every registration is
   validated and a duplicate name raises, naming both plugins. A plugin's registrations
   from one hook count only when all of them pass.
+- Registered objects are handed out wrapped (zoo.plugin_call.PluginObject): an exception
+  a plugin raises by mistake names the plugin and the method it failed in.
 - A plugin command that would replace a built-in (or another plugin's) command is
   refused and recorded as a conflict; the original command stays.
 """
@@ -28,6 +30,7 @@ from zoo import hookspecs
 from zoo.contract import check_registration
 from zoo.errors import PluginError
 from zoo.hookspecs import PLUGIN_API
+from zoo.plugin_call import PluginObject
 from zoo.types import Exporter, Metric, Provider, Strategy
 
 __all__ = [
@@ -279,8 +282,8 @@ class PluginManager:
                     raise problems[0]
                 self._fail(info, str(problems[0]), problems[0])
                 continue
-            for name, obj in staged:
-                registry.add(plugin, name, obj)  # duplicates are the user's to resolve
+            for name, obj in staged:  # every method call is named after plugin and method
+                registry.add(plugin, name, PluginObject(obj, plugin, kind))
             if info is not None and staged:
                 info.registered[kind] = sorted(
                     {*info.registered.get(kind, []), *(n for n, _ in staged)}
