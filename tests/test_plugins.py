@@ -145,9 +145,8 @@ def test_a_third_party_provider_name_taken_by_zoo_is_a_conflict_zoo_keeps_its_ow
     pm = PluginManager()
     assert pm.owner_info("provider", "timm").distribution == "transfer-zoo"  # type: ignore[union-attr]
     assert pm.plugins["duplicate"].status == "conflict"
-    assert "provider 'timm', which zoo's own plugin 'timm' provides" in (
-        pm.plugins["duplicate"].conflicts[0]
-    )
+    (conflict,) = pm.plugins["duplicate"].conflicts
+    assert "provider 'timm', which zoo's own plugin 'timm' provides" in conflict
 
 
 def test_duplicate_strategy_names_of_two_third_parties_use_neither() -> None:

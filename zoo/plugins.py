@@ -329,17 +329,16 @@ class PluginManager:
                 try:
                     _call(impl, cli=cli)
                     raised: BaseException | None = None
-                except (Exception, SystemExit) as exc:
-                    raised = exc
+                except (Exception, SystemExit) as error:
+                    raised = error
             if info is not None:
                 info.printed += out.text
             if raised is not None:
-                exc = raised
                 cli.commands.clear()
                 cli.commands.update(before)
                 if info is None:
-                    raise exc
-                self._fail(info, f"raised in register_commands: {_one_line(exc)}", exc)
+                    raise raised
+                self._fail(info, f"raised in register_commands: {_one_line(raised)}", raised)
                 continue
             added = sorted(name for name in cli.commands if name not in before)
             for name, cmd in before.items():
