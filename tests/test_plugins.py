@@ -138,19 +138,18 @@ def test_load_plugins_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
     assert PluginManager().plugins == {}
 
 
-def test_duplicate_provider_names_raise_naming_both_plugins(
+def test_a_third_party_provider_name_taken_by_zoo_is_a_conflict_zoo_keeps_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.syspath_prepend(str(DUPLICATE_PLUGIN))
     pm = PluginManager()
-    with pytest.raises(PluginError) as err:
-        pm.providers()
-    message = str(err.value)
-    assert "provider 'timm' is registered twice" in message
-    assert "'timm'" in message and "'duplicate'" in message
+    assert pm.owner_info("provider", "timm").distribution == "transfer-zoo"  # type: ignore[union-attr]
+    assert pm.plugins["duplicate"].status == "conflict"
+    (conflict,) = pm.plugins["duplicate"].conflicts
+    assert "provider 'timm', which zoo's own plugin 'timm' provides" in conflict
 
 
-def test_duplicate_strategy_names_raise_naming_both_plugins() -> None:
+def test_duplicate_strategy_names_of_two_third_parties_use_neither() -> None:
     from zoo import hookimpl
 
     class Same:
@@ -168,8 +167,9 @@ def test_duplicate_strategy_names_raise_naming_both_plugins() -> None:
     pm = PluginManager(load_entry_points=False)
     pm.register(Plugin(), "plugin-a")
     pm.register(Plugin(), "plugin-b")
-    with pytest.raises(PluginError, match="by plugin 'plugin-a' and by plugin 'plugin-b'"):
-        pm.strategies()
+    assert "same" not in pm.strategies()
+    assert pm.conflicted("strategy", "same") == ["plugin-a", "plugin-b"]
+    assert "as does plugin 'plugin-b': neither is used" in pm.plugins["plugin-a"].conflicts[0]
 
 
 def test_registration_without_the_protocol_is_refused_and_skipped() -> None:
@@ -448,5 +448,5 @@ def test_zoo_plugins_reports_a_duplicate_name_and_keeps_listing() -> None:
     done = run_zoo("plugins", "--json", plugin_paths=[DUPLICATE_PLUGIN])
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert any("provider 'timm' is registered twice" in p for p in doc["problems"])
-    assert {"timm", "duplicate"} <= {p["name"] for p in doc["plugins"]}
+    by_name = {p["name"]: p for p in doc["plugins"]}
+    assert by_name["duplicate"]["status"] == "conflict" and by_name["timm"]["status"] == "ok"

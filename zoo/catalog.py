@@ -56,6 +56,13 @@ def provider_for(ref: Ref) -> Provider:
     found = pm.providers()
     if ref.scheme in found:
         return CheckedProvider(found[ref.scheme], pm.owner("provider", ref.scheme) or "?")
+    claimants = pm.conflicted("provider", ref.scheme)
+    if claimants:
+        raise UnknownModelError(
+            f"provider '{ref.scheme}' is registered by plugins "
+            f"{' and '.join(repr(p) for p in claimants)}, so neither is used for '{ref}': "
+            "uninstall one (see `zoo plugins`)"
+        )
     names = ", ".join(sorted(found)) or "none"
     failed = sorted(p.name for p in pm.failures)
     why = f"; plugins that failed to load: {', '.join(failed)}" if failed else ""

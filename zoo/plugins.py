@@ -6,9 +6,17 @@
   working. ``ZOO_STRICT_PLUGINS=1`` re-raises instead, for plugin authors.
 - ``ZOO_LOAD_PLUGINS=a,b`` loads only the named entry points (empty: none).
 - Each hook implementation is called on its own with only the arguments it declares.
-- Registries (providers, strategies, exporters) are owned here: every registration is
-  validated and a duplicate name raises, naming both plugins. A plugin's registrations
+- A plugin's ``zoo_plugin_api`` is read from its module's source before the module runs
+  (zoo.plugin_source); what a plugin prints while imported or registering is captured
+  (``zoo plugins`` notes it; stdout stays clean for --json); ``sys.exit()`` in a plugin
+  marks it failed instead of ending zoo.
+- Registries (providers, strategies, exporters, metrics) are owned here: every
+  registration is validated. A name registered twice: zoo's own plugin (distribution
+  transfer-zoo) keeps it and the other plugin is marked ``conflict``; between two third
+  parties, both are marked ``conflict`` and neither is used. A plugin's registrations
   from one hook count only when all of them pass.
+- Registered objects are handed out wrapped (zoo.plugin_call.PluginObject): an exception
+  a plugin raises by mistake names the plugin and the method it failed in.
 - A plugin command that would replace a built-in (or another plugin's) command is
   refused and recorded as a conflict; the original command stays.
 """
@@ -18,9 +26,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import pluggy
 
@@ -28,6 +35,9 @@ from zoo import hookspecs
 from zoo.contract import check_registration
 from zoo.errors import PluginError
 from zoo.hookspecs import PLUGIN_API
+from zoo.plugin_call import PluginObject
+from zoo.plugin_records import NameRegistry, PluginInfo
+from zoo.plugin_source import NOT_DECLARED, captured, declared_api
 from zoo.types import Exporter, Metric, Provider, Strategy
 
 __all__ = [
@@ -41,6 +51,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "zoo"
+FIRST_PARTY = "transfer-zoo"  # zoo's own distribution: its plugins win a name conflict
 # kind of registered object -> the hook that registers it
 KINDS = {
     "provider": "register_providers",
@@ -49,46 +60,6 @@ KINDS = {
     "metric": "register_metrics",
 }
 T = TypeVar("T")
-
-
-@dataclass
-class PluginInfo:
-    """One plugin as `zoo plugins` shows it."""
-
-    name: str
-    distribution: str | None = None
-    version: str | None = None
-    module: str | None = None
-    hooks: list[str] = field(default_factory=list)
-    error: str | None = None  # None: loaded and working
-    api: int | None = None  # the plugin API it declares it needs (zoo_plugin_api)
-    # what it registered, by kind: {"provider": ["timm"], "command": ["hello"], ...}
-    registered: dict[str, list[str]] = field(default_factory=dict)
-    conflicts: list[str] = field(default_factory=list)  # refused, the rest kept working
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def status(self) -> str:
-        if self.error is not None:
-            return "failed"
-        return "conflict" if self.conflicts else "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "module": self.module,
-            "hooks": list(self.hooks),
-            "status": self.status,
-            "error": self.error,
-            "api": self.api,
-            "registered": {k: list(v) for k, v in sorted(self.registered.items())},
-            "conflicts": list(self.conflicts),
-        }
 
 
 def _strict() -> bool:
@@ -112,24 +83,6 @@ def _call(impl: Any, **available: Any) -> Any:
     return impl.function(**{name: available[name] for name in impl.argnames})
 
 
-class _Registry(Generic[T]):
-    """Name -> object, with the plugin that registered each name."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.items: dict[str, T] = {}
-        self.owners: dict[str, str] = {}
-
-    def add(self, plugin: str, name: str, obj: T) -> None:
-        if name in self.items:
-            raise PluginError(
-                f"{self.kind} '{name}' is registered twice: by plugin '{self.owners[name]}' "
-                f"and by plugin '{plugin}'; uninstall one or set ZOO_LOAD_PLUGINS"
-            )
-        self.items[name] = obj
-        self.owners[name] = plugin
-
-
 class PluginManager:
     """zoo's pluggy manager plus the registries its registration hooks fill."""
 
@@ -137,7 +90,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager("zoo")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
-        self._registries: dict[str, _Registry[Any]] = {}
+        self._registries: dict[str, NameRegistry[Any]] = {}
         self._lock = threading.RLock()
         if load_entry_points:
             self.load_entry_points()
@@ -159,10 +112,20 @@ class PluginManager:
                 module=ep.value,
             )
             self.plugins[ep.name] = info
-            try:
-                obj = ep.load()
-            except Exception as exc:  # isolation: one broken plugin must not break zoo
-                self._fail(info, f"failed to import: {_one_line(exc)}", exc)
+            api = declared_api(ep.module)  # read from the source: the module has not run
+            if api is not NOT_DECLARED and not self._api_ok(info, api):
+                continue
+            failure: tuple[str, BaseException] | None = None
+            with captured() as out:
+                try:
+                    obj = ep.load()
+                except SystemExit as exc:  # a plugin must not end zoo
+                    failure = (f"called sys.exit({exc.code!r}) while imported", exc)
+                except Exception as exc:  # isolation: one broken plugin must not break zoo
+                    failure = (f"failed to import: {_one_line(exc)}", exc)
+            info.printed += out.text
+            if failure is not None:
+                self._fail(info, *failure)
                 continue
             self._register_checked(obj, info)
 
@@ -183,21 +146,26 @@ class PluginManager:
             self.plugins.pop(name, None)
             self._registries.clear()
 
+    def _api_ok(self, info: PluginInfo, api: object) -> bool:
+        """Check a declared ``zoo_plugin_api``; mark the plugin failed when it does not fit."""
+        if not isinstance(api, int) or isinstance(api, bool):
+            self._fail(info, f"declares zoo_plugin_api = {api!r}: it must be an int", None)
+            return False
+        info.api = api
+        if api > PLUGIN_API:
+            self._fail(
+                info,
+                f"needs zoo plugin API {api}, this zoo has {PLUGIN_API}: upgrade "
+                "transfer-zoo (pip install -U transfer-zoo) or install an older plugin",
+                None,
+            )
+            return False
+        return True
+
     def _register_checked(self, obj: object, info: PluginInfo) -> None:
         api = getattr(obj, "zoo_plugin_api", None)
-        if api is not None:
-            if not isinstance(api, int) or isinstance(api, bool):
-                self._fail(info, f"declares zoo_plugin_api = {api!r}: it must be an int", None)
-                return
-            info.api = api
-            if api > PLUGIN_API:
-                self._fail(
-                    info,
-                    f"needs zoo plugin API {api}, this zoo has {PLUGIN_API}: upgrade "
-                    "transfer-zoo (pip install -U transfer-zoo) or install an older plugin",
-                    None,
-                )
-                return
+        if api is not None and not self._api_ok(info, api):
+            return
         try:
             self.pm.register(obj, name=info.name)
         except Exception as exc:
@@ -239,7 +207,7 @@ class PluginManager:
 
     # --------------------------------------------------------------- registries
 
-    def _collect(self, kind: str) -> _Registry[Any]:
+    def _collect(self, kind: str) -> NameRegistry[Any]:
         """Call one registration hook plugin by plugin, so errors name their plugin.
 
         A plugin's objects are checked as it registers them and added only if its whole
@@ -247,7 +215,7 @@ class PluginManager:
         skipped, the others register.
         """
         hook_name = KINDS[kind]
-        registry: _Registry[Any] = _Registry(kind)
+        registry: NameRegistry[Any] = NameRegistry(kind)
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():  # registration order
             plugin = impl.plugin_name
@@ -269,25 +237,42 @@ class PluginManager:
                     _problems.append(exc)  # kept even if the plugin swallows it
                     raise
 
-            try:
-                _call(impl, register=register)
-            except Exception as exc:
-                if not problems:
-                    problems.append(PluginError(f"raised in {hook_name}: {_one_line(exc)}"))
+            with captured() as out:
+                try:
+                    _call(impl, register=register)
+                except (Exception, SystemExit) as exc:
+                    if not problems:
+                        problems.append(PluginError(f"raised in {hook_name}: {_one_line(exc)}"))
+            if info is not None:
+                info.printed += out.text
             if problems:
                 if info is None:
                     raise problems[0]
                 self._fail(info, str(problems[0]), problems[0])
                 continue
-            for name, obj in staged:
-                registry.add(plugin, name, obj)  # duplicates are the user's to resolve
+            for name, obj in staged:  # every method call is named after plugin and method
+                registry.add(plugin, name, PluginObject(obj, plugin, kind))
             if info is not None and staged:
                 info.registered[kind] = sorted(
                     {*info.registered.get(kind, []), *(n for n, _ in staged)}
                 )
+        for plugin, message in registry.settle(self._first_party).items():
+            info = self.plugins.get(plugin)
+            if info is None:  # registered in-process without a PluginInfo: cannot happen
+                raise PluginError(f"plugin '{plugin}' {message}")
+            if message not in info.conflicts:
+                self._conflict(info, message)
         return registry
 
-    def _registry(self, kind: str) -> _Registry[Any]:
+    def _first_party(self, plugin: str) -> bool:
+        info = self.plugins.get(plugin)
+        return info is not None and info.distribution == FIRST_PARTY
+
+    def conflicted(self, kind: str, name: str) -> list[str]:
+        """The plugins that all registered ``name`` (none of them used); [] if none."""
+        return list(self._registry(kind).conflicted.get(name, []))
+
+    def _registry(self, kind: str) -> NameRegistry[Any]:
         with self._lock:
             if kind not in self._registries:
                 self._registries[kind] = self._collect(kind)
@@ -340,14 +325,20 @@ class PluginManager:
             if info is not None and not info.ok:
                 continue
             before = dict(cli.commands)
-            try:
-                _call(impl, cli=cli)
-            except Exception as exc:
+            with captured() as out:
+                try:
+                    _call(impl, cli=cli)
+                    raised: BaseException | None = None
+                except (Exception, SystemExit) as error:
+                    raised = error
+            if info is not None:
+                info.printed += out.text
+            if raised is not None:
                 cli.commands.clear()
                 cli.commands.update(before)
                 if info is None:
-                    raise
-                self._fail(info, f"raised in register_commands: {_one_line(exc)}", exc)
+                    raise raised
+                self._fail(info, f"raised in register_commands: {_one_line(raised)}", raised)
                 continue
             added = sorted(name for name in cli.commands if name not in before)
             for name, cmd in before.items():

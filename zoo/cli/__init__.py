@@ -88,6 +88,9 @@ def run(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(argv)
     try:
+        from zoo.cli.options import check_argv
+
+        check_argv(argv)  # a newline in a name would cut the one-line error
         group = build_cli()
         rv = group.main(args=argv, prog_name="zoo", standalone_mode=False)
     except ZooError as exc:

@@ -10,6 +10,7 @@ import click
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.types import BackboneInfo
 
+from zoo.cli.options import TIMEOUT
 from zoo.cli.output import console, emit_json, note, plural, readable
 
 _MAX_ROWS = 200
@@ -41,7 +42,11 @@ LIST_COLUMNS: tuple[tuple[str, Callable[[BackboneInfo], str]], ...] = (
 @click.option("--pretrained", is_flag=True, help="Only entries with pretrained weights.")
 @click.option("--license", "license_", metavar="ID", help="Only this licence id (e.g. apache-2.0).")
 @click.option(
-    "--timeout", default=10.0, show_default=True, help="Seconds to wait for a remote hub."
+    "--timeout",
+    type=TIMEOUT,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for a remote hub (more than 0, at most 3600).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 def list_cmd(

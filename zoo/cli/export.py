@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from zoo.cli.options import BATCH_SIZE, StrictInt, check_opset
 from zoo.cli.output import console, emit_json, note
 
 
@@ -24,7 +25,14 @@ def _complete_precision(ctx: click.Context, _param: click.Parameter, incomplete:
 @click.option(
     "--format", "fmt", default="onnx", show_default=True, help="Exporter (see `zoo plugins`)."
 )
-@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's own).")
+@click.option(
+    "--opset",
+    type=int,
+    default=None,
+    callback=check_opset,
+    help="ONNX opset, within what the installed torch.onnx and onnx write (default: the "
+    "exporter's own).",
+)
 @click.option(
     "--dynamic-batch/--static-batch",
     default=True,
@@ -121,8 +129,8 @@ def export_cmd(
 @click.command("predict")
 @click.argument("ref")
 @click.argument("images", type=click.Path(path_type=Path), metavar="IMAGE_OR_DIR")
-@click.option("--top-k", type=int, default=5, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--top-k", type=StrictInt(1, 100_000), default=5, show_default=True)
+@click.option("--batch-size", type=BATCH_SIZE, default=32, show_default=True)
 @click.option(
     "--provider",
     type=click.Choice(["auto", "cpu", "cuda", "tensorrt"]),

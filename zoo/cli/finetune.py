@@ -6,7 +6,21 @@ from typing import Any
 
 import click
 
+from zoo.cli.options import (
+    BATCH_SIZE,
+    EPOCHS,
+    LICENSE_ID,
+    LR,
+    MODEL_NAME,
+    PROCESSES,
+    REASON,
+    SEED,
+    StrictFloat,
+    StrictInt,
+)
 from zoo.cli.output import emit_json, note
+
+MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help stays light)
 
 
 @click.command("finetune")
@@ -20,48 +34,68 @@ from zoo.cli.output import emit_json, note
 )
 @click.option(
     "--unfreeze",
-    type=int,
+    type=StrictInt(0, 10_000),
     default=None,
     metavar="K",
     help="Stages below the head that train (partial, lp-ft, gradual, early-layers).",
 )
-@click.option("--epochs", type=int, default=None, help="Epochs (default: the strategy's).")
-@click.option("--batch-size", type=int, default=None, help="Global batch size. [default: 32]")
 @click.option(
-    "--lr", type=float, default=None, help="Peak learning rate (default: the strategy's)."
+    "--epochs", type=EPOCHS, default=None, help="Epochs, 1 to 100000 (default: the strategy's)."
+)
+@click.option(
+    "--batch-size", type=BATCH_SIZE, default=None, help="Global batch size. [default: 32]"
+)
+@click.option(
+    "--lr",
+    type=LR,
+    default=None,
+    help="Peak learning rate, a positive finite number (default: the strategy's).",
 )
 @click.option(
     "--image-size",
-    type=int,
+    type=StrictInt(1, MAX_IMAGE_SIZE),
     default=None,
     metavar="PX",
     help="Square input size (default: the backbone's own).",
 )
 @click.option(
     "--val-split",
-    type=float,
+    type=StrictFloat(0.0, 1.0, min_open=True, max_open=True),
     default=None,
     help="Fraction of each class held out for validation. [default: 0.2]",
 )
 @click.option(
     "--test-split",
-    type=float,
+    type=StrictFloat(0.0, 1.0, max_open=True),
     default=None,
     metavar="F",
     help="Fraction of each class held out as a test set that no choice sees; its accuracy "
     "is reported and registered as test_accuracy. [default: 0, none]",
 )
-@click.option("--seed", type=int, default=None, help="Seed of the split and training. [default: 0]")
-@click.option("--name", default=None, help="Registered model name (default: DATA-STRATEGY).")
+@click.option(
+    "--seed",
+    type=SEED,
+    default=None,
+    help="Seed of the split and training, 0 to 2**32-1. [default: 0]",
+)
+@click.option(
+    "--name",
+    type=MODEL_NAME,
+    default=None,
+    help="Registered model name: letters, digits, '_', '-', '.', '+', spaces "
+    "(default: DATA-STRATEGY).",
+)
 @click.option(
     "--license",
     "license_",
+    type=LICENSE_ID,
     default=None,
     metavar="ID",
     help="Licence of the derivative (default: the parent's).",
 )
 @click.option(
     "--license-override",
+    type=REASON,
     default=None,
     metavar="REASON",
     help="Register despite a licence conflict; the reason is recorded.",
@@ -69,7 +103,7 @@ from zoo.cli.output import emit_json, note
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N. [default: auto]")
 @click.option(
     "--nproc-per-node",
-    type=int,
+    type=PROCESSES,
     default=None,
     metavar="N",
     help="Processes (GPUs) on this machine, launched by torchrun with DDP. [default: 1]",
@@ -166,9 +200,12 @@ def finetune_cmd(
       zoo finetune timm:convnext_tiny /data/pets --nnodes 2 --nproc-per-node 8 \\
           --rdzv-endpoint node1:29400        # the same command on both nodes
     """
+    from zoo.cli.options import check_model_name, check_recipe_file, check_strategy_settings
     from zoo.engine import Recipe, launch, load_recipe_file
 
-    settings: dict[str, Any] = load_recipe_file(config) if config else {}
+    settings: dict[str, Any] = {}
+    if config:
+        settings = check_recipe_file(config, load_recipe_file(config), finetune_cmd)
     overrides = {
         "ref": ref,
         "data": data,
@@ -190,6 +227,11 @@ def finetune_cmd(
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     recipe = Recipe.from_dict(settings)
+    if recipe.name is None:  # DATA-STRATEGY must be a model name too, known before training
+        check_model_name(
+            recipe.model_name(), where="the default name (DATA-STRATEGY; give --name),"
+        )
+    check_strategy_settings(recipe)  # the strategy's settings and --unfreeze, before the data
     if dry_run:
         from zoo.engine import plan_only
 

@@ -67,6 +67,8 @@ def plugins_group(ctx: click.Context, hook: str | None, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    from zoo.plugins import get_plugin_manager
+
     plugins, problems = _rows(hook)
     precisions = {e["name"]: e["precisions"] for e in _exporters()}
     if as_json:
@@ -97,6 +99,13 @@ def plugins_group(ctx: click.Context, hook: str | None, as_json: bool) -> None:
     console().print(table)
     for line in problems:
         note(line)
+    for info in sorted(get_plugin_manager().plugins.values(), key=lambda p: p.name):
+        printed = info.printed.strip().splitlines()
+        if printed and (hook is None or hook in info.hooks):
+            note(
+                f"plugin '{info.name}' printed {len(printed)} line(s) while loading (kept off "
+                f"stdout), the first: {printed[0][:200]!r}"
+            )
 
 
 @plugins_group.command("new")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from zoo.cli.options import StrictInt
 from zoo.cli.output import console, emit_json, note
 
 
@@ -24,12 +25,14 @@ from zoo.cli.output import console, emit_json, note
 )
 @click.option(
     "--max-images",
-    type=int,
+    type=StrictInt(1, 10_000_000),
     default=None,
     metavar="N",
     help="Score on at most N images (the same share of each class, chosen by content).",
 )
-@click.option("--image-size", type=int, default=None, metavar="PX", help="Square input size.")
+@click.option(
+    "--image-size", type=StrictInt(1, 4096), default=None, metavar="PX", help="Square input size."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result (docs/json.md).")
 def rank_cmd(
     data: str,

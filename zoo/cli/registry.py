@@ -223,7 +223,7 @@ def where_cmd(as_json: bool) -> None:
 @registry_group.command("alias")
 @tracking_uri_option
 @click.argument("name")
-@click.argument("version", type=int)
+@click.argument("version", type=click.IntRange(min=1))
 @click.argument("alias")
 def alias_cmd(name: str, version: int, alias: str) -> None:
     """Point ALIAS of model NAME at VERSION (then use models:/NAME@ALIAS)."""
@@ -335,7 +335,7 @@ def _clean_staging() -> list[str]:
     help="Artifact root the server stores and serves (env ZOO_REGISTRY_ARTIFACTS).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--allowed-host",
     "allowed_hosts",
@@ -388,7 +388,7 @@ def serve_cmd(
 @click.command("ui")
 @tracking_uri_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui_cmd(host: str, port: int) -> None:
     """The MLflow UI on zoo's store (loopback only unless --host says otherwise)."""
     from zoo import store

@@ -81,6 +81,13 @@ class Nodes:
                 f"processes ({self.nnodes} nodes x {recipe.nproc_per_node}); pick a multiple "
                 f"of {world}"
             )
+        if world > 1 and recipe.batch_size // world < 2:
+            raise errors.UsageError(
+                f"--batch-size {recipe.batch_size} over {world} processes is "
+                f"{recipe.batch_size // world} image per process per step: BatchNorm cannot "
+                f"train on one image per process; use --batch-size {2 * world} or more (or "
+                "fewer processes)"
+            )
 
 
 def torchrun_command(

@@ -5,7 +5,8 @@ A third-party plugin: it imports only ``zoo`` (and peft, inside the hooks that n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,48 @@ EPOCHS = 5
 LORA_LR = 1e-3
 BITFIT_LR = 1e-3
 ATTENTION = ("qkv", "query", "key", "value")  # timm ViT / transformers ViT projections
+MAX_RANK = 1024
+LORA_SETTINGS = ("r", "alpha", "dropout", "targets", "augment")
+BITFIT_SETTINGS = ("augment",)
+
+
+def _refuse(name: str, key: str, value: Any, allowed: str) -> UsageError:
+    return UsageError(f"{name} setting {key}: {value!r} is not {allowed}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse settings peft would reject after minutes, or that would be ignored."""
+    known = LORA_SETTINGS if name == "lora" else BITFIT_SETTINGS
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UsageError(
+            f"{name} has no setting {', '.join(map(repr, unknown))} (its settings: "
+            f"{', '.join(known)}; docs/strategies.md)"
+        )
+    if "augment" in options and not isinstance(options["augment"], bool):
+        raise _refuse(name, "augment", options["augment"], "true or false")
+    if name != "lora":
+        return
+    r = options.get("r", 8)
+    if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= MAX_RANK:
+        raise _refuse(name, "r", r, f"a whole number from 1 to {MAX_RANK} (the adapters' rank)")
+    alpha = options.get("alpha", 16)
+    if not _number(alpha) or not math.isfinite(alpha) or alpha <= 0:
+        raise _refuse(name, "alpha", alpha, "a positive finite number (scaling: alpha / r)")
+    dropout = options.get("dropout", 0.0)
+    if not _number(dropout) or not 0.0 <= dropout < 1.0:
+        raise _refuse(name, "dropout", dropout, "a number in [0, 1)")
+    targets = options.get("targets")
+    if targets is not None and (
+        not isinstance(targets, list | tuple)
+        or not targets
+        or not all(isinstance(t, str) and t for t in targets)
+    ):
+        raise _refuse(name, "targets", targets, "a list of layer names (e.g. [qkv, fc1])")
 
 
 def _head_only_plan(
@@ -27,6 +70,7 @@ def _head_only_plan(
 ) -> TrainingPlan:
     """One phase whose stage set is the head alone: the body stays in eval mode (no
     BatchNorm statistics move), and ``prepare_model`` says which parameters train."""
+    _check_options(name, settings.options)
     if len(stages) < 2:
         raise UsageError(
             f"{name} needs a body and a head; this backbone has {len(stages)} stage(s)"
@@ -85,7 +129,7 @@ class LoRA:
             targets = _adaptable(model, stages, options.get("targets"))
             config = LoraConfig(
                 r=int(options.get("r", 8)),
-                lora_alpha=int(options.get("alpha", 16)),
+                lora_alpha=options.get("alpha", 16),
                 lora_dropout=float(options.get("dropout", 0.0)),
                 target_modules=targets,
             )
