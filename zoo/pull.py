@@ -14,6 +14,7 @@ recorded makes none; an unpinned one makes one ``HEAD`` to learn the current com
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from zoo.cache import files_present, find_record, save_record
+from zoo.cache import find_record, records_dir, save_record, verified_files
 from zoo.download import (
     HASH_PREFIX,
     download_url,
@@ -41,7 +42,7 @@ from zoo.errors import (
     UnknownModelError,
     UsageError,
 )
-from zoo.home import subdir
+from zoo.home import ReadOnlyHomeError, is_writable, subdir
 from zoo.refs import Ref
 from zoo.types import FileRecord, Progress, PulledWeights
 
@@ -101,6 +102,19 @@ def _bar_class(progress: Progress | None, label: str) -> Any:
             self.close()
 
     return Bar
+
+
+def _writable_or_refuse(folder: Path, label: str, variable: str) -> None:
+    """Before anything is downloaded: refuse in one line, naming the folder, when the
+    cache cannot be written (reading what is cached needs no write; pulling does)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not is_writable(probe):
+        raise ReadOnlyHomeError(
+            f"{folder} is read-only: pulling {label} writes its weights there. Make it "
+            f"writable, or point {variable} at a writable folder"
+        )
 
 
 # ----------------------------------------------------------------------------- the Hub
@@ -195,7 +209,7 @@ def _from_local_cache(
             continue
         commit = Path(path).parents[len(Path(weights_name).parts) - 1].name
         rec = find_record(provider, name, commit)
-        if rec is not None and files_present(rec):
+        if rec is not None and verified_files(rec):
             return rec
         records = [_verify_hub_file(path, weights_name)]
         paths = {weights_name: Path(path)}
@@ -209,7 +223,9 @@ def _from_local_cache(
             records.append(_verify_hub_file(p, extra))
             paths[extra] = Path(p)
         pulled = make(commit, records, paths)
-        save_record(pulled)
+        # a read-only cache: the files are verified; the record is for next time
+        with contextlib.suppress(OSError, ReadOnlyHomeError):
+            save_record(pulled)
         return pulled
     raise _not_cached(label, why)
 
@@ -272,7 +288,7 @@ def pull_hub(
     with file_lock(f"hf-{repo_id}"):
         if revision and _COMMIT.match(revision) and not force:
             rec = find_record(provider, name, revision)
-            if rec is not None and files_present(rec):
+            if rec is not None and verified_files(rec):
                 return rec  # pinned and recorded: no request at all
         previous = find_record(provider, name)
         candidates = list(weights)
@@ -280,7 +296,7 @@ def pull_hub(
             candidates.remove(previous.weights_file.name)
             candidates.insert(0, previous.weights_file.name)
         if is_offline():
-            if revision is None and previous is not None and files_present(previous):
+            if revision is None and previous is not None and verified_files(previous):
                 return previous
             return _from_local_cache(
                 weights=candidates,
@@ -330,9 +346,11 @@ def pull_hub(
             _write_ref(repo_id, revision or "main", commit)
         if not force:
             rec = find_record(provider, name, commit)
-            if rec is not None and files_present(rec) and rec.weights_file.name == weights_name:
+            if rec is not None and rec.weights_file.name == weights_name and verified_files(rec):
                 return rec  # one HEAD, no GET
         expected = (meta.etag or "").strip('"') or None
+        _writable_or_refuse(Path(hf_cache_dir()), label, "HF_HUB_CACHE")
+        _writable_or_refuse(records_dir(provider), label, "ZOO_HOME")
         path = _download(repo_id, weights_name, commit, force=force, progress=progress)
         records = [_verify_hub_file(path, weights_name, expected)]
         paths = {weights_name: Path(path)}
@@ -383,8 +401,10 @@ def pull_url(
     with file_lock(f"{provider}-{filename}"):
         if not force:
             rec = find_record(provider, name)
-            if rec is not None and files_present(rec) and rec.weights_file.name == filename:
+            if rec is not None and rec.weights_file.name == filename and verified_files(rec):
                 return rec
+        _writable_or_refuse(dest.parent, f"{provider}:{name}", "ZOO_HOME")
+        _writable_or_refuse(records_dir(provider), f"{provider}:{name}", "ZOO_HOME")
         if dest.exists() and not force:
             digest = sha256_file(dest)
             if prefix is not None and not digest.startswith(prefix):
