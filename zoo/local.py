@@ -152,6 +152,18 @@ def _checkpoint_classes(
     return n if n != int(target[weight].shape[0]) else None
 
 
+def _resolved(path: Path) -> Path:
+    """The checkpoint's real path; a symbolic link loop is the user's input, refused."""
+    try:
+        return path.expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: pathlib's loop (Python < 3.13)
+        why = getattr(exc, "strerror", None) or "a symbolic link loop"
+        raise UsageError(
+            f"{path} cannot be resolved ({why}: its links never reach a file): give the "
+            "checkpoint file itself"
+        ) from None
+
+
 def import_checkpoint(
     path: str | Path,
     *,
@@ -174,7 +186,7 @@ def import_checkpoint(
     if not license.strip():
         raise UsageError("--license is empty: give the licence id of the checkpoint")
     lic = parse_license(license)  # a typo is refused with the nearest ids, not stored
-    path = Path(path).expanduser().resolve()
+    path = _resolved(Path(path))
     fmt = detect_format(path)  # by content, before anything is loaded
     source = load_state_dict(path, trust_pickle=trust_pickle)
     bad = nonfinite_tensors(source)
