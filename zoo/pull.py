@@ -244,7 +244,8 @@ def _write_ref(repo_id: str, revision: str, commit: str) -> None:
             return
     except OSError:
         pass
-    atomic_write_text(ref_path, commit)
+    with contextlib.suppress(OSError):  # a read-only cache: the pull itself says so if it writes
+        atomic_write_text(ref_path, commit)
 
 
 def pull_hub(
