@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from zoo.checkpoints import (
     detect_format,
-    load_state_dict,
+    load_weights,
     map_state_dict,
     nonfinite_tensors,
     save_safetensors,
@@ -188,7 +188,8 @@ def import_checkpoint(
     lic = parse_license(license)  # a typo is refused with the nearest ids, not stored
     path = _resolved(Path(path))
     fmt = detect_format(path)  # by content, before anything is loaded
-    source = load_state_dict(path, trust_pickle=trust_pickle)
+    loaded = load_weights(path, trust_pickle=trust_pickle)  # with the SHA-256 of what was read
+    source = loaded.tensors
     bad = nonfinite_tensors(source)
     if bad:
         raise IntegrityError(
@@ -241,7 +242,7 @@ def import_checkpoint(
                     size=weights.stat().st_size,
                     num_classes=num_classes,
                     source=str(path),
-                    source_sha256=sha256_file(path),
+                    source_sha256=loaded.sha256,
                     source_format=fmt,
                     map_by=map_by,
                     imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

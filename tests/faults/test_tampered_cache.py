@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from finetune_helpers import make_images
 
-from faults.helpers import expect_error, expect_error_in_process, registered, run_zoo, zoo_env
+from faults.helpers import expect_error_in_process, registered
 from tests.hub_fixture import FakeHub, running_hub
 
 REF = "timm:test_resnet.r160_in1k"
@@ -69,9 +69,12 @@ def test_a_flipped_byte_is_refused_by_every_use_until_pulled_again(
     _flip_one_byte_keeping_size_and_times(weights)
     data = make_images(tmp_path / "data", classes=2, per_class=4, size=(32, 32))
 
-    proc = run_zoo("finetune", REF, str(data), *TRAIN, "--name", "tampered", env=zoo_env())
-    expect_error(proc, 4, str(weights), "zoo pull --force")
-    assert "epoch" not in (proc.stdout + proc.stderr).lower()
+    argv = ["finetune", REF, str(data), *TRAIN, "--name", "tampered"]
+    capsys.readouterr()
+    assert run(argv) == 4
+    out, err = capsys.readouterr()
+    assert "epoch" not in (out + err).lower()  # refused before anything trained
+    expect_error_in_process(argv, capsys, 4, str(weights), "zoo pull --force")
     assert registered() == []
 
     expect_error_in_process(["rank", str(data), REF], capsys, 4, str(weights), "--force")
@@ -84,8 +87,7 @@ def test_a_flipped_byte_is_refused_by_every_use_until_pulled_again(
     hub.reset_requests()
     assert run(["pull", "--force", REF]) == 0
     assert hub.count("GET", "model.safetensors") == 1
-    proc = run_zoo("finetune", REF, str(data), *TRAIN, "--name", "healed", env=zoo_env())
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run(["finetune", REF, str(data), *TRAIN, "--name", "healed"]) == 0
     from zoo.registry import get_version
 
     tags = get_version("models:/healed/1").tags
