@@ -18,15 +18,11 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from zoo.cache import find_record, records_dir, save_record, verified_files
 from zoo.download import (
-    HASH_PREFIX,
-    download_url,
     file_lock,
     git_blob_sha1,
     is_offline,
@@ -42,7 +38,8 @@ from zoo.errors import (
     UnknownModelError,
     UsageError,
 )
-from zoo.home import ReadOnlyHomeError, is_writable, subdir
+from zoo.home import ReadOnlyHomeError
+from zoo.pull_url import pull_url, utc_now, writable_or_refuse
 from zoo.refs import Ref
 from zoo.types import FileRecord, Progress, PulledWeights
 
@@ -67,10 +64,6 @@ def hf_cache_dir() -> str:
     from huggingface_hub import constants
 
     return str(constants.HF_HUB_CACHE)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _bar_class(progress: Progress | None, label: str) -> Any:
@@ -102,19 +95,6 @@ def _bar_class(progress: Progress | None, label: str) -> Any:
             self.close()
 
     return Bar
-
-
-def _writable_or_refuse(folder: Path, label: str, variable: str) -> None:
-    """Before anything is downloaded: refuse in one line, naming the folder, when the
-    cache cannot be written (reading what is cached needs no write; pulling does)."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not is_writable(probe):
-        raise ReadOnlyHomeError(
-            f"{folder} is read-only: pulling {label} writes its weights there. Make it "
-            f"writable, or point {variable} at a writable folder"
-        )
 
 
 # ----------------------------------------------------------------------------- the Hub
@@ -278,7 +258,7 @@ def pull_hub(
             files=tuple(files),
             license=lic,
             source=source,
-            pulled_at=_now(),
+            pulled_at=utc_now(),
             extra={"storage": "hf", "repo_id": repo_id, "cache_dir": hf_cache_dir()},
         )
 
@@ -350,8 +330,8 @@ def pull_hub(
             if rec is not None and rec.weights_file.name == weights_name and verified_files(rec):
                 return rec  # one HEAD, no GET
         expected = (meta.etag or "").strip('"') or None
-        _writable_or_refuse(Path(hf_cache_dir()), label, "HF_HUB_CACHE")
-        _writable_or_refuse(records_dir(provider), label, "ZOO_HOME")
+        writable_or_refuse(Path(hf_cache_dir()), label, "HF_HUB_CACHE")
+        writable_or_refuse(records_dir(provider), label, "ZOO_HOME")
         path = _download(repo_id, weights_name, commit, force=force, progress=progress)
         records = [_verify_hub_file(path, weights_name, expected)]
         paths = {weights_name: Path(path)}
@@ -365,69 +345,6 @@ def pull_hub(
             records.append(_verify_hub_file(p, extra))
             paths[extra] = Path(p)
         pulled = make(commit, records, paths)
-        save_record(pulled)
-        return pulled
-
-
-# ------------------------------------------------------------------------- plain URLs
-
-
-def pull_url(
-    *,
-    provider: str,
-    name: str,
-    url: str,
-    license: str = "unknown",
-    source: str | None = None,
-    require_hash: bool = True,
-    force: bool = False,
-    progress: Progress | None = None,
-) -> PulledWeights:
-    """Pull a plain file into ``$ZOO_HOME/cache/<provider>/`` and record it.
-
-    The expected SHA-256 prefix comes from the file name (``NAME-<hex>.EXT``, torch.hub's
-    convention); with ``require_hash`` a file without one is refused.
-    """
-    filename = os.path.basename(urlparse(url).path)
-    if not filename:
-        raise UsageError(f"'{url}' does not name a file")
-    m = HASH_PREFIX.search(filename)
-    prefix = m.group(1) if m else None
-    if prefix is None and require_hash:
-        raise IntegrityError(
-            f"{filename} carries no published hash (NAME-<sha256 prefix>.EXT), so it cannot "
-            "be verified; refused"
-        )
-    dest = subdir("cache", provider) / filename
-    with file_lock(f"{provider}-{filename}"):
-        if not force:
-            rec = find_record(provider, name)
-            if rec is not None and rec.weights_file.name == filename and verified_files(rec):
-                return rec
-        _writable_or_refuse(dest.parent, f"{provider}:{name}", "ZOO_HOME")
-        _writable_or_refuse(records_dir(provider), f"{provider}:{name}", "ZOO_HOME")
-        if dest.exists() and not force:
-            digest = sha256_file(dest)
-            if prefix is not None and not digest.startswith(prefix):
-                dest.unlink()
-                digest = download_url(url, dest, sha256_prefix=prefix, progress=progress)
-        else:
-            dest.unlink(missing_ok=True)
-            digest = download_url(url, dest, sha256_prefix=prefix, progress=progress)
-        pulled = PulledWeights(
-            reference=f"{provider}:{name}",
-            provider=provider,
-            revision=None,
-            files=(FileRecord(filename, str(dest), digest, dest.stat().st_size),),
-            license=license,
-            source=source or url,
-            pulled_at=_now(),
-            extra={
-                "storage": "zoo",
-                "url": url,
-                "verified": "sha256-prefix" if prefix else "recorded at first pull",
-            },
-        )
         save_record(pulled)
         return pulled
 
