@@ -139,11 +139,16 @@ def _stats(data: dict[str, Any]) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-def _remember_stat(record: Path, name: str, stat: Stat) -> None:
-    """Note that ``name`` was hashed and matched with ``stat``. Best effort: a read-only
-    cache keeps its record as it is (the file is then hashed on each use)."""
+def _remember_stat(record: Path, name: str, sha256: str, stat: Stat) -> None:
+    """Note that ``name`` was hashed (``sha256``, matching) with ``stat``. Best effort: a
+    read-only cache keeps its record as it is (the file is then hashed on each use), and
+    a record that now pins other bytes (a pull since) is left alone."""
     data = _read_json(record)
-    if data is None:
+    files = data.get("files") if data is not None else None
+    if data is None or not isinstance(files, list):
+        return
+    if not any(isinstance(f, dict) and f.get("name") == name and f.get("sha256") == sha256
+               for f in files):  # fmt: skip
         return
     stats = _stats(data)
     if stats.get(name) == stat:
@@ -182,7 +187,7 @@ class Pin:
         if actual != self.sha256:
             raise _tampered(self.reference, self.path, self.sha256, actual)
         if stat is not None:
-            _remember_stat(self.record, self.name, stat)
+            _remember_stat(self.record, self.name, self.sha256, stat)
 
 
 def _pins(record: Path) -> list[Pin]:
@@ -322,7 +327,7 @@ def verify(records: list[PulledWeights]) -> list[CacheEntry]:
             else:
                 out.append(CacheEntry(rec.reference, f.name, f.path, True))
                 if before is not None:
-                    _remember_stat(_record_file(rec), f.name, before)
+                    _remember_stat(_record_file(rec), f.name, f.sha256, before)
     return out
 
 
