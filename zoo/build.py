@@ -3,10 +3,16 @@ engine use (``zoo.build_backbone("timm:resnet50.a1_in1k", num_classes=10)``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from zoo.refs import Ref
 from zoo.types import Backbone
 
-__all__ = ["build_backbone"]
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.checkpoints import LoadedWeights
+
+__all__ = ["build_backbone", "loaded_sha256"]
 
 
 def build_backbone(
@@ -14,8 +20,14 @@ def build_backbone(
 ) -> Backbone:
     """Resolve ``ref`` through the catalogue and let its provider build it: pretrained
     weights from the verified cache (pulled first when missing), a fresh head of
-    ``num_classes`` outputs (None keeps the original head)."""
+    ``num_classes`` outputs (None keeps the original head).
+
+    The backbone's ``weights_sha256`` is that of the bytes its weights were loaded from,
+    as the load path (:func:`zoo.checkpoints.load_weights`) hashed or vouched for them,
+    whatever the provider's record says.
+    """
     from zoo.catalog import provider_for, resolve
+    from zoo.checkpoints import recording_loads
     from zoo.errors import UsageError
 
     ref = resolve(ref)
@@ -23,4 +35,16 @@ def build_backbone(
         raise UsageError(
             f"'{ref}' is a registered model: load it with zoo.registry.load_model('{ref}')"
         )
-    return provider_for(ref).build(ref, num_classes=num_classes, pretrained=pretrained)
+    with recording_loads() as loaded:
+        backbone = provider_for(ref).build(ref, num_classes=num_classes, pretrained=pretrained)
+    if pretrained and loaded:
+        backbone.weights_sha256 = loaded_sha256(loaded, backbone.weights_sha256)
+    return backbone
+
+
+def loaded_sha256(loaded: Sequence[LoadedWeights], claimed: str | None) -> str:
+    """The SHA-256 of the weights a build loaded: of the one file loaded, or of the file
+    the provider names (``claimed``) when it loaded several, else of the first."""
+    if len(loaded) > 1 and any(w.sha256 == claimed for w in loaded):
+        return str(claimed)
+    return loaded[0].sha256

@@ -9,34 +9,47 @@ files with SHA-256 and size as verified at pull time, licence, source URL, time.
 ``verify`` re-hashes files against those records; ``remove`` frees one revision's files
 (for the Hugging Face cache through huggingface_hub's own cache API, so its refs and
 snapshots stay consistent) and drops the record.
+
+Every use of a cached file checks it against its pinned SHA-256 (:func:`verified_files`,
+:func:`pin_for`), cheaply: each record keeps, per file, the (size, mtime_ns, ctime_ns,
+inode) the file had when it was last hashed (``verified_stat``); while they are the same
+the bytes are the ones hashed, and any change (an edit, a copy over it, ``touch -r``,
+which cannot set ctime) means hashing again. A file that no longer matches is refused
+(:class:`IntegrityError`, naming the file and ``zoo pull --force``), never used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from zoo.download import sha256_file
-from zoo.errors import NotFoundError, UsageError
-from zoo.home import atomic_write_text, subdir
+from zoo.errors import IntegrityError, NotFoundError, UsageError
+from zoo.home import ReadOnlyHomeError, atomic_write_text, subdir
 from zoo.refs import Ref, parse_ref
 from zoo.types import FileRecord, PulledWeights
 
 __all__ = [
     "RECORD_FORMAT",
     "CacheEntry",
+    "Pin",
+    "file_stat",
     "find_record",
     "info_extras",
     "list_records",
     "match_records",
+    "pin_for",
     "record_from_dict",
     "record_to_dict",
     "records_dir",
     "remove",
     "save_record",
+    "verified_files",
     "verify",
 ]
 
@@ -81,9 +94,149 @@ def record_from_dict(data: dict[str, Any]) -> PulledWeights:
 
 
 def save_record(pulled: PulledWeights) -> Path:
+    """Write the record of files just hashed (their stat is recorded as verified now)."""
     path = _record_path(pulled.provider, _name_of(pulled), pulled.revision)
-    atomic_write_text(path, json.dumps(record_to_dict(pulled), indent=2))
+    data = record_to_dict(pulled)
+    data[_STAT_KEY] = {f.name: s for f in pulled.files if (s := file_stat(f.path)) is not None}
+    atomic_write_text(path, json.dumps(data, indent=2))
     return path
+
+
+# ------------------------------------------------------------------ verified on every use
+
+_STAT_KEY = "verified_stat"  # file name -> [size, mtime_ns, ctime_ns, inode] when last hashed
+Stat = list[int]
+
+
+def file_stat(path: str | Path, st: os.stat_result | None = None) -> Stat | None:
+    """(size, mtime_ns, ctime_ns, inode) of a file (followed through links), None if gone.
+
+    Any write changes mtime and ctime, a rename or copy over it changes the inode, and
+    ctime cannot be set back by anyone (``touch -r`` and ``os.utime`` set mtime only).
+    """
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _record_file(pulled: PulledWeights) -> Path:
+    return _record_path(pulled.provider, _name_of(pulled), pulled.revision)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _stats(data: dict[str, Any]) -> dict[str, Any]:
+    found = data.get(_STAT_KEY)
+    return found if isinstance(found, dict) else {}
+
+
+def _remember_stat(record: Path, name: str, sha256: str, stat: Stat) -> None:
+    """Note that ``name`` was hashed (``sha256``, matching) with ``stat``. Best effort: a
+    read-only cache keeps its record as it is (the file is then hashed on each use), and
+    a record that now pins other bytes (a pull since) is left alone."""
+    data = _read_json(record)
+    files = data.get("files") if data is not None else None
+    if data is None or not isinstance(files, list):
+        return
+    if not any(isinstance(f, dict) and f.get("name") == name and f.get("sha256") == sha256
+               for f in files):  # fmt: skip
+        return
+    stats = _stats(data)
+    if stats.get(name) == stat:
+        return
+    data[_STAT_KEY] = {**stats, name: stat}
+    with contextlib.suppress(OSError):
+        atomic_write_text(record, json.dumps(data, indent=2))
+
+
+def _tampered(reference: str, path: str, pinned: str, actual: str) -> IntegrityError:
+    return IntegrityError(
+        f"{path} no longer matches the SHA-256 recorded when {reference} was pulled "
+        f"({pinned[:16]}..., now {actual[:16]}...): it was changed after the pull and is not "
+        f"used; fetch it again with `zoo pull --force {reference}`"
+    )
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A cached file's pinned SHA-256, and the stat it had when last hashed."""
+
+    reference: str
+    name: str
+    path: str
+    sha256: str
+    stat: Stat | None
+    record: Path
+
+    def vouches_for(self, stat: Stat | None) -> bool:
+        """The file is the one hashed: the same size, times and inode."""
+        return self.stat is not None and stat == self.stat
+
+    def check(self, actual: str, stat: Stat | None) -> None:
+        """``actual`` (the SHA-256 of the bytes read while the file had ``stat``) matches
+        the pin, or the file is refused. A match is remembered."""
+        if actual != self.sha256:
+            raise _tampered(self.reference, self.path, self.sha256, actual)
+        if stat is not None:
+            _remember_stat(self.record, self.name, self.sha256, stat)
+
+
+def _pins(record: Path) -> list[Pin]:
+    data = _read_json(record)
+    if data is None:
+        return []
+    stats = _stats(data)
+    try:
+        return [
+            Pin(data["reference"], f["name"], f["path"], f["sha256"], stats.get(f["name"]), record)
+            for f in data["files"]
+        ]
+    except (KeyError, TypeError):
+        return []
+
+
+def pin_for(path: str | Path) -> Pin | None:
+    """The pin of a cached file, by the path its record holds (None: not a cached file)."""
+    try:
+        root = records_dir()
+    except ReadOnlyHomeError:
+        return None  # a read-only home without records: nothing was pulled
+    wanted = {str(path), os.path.realpath(path)}
+    for record in sorted(root.glob("*/*.json")):
+        for pin in _pins(record):
+            if pin.path in wanted or os.path.realpath(pin.path) in wanted:
+                return pin
+    return None
+
+
+def verified_files(pulled: PulledWeights) -> bool:
+    """Every file of a record is there and still the one pulled: the cheap stat check,
+    and a re-hash for each file whose stat changed since it was last hashed.
+
+    False when a file is missing or has another size (the caller fetches it again);
+    :class:`IntegrityError` when a file of the right size has other bytes.
+    """
+    if not files_present(pulled):
+        return False
+    record = _record_file(pulled)
+    pins = {p.name: p for p in _pins(record)}
+    for f in pulled.files:
+        pin, stat = pins.get(f.name), file_stat(f.path)
+        if pin is not None and pin.sha256 == f.sha256 and pin.vouches_for(stat):
+            continue
+        Pin(pulled.reference, f.name, f.path, f.sha256, None, record).check(
+            sha256_file(f.path), stat
+        )
+    return True
 
 
 def list_records(provider: str | None = None) -> list[PulledWeights]:
@@ -159,6 +312,7 @@ def verify(records: list[PulledWeights]) -> list[CacheEntry]:
             if not path.is_file():
                 out.append(CacheEntry(rec.reference, f.name, f.path, False, "missing"))
                 continue
+            before = file_stat(path)
             digest = sha256_file(path)
             if digest != f.sha256:
                 out.append(
@@ -172,6 +326,8 @@ def verify(records: list[PulledWeights]) -> list[CacheEntry]:
                 )
             else:
                 out.append(CacheEntry(rec.reference, f.name, f.path, True))
+                if before is not None:
+                    _remember_stat(_record_file(rec), f.name, f.sha256, before)
     return out
 
 

@@ -7,27 +7,42 @@ through ``torch.load(weights_only=True)``, PyTorch's restricted unpickler that a
 tensors and plain containers only. Anything that needs more is refused with
 :class:`SecurityError`; ``trust_pickle=True`` (``zoo import --trust-pickle``) is the
 user's explicit decision and never a default.
+
+:func:`load_weights` is the one load path: it returns the tensors with the SHA-256 of the
+bytes they were parsed from (:class:`LoadedWeights`), and refuses a cached file that no
+longer matches the SHA-256 pinned when it was pulled (:func:`zoo.cache.pin_for`; hashed
+again only when the file's size, times or inode changed since it was last hashed).
+:func:`recording_loads` collects what a block loaded: the engine takes a parent's
+SHA-256 from there, not from a record.
 """
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
 import json
+import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
-from zoo.errors import DataError, NotFoundError, SecurityError, UsageError
+from zoo.errors import DataError, IntegrityError, NotFoundError, SecurityError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
     "FORMATS",
+    "LoadedWeights",
     "detect_format",
     "load_state_dict",
+    "load_weights",
     "map_state_dict",
     "nonfinite_tensors",
+    "recording_loads",
     "require_regular_file",
     "save_safetensors",
 ]
@@ -130,12 +145,80 @@ def _unwrap(obj: Any) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint, in the file's order, loaded without running its code."""
-    import torch
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A weights file as it was loaded: where, in which format, and the SHA-256 of the
+    bytes its tensors came from."""
+
+    path: str
+    sha256: str
+    format: str
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+
+_LOADS: contextvars.ContextVar[list[LoadedWeights] | None] = contextvars.ContextVar(
+    "zoo_loads", default=None
+)
+
+
+@contextmanager
+def recording_loads() -> Iterator[list[LoadedWeights]]:
+    """``with recording_loads() as loaded:`` every weights file loaded in the block, in
+    order (without their tensors)."""
+    loaded: list[LoadedWeights] = []
+    token = _LOADS.set(loaded)
+    try:
+        yield loaded
+    finally:
+        _LOADS.reset(token)
+
+
+def _sha256_of(fh: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
+    fh.seek(0)
+    return digest.hexdigest()
+
+
+def load_weights(path: str | Path, *, trust_pickle: bool = False) -> LoadedWeights:
+    """Tensors of a checkpoint, in the file's order, loaded without running its code,
+    with the SHA-256 of the bytes loaded; a cached file that no longer matches its pin is
+    refused (:class:`IntegrityError`) before its tensors are used."""
+    from zoo.cache import file_stat, pin_for
 
     path = Path(path)
     fmt = detect_format(path)
+    pin = pin_for(path)
+    with path.open("rb") as fh:
+        stat = file_stat(path, os.fstat(fh.fileno()))
+        if pin is not None and pin.vouches_for(stat):
+            sha256 = pin.sha256  # the very file hashed before: same size, times, inode
+        else:
+            sha256 = _sha256_of(fh)
+            if pin is not None:
+                pin.check(sha256, stat)
+        tensors = _parse(path, fh, fmt, trust_pickle)
+        if file_stat(path) != stat:
+            raise IntegrityError(
+                f"{path} changed while it was being loaded: nothing was done with it; run "
+                "the command again once whatever writes it has finished"
+            )
+    loaded = LoadedWeights(str(path), sha256, fmt, tensors)
+    recorded = _LOADS.get()
+    if recorded is not None:
+        recorded.append(replace(loaded, tensors={}))
+    return loaded
+
+
+def load_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint (:func:`load_weights` without the hash)."""
+    return load_weights(path, trust_pickle=trust_pickle).tensors
+
+
+def _parse(path: Path, fh: IO[bytes], fmt: Format, trust_pickle: bool) -> dict[str, torch.Tensor]:
+    import torch
+
     if fmt == "safetensors":
         from safetensors.torch import load_file
 
@@ -146,14 +229,11 @@ def load_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str
     # torch.load is given an open file, never the path: given a path it picks a loader
     # by the file's extension (a zip named *.safetensors goes to safetensors).
     if trust_pickle:
-        with path.open("rb") as fh:
-            obj = torch.load(fh, map_location="cpu", weights_only=False)
-        return _unwrap(obj)
+        return _unwrap(torch.load(fh, map_location="cpu", weights_only=False))
     import pickle
 
     try:
-        with path.open("rb") as fh:
-            obj = torch.load(fh, map_location="cpu", weights_only=True)
+        obj = torch.load(fh, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
         raise SecurityError(
             f"{path} is a {fmt} checkpoint that needs more than tensors to load (it could "

@@ -88,24 +88,54 @@ def git_blob_sha1(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _fallback_lock_dir() -> Path:
+    """Where locks go when the zoo home cannot be written (a read-only home or cache):
+    a per-user, per-home folder in the system's temp folder, so that processes reading
+    the same read-only cache still exclude each other."""
+    import hashlib
+    import tempfile
+
+    from zoo.home import home
+
+    key = hashlib.sha256(str(home()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    folder = Path(tempfile.gettempdir()) / f"zoo-locks-{uid}" / key
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder
+
+
 @contextmanager
 def file_lock(name: str, timeout: float = 3600.0) -> Iterator[None]:
-    """An exclusive lock shared by every zoo process on this machine (``$ZOO_HOME/locks``)."""
+    """An exclusive lock shared by every zoo process on this machine (``$ZOO_HOME/locks``,
+    or a folder in the temp folder when the home is read-only: reading a read-only cache
+    needs a lock, not a writable home)."""
     from filelock import FileLock, Timeout
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "--", name)[:200]
-    lock = FileLock(str(subdir("locks") / f"{safe}.lock"))
+    from zoo.home import ReadOnlyHomeError
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "--", name)[:200] + ".lock"
     try:
+        lock = FileLock(str(subdir("locks") / safe))
         lock.acquire(timeout=timeout)
     except Timeout:
-        raise OfflineError(
-            f"another zoo process has held the lock on {name} for {timeout:g}s; if none is "
-            f"running, delete {lock.lock_file}"
-        ) from None
+        raise _held(name, timeout, lock.lock_file) from None
+    except (OSError, ReadOnlyHomeError):
+        lock = FileLock(str(_fallback_lock_dir() / safe))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise _held(name, timeout, lock.lock_file) from None
     try:
         yield
     finally:
         lock.release()
+
+
+def _held(name: str, timeout: float, lock_file: str) -> OfflineError:
+    return OfflineError(
+        f"another zoo process has held the lock on {name} for {timeout:g}s; if none is "
+        f"running, delete {lock_file}"
+    )
 
 
 def _open(url: str, headers: dict[str, str], timeout: float) -> Any:

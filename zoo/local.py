@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from zoo.checkpoints import (
     detect_format,
-    load_state_dict,
+    load_weights,
     map_state_dict,
     nonfinite_tensors,
     save_safetensors,
@@ -152,6 +152,18 @@ def _checkpoint_classes(
     return n if n != int(target[weight].shape[0]) else None
 
 
+def _resolved(path: Path) -> Path:
+    """The checkpoint's real path; a symbolic link loop is the user's input, refused."""
+    try:
+        return path.expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: pathlib's loop (Python < 3.13)
+        why = getattr(exc, "strerror", None) or "a symbolic link loop"
+        raise UsageError(
+            f"{path} cannot be resolved ({why}: its links never reach a file): give the "
+            "checkpoint file itself"
+        ) from None
+
+
 def import_checkpoint(
     path: str | Path,
     *,
@@ -174,9 +186,10 @@ def import_checkpoint(
     if not license.strip():
         raise UsageError("--license is empty: give the licence id of the checkpoint")
     lic = parse_license(license)  # a typo is refused with the nearest ids, not stored
-    path = Path(path).expanduser().resolve()
+    path = _resolved(Path(path))
     fmt = detect_format(path)  # by content, before anything is loaded
-    source = load_state_dict(path, trust_pickle=trust_pickle)
+    loaded = load_weights(path, trust_pickle=trust_pickle)  # with the SHA-256 of what was read
+    source = loaded.tensors
     bad = nonfinite_tensors(source)
     if bad:
         raise IntegrityError(
@@ -229,7 +242,7 @@ def import_checkpoint(
                     size=weights.stat().st_size,
                     num_classes=num_classes,
                     source=str(path),
-                    source_sha256=sha256_file(path),
+                    source_sha256=loaded.sha256,
                     source_format=fmt,
                     map_by=map_by,
                     imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

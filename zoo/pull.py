@@ -14,18 +14,15 @@ recorded makes none; an unpinned one makes one ``HEAD`` to learn the current com
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from zoo.cache import files_present, find_record, save_record
+from zoo.cache import find_record, records_dir, save_record, verified_files
 from zoo.download import (
-    HASH_PREFIX,
-    download_url,
     file_lock,
     git_blob_sha1,
     is_offline,
@@ -41,7 +38,8 @@ from zoo.errors import (
     UnknownModelError,
     UsageError,
 )
-from zoo.home import subdir
+from zoo.home import ReadOnlyHomeError
+from zoo.pull_url import pull_url, utc_now, writable_or_refuse
 from zoo.refs import Ref
 from zoo.types import FileRecord, Progress, PulledWeights
 
@@ -66,10 +64,6 @@ def hf_cache_dir() -> str:
     from huggingface_hub import constants
 
     return str(constants.HF_HUB_CACHE)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _bar_class(progress: Progress | None, label: str) -> Any:
@@ -195,7 +189,7 @@ def _from_local_cache(
             continue
         commit = Path(path).parents[len(Path(weights_name).parts) - 1].name
         rec = find_record(provider, name, commit)
-        if rec is not None and files_present(rec):
+        if rec is not None and verified_files(rec):
             return rec
         records = [_verify_hub_file(path, weights_name)]
         paths = {weights_name: Path(path)}
@@ -209,7 +203,9 @@ def _from_local_cache(
             records.append(_verify_hub_file(p, extra))
             paths[extra] = Path(p)
         pulled = make(commit, records, paths)
-        save_record(pulled)
+        # a read-only cache: the files are verified; the record is for next time
+        with contextlib.suppress(OSError, ReadOnlyHomeError):
+            save_record(pulled)
         return pulled
     raise _not_cached(label, why)
 
@@ -228,7 +224,8 @@ def _write_ref(repo_id: str, revision: str, commit: str) -> None:
             return
     except OSError:
         pass
-    atomic_write_text(ref_path, commit)
+    with contextlib.suppress(OSError):  # a read-only cache: the pull itself says so if it writes
+        atomic_write_text(ref_path, commit)
 
 
 def pull_hub(
@@ -261,7 +258,7 @@ def pull_hub(
             files=tuple(files),
             license=lic,
             source=source,
-            pulled_at=_now(),
+            pulled_at=utc_now(),
             extra={"storage": "hf", "repo_id": repo_id, "cache_dir": hf_cache_dir()},
         )
 
@@ -272,7 +269,7 @@ def pull_hub(
     with file_lock(f"hf-{repo_id}"):
         if revision and _COMMIT.match(revision) and not force:
             rec = find_record(provider, name, revision)
-            if rec is not None and files_present(rec):
+            if rec is not None and verified_files(rec):
                 return rec  # pinned and recorded: no request at all
         previous = find_record(provider, name)
         candidates = list(weights)
@@ -280,7 +277,7 @@ def pull_hub(
             candidates.remove(previous.weights_file.name)
             candidates.insert(0, previous.weights_file.name)
         if is_offline():
-            if revision is None and previous is not None and files_present(previous):
+            if revision is None and previous is not None and verified_files(previous):
                 return previous
             return _from_local_cache(
                 weights=candidates,
@@ -330,9 +327,11 @@ def pull_hub(
             _write_ref(repo_id, revision or "main", commit)
         if not force:
             rec = find_record(provider, name, commit)
-            if rec is not None and files_present(rec) and rec.weights_file.name == weights_name:
+            if rec is not None and rec.weights_file.name == weights_name and verified_files(rec):
                 return rec  # one HEAD, no GET
         expected = (meta.etag or "").strip('"') or None
+        writable_or_refuse(Path(hf_cache_dir()), label, "HF_HUB_CACHE")
+        writable_or_refuse(records_dir(provider), label, "ZOO_HOME")
         path = _download(repo_id, weights_name, commit, force=force, progress=progress)
         records = [_verify_hub_file(path, weights_name, expected)]
         paths = {weights_name: Path(path)}
@@ -346,67 +345,6 @@ def pull_hub(
             records.append(_verify_hub_file(p, extra))
             paths[extra] = Path(p)
         pulled = make(commit, records, paths)
-        save_record(pulled)
-        return pulled
-
-
-# ------------------------------------------------------------------------- plain URLs
-
-
-def pull_url(
-    *,
-    provider: str,
-    name: str,
-    url: str,
-    license: str = "unknown",
-    source: str | None = None,
-    require_hash: bool = True,
-    force: bool = False,
-    progress: Progress | None = None,
-) -> PulledWeights:
-    """Pull a plain file into ``$ZOO_HOME/cache/<provider>/`` and record it.
-
-    The expected SHA-256 prefix comes from the file name (``NAME-<hex>.EXT``, torch.hub's
-    convention); with ``require_hash`` a file without one is refused.
-    """
-    filename = os.path.basename(urlparse(url).path)
-    if not filename:
-        raise UsageError(f"'{url}' does not name a file")
-    m = HASH_PREFIX.search(filename)
-    prefix = m.group(1) if m else None
-    if prefix is None and require_hash:
-        raise IntegrityError(
-            f"{filename} carries no published hash (NAME-<sha256 prefix>.EXT), so it cannot "
-            "be verified; refused"
-        )
-    dest = subdir("cache", provider) / filename
-    with file_lock(f"{provider}-{filename}"):
-        if not force:
-            rec = find_record(provider, name)
-            if rec is not None and files_present(rec) and rec.weights_file.name == filename:
-                return rec
-        if dest.exists() and not force:
-            digest = sha256_file(dest)
-            if prefix is not None and not digest.startswith(prefix):
-                dest.unlink()
-                digest = download_url(url, dest, sha256_prefix=prefix, progress=progress)
-        else:
-            dest.unlink(missing_ok=True)
-            digest = download_url(url, dest, sha256_prefix=prefix, progress=progress)
-        pulled = PulledWeights(
-            reference=f"{provider}:{name}",
-            provider=provider,
-            revision=None,
-            files=(FileRecord(filename, str(dest), digest, dest.stat().st_size),),
-            license=license,
-            source=source or url,
-            pulled_at=_now(),
-            extra={
-                "storage": "zoo",
-                "url": url,
-                "verified": "sha256-prefix" if prefix else "recorded at first pull",
-            },
-        )
         save_record(pulled)
         return pulled
 

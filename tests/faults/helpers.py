@@ -28,8 +28,10 @@ __all__ = [
     "expect_error",
     "expect_error_in_process",
     "kill_at_pause",
+    "readonly_mounts_work",
     "registered",
     "run_zoo",
+    "run_zoo_readonly",
     "with_limits",
     "zoo_env",
 ]
@@ -124,3 +126,41 @@ def with_limits(fsize: int) -> Callable[[], Any]:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap: EFBIG
 
     return apply
+
+
+_READONLY = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do mount --bind "$1" "$1" && '
+    'mount -o remount,bind,ro "$1" || exit 97; shift; n=$((n-1)); done; exec "$@"'
+)
+
+
+def _readonly_argv(argv: Sequence[str], readonly: Sequence[Path]) -> list[str]:
+    """``argv`` in a private mount namespace where each of ``readonly`` is a read-only
+    bind mount of itself: a real read-only file system (EROFS), which even root cannot
+    write, unlike a chmod."""
+    paths = [str(p) for p in readonly]
+    return ["unshare", "--mount", "sh", "-c", _READONLY, "sh", str(len(paths)), *paths, *argv]
+
+
+def readonly_mounts_work() -> bool:
+    """Can this machine make read-only bind mounts (unshare + mount, root or a user ns)?"""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        _readonly_argv(["true"], [Path(os.getcwd())]), capture_output=True, timeout=60
+    )
+    return probe.returncode == 0
+
+
+def run_zoo_readonly(
+    *args: str, readonly: Sequence[Path], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python -m zoo ARGS` with every folder in ``readonly`` mounted read-only."""
+    if not readonly_mounts_work():
+        pytest.skip("needs read-only bind mounts (unshare --mount as root)")
+    argv = _readonly_argv([sys.executable, "-m", "zoo", *args], readonly)
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=env or zoo_env(), timeout=timeout
+    )

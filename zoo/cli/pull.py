@@ -59,7 +59,9 @@ def pull_cmd(ref: str, revision: str | None, force: bool, as_json: bool) -> None
 
     Hub files are checked against the SHA-256 the Hub publishes (LFS ETag), torchvision
     files against the hash prefix in their name; a mismatch deletes the file and exits 4.
-    With HF_HUB_OFFLINE=1 nothing is contacted: cached models pull, others fail.
+    Cached files are checked again on every use: one changed since its pull exits 4
+    until `zoo pull --force REF` fetches it again. With HF_HUB_OFFLINE=1 nothing is
+    contacted: cached models pull, others fail. A read-only cache serves what it holds.
     """
     from zoo.progress import make_progress
     from zoo.pull import pull

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,8 @@ from typing import Any
 
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.sources import Listing, list_files
-from zoo.errors import DataError
+from zoo.data.workers import guarded, interrupt_workers, worker_init
+from zoo.errors import DataError, Interrupted
 from zoo.home import atomic_writer, subdir
 
 __all__ = [
@@ -193,7 +194,32 @@ def _unique(listing: Listing, samples: list[Sample]) -> tuple[list[Sample], list
 
 
 def _star(args: tuple[str, str | None, int | tuple[int, int], str]) -> Any:
-    return _check_one(*args)
+    return guarded(_check_one, *args)
+
+
+def _in_pool(
+    jobs: list[tuple[str, str | None, int | tuple[int, int], str]], workers: int
+) -> Iterator[tuple[str, str | None, str | None]]:
+    """Results in order, from worker processes that die with this one (workers.py)."""
+    import multiprocessing
+
+    # fork (as torch's DataLoader does): the workers only read files and run Pillow,
+    # and unlike spawn it needs no `if __name__ == "__main__"` guard in scripts.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),)
+    )
+    try:
+        yield from pool.map(_star, jobs, chunksize=8)
+    except BaseException:
+        # Ctrl-C or a failure: drop what has not started and stop the workers' current
+        # files (they skip the rest), then wait for them to exit
+        interrupt_workers(p for p in multiprocessing.active_children() if p not in others)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def check_listing(
@@ -226,17 +252,16 @@ def check_listing(
                 if progress is not None:
                     progress.advance(1)
         else:
-            import multiprocessing
-
-            # fork (as torch's DataLoader does): the workers only read files and run Pillow,
-            # and unlike spawn it needs no `if __name__ == "__main__"` guard in scripts.
-            methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                for result in pool.map(_star, jobs, chunksize=8):
-                    results.append(result)
-                    if progress is not None:
-                        progress.advance(1)
+            for result in _in_pool(jobs, workers):
+                results.append(result)
+                if progress is not None:
+                    progress.advance(1)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted while checking the images of {listing.root} ({len(results)} of "
+            f"{len(jobs)} checked): nothing was trained or registered; run the same command "
+            "again to go on (the images checked so far are not decoded again)"
+        ) from None
     finally:
         if progress is not None:
             progress.finish()

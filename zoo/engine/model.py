@@ -59,7 +59,10 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
 
     ref = parse_ref(recipe.ref)
     if ref.scheme != "models":
-        backbone: Any = provider_for(ref).build(
+        from zoo.build import build_backbone
+
+        # its weights_sha256 is the load path's: the parent's SHA-256 the lineage records
+        backbone: Any = build_backbone(
             ref, num_classes=num_classes, pretrained=not recipe.random_init
         )
         init_head(backbone)
