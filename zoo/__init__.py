@@ -52,6 +52,7 @@ from zoo.transferability import hscore, leep, logme, nce
 from zoo.types import (
     Backbone,
     BackboneInfo,
+    Candidate,
     CheckSet,
     Exporter,
     ExportOptions,
@@ -77,6 +78,7 @@ __all__ = [
     "Backbone",
     "BackboneInfo",
     "BadReferenceError",
+    "Candidate",
     "CheckSet",
     "DataError",
     "ExportOptions",

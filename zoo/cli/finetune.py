@@ -25,6 +25,13 @@ from zoo.cli.output import emit_json, note
     metavar="K",
     help="Stages below the head that train (partial, lp-ft, gradual, early-layers).",
 )
+@click.option(
+    "--budget",
+    default=None,
+    metavar="TIME",
+    help="With --strategy auto: the time its search may spend comparing candidates, "
+    "e.g. 90s, 10m, 1h; what would not fit is skipped and listed. [default: no bound]",
+)
 @click.option("--epochs", type=int, default=None, help="Epochs (default: the strategy's).")
 @click.option("--batch-size", type=int, default=None, help="Global batch size. [default: 32]")
 @click.option(
@@ -125,6 +132,7 @@ def finetune_cmd(
     data: str,
     strategy: str | None,
     unfreeze: int | None,
+    budget: str | None,
     epochs: int | None,
     batch_size: int | None,
     lr: float | None,
@@ -189,6 +197,11 @@ def finetune_cmd(
         "random_init": True if random_init else None,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    if budget is not None:
+        settings["strategy_settings"] = {
+            **dict(settings.get("strategy_settings") or {}),
+            "budget": parse_budget(budget, settings.get("strategy")),
+        }
     recipe = Recipe.from_dict(settings)
     if dry_run:
         from zoo.engine import plan_only
@@ -225,6 +238,31 @@ def finetune_cmd(
     if result.skipped:
         note(f"{len(result.skipped)} file(s) skipped (listed above and in the run's artifacts)")
     click.echo(f"registered {result.model_uri}: {result_line(result)}")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_budget(text: str, strategy: str | None) -> float:
+    """--budget TIME in seconds: a positive number with a unit s, m or h (90s, 10m, 1h)."""
+    from zoo.errors import UsageError
+
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        seconds = float(value) * _UNITS[unit]
+    except (KeyError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(
+            f"--budget {text!r} is not a time: give a positive number with s, m or h "
+            "(e.g. 90s, 10m, 1h)"
+        )
+    if strategy != "auto":
+        raise UsageError(
+            "--budget bounds --strategy auto's search; other strategies train what they "
+            "are told: add --strategy auto or drop --budget"
+        )
+    return seconds
 
 
 def result_line(result: Any) -> str:
