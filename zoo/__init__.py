@@ -48,7 +48,7 @@ from zoo.stages import (
     stages_from_assignment,
     timm_style_backbone,
 )
-from zoo.transferability import hscore, leep, logme, nce
+from zoo.transferability import hscore, knn_accuracy, leep, logme, nce
 from zoo.types import (
     Backbone,
     BackboneInfo,
@@ -123,6 +123,7 @@ __all__ = [
     "hookimpl",
     "hscore",
     "is_offline",
+    "knn_accuracy",
     "leep",
     "license_from_url",
     "load_image",
