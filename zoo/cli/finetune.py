@@ -23,7 +23,8 @@ from zoo.cli.output import emit_json, note
     type=int,
     default=None,
     metavar="K",
-    help="Stages below the head that train (partial, lp-ft, gradual, early-layers).",
+    help="Stages below the head that train (partial, lp-ft, gradual, early-layers); "
+    "with auto, the most its partial candidates train (0: frozen candidates only).",
 )
 @click.option(
     "--budget",
@@ -114,8 +115,8 @@ from zoo.cli.output import emit_json, note
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Check the data and show the plan (and what --strategy auto decides, with its "
-    "evidence) without training.",
+    help="Check the data and show the plan without training (for --strategy auto: its "
+    "cross-validation table and the trials it would run, with their cost).",
 )
 @click.option("--random-init", is_flag=True, help="Start from random weights (a baseline).")
 @click.option(
