@@ -229,19 +229,18 @@ def test_a_small_auto_run_scores_what_its_choice_scores_on_a_test_split_it_never
     data = layout_categories(tmp_path / "data", big, root=require_openclipart(), per_class=64)
     common = {"ref": lite0, "data": str(data), "image_size": 96, "seed": 0}
     split = {"val_split": 0.2, "test_split": 0.3}
-    # one partial trial (--unfreeze 1 caps them), two epochs: the test's time stays as it was
-    auto = finetune(
-        Recipe(strategy="auto", unfreeze=1, epochs=2, **common, **split), register=False
-    )
+    # one partial trial (--unfreeze 1 caps them) at partial's defaults; every plan at its
+    # defaults, so the probe auto may choose is the probe run below
+    auto = finetune(Recipe(strategy="auto", unfreeze=1, **common, **split), register=False)
     settings = auto.plan["settings"]
     assert settings["evidence"]["train_images"] == auto.metrics["num_train"]  # nothing else
+    assert {row["candidate"] for row in settings["search"]} >= {"linear-probe", "partial K=1"}
     decision = settings["decision"]
-    if decision == "partial":
-        chosen = Recipe(strategy="partial", unfreeze=1, epochs=2, **common, **split)
-    else:
-        chosen = Recipe(strategy=decision, epochs=2, **common, **split)
-    twin = finetune(chosen, register=False)
     probe = finetune(Recipe(strategy="linear-probe", **common, **split), register=False)
+    twin = probe
+    if decision != "linear-probe":
+        unfreeze = {"unfreeze": settings["unfreeze"]} if "unfreeze" in settings else {}
+        twin = finetune(Recipe(strategy=decision, **unfreeze, **common, **split), register=False)
     with capsys.disabled():
         print(
             f"\nauto ({decision}) {auto.metrics['test_accuracy']:.3f}, "
