@@ -266,6 +266,10 @@ def search(
             if not s.fits(out, needs):
                 continue
             _fire(state, out, [*inner, *held])
+            state.note(
+                f"auto: trying {out.label} on {len(inner)} of the training images, scored on "
+                f"the other {len(held)} (estimated ~{_secs(needs)})"
+            )
             out.score = run_trial(state, plan, inner, held)
             out.how = f"inner hold-out ({len(held)})"
             need = max(AUTO_TRIAL_MARGIN, 2 / len(held))
