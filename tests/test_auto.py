@@ -1,5 +1,6 @@
-"""`--strategy auto`: the decision rule on its evidence, and on real data (Lite0 on
-openclipart and on scikit-learn's digits) through `zoo finetune --dry-run`."""
+"""`--strategy auto`: the candidates it offers, the core's search on the training split
+alone (cross-validation, inner hold-out trials, a time budget), and on real data (Lite0 on
+openclipart) that auto's figures are exactly its choice's."""
 
 from __future__ import annotations
 
@@ -9,80 +10,193 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
+from tests.finetune_helpers import make_images
+from zoo import StrategySettings, UsageError
 from zoo.plugins import get_plugin_manager
 
-STAGES = ["stem", "b0", "b1", "b2", "b3", "head"]  # middle stage: b1
+STAGES = ["stem", "b0", "b1", "b2", "b3", "head"]
 
 
-def _summary(per_class: int, *, mid_informative: bool, final_informative: bool, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(4), per_class)
-
-    def make(informative: bool) -> torch.Tensor:
-        signal = np.eye(4)[y] * 4 if informative else np.zeros((len(y), 4))
-        noise = rng.normal(size=(len(y), 8))
-        return torch.tensor(np.hstack([signal, np.zeros((len(y), 4))]) + noise)
-
-    layers = {None: make(final_informative), "b1": make(mid_informative)}
-    for other in ("stem", "b0", "b2", "b3"):
-        layers[other] = make(False)
-    return SimpleNamespace(
-        classes=("a", "b", "c", "d"),
-        class_counts={c: per_class for c in "abcd"},
-        num_train=4 * per_class,
-        input_size=(3, 32, 32),
-        features=lambda stage=None: (layers[stage], torch.tensor(y)),
-    )
-
-
-def _close(per_class: int):
-    return _summary(per_class, mid_informative=False, final_informative=True)
+def _summary(per_class: int) -> SimpleNamespace:
+    return SimpleNamespace(class_counts={c: per_class for c in "abcd"}, num_train=4 * per_class)
 
 
 def _auto():
     return get_plugin_manager().strategies()["auto"]
 
 
-def test_few_images_per_class_close_to_the_source_get_a_linear_probe() -> None:
-    plan = _auto().plan(STAGES, _settings(), summary=_close(10))
-    assert plan.settings["decision"] == "linear-probe"
-    assert plan.phases[0].head_on_features
+def test_auto_offers_the_probes_cheap_and_partial_trials_in_the_rules_order() -> None:
+    few = _auto().candidates(STAGES, StrategySettings(), _summary(10), parents=1)
+    assert [(c.strategy, c.cost) for c in few[:2]] == [
+        ("linear-probe", "cheap"),
+        ("stage-probe", "cheap"),
+    ]
+    assert few[0].features == (None,)
+    assert few[1].features == ("stem", "b0", "b1", "b2", "b3")  # every stage below the head
+    # 1..3 stages by default; the old rule (200 per class: two stages) only orders them
+    assert [c.settings.unfreeze for c in few[2:]] == [1, 2, 3]
+    many = _auto().candidates(STAGES, StrategySettings(), _summary(200), parents=1)
+    assert [c.settings.unfreeze for c in many[2:]] == [2, 1, 3]
+    assert {c.cost for c in many[2:]} == {"trial"} and many[2].label == "partial K=2"
 
 
-def test_more_images_per_class_unfreeze_more_stages() -> None:
-    trained = {}
-    for per_class in (40, 200, 500):
-        plan = _auto().plan(STAGES, _settings(), summary=_close(per_class))
-        assert plan.settings["decision"] == "partial", per_class
-        trained[per_class] = plan.phases[0].trainable
-    # 30-99 per class: the last stage and the head; 100-299: two stages; 300-999: three
-    assert trained == {40: ((4, 5),), 200: ((3, 4, 5),), 500: ((2, 3, 4, 5),)}
-    assert _auto().plan(STAGES, _settings(), summary=_close(1000)).settings["decision"] == "full"
+def test_unfreeze_caps_autos_partial_candidates_and_zero_keeps_them_all_frozen() -> None:
+    capped = _auto().candidates(STAGES, StrategySettings(unfreeze=4), _summary(10))
+    assert [c.settings.unfreeze for c in capped if c.cost == "trial"] == [1, 2, 3, 4]
+    frozen = _auto().candidates(STAGES, StrategySettings(unfreeze=0), _summary(10))
+    assert [c.cost for c in frozen] == ["cheap", "cheap"]
+    with pytest.raises(UsageError, match=r"choose 0\.\.5"):
+        _auto().candidates(STAGES, StrategySettings(unfreeze=6), _summary(10))
 
 
-def test_the_users_unfreeze_wins_over_the_rules() -> None:
-    from zoo import StrategySettings
-
-    plan = _auto().plan(STAGES, StrategySettings(unfreeze=1), summary=_close(500))
-    assert plan.settings["decision"] == "partial"
-    assert plan.phases[0].trainable == ((4, 5),)
-    assert plan.settings["unfreeze"] == 1
+def test_auto_cannot_plan_without_the_engines_search() -> None:
+    with pytest.raises(UsageError, match="zoo finetune --strategy auto"):
+        _auto().plan(STAGES, StrategySettings())
 
 
-def test_a_far_domain_keeps_only_the_early_stages() -> None:
-    summary = _summary(10, mid_informative=True, final_informative=False)
-    plan = _auto().plan(STAGES, _settings(), summary=summary)
-    assert plan.settings["decision"] == "early-layers"
-    assert plan.phases[0].reinit == (3, 4)  # b2, b3 retrained; stem, b0, b1 kept
-    assert plan.settings["evidence"]["logme_b1"] > plan.settings["evidence"]["logme_final"]
+def test_cross_validation_tells_informative_features_from_noise() -> None:
+    from zoo.engine.search import cv_accuracy
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 12)
+    noise = rng.normal(size=(48, 16))
+    informative = noise + np.eye(4)[y].repeat(4, axis=1) * 3
+    good, k = cv_accuracy(informative, y, seed=0)
+    bad, _ = cv_accuracy(noise, y, seed=0)
+    assert k == 5 and good > 0.9 and bad < 0.6, (good, bad)
+    assert cv_accuracy(noise[:14], np.array([0] * 13 + [1]), seed=0) is None  # one of class 1
+    assert cv_accuracy(noise[:9], np.repeat(np.arange(3), 3), seed=0)[1] == 3  # k <= per class
 
 
-def _settings():
-    from zoo import StrategySettings
+# ------------------------------------------------------------- the search, end to end
 
-    return StrategySettings()
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> str:
+    from safetensors.torch import save_file
+
+    from zoo.build import build_backbone
+    from zoo.cli import run
+    from zoo.engine.seeding import seed_everything
+
+    seed_everything(3)
+    state = build_backbone("timm:test_resnet", pretrained=False).model.state_dict()
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    code = run(
+        ["import", str(weights), "--arch", "timm:test_resnet", "--license", "mit", "--name", "tiny"]
+    )
+    assert code == 0
+    return "local:tiny"
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_images(tmp_path / "data", classes=3, per_class=12, size=(36, 36))
+
+
+def test_auto_scores_candidates_on_training_rows_only_and_trains_what_it_chose(
+    tiny: str, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.engine import Callback, Recipe, finetune
+
+    monkeypatch.setenv("CI", "true")
+    seen: list[tuple[str, list[int], list[int], list[int]]] = []
+    splits = []
+
+    class Watch(Callback):
+        def on_candidate(self, state, label, rows, labels):  # type: ignore[no-untyped-def]
+            splits.append(state.split)
+            # each row's class, read from its file's folder
+            folders = [Path(state.data.samples[r].path).parent.name for r in rows]
+            truth = [state.data.classes.index(f) for f in folders]
+            seen.append((label, rows, labels, truth))
+
+    common = {"ref": tiny, "data": str(data), "image_size": 32, "seed": 1, "epochs": 1}
+    split = {"val_split": 0.25, "test_split": 0.25}
+    auto = finetune(
+        Recipe(strategy="auto", unfreeze=1, **common, **split),
+        register=False,
+        callbacks=[Watch()],
+    )
+    train, val, test = splits[0].train, splits[0].val, splits[0].test
+    assert len(train) == 18 and len(val) == 9 and len(test) == 9
+    by_label = {label: (rows, labels, truth) for label, rows, labels, truth in seen}
+    assert set(by_label) == {"linear-probe", "stage-probe", "partial K=1"}
+    for label, (rows, labels, truth) in by_label.items():
+        assert set(rows) <= set(train) and not set(rows) & (set(val) | set(test)), label
+        assert labels == truth, label  # the labels it was handed are its rows' classes
+    assert sorted(by_label["linear-probe"][0]) == sorted(train)  # CV on the whole split
+    assert sorted(by_label["partial K=1"][0]) == sorted(train)  # inner split + hold-out
+    settings = auto.plan["settings"]
+    table = {row["candidate"]: row for row in settings["search"]}
+    assert table["linear-probe"]["how"] == "5-fold CV"
+    assert table["partial K=1"]["how"] == "inner hold-out (4)"
+    assert [row["chosen"] for row in settings["search"]].count(True) == 1
+    assert settings["evidence"]["train_images"] == 18
+    # the registered figures are exactly those of the chosen plan run directly
+    decision = settings["decision"]
+    unfreeze = {"unfreeze": settings["unfreeze"]} if "unfreeze" in settings else {}
+    twin = finetune(Recipe(strategy=decision, **unfreeze, **common, **split), register=False)
+    for key in ("test_accuracy", "test_loss", "val_accuracy", "val_loss"):
+        assert auto.metrics[key] == twin.metrics[key], key
+
+
+def _finetune(capsys, *args: str) -> tuple[int, str, str]:
+    from zoo.cli import run
+
+    capsys.readouterr()
+    code = run(["finetune", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_tight_budget_skips_candidates_and_says_why(
+    tiny: str, data: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    args = [tiny, str(data), "--strategy", "auto", "--image-size", "32", "--budget", "1s"]
+    code, out, err = _finetune(capsys, *args, "--name", "tight")
+    assert code == 0, err
+    rows = [line for line in err.splitlines() if "partial K=" in line]
+    assert len(rows) == 3, err  # every trial listed ...
+    for line in rows:  # ... as skipped, with its estimate and what was left
+        assert "skipped" in line and "needs ~" in line and "of budget left" in line, line
+    assert "linear-probe  5-fold CV" in err and "<- chosen" in err
+    assert "registered models:/tight/1" in out
+
+
+def test_a_dry_run_shows_the_cv_table_and_the_trials_it_would_run(
+    tiny: str, data: Path, capsys
+) -> None:
+    args = [tiny, str(data), "--strategy", "auto", "--image-size", "32", "--dry-run"]
+    code, out, err = _finetune(capsys, *args, "--unfreeze", "2", "--json")
+    assert code == 0, err
+    search = json.loads(out)["plan"]["settings"]["search"]
+    assert [(r["candidate"], r["how"]) for r in search] == [
+        ("linear-probe", "5-fold CV"),
+        ("stage-probe", "5-fold CV"),
+        ("partial K=1", "would try"),
+        ("partial K=2", "would try"),
+    ]
+    assert all(r["score"] is not None for r in search[:2])
+    assert all(r["score"] is None and r["note"].startswith("needs ~") for r in search[2:])
+    assert "would try" in err and "chosen by 5-fold CV on the 30 training images" in err
+    assert "epoch" not in err  # no trial (nor anything else) trained
+
+
+@pytest.mark.parametrize("budget", ["10", "0s", "-1m", "ten minutes", "infs"])
+def test_a_bad_budget_is_refused_in_one_line(budget: str, data: Path, capsys) -> None:
+    code, _, err = _finetune(
+        capsys, "timm:test_resnet", str(data), "-s", "auto", "--budget", budget
+    )
+    assert code == 2 and err.count("\n") == 1 and "--budget" in err and "90s, 10m, 1h" in err
+
+
+def test_a_budget_without_auto_is_refused(data: Path, capsys) -> None:
+    code, _, err = _finetune(capsys, "timm:test_resnet", str(data), "--budget", "10m")
+    assert code == 2 and "--strategy auto" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------ on real data (slow)
@@ -101,63 +215,6 @@ def lite0(zoo_home: Path) -> str:
     return "local:effnet-lite0"
 
 
-def _decision(data: Path, capsys, *extra: str) -> dict:
-    from zoo.cli import run
-
-    capsys.readouterr()
-    args = ["--strategy", "auto", "--dry-run", "--json", *extra]
-    code = run(["finetune", "local:effnet-lite0", str(data), *args])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    return json.loads(out)["plan"]["settings"]
-
-
-@pytest.mark.slow
-def test_on_openclipart_ten_per_class_is_probed_and_twenty_times_more_unfreezes(
-    tmp_path: Path, lite0: str, capsys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from zoo.testdata import layout_categories, require_openclipart
-
-    root = require_openclipart()
-    monkeypatch.setenv("CI", "true")
-    big = ("animals", "food", "people", "transportation")  # the categories with 250+ images
-    small = layout_categories(tmp_path / "small", big, root=root, per_class=13)
-    large = layout_categories(tmp_path / "large", big, root=root, per_class=250)
-    few = _decision(small, capsys, "--image-size", "128")
-    many = _decision(large, capsys, "--image-size", "128")
-    few_n, many_n = few["evidence"]["median_per_class"], many["evidence"]["median_per_class"]
-    assert few_n <= 10 and many_n >= 18 * few_n, (few_n, many_n)  # about 20 times as many
-    assert few["decision"] == "linear-probe", few
-    assert many["decision"] == "partial", many
-    assert many["unfreeze"] >= 1, many  # at least the last stage trains
-
-
-@pytest.mark.slow
-def test_on_digits_a_far_domain_is_not_given_a_final_layer_probe(
-    tmp_path: Path, lite0: str, capsys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    monkeypatch.setenv("CI", "true")
-    digits = load_digits()
-    for i, (img, label) in enumerate(zip(digits.images[:300], digits.target[:300], strict=True)):
-        folder = tmp_path / "digits" / f"digit{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pixels = (img * 255 / 16).astype(np.uint8)
-        image = Image.fromarray(pixels).resize((32, 32), Image.NEAREST).convert("RGB")
-        image.save(folder / f"{i}.png")
-    settings = _decision(tmp_path / "digits", capsys)
-    evidence = settings["evidence"]
-    inner = {k: v for k, v in evidence.items() if k.startswith("logme_") and k != "logme_final"}
-    best = max(inner, key=inner.__getitem__)
-    # a far domain: an intermediate stage fits digits decisively better than the last ...
-    assert inner[best] > evidence["logme_final"] + evidence["far_margin"], evidence
-    # ... so auto keeps the stages up to it and retrains the rest, not a final-layer probe
-    assert settings["decision"] == "early-layers", settings
-    assert settings["keep"] >= 1
-
-
 @pytest.mark.slow
 def test_a_small_auto_run_scores_what_its_choice_scores_on_a_test_split_it_never_saw(
     tmp_path: Path, lite0: str, monkeypatch: pytest.MonkeyPatch, capsys
@@ -172,17 +229,22 @@ def test_a_small_auto_run_scores_what_its_choice_scores_on_a_test_split_it_never
     data = layout_categories(tmp_path / "data", big, root=require_openclipart(), per_class=64)
     common = {"ref": lite0, "data": str(data), "image_size": 96, "seed": 0}
     split = {"val_split": 0.2, "test_split": 0.3}
-    auto = finetune(Recipe(strategy="auto", epochs=2, **common, **split), register=False)
+    # one partial trial (--unfreeze 1 caps them) at partial's defaults; every plan at its
+    # defaults, so the probe auto may choose is the probe run below
+    auto = finetune(Recipe(strategy="auto", unfreeze=1, **common, **split), register=False)
     settings = auto.plan["settings"]
     assert settings["evidence"]["train_images"] == auto.metrics["num_train"]  # nothing else
-    assert settings["decision"] == "partial" and settings["unfreeze"] == 1, settings
-    chosen = Recipe(strategy="partial", unfreeze=1, epochs=2, **common, **split)
-    twin = finetune(chosen, register=False)
+    assert {row["candidate"] for row in settings["search"]} >= {"linear-probe", "partial K=1"}
+    decision = settings["decision"]
     probe = finetune(Recipe(strategy="linear-probe", **common, **split), register=False)
+    twin = probe
+    if decision != "linear-probe":
+        unfreeze = {"unfreeze": settings["unfreeze"]} if "unfreeze" in settings else {}
+        twin = finetune(Recipe(strategy=decision, **unfreeze, **common, **split), register=False)
     with capsys.disabled():
         print(
-            f"\nauto ({settings['decision']}) {auto.metrics['test_accuracy']:.3f}, "
-            f"partial {twin.metrics['test_accuracy']:.3f}, "
+            f"\nauto ({decision}) {auto.metrics['test_accuracy']:.3f}, "
+            f"{decision} {twin.metrics['test_accuracy']:.3f}, "
             f"linear-probe {probe.metrics['test_accuracy']:.3f} "
             f"on {int(auto.metrics['num_test'])} test images"
         )

@@ -5,10 +5,12 @@ content; `--strategy auto` records its decision in the lineage."""
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from tests.finetune_helpers import make_images
 from zoo.cli import run
@@ -51,10 +53,19 @@ def test_rank_scores_every_backbone_best_first_and_a_probe_reuses_its_features(
         _import(tmp_path, "timm:test_resnet", "tiny-a"),
         _import(tmp_path, "timm:test_vit", "tiny-b"),
     ]
+    # best first: a backbone whose features are all zero tells no class apart (k-NN near
+    # chance, 1/3), so it comes last though it is given first
+    blank = _import(tmp_path, "timm:test_resnet", "tiny-0", scale=0.0)
+    ordered = _rank(capsys, str(data), blank, *refs, "--metric", "knn")["rows"]
+    assert ordered[-1]["reference"] == blank and ordered[-1]["score"] < 0.5
+    assert ordered[0]["score"] > ordered[-1]["score"]
+    shutil.rmtree(zoo_home / "features")
     doc = _rank(capsys, str(data), *refs)
     rows = doc["rows"]
-    assert doc["metric"] == "logme" and {r["reference"] for r in rows} == set(refs)
-    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert doc["metric"] == "logme" and doc["metrics"] == ["logme", "knn"]  # side by side
+    assert {r["reference"] for r in rows} == set(refs)
+    assert all(set(r["scores"]) == {"logme", "knn"} for r in rows)
+    assert all(r["score"] == r["scores"]["logme"] for r in rows)
     assert all(r["images"] == 24 and r["layer"] == "final" and r["feature_dim"] > 0 for r in rows)
     caches = sorted((zoo_home / "features").glob("*.safetensors"))
     assert len(caches) == 2
@@ -81,7 +92,9 @@ def test_middle_stage_source_metrics_and_a_subset(tmp_path: Path, data: Path, ca
     assert [r["layer"] for r in rows] == ["final", "layer2"]  # test_resnet: stem, layer1..4, head
     leep = _rank(capsys, str(data), ref, "--metric", "leep")["rows"][0]
     nce = _rank(capsys, str(data), ref, "--metric", "nce")["rows"][0]
-    assert leep["score"] <= 0 and nce["score"] <= 0  # log-likelihoods through the source head
+    # NCE = -H(y | z) lies between -H(y) (z tells nothing; 3 balanced classes) and 0
+    assert -math.log(3) - 1e-9 <= nce["score"] <= 0
+    assert leep["score"] < 0 and math.isfinite(leep["score"])  # a mean log-probability
     subset = _rank(capsys, str(data), ref, "--max-images", "12")["rows"][0]
     assert subset["images"] == 12
 
@@ -94,22 +107,68 @@ def test_an_unknown_metric_is_one_line_naming_the_installed_ones(data: Path, cap
 
 def test_auto_records_its_decision_and_evidence_in_the_lineage(tmp_path: Path, data: Path) -> None:
     ref = _import(tmp_path, "timm:test_resnet", "tiny-d")
-    cmd = [
-        "finetune",
-        ref,
-        str(data),
-        "--strategy",
-        "auto",
-        "--image-size",
-        "32",
-        "--name",
-        "auto-run",
-    ]
-    assert run(cmd) == 0
+    cmd = ["finetune", ref, str(data), "--strategy", "auto", "--image-size", "32"]
+    assert run([*cmd, "--unfreeze", "0", "--name", "auto-run"]) == 0  # 0: frozen candidates
     from zoo.registry import get_version
 
     settings = get_version("models:/auto-run/1").lineage["strategy"]["settings"]
-    assert settings["decision"] == "linear-probe"  # 6 images per class to train on
-    assert settings["evidence"]["median_per_class"] == 6
-    assert "logme_final" in settings["evidence"] and settings["reason"]
-    assert torch.isfinite(torch.tensor(settings["evidence"]["logme_final"]))
+    assert settings["decision"] == "linear-probe"  # stage-probe is not installed here
+    assert settings["reason"].startswith("chosen by 5-fold CV on the 18 training images")
+    assert [row["candidate"] for row in settings["search"]] == ["linear-probe", "stage-probe"]
+    assert 0 <= settings["evidence"]["cv.linear-probe"] <= 1
+    assert settings["evidence"]["train_images"] == 18
+
+
+# ------------------------------------------------------------------------------ k-NN
+
+
+def _blobs(n_per_class: int, classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n_per_class)
+    centres = rng.normal(size=(classes, 16)) * 4
+    return centres[y] + rng.normal(size=(len(y), 16)), y
+
+
+def test_knn_tells_separable_labels_from_shuffled_ones() -> None:
+    from zoo import knn_accuracy
+
+    x, y = _blobs(30)
+    separable = knn_accuracy(x, y)
+    shuffled = knn_accuracy(x, np.random.default_rng(1).permutation(y))
+    assert separable > 0.95 and shuffled < 0.45, (separable, shuffled)  # chance: 0.25
+
+
+def test_knn_chunks_give_the_direct_leave_one_out_answer() -> None:
+    from zoo.transferability import knn_accuracy
+
+    x, y = _blobs(10, classes=3, seed=2)
+    x = x + np.random.default_rng(3).normal(size=x.shape) * 6  # overlapping: errors happen
+    f = (x - x.mean(0)) / x.std(0)
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    sims = f @ f.T  # the direct N x N computation
+    np.fill_diagonal(sims, -np.inf)
+    correct = 0
+    for i in range(len(y)):
+        near = np.argsort(-sims[i])[:5]
+        votes = np.zeros(3)
+        for j in near:
+            votes[y[j]] += sims[i, j] + 1
+        correct += int(votes.argmax() == y[i])
+    direct = correct / len(y)
+    assert 0.2 < direct < 1.0
+    for chunk in (1, 7, 30, 1024):
+        assert knn_accuracy(x, y, chunk=chunk) == direct, chunk
+
+
+def test_knn_scores_a_stratified_capped_subsample() -> None:
+    from zoo.transferability import stratified_subsample
+
+    y = np.repeat([0, 1, 2], [600, 300, 100])
+    keep = stratified_subsample(y, 100, seed=0)
+    assert len(keep) == 100 and len(set(keep.tolist())) == 100
+    assert np.bincount(y[keep]).tolist() == [60, 30, 10]  # each class keeps its share
+    assert not np.array_equal(keep, stratified_subsample(y, 100, seed=1))  # seeded draw
+    assert np.array_equal(keep, stratified_subsample(y, 100, seed=0))
+    rare = np.repeat([0, 1], [999, 1])
+    assert np.bincount(rare[stratified_subsample(rare, 10)]).tolist() == [9, 1]
+    assert len(stratified_subsample(y[:50], 100)) == 50  # under the cap: every image

@@ -48,10 +48,11 @@ from zoo.stages import (
     stages_from_assignment,
     timm_style_backbone,
 )
-from zoo.transferability import hscore, leep, logme, nce
+from zoo.transferability import hscore, knn_accuracy, leep, logme, nce
 from zoo.types import (
     Backbone,
     BackboneInfo,
+    Candidate,
     CheckSet,
     Exporter,
     ExportOptions,
@@ -77,6 +78,7 @@ __all__ = [
     "Backbone",
     "BackboneInfo",
     "BadReferenceError",
+    "Candidate",
     "CheckSet",
     "DataError",
     "ExportOptions",
@@ -121,6 +123,7 @@ __all__ = [
     "hookimpl",
     "hscore",
     "is_offline",
+    "knn_accuracy",
     "leep",
     "license_from_url",
     "load_image",

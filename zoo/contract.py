@@ -124,7 +124,11 @@ CONTRACTS: dict[str, Contract] = {
         "register_strategies",
         None,
         required={"name": _bare_name, "summary": _text, "plan": _callable},
-        optional={"prepare_model": _callable, "finalize_model": _callable},
+        optional={
+            "prepare_model": _callable,
+            "finalize_model": _callable,
+            "candidates": _callable,
+        },
     ),
     "metric": Contract(
         "metric",

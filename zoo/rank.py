@@ -14,15 +14,16 @@ import csv
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import UsageError
 
-__all__ = ["RankRow", "middle_stage", "rank", "subset_manifest"]
+__all__ = ["DEFAULT_METRICS", "RankRow", "middle_stage", "rank", "subset_manifest"]
 
 LAYERS = ("final", "mid")
+DEFAULT_METRICS = ("logme", "knn")  # printed side by side; the first orders the rows
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class RankRow:
     images: int
     seconds: float
     imagenet_top1: float | None = None  # where the weights' metadata states it
+    scores: dict[str, float] = field(default_factory=dict)  # every metric asked for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,23 +99,28 @@ def rank(
     data: str,
     refs: Sequence[str],
     *,
-    metric: str = "logme",
+    metric: str | Sequence[str] = DEFAULT_METRICS,
     layers: Sequence[str] = ("final",),
     max_images: int | None = None,
     image_size: int | None = None,
     on_row: Callable[[RankRow], None] | None = None,
 ) -> list[RankRow]:
-    """Score every reference on ``data``; rows sorted best first (per layer)."""
+    """Score every reference on ``data`` by each metric; rows sorted best first (per
+    layer) by the first metric, which ``metric``/``score`` name."""
     from zoo.engine import Recipe
     from zoo.engine.features import head_features, stage_features
     from zoo.engine.setup import prepare
     from zoo.plugins import get_plugin_manager
 
-    metrics = get_plugin_manager().metrics()
-    if metric not in metrics:
-        known = ", ".join(sorted(metrics)) or "none installed"
-        raise UsageError(f"no metric '{metric}' (known: {known}); see `zoo plugins`")
-    scorer = metrics[metric]
+    names = [metric] if isinstance(metric, str) else list(metric)
+    installed = get_plugin_manager().metrics()
+    for name in names:
+        if name not in installed:
+            known = ", ".join(sorted(installed)) or "none installed"
+            raise UsageError(f"no metric '{name}' (known: {known}); see `zoo plugins`")
+    if not names:
+        raise UsageError("give at least one metric to rank by")
+    scorers = {name: installed[name] for name in names}
     unknown = [layer for layer in layers if layer not in LAYERS]
     if unknown:
         raise UsageError(f"--layers takes final and/or mid, got {', '.join(unknown)}")
@@ -127,14 +134,15 @@ def rank(
             state = prepare(Recipe(ref=ref, data=source, image_size=image_size), register=False)
             x_final, y = head_features(state)
             probs = None
-            if getattr(scorer, "needs_source", False):
+            sourced = [n for n, m in scorers.items() if getattr(m, "needs_source", False)]
+            if sourced:
                 probs = _source_probabilities(state, x_final)
                 if probs is None:
                     applicable = sorted(
-                        n for n, m in metrics.items() if not getattr(m, "needs_source", False)
+                        n for n, m in installed.items() if not getattr(m, "needs_source", False)
                     )
                     raise UsageError(
-                        f"{ref} has no source classifier, which {metric} needs: use "
+                        f"{ref} has no source classifier, which {sourced[0]} needs: use "
                         f"--metric {' or '.join(applicable)}"
                     )
             for layer in layers:
@@ -143,18 +151,20 @@ def rank(
                 else:
                     name = middle_stage(state.names)
                     x, y = stage_features(state, name)
-                score = float(
-                    scorer.score(features=x.numpy(), labels=y.numpy(), source_probs=probs)
-                )
+                scores = {
+                    n: float(m.score(features=x.numpy(), labels=y.numpy(), source_probs=probs))
+                    for n, m in scorers.items()
+                }
                 row = RankRow(
                     reference=state.backbone.info.reference,
-                    metric=metric,
+                    metric=names[0],
                     layer=name,
-                    score=score,
+                    score=scores[names[0]],
                     feature_dim=int(x.shape[1]),
                     images=len(y),
                     seconds=time.perf_counter() - t0,
                     imagenet_top1=state.backbone.info.imagenet_top1,
+                    scores=scores,
                 )
                 rows.append(row)
                 if on_row is not None:

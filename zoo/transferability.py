@@ -10,6 +10,10 @@ from one forward pass, without fine-tuning (docs/rank.md).
   given the source model's top-1 labels.
 - **LEEP** (Nguyen et al., 2020): the log expected empirical prediction of the target
   labels through the source model's probabilities.
+- **k-NN** leave-one-out accuracy: each image classified by its ``KNN_K`` nearest other
+  images (cosine similarity of the standardised features, a similarity-weighted vote),
+  on a seeded, stratified subsample of at most ``KNN_MAX_IMAGES``; similarities are
+  computed a chunk of rows at a time, so memory grows linearly with the images.
 
 Everything is float64 NumPy; nothing here imports torch.
 """
@@ -19,9 +23,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["hscore", "leep", "logme", "logme_evidence", "nce"]
+__all__ = [
+    "KNN_K",
+    "KNN_MAX_IMAGES",
+    "hscore",
+    "knn_accuracy",
+    "leep",
+    "logme",
+    "logme_evidence",
+    "nce",
+    "stratified_subsample",
+]
 
 _EPS = 1e-12
+KNN_K = 5  # neighbours that vote
+KNN_MAX_IMAGES = 10_000  # the subsample k-NN scores at most
 
 
 def _as_arrays(features: Any, labels: Any) -> tuple[Any, Any]:
@@ -144,3 +160,62 @@ def leep(source_probs: Any, labels: Any) -> float:
     conditional = joint / np.where(pz > 0, pz, 1.0)  # P(y | z)
     expected = p @ conditional  # n x classes
     return float(np.mean(np.log(expected[np.arange(len(p)), y_idx] + _EPS)))
+
+
+def stratified_subsample(labels: Any, cap: int, seed: int = 0) -> Any:
+    """Sorted indices of at most ``cap`` samples, each class keeping its share (largest
+    remainders round; every class keeps at least one), drawn at random with ``seed``."""
+    import numpy as np
+
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if len(y) <= cap:
+        return np.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * cap / len(y)
+    take = np.maximum(1, np.floor(exact).astype(np.int64))
+    for i in np.argsort(-(exact - np.floor(exact)), kind="stable"):
+        if take.sum() >= cap:
+            break
+        take[i] += take[i] < counts[i]
+    rng = np.random.default_rng(seed)
+    chosen = [
+        rng.choice(np.flatnonzero(y == c), size=n, replace=False)
+        for c, n in zip(classes, take, strict=True)
+    ]
+    return np.sort(np.concatenate(chosen))
+
+
+def knn_accuracy(
+    features: Any,
+    labels: Any,
+    *,
+    k: int = KNN_K,
+    max_images: int = KNN_MAX_IMAGES,
+    seed: int = 0,
+    chunk: int = 1024,
+) -> float:
+    """Leave-one-out k-NN accuracy (module docstring); ``chunk`` rows of similarities
+    (chunk x N) at a time, never the N x N matrix."""
+    import numpy as np
+
+    f, y = _as_arrays(features, labels)
+    keep = stratified_subsample(y, max_images, seed)
+    f, y = f[keep], y[keep]
+    n = len(y)
+    if n < 2:
+        raise ValueError("k-NN leave-one-out needs at least two samples")
+    f = (f - f.mean(axis=0)) / np.maximum(f.std(axis=0), _EPS)
+    f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), _EPS)
+    k = min(k, n - 1)
+    num_classes = int(y.max()) + 1
+    correct = 0
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(n, start + chunk))
+        sims = f[rows] @ f.T
+        sims[np.arange(len(rows)), rows] = -np.inf  # leave the image itself out
+        near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        votes = np.zeros((len(rows), num_classes))
+        weights = np.take_along_axis(sims, near, axis=1) + 1.0  # cosine in [-1, 1] -> >= 0
+        np.add.at(votes, (np.repeat(np.arange(len(rows)), k), y[near].ravel()), weights.ravel())
+        correct += int((votes.argmax(axis=1) == y[rows]).sum())
+    return correct / n

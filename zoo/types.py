@@ -207,6 +207,8 @@ class Strategy(Protocol):
     #   finalize_model(model) -> nn.Module
     #       called once before registration on the registered epoch's weights (merge
     #       adapters into the base weights); what it returns is registered and exported.
+    #   candidates(stages, settings, summary, parents) -> list of Candidate: a choosing
+    #       strategy (auto); the engine's search scores them and trains the best one.
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,20 @@ class Exporter(Protocol):
         """Convert ``module`` (in eval mode) traced from ``example`` (batch >= 2) into
         ``options.out_dir``, verify it on ``options.check`` and return the result."""
         ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A plan a choosing strategy offers the engine's search (``candidates``, plugin API 2):
+    ``cost`` "cheap" is scored by k-fold CV on the cached ``features`` (None: the head's
+    input; stage names: those stages' outputs, concatenated); "trial" trains on images."""
+
+    strategy: str  # a registered strategy's name
+    settings: StrategySettings
+    cost: str = "cheap"  # "cheap" or "trial"
+    features: tuple[str | None, ...] = (None,)
+    label: str = ""  # how the table names it (default: the strategy's name)
+    prior: str = ""  # why the strategy offers it
 
 
 @runtime_checkable

@@ -1,6 +1,6 @@
 """zoo metric plugins: the transferability estimators `zoo rank` and `--strategy auto` use.
 
-LogME and H-score score the pooled features; NCE and LEEP score the source model's
+LogME, H-score and k-NN score the pooled features; NCE and LEEP score the source model's
 classifier probabilities (``needs_source``). The maths lives in ``zoo.transferability``
 (tested against the definitions); each metric here is its registration, written only
 against zoo's public API exactly as a third-party metric would be.
@@ -31,6 +31,12 @@ class _Metric:
 METRICS = (
     _Metric(
         "logme", "LogME: evidence of a linear model on the features (You et al. 2021)", zoo.logme
+    ),
+    _Metric(
+        "knn",
+        "k-NN: leave-one-out accuracy of the 5 nearest images (cosine on standardised "
+        "features; a stratified subsample of at most 10k)",
+        zoo.knn_accuracy,
     ),
     _Metric(
         "hscore",

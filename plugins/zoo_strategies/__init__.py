@@ -12,13 +12,13 @@ exactly as a third-party strategy would be.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import zoo
 from zoo import Phase, StrategySettings, TrainingPlan, UsageError
+from zoo_strategies.auto import Auto
 
 __all__ = [
     "STRATEGIES",
@@ -274,106 +274,6 @@ class EarlyLayers:
             self.name,
             (phase,),
             {"keep": keep, "unfreeze": k, "epochs": epochs, "lr": lr, "augment": augment},
-        )
-
-
-# `auto`'s rule (docs/strategies.md "auto"): examples per class in the training split, and
-# where the backbone's features fit the labels best (LogME, per stage).
-AUTO_PROBE_BELOW = 30  # fewer per class (median): a fixed feature extractor
-AUTO_FULL_FROM = 1000  # this many per class and more: every stage trains
-# In between, one more stage below the head trains from each of these counts on (steps of
-# half a decade, x3.16): 30-99 per class the last stage, 100-299 two, 300-999 three.
-AUTO_UNFREEZE_FROM = (AUTO_PROBE_BELOW, 100, 300)
-# An intermediate stage "clearly" beats the last when its total log evidence over the
-# training images is higher by ln(100): a Bayes factor of 100, "decisive" on Jeffreys'
-# scale. LogME is per image, so the margin is ln(100) / N.
-AUTO_BAYES_FACTOR = 100.0
-
-
-def _logme(summary: Any, stage: str | None) -> float:
-    x, y = summary.features(stage)
-    return float(zoo.logme(x.numpy(), y.numpy()))
-
-
-@dataclass(frozen=True)
-class Auto:
-    """Decide from the training split alone, by the classic transfer-learning rule.
-
-    A far domain (an intermediate stage's features fit the labels decisively better than
-    the last stage's, by LogME): keep the stages up to that one, retrain the rest
-    (early-layers). Otherwise by examples per class: few -> linear probe; more -> the
-    last stages and the head (partial), one stage more per half decade of examples; very
-    many -> every stage (full). The decision and
-    its evidence go into the plan's settings (printed, logged, in the lineage).
-    """
-
-    name: str = "auto"
-    summary: str = (
-        "choose from the training split: probe small data, unfreeze more as it grows, "
-        "keep only early stages for a far domain"
-    )
-
-    def decide(self, stages: Sequence[str], summary: Any) -> tuple[str, dict[str, Any], str]:
-        body = _body(stages)
-        counts = sorted(summary.class_counts.values())
-        per_class = counts[len(counts) // 2]
-        final = _logme(summary, None)
-        # the last body stage often feeds the head directly (the same features): skip it
-        inner = {name: _logme(summary, name) for name in stages[: body - 1]}
-        best = max(inner, key=inner.__getitem__) if inner else None
-        margin = math.log(AUTO_BAYES_FACTOR) / max(1, summary.num_train)
-        evidence: dict[str, Any] = {
-            "train_images": summary.num_train,
-            "median_per_class": per_class,
-            "logme_final": round(final, 4),
-            **{f"logme_{name}": round(score, 4) for name, score in inner.items()},
-            "far_margin": round(margin, 4),
-        }
-        if best is not None and inner[best] > final + margin:
-            why = (
-                f"far domain: LogME at {best} ({inner[best]:.3f}) beats the last stage's "
-                f"({final:.3f}) by more than {margin:.3f}; keep the stages up to {best}, "
-                "retrain the rest"
-            )
-            return "early-layers", {"keep": stages.index(best) + 1, **evidence}, why
-        if per_class < AUTO_PROBE_BELOW:
-            why = (
-                f"{per_class} images per class (< {AUTO_PROBE_BELOW}) and no stage fits "
-                "better than the last: train a new head on fixed features"
-            )
-            return "linear-probe", evidence, why
-        if per_class >= AUTO_FULL_FROM:
-            why = f"{per_class} images per class (>= {AUTO_FULL_FROM}): retrain every stage"
-            return "full", evidence, why
-        k = min(sum(per_class >= count for count in AUTO_UNFREEZE_FROM), body)
-        trained = "the last stage" if k == 1 else f"the last {k} stages"
-        why = (
-            f"{per_class} images per class (one more stage for each of "
-            f"{', '.join(map(str, AUTO_UNFREEZE_FROM))} reached) and no stage fits better "
-            f"than the last: train {trained} and the head"
-        )
-        return "partial", {"unfreeze": k, **evidence}, why
-
-    def plan(
-        self, stages: Sequence[str], settings: StrategySettings, summary: Any = None
-    ) -> TrainingPlan:
-        if summary is None:
-            raise UsageError("auto decides from the training split: run it through zoo finetune")
-        choice, evidence, why = self.decide(stages, summary)
-        chosen = {s.name: s for s in STRATEGIES}[choice]
-        options = dict(settings.options)
-        if "keep" in evidence:
-            options["keep"] = evidence.pop("keep")
-        unfreeze = evidence.pop("unfreeze", None)
-        if settings.unfreeze is not None and choice != "early-layers":
-            unfreeze = settings.unfreeze  # the user's --unfreeze wins over the rule's
-        inner = chosen.plan(
-            stages, StrategySettings(unfreeze, settings.epochs, settings.lr, options)
-        )
-        return TrainingPlan(
-            self.name,
-            inner.phases,
-            {"decision": choice, "reason": why, "evidence": evidence, **inner.settings},
         )
 
 

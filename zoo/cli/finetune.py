@@ -37,7 +37,15 @@ MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help 
     type=StrictInt(0, 10_000),
     default=None,
     metavar="K",
-    help="Stages below the head that train (partial, lp-ft, gradual, early-layers).",
+    help="Stages below the head that train (partial, lp-ft, gradual, early-layers); "
+    "with auto, the most its partial candidates train (0: frozen candidates only).",
+)
+@click.option(
+    "--budget",
+    default=None,
+    metavar="TIME",
+    help="With --strategy auto: the time its search may spend comparing candidates, "
+    "e.g. 90s, 10m, 1h; what would not fit is skipped and listed. [default: no bound]",
 )
 @click.option(
     "--epochs", type=EPOCHS, default=None, help="Epochs, 1 to 100000 (default: the strategy's)."
@@ -141,8 +149,8 @@ MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help 
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Check the data and show the plan (and what --strategy auto decides, with its "
-    "evidence) without training.",
+    help="Check the data and show the plan without training (for --strategy auto: its "
+    "cross-validation table and the trials it would run, with their cost).",
 )
 @click.option("--random-init", is_flag=True, help="Start from random weights (a baseline).")
 @click.option(
@@ -159,6 +167,7 @@ def finetune_cmd(
     data: str,
     strategy: str | None,
     unfreeze: int | None,
+    budget: str | None,
     epochs: int | None,
     batch_size: int | None,
     lr: float | None,
@@ -226,6 +235,11 @@ def finetune_cmd(
         "random_init": True if random_init else None,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    if budget is not None:
+        settings["strategy_settings"] = {
+            **dict(settings.get("strategy_settings") or {}),
+            "budget": parse_budget(budget, settings.get("strategy")),
+        }
     recipe = Recipe.from_dict(settings)
     if recipe.name is None:  # DATA-STRATEGY must be a model name too, known before training
         check_model_name(
@@ -267,6 +281,31 @@ def finetune_cmd(
     if result.skipped:
         note(f"{len(result.skipped)} file(s) skipped (listed above and in the run's artifacts)")
     click.echo(f"registered {result.model_uri}: {result_line(result)}")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_budget(text: str, strategy: str | None) -> float:
+    """--budget TIME in seconds: a positive number with a unit s, m or h (90s, 10m, 1h)."""
+    from zoo.errors import UsageError
+
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        seconds = float(value) * _UNITS[unit]
+    except (KeyError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise UsageError(
+            f"--budget {text!r} is not a time: give a positive number with s, m or h "
+            "(e.g. 90s, 10m, 1h)"
+        )
+    if strategy != "auto":
+        raise UsageError(
+            "--budget bounds --strategy auto's search; other strategies train what they "
+            "are told: add --strategy auto or drop --budget"
+        )
+    return seconds
 
 
 def result_line(result: Any) -> str:

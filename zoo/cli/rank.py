@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from zoo.cli.options import StrictInt
@@ -13,9 +15,10 @@ from zoo.cli.output import console, emit_json, note
 @click.argument("refs", nargs=-1, required=True)
 @click.option(
     "--metric",
-    default="logme",
+    default="logme,knn",
     show_default=True,
-    help="Transferability metric (a plugin): logme, hscore, nce, leep.",
+    help="Transferability metric(s), comma-separated (plugins): logme, knn, hscore, nce, "
+    "leep; one column each, rows ordered by the first.",
 )
 @click.option(
     "--layers",
@@ -47,8 +50,9 @@ def rank_cmd(
 
     One forward pass per backbone through the same feature cache a linear probe uses
     (a later `zoo finetune --strategy linear-probe` on the same images reuses it), then
-    a transferability score: LogME (default), H-score, NCE or LEEP. Higher is better;
-    scores compare backbones on the same data and metric, not across datasets.
+    transferability scores: LogME and k-NN leave-one-out accuracy side by side (default),
+    H-score, NCE or LEEP. Higher is better; scores compare backbones on the same data
+    and metric, not across datasets.
 
     \b
       zoo rank ./pets timm:resnet50.a1_in1k torchvision:efficientnet_b0
@@ -59,26 +63,33 @@ def rank_cmd(
     if max_images is not None and max_images < 2:
         raise click.UsageError("--max-images must be at least 2")
     chosen = [part.strip() for part in layers.split(",") if part.strip()]
+    metrics = [part.strip() for part in metric.split(",") if part.strip()]
+
+    def progress(r: Any) -> None:
+        note(
+            f"{r.reference} ({r.layer}): " + ", ".join(f"{k} {v:.4f}" for k, v in r.scores.items())
+        )
+
     rows = rank(
         data,
         list(refs),
-        metric=metric,
+        metric=metrics,
         layers=chosen,
         max_images=max_images,
         image_size=image_size,
-        on_row=None if as_json else lambda r: note(f"{r.reference} ({r.layer}): {r.score:.4f}"),
+        on_row=None if as_json else progress,
     )
     if as_json:
-        emit_json("rank_result", metric=metric, rows=[r.to_dict() for r in rows])
+        emit_json(
+            "rank_result", metric=metrics[0], metrics=metrics, rows=[r.to_dict() for r in rows]
+        )
         return
     from rich.table import Table
 
     table = Table()
-    for column in ("#", "reference", "layer", metric, "dim", "images", "seconds"):
-        table.add_column(
-            column,
-            justify="right" if column in {"#", metric, "dim", "images", "seconds"} else "left",
-        )
+    numeric = {"#", *metrics, "dim", "images", "seconds"}
+    for column in ("#", "reference", "layer", *metrics, "dim", "images", "seconds"):
+        table.add_column(column, justify="right" if column in numeric else "left")
     has_top1 = any(r.imagenet_top1 is not None for r in rows)
     if has_top1:
         table.add_column("ImageNet top-1", justify="right")
@@ -87,7 +98,7 @@ def rank_cmd(
             str(i),
             r.reference,
             r.layer,
-            f"{r.score:.4f}",
+            *(f"{r.scores[m]:.4f}" for m in metrics),
             str(r.feature_dim),
             str(r.images),
             f"{r.seconds:.1f}",

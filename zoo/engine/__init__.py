@@ -50,7 +50,7 @@ def plan_only(recipe: Recipe) -> dict[str, Any]:
     from zoo.engine.model import plan_to_dict
     from zoo.engine.setup import prepare
 
-    state = prepare(recipe, register=False)
+    state = prepare(recipe, register=False, trials=False)
     return plan_to_dict(state.plan, state.names)
 
 

@@ -20,11 +20,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "build",
+    "chooses",
     "describe",
     "find_classifier",
     "init_head",
     "make_plan",
     "plan_to_dict",
+    "settings_of",
     "strategy",
     "validate_plan",
 ]
@@ -128,16 +130,27 @@ def _takes_summary(plan: Any) -> bool:
     return "summary" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def make_plan(
-    strategy_obj: Any, recipe: Recipe, names: Sequence[str], summary: TrainingSummary
-) -> TrainingPlan:
-    """The strategy's plan (given the training summary where it asks for one), validated."""
-    settings = StrategySettings(
+def settings_of(recipe: Recipe) -> StrategySettings:
+    """What the user asked the strategy for."""
+    return StrategySettings(
         unfreeze=recipe.unfreeze,
         epochs=recipe.epochs,
         lr=recipe.lr,
         options=dict(recipe.strategy_settings),
     )
+
+
+def chooses(strategy_obj: Any) -> bool:
+    """A choosing strategy (auto) offers candidates; the search (search.py) plans it."""
+    return callable(getattr(strategy_obj, "candidates", None))
+
+
+def make_plan(
+    strategy_obj: Any, recipe: Recipe, names: Sequence[str], summary: TrainingSummary
+) -> TrainingPlan:
+    """The strategy's plan (given the training summary where it asks for one), validated.
+    A choosing strategy's plan comes from the search instead (setup.py)."""
+    settings = settings_of(recipe)
     if _takes_summary(strategy_obj.plan):
         plan = strategy_obj.plan(names, settings, summary=summary)
     else:

@@ -68,7 +68,10 @@ def prepare(
     register: bool,
     callbacks: Sequence[Callback] = (),
     progress: Callable[[], Any] = _progress,
+    trials: bool = True,
 ) -> RunState:
+    """The run's state, its plan made; ``trials=False`` (a dry run): a choosing strategy's
+    search scores only its cheap candidates and lists the trials it would run."""
     import torch
 
     if recipe.deterministic:
@@ -146,10 +149,12 @@ def prepare(
             f"{len(data.duplicates)} duplicate file(s) left out (identical bytes, one of each "
             f"kept; e.g. {data.duplicates[0].path} = {data.duplicates[0].same_as})"
         )
-    state.plan = build.make_plan(strategy, recipe, state.names, _summary(state))
-    decision = state.plan.settings.get("decision")
-    if decision:  # a strategy that chooses (auto) says what it chose and why
-        state.note(f"{recipe.strategy} chose {decision}: {state.plan.settings.get('reason', '')}")
-        evidence = state.plan.settings.get("evidence") or {}
-        state.note("evidence: " + ", ".join(f"{k} {v}" for k, v in evidence.items()))
+    if build.chooses(strategy):  # auto: the core scores its candidates (search.py)
+        from zoo.engine.search import search
+
+        settings = build.settings_of(recipe)
+        state.plan = search(state, strategy, settings, _summary(state), trials=trials)
+        state.note(f"{recipe.strategy} chose {state.plan.settings['decision']}")
+    else:
+        state.plan = build.make_plan(strategy, recipe, state.names, _summary(state))
     return state

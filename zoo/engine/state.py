@@ -44,6 +44,9 @@ class Callback:
 
     def on_epoch_end(self, state: RunState, record: dict[str, Any]) -> None: ...
 
+    def on_candidate(self, state: RunState, label: str, rows: list[int], labels: list[int]) -> None:
+        """auto's search is about to score a candidate on these samples (search.py)."""
+
 
 @dataclass
 class RunState:

@@ -1,0 +1,336 @@
+"""The search behind a choosing strategy (``--strategy auto``): score the candidates it
+offers, on the training split alone, within a time budget, and plan the best.
+
+- **cheap** candidates (a head on cached features) are scored by stratified k-fold
+  cross-validation of a standardised L2 logistic regression on the training images
+  (k = ``AUTO_FOLDS``, fewer when a class has fewer images; seeded by the recipe).
+- **trial** candidates (stages that train on images) train for their own epochs on an
+  inner split of the training images and are scored on its hold-out; the cheap winner,
+  refitted on the same inner split, is scored on the same hold-out, and a trial is chosen
+  only when it beats it by ``AUTO_TRIAL_MARGIN`` (and by at least two hold-out images).
+- each candidate's cost is estimated before it runs; one that does not fit in what is
+  left of ``--budget`` is skipped and listed with why. The linear probe is always scored:
+  it is the baseline and what auto trains when nothing else could be scored.
+
+Validation and test images are never looked at: the reported figures stay unbiased.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zoo.engine import model as build
+from zoo.errors import UsageError
+from zoo.types import Candidate, StrategySettings, TrainingPlan, TrainingSummary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.engine.state import RunState
+
+__all__ = [
+    "AUTO_FOLDS",
+    "AUTO_HOLDOUT",
+    "AUTO_TRIAL_MARGIN",
+    "TRAIN_STEP_COST",
+    "Outcome",
+    "cv_accuracy",
+    "search",
+]
+
+# Development constants (docs/strategies.md "auto"; set before any evaluation figure).
+AUTO_FOLDS = 5  # k of the k-fold cross-validation of cheap candidates
+AUTO_HOLDOUT = 0.2  # the inner hold-out's share of the training images (trials)
+AUTO_TRIAL_MARGIN = 0.03  # accuracy a trial must beat the cheap winner by on the hold-out
+TRAIN_STEP_COST = 3.0  # a training step ~ forward + backward ~ three forward passes
+
+
+@dataclass
+class Outcome:
+    """One row of the comparison table."""
+
+    candidate: Candidate
+    how: str = ""  # "5-fold CV", "inner hold-out (64)", "skipped", "would try"
+    score: float | None = None
+    note: str = ""
+    chosen: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.candidate.label or self.candidate.strategy
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"candidate": self.label, "strategy": self.candidate.strategy}
+        out["how"] = self.how
+        out |= {"score": None if self.score is None else round(self.score, 4)}
+        return out | {"note": self.note, "chosen": self.chosen}
+
+
+@dataclass
+class _Search:
+    state: RunState
+    summary: TrainingSummary
+    budget: float | None
+    started: float = field(default_factory=time.monotonic)
+    seconds_per_image: float = 0.0
+    stage_features_ready: bool = False
+    probe_cv_seconds: float = 0.0
+
+    def left(self) -> float:
+        if self.budget is None:
+            return float("inf")
+        return self.budget - (time.monotonic() - self.started)
+
+    def fits(self, outcome: Outcome, needs: float, reserved: float = 0.0) -> bool:
+        """Whether ``needs`` seconds fit in what is left (less ``reserved``); if not, the
+        outcome says it was skipped and why."""
+        left = self.left() - reserved
+        if needs <= left:
+            return True
+        outcome.how = "skipped"
+        outcome.note = f"needs ~{_secs(needs)}, {_secs(max(0.0, left))} of budget left"
+        return False
+
+
+def _secs(s: float) -> str:
+    return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
+def cv_accuracy(x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS) -> tuple[float, int] | None:
+    """Mean accuracy of a standardised L2 logistic regression over stratified k-fold CV,
+    and k; None when a class has fewer than two images (no fold could hold it out)."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    counts = np.bincount(y)
+    k = min(folds, int(counts[counts > 0].min()))
+    if k < 2 or len(counts[counts > 0]) < 2:
+        return None
+    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
+        scores = cross_val_score(_head(), x, y, cv=cv, scoring="accuracy")
+    return float(scores.mean()), k
+
+
+def _head() -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+
+
+def _features(s: _Search, cand: Candidate) -> tuple[Any, Any]:
+    """The candidate's training-split features (blocks concatenated) and labels."""
+    import numpy as np
+
+    assert s.summary.features is not None
+    blocks, labels = [], None
+    for stage in cand.features:
+        x, labels = s.summary.features(stage)
+        blocks.append(x.float().numpy())
+    if any(stage is not None for stage in cand.features):
+        s.stage_features_ready = True
+    assert labels is not None
+    return np.hstack(blocks), labels.numpy()
+
+
+def _time_forward(state: RunState) -> float:
+    """Seconds per image of one forward pass, measured on up to 8 training images."""
+    import torch
+
+    from zoo.data import ImageSamples
+
+    samples = ImageSamples(state.data, state.split.train[:8], state.pre, train=False)
+    x = torch.stack([samples[i][0] for i in range(len(samples))])
+    x = state.rt.prepare(state.pre.normalize(x))
+    model = state.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), state.rt.autocast()():
+            model(x)  # warm-up
+            t0 = time.monotonic()
+            model(x)
+            return (time.monotonic() - t0) / len(x)
+    finally:
+        model.train(was_training)
+
+
+def _cheap_cost(s: _Search, cand: Candidate) -> float:
+    fill = 0.0
+    if any(stage is not None for stage in cand.features) and not s.stage_features_ready:
+        fill = len(s.state.data.samples) * s.seconds_per_image  # one pass fills every stage
+    return fill + s.probe_cv_seconds * len(cand.features)
+
+
+def _trial_cost(
+    s: _Search, cand: Candidate, plan: TrainingPlan, n_train: int, n_hold: int
+) -> float:
+    epochs = sum(p.epochs for p in plan.phases if not p.head_on_features)
+    fill = len(s.state.data.samples)  # the frozen prefix cached once (an upper bound)
+    images = fill + epochs * n_train * TRAIN_STEP_COST + n_hold
+    return images * s.seconds_per_image
+
+
+def _fire(state: RunState, out: Outcome, rows: Sequence[int]) -> None:
+    labels = [state.data.samples[i].label for i in rows]
+    state.fire("on_candidate", out.label, list(rows), labels)
+
+
+def search(
+    state: RunState,
+    strategy: Any,
+    settings: StrategySettings,
+    summary: TrainingSummary,
+    *,
+    trials: bool = True,
+) -> TrainingPlan:
+    """Score ``strategy.candidates(...)`` on the training split and plan the best one.
+    ``trials=False`` (``--dry-run``) scores only the cheap candidates and lists the
+    trials it would run, with their estimated cost."""
+    from zoo.plugins import get_plugin_manager
+
+    budget = settings.options.get("budget")
+    s = _Search(state, summary, None if budget is None else float(budget))
+    cands = list(strategy.candidates(state.names, settings, summary, parents=1))
+    if not cands or cands[0].cost != "cheap":
+        raise UsageError(f"strategy '{strategy.name}' must offer a cheap candidate first")
+    installed = get_plugin_manager().strategies()
+    rows = list(state.split.train)
+    seed = state.recipe.seed
+    s.seconds_per_image = _time_forward(state)
+    table = [Outcome(c) for c in cands]
+    cheap = [o for o in table if o.candidate.cost == "cheap"]
+    k = 0
+    for i, out in enumerate(cheap):
+        if i > 0 and not s.fits(out, _cheap_cost(s, out.candidate)):
+            continue
+        t0 = time.monotonic()
+        x, y = _features(s, out.candidate)
+        _fire(state, out, rows)
+        scored = cv_accuracy(x, y, seed)
+        if i == 0:
+            s.probe_cv_seconds = time.monotonic() - t0
+        if scored is None:
+            out.how, out.note = "not scored", "a class has fewer than 2 training images"
+            continue
+        out.score, k = scored
+        out.how = f"{k}-fold CV"
+    scored_cheap = [o for o in cheap if o.score is not None]
+    best = max(scored_cheap, key=lambda o: o.score or 0.0, default=cheap[0])  # first wins ties
+    winner = best
+    fallback = ""
+    if winner.candidate.strategy not in installed:
+        runnable = [o for o in scored_cheap if o.candidate.strategy in installed] or [cheap[0]]
+        winner = max(runnable, key=lambda o: o.score or 0.0)
+        fallback = (
+            f"{best.label} scored best ({best.score:.3f}) but no strategy '{best.label}' is "
+            f"installed here; training the best installed candidate, {winner.label}"
+        )
+    reason = (
+        f"chosen by {k}-fold CV on the {len(rows)} training images"
+        if k
+        else "the baseline: no candidate could be cross-validated"
+    )
+    chosen = winner
+    tried = [o for o in table if o.candidate.cost != "cheap"]
+    if tried:
+        from zoo.engine.trial import hold_out, run_trial
+
+        split = hold_out(state, rows, seed, AUTO_HOLDOUT)
+        base_score: float | None = None
+        planned = 0.0
+        for out in tried:
+            cand = out.candidate
+            if cand.strategy not in installed:
+                out.how, out.note = "skipped", f"no strategy '{cand.strategy}' is installed"
+                continue
+            if split is None:
+                out.how, out.note = "skipped", "too few training images per class to hold out"
+                continue
+            inner, held = split
+            plan = installed[cand.strategy].plan(state.names, cand.settings)
+            build.validate_plan(plan, state.names, cand.strategy)
+            needs = _trial_cost(s, cand, plan, len(inner), len(held))
+            if not trials:  # a dry run: what a run would try, within the same budget
+                if s.fits(out, needs, planned):
+                    out.how, out.note = "would try", f"needs ~{_secs(needs)}"
+                    planned += needs
+                continue
+            if base_score is None:  # the cheap winner, refitted on the same inner split
+                base_score = _refit_score(s, winner.candidate, rows, inner, held)
+            if not s.fits(out, needs):
+                continue
+            _fire(state, out, [*inner, *held])
+            state.note(
+                f"auto: trying {out.label} on {len(inner)} of the training images, scored on "
+                f"the other {len(held)} (estimated ~{_secs(needs)})"
+            )
+            out.score = run_trial(state, plan, inner, held)
+            out.how = f"inner hold-out ({len(held)})"
+            need = max(AUTO_TRIAL_MARGIN, 2 / len(held))
+            out.note = f"{winner.label} there: {base_score:.3f}; needs +{need:.3f}"
+            if out.score >= base_score + need and (
+                chosen is winner or out.score > (chosen.score or 0.0)
+            ):
+                chosen = out
+                reason = (
+                    f"chosen by an inner hold-out of {len(held)} of the {len(rows)} training "
+                    f"images: {out.score:.3f} against {winner.label}'s {base_score:.3f} "
+                    f"(margin {need:.3f})"
+                )
+    chosen.chosen = True
+    _report(state, table, reason, fallback)
+    cand = chosen.candidate
+    inner_plan = installed[cand.strategy].plan(state.names, cand.settings)
+    build.validate_plan(inner_plan, state.names, cand.strategy)
+    evidence: dict[str, Any] = {"train_images": len(rows), "folds": k}
+    evidence["seconds_per_image"] = round(s.seconds_per_image, 5)
+    for out in table:
+        if out.score is not None:
+            kind = "cv" if out.candidate.cost == "cheap" else "holdout"
+            evidence[f"{kind}.{out.label.replace(' ', '').replace('=', '')}"] = round(out.score, 4)
+    return TrainingPlan(
+        strategy.name,
+        inner_plan.phases,
+        {
+            "decision": cand.strategy,
+            "reason": reason if not fallback else f"{reason}; {fallback}",
+            "evidence": evidence,
+            "search": [o.to_dict() for o in table],
+            **inner_plan.settings,
+        },
+    )
+
+
+def _refit_score(
+    s: _Search, cand: Candidate, rows: list[int], inner: list[int], held: list[int]
+) -> float:
+    """The cheap candidate fitted on the inner split, its accuracy on the hold-out."""
+    import numpy as np
+
+    x, y = _features(s, cand)
+    where = {r: i for i, r in enumerate(rows)}
+    a = np.array([where[r] for r in inner])
+    b = np.array([where[r] for r in held])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        head = _head().fit(x[a], y[a])
+    return float((head.predict(x[b]) == y[b]).mean())
+
+
+def _report(state: RunState, table: list[Outcome], reason: str, fallback: str) -> None:
+    width = max(len(o.label) for o in table)
+    state.note(f"auto compared {len(table)} candidate(s) on the training split only:")
+    for o in table:
+        score = "" if o.score is None else f"{o.score:.3f}"
+        mark = "  <- chosen" if o.chosen else ""
+        note = f"  ({o.note})" if o.note else ""
+        state.note(f"  {o.label:<{width}}  {o.how:<22} {score:>5}{mark}{note}")
+    state.note(reason)
+    if fallback:
+        state.note(fallback)
