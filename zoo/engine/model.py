@@ -179,6 +179,25 @@ def validate_plan(plan: Any, names: Sequence[str], strategy_name: str) -> None:
                 )
             if phase.reinit:
                 raise bad(where, "head_on_features trains on cached features: reinit must be empty")
+        _check_features(phase, f"strategy '{strategy_name}' made an invalid plan: {where}")
+    if any(p.features == "stages" for p in plan.phases[:-1]):
+        raise bad(
+            "plan",
+            "a phase with features='stages' makes the model the multi-stage probe: it must "
+            "be the plan's last phase",
+        )
+
+
+def _check_features(phase: Any, where: str) -> None:
+    """``Phase.features``: "head" (the classifier's input) or "stages" (every stage's)."""
+    features = getattr(phase, "features", "head")
+    if features not in ("head", "stages"):
+        raise UsageError(f"{where}: features must be 'head' or 'stages', got {features!r}")
+    if features == "stages" and not phase.head_on_features:
+        raise UsageError(
+            f"{where}: features='stages' trains a head on cached stage features: "
+            "head_on_features must be True"
+        )
 
 
 def plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
@@ -195,6 +214,7 @@ def plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
                 "reinit": [names[i] for i in p.reinit],
                 "head_on_features": p.head_on_features,
                 "augment": p.augment,
+                **({"features": p.features} if p.features != "head" else {}),
             }
             for p in plan.phases
         ],

@@ -1,0 +1,140 @@
+"""The multi-stage probe (`--strategy stage-probe`): one linear head on the pooled,
+standardised features of every stage, registered, reloaded, exported through the parity
+gate and predicted as ONE module (issue 20)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.finetune_helpers import make_images
+from zoo.cli import run
+from zoo.engine import Callback, Recipe, finetune
+
+REF = "timm:test_resnet"
+
+
+class Snapshot(Callback):
+    """The run's model when the phase starts (nothing trained yet) and at the end."""
+
+    def on_phase_start(self, state, phase_index, optimizer) -> None:
+        self.before = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+        self.names = list(state.names)
+
+    def on_epoch_end(self, state, record) -> None:
+        self.model = state.model  # finish() loads the registered epoch into this module
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One stage-probe run, registered as models:/sp/1 and exported to ONNX."""
+    mp = pytest.MonkeyPatch()
+    home = tmp_path_factory.mktemp("zoo-home")
+    mp.setenv("ZOO_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from zoo.plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+    data = make_images(tmp_path_factory.mktemp("data"), classes=3, per_class=8, size=(36, 36))
+    spy = Snapshot()
+    recipe = Recipe(
+        ref=REF,
+        data=str(data),
+        strategy="stage-probe",
+        name="sp",
+        random_init=True,
+        image_size=32,
+        epochs=15,
+        batch_size=8,
+        workers=0,
+        precision="fp32",
+    )
+    result = finetune(recipe, callbacks=[spy])
+    out = tmp_path_factory.mktemp("out") / "sp-onnx"
+    export_code = run(["export", "models:/sp/1", "--out", str(out), "--json"])
+    yield {"spy": spy, "data": data, "export_code": export_code, "home": home, "result": result}
+    mp.undo()
+    reset_plugin_manager()
+
+
+@pytest.fixture
+def same_home(trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOO_HOME", str(trained["home"]))
+
+
+def _images(trained) -> list[Path]:
+    return sorted(Path(trained["data"]).rglob("*.png"))
+
+
+def test_only_the_new_head_trains_and_the_backbone_is_unchanged(trained, same_home) -> None:
+    from zoo.registry import load_model
+
+    spy = trained["spy"]
+    model, _ = load_model("models:/sp/1")
+    after = model.state_dict()
+    body = [k for k in spy.before if k.startswith("backbone.")]
+    assert body and all(torch.equal(spy.before[k], after[k]) for k in body)
+    assert not torch.equal(spy.before["head.weight"], after["head.weight"])  # it trained
+
+
+def test_the_head_reads_every_stage(trained, same_home) -> None:
+    import timm
+
+    from zoo.registry import get_version, load_model
+
+    model, version = load_model("models:/sp/1")
+    arch = version.lineage["architecture"]
+    assert arch["kind"] == "stage-probe" and arch["stages"] == trained["spy"].names
+    assert len(arch["taps"]) == len(arch["stages"]) - 1  # one tap per stage below the head
+    # test_resnet's stage outputs are its feature maps (stem, layer1..layer4); the
+    # classifier's input is added only where the last stage's output is not already it
+    plain = timm.create_model("test_resnet", pretrained=False, num_classes=3)
+    expected = sum(info["num_chs"] for info in plain.feature_info)
+    if arch["classifier"]:
+        expected += plain.num_features
+    assert model.head.in_features == arch["num_features"] == expected
+    assert tuple(model.mean.shape) == tuple(model.std.shape) == (expected,)
+    assert get_version("models:/sp/1").lineage["strategy"]["name"] == "stage-probe"
+
+
+def test_reload_gives_the_trained_modules_logits(trained, same_home) -> None:
+    from zoo.data import Preprocessing
+    from zoo.inference import load_image
+    from zoo.registry import load_model
+
+    model, version = load_model("models:/sp/1")
+    again, _ = load_model("models:/sp/1")
+    prep = Preprocessing.from_dict(dict(version.preprocessing))
+    x = torch.stack([torch.from_numpy(load_image(p, prep)) for p in _images(trained)[:6]])
+    trained_model = trained["spy"].model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+        assert torch.equal(model(x), trained_model(x))
+
+
+def test_export_passes_the_parity_gate_and_predict_matches_pytorch(
+    trained, same_home, capsys
+) -> None:
+    from zoo.data import Preprocessing
+    from zoo.inference import load_image
+    from zoo.registry import get_version, load_model
+
+    assert trained["export_code"] == 0
+    onnx = get_version("models:/sp.onnx/1")
+    assert onnx.tags["zoo.derived_from"] == "models:/sp/1"
+    model, version = load_model("models:/sp/1")
+    prep = Preprocessing.from_dict(dict(version.preprocessing))
+    photos = _images(trained)[:4]
+    for photo in photos:
+        assert run(["predict", "models:/sp.onnx/1", str(photo), "--json", "--provider", "cpu"]) == 0
+        (prediction,) = json.loads(capsys.readouterr().out)["predictions"]
+        with torch.no_grad():
+            logits = model(torch.from_numpy(load_image(photo, prep))[None])
+        want = torch.softmax(logits, dim=1)[0]
+        got = {t["index"]: t["probability"] for t in prediction["top"]}
+        assert set(got) == {0, 1, 2}
+        for index, probability in got.items():
+            assert probability == pytest.approx(float(want[index]), abs=1e-4)
