@@ -43,6 +43,9 @@ class StageProbe(nn.Module):
     ``head`` (one ``nn.Linear``). ``mean`` and ``std`` are buffers: the standardisation
     travels with the weights and into every export."""
 
+    mean: torch.Tensor  # buffers (typed for mypy: nn.Module's __getattr__ is not)
+    std: torch.Tensor
+
     def __init__(
         self,
         backbone: nn.Module,

@@ -41,7 +41,8 @@ from zoo.cli.output import emit_json, note
     "--val-split",
     type=float,
     default=None,
-    help="Fraction of each class held out for validation. [default: 0.2]",
+    help="Fraction of each class held out for validation; 0: none, the last epoch is "
+    "registered (chosen_by last-epoch). [default: 0.2]",
 )
 @click.option(
     "--test-split",
@@ -232,6 +233,18 @@ def result_line(result: Any) -> str:
     m = result.metrics
     epoch = f"best epoch {result.best_epoch}/{result.epochs}"
     val = m.get("val_accuracy")
+    by = getattr(result, "chosen_by", "validation")
+    if by != "validation":  # nothing chose among epochs: the figures do not flatter
+        why = "no validation split" if by == "last-epoch" else "the plan fixed the epoch"
+        shown = ", ".join(
+            f"{key.replace('_', ' ')} {m[key]:.3f}"
+            for key in ("test_accuracy", "val_accuracy")
+            if key in m
+        )
+        return (
+            f"{shown or 'no held-out figure (add --test-split)'}; registered epoch "
+            f"{result.best_epoch}/{result.epochs} ({why}), {result.seconds:.0f}s"
+        )
     if "test_accuracy" in m:
         return (
             f"test accuracy {m['test_accuracy']:.3f} (held out, chose nothing), validation "
