@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.finetune_helpers import make_images
+from zoo import Phase, TrainingPlan, UsageError
 from zoo.cli import run
 from zoo.engine import Callback, Recipe, finetune
 
@@ -138,3 +139,90 @@ def test_export_passes_the_parity_gate_and_predict_matches_pytorch(
         assert set(got) == {0, 1, 2}
         for index, probability in got.items():
             assert probability == pytest.approx(float(want[index]), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("phases", "message"),
+    [
+        ((Phase("p", 2, 1e-3, ((2,),), augment=False, features="stages"),), "head_on_features"),
+        (
+            (Phase("p", 2, 1e-3, ((2,),), head_on_features=True, augment=False, features="x"),),
+            "'x'",
+        ),
+        (
+            (
+                Phase(
+                    "p", 2, 1e-3, ((2,),), head_on_features=True, augment=False, features="stages"
+                ),
+                Phase("f", 2, 1e-3, ((1, 2),), augment=False),
+            ),
+            "last phase",
+        ),
+    ],
+)
+def test_a_plan_misusing_stage_features_is_refused_in_one_line(phases, message: str) -> None:
+    from zoo.engine.model import validate_plan
+
+    with pytest.raises(UsageError, match=message) as info:
+        validate_plan(TrainingPlan("x", phases), ["stem", "body", "head"], "x")
+    assert "\n" not in str(info.value)
+
+
+class StopAfterCheckpoint(Callback):
+    """Ctrl-C once the (only) epoch is checkpointed, before registration."""
+
+    def on_epoch_end(self, state, record) -> None:
+        raise KeyboardInterrupt
+
+
+def test_a_run_stopped_before_registration_resumes_into_the_probe(tmp_path: Path) -> None:
+    from zoo.errors import Interrupted
+    from zoo.registry import load_model
+
+    data = make_images(tmp_path / "data", classes=3, per_class=8, size=(36, 36))
+    recipe = Recipe(
+        ref=REF,
+        data=str(data),
+        strategy="stage-probe",
+        name="resumed",
+        random_init=True,
+        image_size=32,
+        epochs=5,
+        batch_size=8,
+        workers=0,
+        precision="fp32",
+    )
+    with pytest.raises(Interrupted):
+        finetune(recipe, callbacks=[StopAfterCheckpoint()])
+    spy = Snapshot()
+    result = finetune(recipe, callbacks=[spy])  # nothing left to train: registers
+    assert result.resumed_from == result.epochs and not hasattr(spy, "before")  # no training
+    model, version = load_model(result.model_uri)
+    assert version.lineage["architecture"]["kind"] == "stage-probe"
+    assert type(model).__name__ == "StageProbe"
+
+
+def test_fine_tuning_a_registered_probe_continues_from_its_backbone(
+    trained, same_home, tmp_path: Path
+) -> None:
+    from zoo.registry import load_model
+
+    parent, _ = load_model("models:/sp/1")
+    spy = Snapshot()
+    recipe = Recipe(
+        ref="models:/sp/1",
+        data=str(trained["data"]),
+        strategy="partial",
+        unfreeze=1,
+        epochs=1,
+        batch_size=8,
+        workers=0,
+        precision="fp32",
+    )
+    finetune(recipe, register=False, callbacks=[spy])
+    inherited = {k: v for k, v in parent.state_dict().items() if k.startswith("backbone.")}
+    assert inherited and all(
+        torch.equal(spy.before[k.removeprefix("backbone.")], v)
+        for k, v in inherited.items()
+        if not k.endswith(("fc.weight", "fc.bias"))  # the head starts anew
+    )

@@ -71,6 +71,7 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
     base_ref = parse_ref(described.base)
     backbone = provider_for(base_ref).build(base_ref, num_classes=num_classes, pretrained=False)
     parent_model, _ = load_model(recipe.ref)
+    parent_model = _plain(parent_model)
     own = backbone.model.state_dict()
     fitting = {
         k: v for k, v in parent_model.state_dict().items() if k in own and own[k].shape == v.shape
@@ -79,6 +80,14 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
         init_head(backbone)  # the parent's head has another width: a new one
     backbone.model.load_state_dict(fitting, strict=False)
     return backbone
+
+
+def _plain(model: Any) -> Any:
+    """A registered multi-stage probe continues from its backbone (its probe head reads
+    features this architecture's head does not: a new head starts)."""
+    from zoo.heads import StageProbe
+
+    return model.backbone if isinstance(model, StageProbe) else model
 
 
 def init_head(backbone: Any) -> None:

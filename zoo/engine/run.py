@@ -163,6 +163,9 @@ def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | N
                 record.update(evaluation.metrics("val"))
             _epoch_done(state, tracking, pi, record, evaluation, runner)
     if pending is not None:  # every epoch was done before the run stopped
+        last = state.plan.phases[-1]
+        if last.features == "stages":  # the checkpoint holds the multi-stage probe: build it
+            start_phase(state, last, last.epochs)
         checkpoint.apply(state, pending)
 
 
