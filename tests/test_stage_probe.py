@@ -26,7 +26,11 @@ class Snapshot(Callback):
         self.names = list(state.names)
 
     def on_epoch_end(self, state, record) -> None:
+        from zoo.engine import evaluate
+
         self.model = state.model  # finish() loads the registered epoch into this module
+        self.record = record  # validated on the cached, standardised features
+        self.on_images = evaluate.on_images(state, state.split.val)  # the module on images
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +103,32 @@ def test_the_head_reads_every_stage(trained, same_home) -> None:
     assert model.head.in_features == arch["num_features"] == expected
     assert tuple(model.mean.shape) == tuple(model.std.shape) == (expected,)
     assert get_version("models:/sp/1").lineage["strategy"]["name"] == "stage-probe"
+
+
+@pytest.mark.parametrize("ref", [REF, "timm:test_vit"])
+def test_the_module_on_images_computes_what_the_head_was_validated_on(
+    ref: str, trained, tmp_path: Path
+) -> None:
+    """Pooling, concatenation and standardisation inside the module match the engine's
+    feature caches: the same validation loss from images as from the cached features."""
+    if ref == REF:
+        spy = trained["spy"]
+    else:  # tokens (N, T, C) pooled, and a classifier input that is not a stage output
+        spy = Snapshot()
+        recipe = Recipe(
+            ref=ref,
+            data=str(trained["data"]),
+            strategy="stage-probe",
+            random_init=True,
+            image_size=32,
+            epochs=5,
+            batch_size=8,
+            workers=0,
+            precision="fp32",
+        )
+        finetune(recipe, register=False, callbacks=[spy])
+    assert spy.on_images.loss == pytest.approx(spy.record["val_loss"], rel=1e-4, abs=1e-5)
+    assert spy.on_images.accuracy == spy.record["val_accuracy"]
 
 
 def test_reload_gives_the_trained_modules_logits(trained, same_home) -> None:
