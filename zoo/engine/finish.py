@@ -23,20 +23,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
     from zoo.engine.tracking import NoTracking
 
-__all__ = ["CHOSEN_BY", "chosen_by", "finish", "registered_metrics"]
-
-# What chose the registered epoch (the lineage's dataset.split.chosen_by, docs/registry.md)
-CHOSEN_BY = {
-    "validation": "the best validation epoch: the validation figures chose it, so they flatter",
-    "last-epoch": "the last epoch: there is no validation split",
-    "fixed": "the plan's epoch count: the run kept one candidate, so validation chose nothing",
-}
+__all__ = ["chosen_by", "finish", "registered_metrics"]
 
 
 def chosen_by(state: RunState) -> str:
-    """``last-epoch`` without a validation split; ``fixed`` when the run had one candidate
-    epoch (a head-only phase on cached features is one record, whatever its passes);
-    else ``validation``."""
+    """What chose the registered epoch (the lineage's ``dataset.split.chosen_by``,
+    docs/registry.md): ``last-epoch`` without a validation split; ``fixed`` when the run
+    had one candidate epoch (a head-only phase on cached features is one record, whatever
+    its passes), so the plan's epoch count fixed it; else ``validation``."""
     if not state.split.val:
         return "last-epoch"
     return "fixed" if len(state.history) == 1 else "validation"

@@ -122,7 +122,7 @@ def model_card(name: str, record: Mapping[str, Any]) -> str:
         by = ((dataset.get("split") or {}).get("chosen_by")) or ""
         lines += ["## Metrics", ""]
         if chosen_by_text(record):
-            lines += [f"Registered epoch chosen by {chosen_by_text(record)}.", ""]
+            lines += [f"Chosen by: {chosen_by_text(record)}.", ""]
         lines += ["| metric | value |", "|---|---|"]
         lines += [
             f"| {k} | {float(v):.4f}"
