@@ -213,13 +213,51 @@ def test_a_test_split_is_disjoint_chooses_nothing_and_is_reported(images: Path) 
     assert len(test) == 6 and not (test & train) and not (test & val)
     assert result.metrics["num_test"] == 6
     assert 0.0 <= result.metrics["test_accuracy"] <= 1.0 and "test_loss" in result.metrics
-    assert result.chosen_by == "validation"
+    # the probe's passes over cached features are one record: no epoch was chosen
+    assert result.chosen_by == "fixed" and len(result.history) == 1
+
+
+def test_chosen_by_says_what_chose_the_registered_epoch(
+    images: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.cli import run
+    from zoo.registry import get_version
+    from zoo.registry.read import download_artifact
+
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per line
+    common = [REF, str(images), "--random-init", "--image-size", "32", "--epochs", "3"]
+    common += ["--strategy", "partial", "--unfreeze", "1"]
+    assert run(["finetune", *common, "--name", "validated"]) == 0
+    assert run(["finetune", *common, "--name", "unvalidated", "--val-split", "0"]) == 0
+    capsys.readouterr()
+    validated = get_version("models:/validated/1").lineage
+    unvalidated = get_version("models:/unvalidated/1").lineage
+    assert validated["dataset"]["split"]["chosen_by"] == "validation"
+    assert unvalidated["dataset"]["split"]["chosen_by"] == "last-epoch"
+    assert unvalidated["dataset"]["split"]["val"] == 0
+    assert unvalidated["metrics"]["best_epoch"] == 3  # the last epoch, whatever it scored
+    assert "val_accuracy" not in unvalidated["metrics"]  # no figure without a split
+
+    assert run(["registry", "show", "validated"]) == 0
+    out = capsys.readouterr().out
+    best = int(validated["metrics"]["best_epoch"])
+    val = validated["metrics"]["val_accuracy"]
+    assert (
+        f"validation: registered epoch {best}/3; val_accuracy {val:.4g} chose the registered "
+        "epoch, so it flatters" in out
+    )
+    assert run(["registry", "show", "unvalidated"]) == 0
+    out = capsys.readouterr().out
+    assert "last-epoch: the registered epoch is the last (3/3); no validation split" in out
+    card = download_artifact(get_version("validated"), "README.md", tmp_path).read_text()
+    assert f"| val_accuracy | {val:.4f} (chose the registered epoch, so it flatters) |" in card
 
 
 def test_the_result_line_says_what_chose_the_epoch(images: Path, capsys) -> None:
     from zoo.cli import run
 
     common = [REF, str(images), "--random-init", "--image-size", "32", "--epochs", "3"]
+    common += ["--strategy", "partial", "--unfreeze", "1"]  # three epochs to choose from
     assert run(["finetune", *common, "--name", "plain"]) == 0
     out = capsys.readouterr().out
     assert "chose the best epoch" in out and "add --test-split" in out

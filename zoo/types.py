@@ -262,6 +262,10 @@ class Phase:
     # False: training sees eval crops (no augmentation), which lets the engine compute the
     # frozen stages' output once and train the rest on it.
     augment: bool = True
+    # What a head_on_features phase trains on: "head" (the classifier's input) or "stages"
+    # (every stage's pooled output and the classifier's input, standardised, concatenated:
+    # the registered model is the backbone plus that head, zoo.heads.StageProbe).
+    features: str = "head"
 
     def trainable_at(self, epoch: int) -> tuple[int, ...]:
         """Stages that train in ``epoch`` (0-based within the phase)."""

@@ -19,6 +19,7 @@ from typing import Any
 import zoo
 from zoo import Phase, StrategySettings, TrainingPlan, UsageError
 from zoo_strategies.auto import Auto
+from zoo_strategies.stage_probe import StageProbe
 
 __all__ = [
     "STRATEGIES",
@@ -30,6 +31,7 @@ __all__ = [
     "LinearProbe",
     "LpFt",
     "Partial",
+    "StageProbe",
     "register_strategies",
 ]
 
@@ -277,7 +279,16 @@ class EarlyLayers:
         )
 
 
-STRATEGIES = (LinearProbe(), Partial(), Full(), LpFt(), LayerDecay(), Gradual(), EarlyLayers())
+STRATEGIES = (
+    LinearProbe(),
+    Partial(),
+    Full(),
+    LpFt(),
+    LayerDecay(),
+    Gradual(),
+    EarlyLayers(),
+    StageProbe(),
+)
 
 
 @zoo.hookimpl

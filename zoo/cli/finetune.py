@@ -70,7 +70,8 @@ MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help 
     "--val-split",
     type=StrictFloat(0.0, 1.0, min_open=True, max_open=True),
     default=None,
-    help="Fraction of each class held out for validation. [default: 0.2]",
+    help="Fraction of each class held out for validation; 0: none, the last epoch is "
+    "registered (chosen_by last-epoch). [default: 0.2]",
 )
 @click.option(
     "--test-split",
@@ -313,6 +314,18 @@ def result_line(result: Any) -> str:
     m = result.metrics
     epoch = f"best epoch {result.best_epoch}/{result.epochs}"
     val = m.get("val_accuracy")
+    by = getattr(result, "chosen_by", "validation")
+    if by != "validation":  # nothing chose among epochs: the figures do not flatter
+        why = "no validation split" if by == "last-epoch" else "the plan fixed the epoch"
+        shown = ", ".join(
+            f"{key.replace('_', ' ')} {m[key]:.3f}"
+            for key in ("test_accuracy", "val_accuracy")
+            if key in m
+        )
+        return (
+            f"{shown or 'no held-out figure (add --test-split)'}; registered epoch "
+            f"{result.best_epoch}/{result.epochs} ({why}), {result.seconds:.0f}s"
+        )
     if "test_accuracy" in m:
         return (
             f"test accuracy {m['test_accuracy']:.3f} (held out, chose nothing), validation "

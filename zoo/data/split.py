@@ -40,14 +40,15 @@ def split_dataset(
     """Each class split on its own, so every part keeps its share of each class.
 
     A class puts ``round(n * test_fraction)`` images in test (at least 1 when asked for),
-    then ``round(n * val_fraction)`` in validation (at least 1), and keeps at least one for
-    training. The same labels, fractions and seed give the same split on any machine
-    (NumPy's PCG64 generator); with no test set it is :func:`stratified_split`.
+    then ``round(n * val_fraction)`` in validation (at least 1 when asked for; none with
+    ``val_fraction`` 0), and keeps at least one for training. The same labels, fractions
+    and seed give the same split on any machine (NumPy's PCG64 generator); with no test
+    set it is :func:`stratified_split`.
     """
     import numpy as np
 
-    if not 0.0 < val_fraction < 1.0:
-        raise UsageError(f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise UsageError(f"--val-split must be in [0, 1), got {val_fraction}")
     if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
         raise UsageError(
             f"--test-split must be in [0, 1) and leave images for training "
@@ -58,7 +59,7 @@ def split_dataset(
     for index, label in enumerate(labels):
         by_class.setdefault(label, []).append(index)
     parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    needed = 3 if test_fraction > 0 else 2
+    needed = 1 + (test_fraction > 0) + (val_fraction > 0)
     for label in sorted(by_class):
         members = np.array(by_class[label])
         n = len(members)
@@ -70,7 +71,7 @@ def split_dataset(
             )
         order = members[rng.permutation(n)]
         n_test = max(round(n * test_fraction), 1) if test_fraction > 0 else 0
-        n_val = min(max(round(n * val_fraction), 1), n - n_test - 1)
+        n_val = min(max(round(n * val_fraction), 1), n - n_test - 1) if val_fraction > 0 else 0
         parts["test"].extend(int(i) for i in order[:n_test])
         parts["val"].extend(int(i) for i in order[n_test : n_test + n_val])
         parts["train"].extend(int(i) for i in order[n_test + n_val :])

@@ -73,9 +73,11 @@ def tensor_batches(
 
 
 def example(state: RunState) -> torch.Tensor:
-    """Two validation images, preprocessed and on the run's device (for tracing)."""
+    """Two validation images (training ones without a validation split), preprocessed and
+    on the run's device (for tracing)."""
     import torch
 
-    samples = ImageSamples(state.data, state.split.val[:2], state.pre, train=False)
+    rows = (state.split.val or state.split.train)[:2]
+    samples = ImageSamples(state.data, rows, state.pre, train=False)
     x = torch.stack([samples[i][0] for i in range(len(samples))])
     return state.rt.prepare(state.pre.normalize(x))

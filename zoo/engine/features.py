@@ -39,7 +39,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from zoo.engine.state import RunState
 
-__all__ = ["CACHE_FORMAT", "classifier", "frozen_prefix", "head_features", "stage_features"]
+__all__ = [
+    "CACHE_FORMAT",
+    "classifier",
+    "frozen_prefix",
+    "head_features",
+    "stage_features",
+    "stage_probe",
+]
 
 CACHE_FORMAT = 2  # 2: rows in the files' order (sha256); 1 followed the listing
 
@@ -227,6 +234,50 @@ def stage_features(state: RunState, stage: str) -> tuple[torch.Tensor, torch.Ten
             key(i),
         )
     return outputs[index], labels
+
+
+def stage_probe(state: RunState, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
+    """A phase with ``features="stages"``: (features, labels, the head that trains on them).
+
+    The features are every body stage's pooled output and the classifier's (``head``'s)
+    input (unless the last stage's output is that input already), concatenated and
+    standardised with the training rows' mean and std. The run's
+    model becomes :class:`zoo.heads.StageProbe` (the backbone plus one new linear head on
+    those features, the standardisation in its buffers), so the checkpoints, the
+    registered epoch and the registered model are that one module; its head stage holds
+    the backbone's head and the new one."""
+    import torch
+    from torch import nn
+
+    from zoo.backbone import ModuleBackbone
+    from zoo.heads import StageProbe
+
+    names, model = state.names, state.model
+    parts = [stage_features(state, name)[0] for name in names[:-1]]
+    pre, labels = head_features(state, head)
+    again = parts[-1].shape == pre.shape and bool(torch.equal(parts[-1], pre))
+    features = torch.cat(parts if again else [*parts, pre], dim=1)
+    path = {id(m): p for p, m in model.named_modules()}
+    taps = [path[id(_stage_output(state, i))] for i in range(len(names) - 1)]
+    classes = len(state.data.classes)
+    probe = StageProbe(model, taps, None if again else path[id(head)], features.shape[1], classes)
+    train = features[torch.tensor(list(state.split.train), dtype=torch.long)]
+    probe.set_standardisation(train.mean(dim=0), train.std(dim=0))
+    with torch.no_grad():  # near zero, as every new head (model.init_head)
+        probe.head.weight.normal_(0.0, 0.01)
+        probe.head.bias.zero_()
+    standardised = (features - probe.mean) / probe.std
+    probe.to(state.rt.device)
+    group = nn.Module()  # the head stage: the backbone's head and the probe's
+    group.add_module("backbone_head", state.stages[-1][1])
+    group.add_module("probe_head", probe.head)
+    state.backbone = ModuleBackbone(
+        state.backbone.info,
+        probe,
+        [*state.stages[:-1], (names[-1], group)],
+        weights_sha256=getattr(state.backbone, "weights_sha256", None),
+    )
+    return standardised, labels, probe.head
 
 
 def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tensor] | None:

@@ -24,7 +24,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
     from zoo.engine.tracking import NoTracking
 
-__all__ = ["finish", "registered_metrics"]
+__all__ = ["chosen_by", "finish", "registered_metrics"]
+
+
+def chosen_by(state: RunState) -> str:
+    """What chose the registered epoch (the lineage's ``dataset.split.chosen_by``,
+    docs/registry.md): ``last-epoch`` without a validation split; ``fixed`` when the run
+    had one candidate epoch (a head-only phase on cached features is one record, whatever
+    its passes), so the plan's epoch count fixed it; else ``validation``."""
+    if not state.split.val:
+        return "last-epoch"
+    return "fixed" if len(state.history) == 1 else "validation"
+
 
 _NOT_IN_LINEAGE = {"ref", "data", "name", "license", "license_override", "device", "workers"}
 
@@ -34,12 +45,7 @@ def registered_metrics(state: RunState, seconds: float) -> dict[str, float]:
     best_epoch = int(state.best["epoch"])
     chosen = next(r for r in state.history if int(r["epoch"]) == best_epoch)
     last = state.history[-1]
-    labels, predicted = state.best["eval"]
-    n = len(state.data.classes)
-    matrix = report.confusion(labels, predicted, n)
     metrics: dict[str, float] = {
-        "val_accuracy": sum(matrix[i][i] for i in range(n)) / max(1, len(labels)),
-        "val_loss": float(chosen["val_loss"]),
         "train_accuracy": float(chosen["train_accuracy"]),
         "train_loss": float(chosen["train_loss"]),
         "best_epoch": float(best_epoch),
@@ -48,7 +54,16 @@ def registered_metrics(state: RunState, seconds: float) -> dict[str, float]:
         "num_train": float(len(state.split.train)),
         "num_val": float(len(state.split.val)),
     }
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+    for key in ("train_loss", "train_accuracy"):
+        metrics[f"last_{key}"] = float(last[key])
+    if not state.split.val:  # no validation figure exists
+        return metrics
+    labels, predicted = state.best["eval"]
+    n = len(state.data.classes)
+    matrix = report.confusion(labels, predicted, n)
+    metrics["val_accuracy"] = sum(matrix[i][i] for i in range(n)) / max(1, len(labels))
+    metrics["val_loss"] = float(chosen["val_loss"])
+    for key in ("val_loss", "val_accuracy"):
         metrics[f"last_{key}"] = float(last[key])
     for cls, acc in report.per_class_accuracy(matrix, state.data.classes).items():
         metrics[f"val_accuracy.{report.metric_key(cls)}"] = acc
@@ -64,6 +79,13 @@ def _check_finite(model: Any) -> None:
                 f"the registered epoch's weights are not finite ({name}); nothing was "
                 "registered. Lower the learning rate or check the data"
             )
+
+
+def _architecture(state: RunState, model: Any) -> dict[str, Any] | None:
+    """The lineage's record of a module the engine composed (the multi-stage probe)."""
+    from zoo.heads import StageProbe, architecture
+
+    return architecture(model, state.names) if isinstance(model, StageProbe) else None
 
 
 def _parent_pin(state: RunState) -> tuple[str, str | None, str | None]:
@@ -97,6 +119,7 @@ def _result(
         ranks=state.rank_records,
         optimizer_groups=state.optimizer_groups,
         dataset_digest=state.data.digest,
+        chosen_by=chosen_by(state),
         **kw,
     )
 
@@ -210,7 +233,7 @@ def _conclude(
         "val": len(state.split.val),
         "test": len(state.split.test),
         "digest": state.split.digest([s.sha256 for s in state.data.samples]),
-        "chosen_by": "validation",
+        "chosen_by": chosen_by(state),
     }
     version = register_derivative(
         model,
@@ -234,6 +257,7 @@ def _conclude(
         },
         run_id=state.run_id,
         experiment=EXPERIMENT,
+        architecture=_architecture(state, model),
     )
     from zoo.store import client
 

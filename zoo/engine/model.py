@@ -76,6 +76,7 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
     base_ref = parse_ref(described.base)
     backbone = provider_for(base_ref).build(base_ref, num_classes=num_classes, pretrained=False)
     parent_model, _ = load_model(recipe.ref)
+    parent_model = _plain(parent_model)
     own = backbone.model.state_dict()
     fitting = {
         k: v for k, v in parent_model.state_dict().items() if k in own and own[k].shape == v.shape
@@ -84,6 +85,14 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
         init_head(backbone)  # the parent's head has another width: a new one
     backbone.model.load_state_dict(fitting, strict=False)
     return backbone
+
+
+def _plain(model: Any) -> Any:
+    """A registered multi-stage probe continues from its backbone (its probe head reads
+    features this architecture's head does not: a new head starts)."""
+    from zoo.heads import StageProbe
+
+    return model.backbone if isinstance(model, StageProbe) else model
 
 
 def init_head(backbone: Any) -> None:
@@ -195,6 +204,25 @@ def validate_plan(plan: Any, names: Sequence[str], strategy_name: str) -> None:
                 )
             if phase.reinit:
                 raise bad(where, "head_on_features trains on cached features: reinit must be empty")
+        _check_features(phase, f"strategy '{strategy_name}' made an invalid plan: {where}")
+    if any(p.features == "stages" for p in plan.phases[:-1]):
+        raise bad(
+            "plan",
+            "a phase with features='stages' makes the model the multi-stage probe: it must "
+            "be the plan's last phase",
+        )
+
+
+def _check_features(phase: Any, where: str) -> None:
+    """``Phase.features``: "head" (the classifier's input) or "stages" (every stage's)."""
+    features = getattr(phase, "features", "head")
+    if features not in ("head", "stages"):
+        raise UsageError(f"{where}: features must be 'head' or 'stages', got {features!r}")
+    if features == "stages" and not phase.head_on_features:
+        raise UsageError(
+            f"{where}: features='stages' trains a head on cached stage features: "
+            "head_on_features must be True"
+        )
 
 
 def plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
@@ -211,6 +239,7 @@ def plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
                 "reinit": [names[i] for i in p.reinit],
                 "head_on_features": p.head_on_features,
                 "augment": p.augment,
+                **({"features": p.features} if p.features != "head" else {}),
             }
             for p in plan.phases
         ],

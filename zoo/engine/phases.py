@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.engine import evaluate
 from zoo.engine.batches import image_batches, tensor_batches
 from zoo.engine.caches import substituted
-from zoo.engine.features import classifier, frozen_prefix, head_features
+from zoo.engine.features import classifier, frozen_prefix, head_features, stage_probe
 from zoo.engine.optimize import build_optimizer, set_trainable, warmup_cosine
 from zoo.engine.seeding import epoch_seed, seed_everything
 from zoo.errors import TrainingError
@@ -84,7 +84,10 @@ class FeaturePhase:
 
         self.state, self.phase = state, phase
         self.head = classifier(state)
-        self.features, self.labels = head_features(state, self.head)
+        if phase.features == "stages":  # the run's model becomes the multi-stage probe
+            self.features, self.labels, self.head = stage_probe(state, self.head)
+        else:
+            self.features, self.labels = head_features(state, self.head)
         set_trainable(state, phase.trainable_at(0))
         self.head.train()
         self.optimizer = build_optimizer(state, phase)

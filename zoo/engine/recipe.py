@@ -77,8 +77,11 @@ class Recipe:
             raise UsageError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.precision not in {"auto", "bf16", "fp32"}:
             raise UsageError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if not 0.0 < self.val_split < 1.0:
-            raise UsageError(f"--val-split must be between 0 and 1, got {self.val_split}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise UsageError(
+                f"--val-split must be in [0, 1) (0: no validation split, the last epoch is "
+                f"registered), got {self.val_split}"
+            )
         if not 0.0 <= self.test_split < 1.0 or self.val_split + self.test_split >= 1.0:
             raise UsageError(
                 f"--test-split must be in [0, 1) and, with --val-split {self.val_split}, "

@@ -178,9 +178,13 @@ def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | N
         for e in runner.units(first):
             record = runner.train(e)
             evaluation = runner.evaluate(state.split.val)
-            record.update(evaluation.metrics("val"))
+            if state.split.val:  # without a validation split there is no val figure
+                record.update(evaluation.metrics("val"))
             _epoch_done(state, tracking, pi, record, evaluation, runner)
     if pending is not None:  # every epoch was done before the run stopped
+        last = state.plan.phases[-1]
+        if last.features == "stages":  # the checkpoint holds the multi-stage probe: build it
+            start_phase(state, last, last.epochs)
         checkpoint.apply(state, pending)
 
 
@@ -216,7 +220,7 @@ def _epoch_done(
     runner: Any,
 ) -> None:
     epoch = int(record["epoch"])
-    if not math.isfinite(record["val_loss"]):
+    if not math.isfinite(record.get("val_loss", 0.0)):
         lr = max(g["initial_lr"] for g in runner.optimizer.param_groups)
         raise TrainingError(
             f"the validation loss became {record['val_loss']} in epoch {epoch}; the run "
@@ -226,13 +230,13 @@ def _epoch_done(
     check_weights(state, epoch)
     state.history.append(record)
     state.completed = epoch
-    improved = _better(record, state.best)
+    improved = not state.split.val or _better(record, state.best)  # none: the last epoch
     if improved:
         state.best = {
             "eval": [evaluation.labels, evaluation.preds],
             "epoch": epoch,
-            "val_accuracy": record["val_accuracy"],
-            "val_loss": record["val_loss"],
+            "val_accuracy": record.get("val_accuracy"),
+            "val_loss": record.get("val_loss"),
         }
         checkpoint.save_best(state)
 
@@ -241,11 +245,15 @@ def _epoch_done(
         tracking.log_epoch(record)
 
     state.dist.first(save_and_log)
+    val = (
+        f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f}"
+        + (" (best so far)" if improved else "")
+        if state.split.val
+        else "no validation split"
+    )
     state.note(
         f"epoch {epoch}/{state.plan.epochs} ({record['phase']}): train loss "
-        f"{record['train_loss']:.4f} acc {record['train_accuracy']:.3f}, val loss "
-        f"{record['val_loss']:.4f} acc {record['val_accuracy']:.3f}"
-        + (" (best so far)" if improved else "")
+        f"{record['train_loss']:.4f} acc {record['train_accuracy']:.3f}, {val}"
     )
     state.fire("on_epoch_end", record)
 

@@ -121,7 +121,8 @@ class FinetuneResult:
     # The optimizer's parameter groups as built for each phase: name, stage, lr, decay.
     optimizer_groups: list[list[dict[str, Any]]] = field(default_factory=list)
     dataset_digest: str = ""
-    chosen_by: str = "validation"  # which split chose the registered epoch
+    # what chose the registered epoch: validation | last-epoch | fixed (finish.chosen_by)
+    chosen_by: str = "validation"
     already_registered: bool = False  # True: the same run had finished; nothing was trained
     backbone: Any = None  # the trained backbone (best epoch's weights); not serialised
 

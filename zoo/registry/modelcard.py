@@ -5,7 +5,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["model_card"]
+__all__ = ["chosen_by_text", "model_card"]
+
+# dataset.split.chosen_by -> what the validation figure means for the registered epoch
+_VAL_NOTE = {
+    "validation": "chose the registered epoch, so it flatters",
+    "fixed": "chose nothing: the plan fixed the registered epoch",
+}
+
+
+def chosen_by_text(record: Mapping[str, Any]) -> str:
+    """What chose the registered epoch, beside the figure it flatters (or not); empty for
+    records that do not say (exports)."""
+    by = ((record.get("dataset") or {}).get("split") or {}).get("chosen_by")
+    metrics = record.get("metrics") or {}
+    if not by or "best_epoch" not in metrics:
+        return ""
+    epoch = f"{int(metrics['best_epoch'])}/{int(metrics.get('epochs', metrics['best_epoch']))}"
+    if by == "last-epoch":
+        return f"last-epoch: the registered epoch is the last ({epoch}); no validation split"
+    val = metrics.get("val_accuracy")
+    figure = f"val_accuracy {float(val):.4g} " if val is not None else ""
+    return f"{by}: registered epoch {epoch}; {figure}{_VAL_NOTE.get(by, '')}".rstrip("; ")
 
 
 def _hub_base(reference: str) -> str:
@@ -98,7 +119,16 @@ def model_card(name: str, record: Mapping[str, Any]) -> str:
         lines += [f"- {k}: {v}" for k, v in pre.items()]
         lines.append("")
     if metrics:
-        lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {float(v):.4f} |" for k, v in sorted(metrics.items())]
+        by = ((dataset.get("split") or {}).get("chosen_by")) or ""
+        lines += ["## Metrics", ""]
+        if chosen_by_text(record):
+            lines += [f"Chosen by: {chosen_by_text(record)}.", ""]
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [
+            f"| {k} | {float(v):.4f}"
+            + (f" ({_VAL_NOTE[by]})" if k == "val_accuracy" and by in _VAL_NOTE else "")
+            + " |"
+            for k, v in sorted(metrics.items())
+        ]
         lines.append("")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -291,7 +292,9 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
     num_classes = version.lineage.get("num_classes") or int(
         version.tags.get(TAG.NUM_CLASSES, "0") or 0
     )
-    model = _build_architecture(base, int(num_classes) if num_classes else None)
+    model = _build_architecture(
+        base, int(num_classes) if num_classes else None, version.lineage.get("architecture")
+    )
     from safetensors.torch import load_model as load_safetensors
 
     with tempfile.TemporaryDirectory(prefix="zoo-load-") as tmp:
@@ -306,9 +309,33 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
     return model, version
 
 
-def _build_architecture(base: str, num_classes: int | None) -> Any:
+def _build_architecture(
+    base: str, num_classes: int | None, architecture: Mapping[str, Any] | None = None
+) -> Any:
+    """The base provider's model, or (the lineage records an ``architecture``) the module
+    zoo composed around it, rebuilt by the builder of its ``kind``."""
     from zoo.catalog import provider_for
 
     ref = parse_ref(base)
     backbone = provider_for(ref).build(ref, num_classes=num_classes, pretrained=False)
-    return backbone.model
+    if not architecture:
+        return backbone.model
+    kind = str(architecture.get("kind"))
+    if kind not in _ARCHITECTURES:
+        raise IntegrityError(
+            f"the version records an architecture of kind '{kind}' that this zoo cannot "
+            f"rebuild (known: {', '.join(sorted(_ARCHITECTURES))}); upgrade zoo"
+        )
+    return _ARCHITECTURES[kind](backbone.model, architecture)
+
+
+def _stage_probe(model: Any, record: Mapping[str, Any]) -> Any:
+    from zoo.heads import rebuild
+
+    return rebuild(model, record)
+
+
+# architecture kind (the lineage's "architecture" record) -> builder(base model, record)
+_ARCHITECTURES: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
+    "stage-probe": _stage_probe,
+}

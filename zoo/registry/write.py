@@ -243,6 +243,7 @@ def register_derivative(
     run_id: str | None = None,
     experiment: str = "zoo",
     relation: str = "finetune",
+    architecture: Mapping[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Register ``model`` (an ``nn.Module``) as the next version of ``name``.
 
@@ -250,7 +251,8 @@ def register_derivative(
     parent's does not allow raises :class:`zoo.LicenseError` unless ``license_override``
     gives a reason, which is recorded on the version. ``artifacts`` are extra files
     (name inside the version -> local path). ``run_id``: log into that run (the training
-    run) instead of a new one.
+    run) instead of a new one. ``architecture``: the lineage's record of a module zoo
+    composed around the base model (``kind`` and what rebuilding it needs).
     """
     import mlflow
     import torch
@@ -297,6 +299,8 @@ def register_derivative(
                 weights={"file": WEIGHTS_FILE, "sha256": weights_sha, "format": "safetensors"},
                 fmt="pytorch",
             )
+            if architecture:  # a module zoo composed: load_model rebuilds it from this
+                record["architecture"] = dict(architecture)
             _write_extras(staging, name, record, artifacts)
             model_id = _new_logged_model(mc, run_id, name)
             with torch.no_grad():
