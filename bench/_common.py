@@ -48,7 +48,8 @@ def paired_interval(differences: list[float]) -> tuple[float, float | None]:
 
 def git_commit(path: Path | None = None) -> tuple[str, bool]:
     """The commit of the tree holding the benchmarks, and whether it has uncommitted
-    changes (a figure from a dirty tree names no commit it ran on)."""
+    changes or files git does not ignore (a figure from such a tree names no commit it
+    ran on)."""
     import subprocess
 
     where = str(path or Path(__file__).resolve().parent)
@@ -56,7 +57,7 @@ def git_commit(path: Path | None = None) -> tuple[str, bool]:
         ["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     status = subprocess.run(
-        ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+        ["git", "-C", where, "status", "--porcelain"],
         capture_output=True,
         text=True,
     ).stdout.strip()
