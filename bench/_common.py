@@ -25,3 +25,40 @@ def setup(per_class: int | None, categories: tuple[str, ...]) -> tuple[str, Path
     return "effnet-lite:lite0", data
 
 
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b between two score lists (scipy; ties counted as ties)."""
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(a, b).statistic)
+
+
+def paired_interval(differences: list[float]) -> tuple[float, float | None]:
+    """Mean of per-seed paired differences and the half-width of its 95% interval,
+    t(0.975, n-1) * sd / sqrt(n); None for a single seed (no interval)."""
+    from statistics import mean, stdev
+
+    from scipy.stats import t
+
+    m = mean(differences)
+    n = len(differences)
+    if n < 2:
+        return m, None
+    return m, float(t.ppf(0.975, n - 1)) * stdev(differences) / n**0.5
+
+
+def git_commit(path: Path | None = None) -> tuple[str, bool]:
+    """The commit of the tree holding the benchmarks, and whether it has uncommitted
+    changes or files git does not ignore (a figure from such a tree names no commit it
+    ran on)."""
+    import subprocess
+
+    where = str(path or Path(__file__).resolve().parent)
+    head = subprocess.run(
+        ["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    status = subprocess.run(
+        ["git", "-C", where, "status", "--porcelain"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head or "unknown", bool(status)

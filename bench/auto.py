@@ -10,6 +10,10 @@ run shares one zoo home, so the feature and prefix caches are computed once for 
 seeds (they hold every image; the split only picks rows). Prints each seed's test
 accuracy per strategy, the means, and the acceptance figures (issue: auto at least 3
 points above the probe, and no worse than the best of partial / lp-ft minus 0.5).
+
+Its figures are development figures (docs/protocol.md): openclipart is the set the
+defaults and auto's rule were tuned on. The evaluation on sets nothing was tuned on is
+bench/choose.py.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import setup
+from _common import kendall_tau, setup
 
 REFS = ["effnet-lite:lite0", "effnet-lite:lite1", "effnet-lite:lite2"]
 
@@ -104,12 +104,6 @@ def plain_forwards(refs: list[str], data: Path) -> float:
                 model(pre.normalize(x).contiguous(memory_format=torch.channels_last))
         total += time.perf_counter() - t0
     return total
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    from scipy.stats import kendalltau
-
-    return float(kendalltau(a, b).statistic)
 
 
 def main() -> None:
