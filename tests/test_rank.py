@@ -112,11 +112,21 @@ def test_auto_records_its_decision_and_evidence_in_the_lineage(tmp_path: Path, d
     from zoo.registry import get_version
 
     settings = get_version("models:/auto-run/1").lineage["strategy"]["settings"]
-    assert settings["decision"] == "linear-probe"  # stage-probe is not installed here
+    assert settings["decision"] == "linear-probe"  # the probe outscores stage-probe here
     assert settings["reason"].startswith("chosen by 5-fold CV on the 18 training images")
     assert [row["candidate"] for row in settings["search"]] == ["linear-probe", "stage-probe"]
     assert 0 <= settings["evidence"]["cv.linear-probe"] <= 1
     assert settings["evidence"]["train_images"] == 18
+
+
+def test_a_registered_derivative_is_ranked_under_its_own_name(
+    tmp_path: Path, data: Path, capsys
+) -> None:
+    ref = _import(tmp_path, "timm:test_resnet", "tiny-e")
+    cmd = ["finetune", ref, str(data), "--image-size", "32", "--name", "derived"]
+    assert run(cmd) == 0
+    rows = _rank(capsys, str(data), "models:/derived/1", ref, "--metric", "knn")["rows"]
+    assert sorted(row["reference"] for row in rows) == sorted(["models:/derived/1", ref])
 
 
 # ------------------------------------------------------------------------------ k-NN

@@ -156,7 +156,12 @@ def rank(
                     for n, m in scorers.items()
                 }
                 row = RankRow(
-                    reference=state.backbone.info.reference,
+                    # a registered derivative is named as itself, not by its base model
+                    reference=(
+                        state.parent.reference
+                        if state.parent is not None
+                        else state.backbone.info.reference
+                    ),
                     metric=names[0],
                     layer=name,
                     score=scores[names[0]],
