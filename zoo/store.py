@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,6 +257,8 @@ def configure(tracking_uri_override: str | None = None) -> str:
     uri = check_health()
     import mlflow
 
+    _quiet_db_error_log()
+
     if sqlite_path(uri) is not None:
         _create_sqlite_store(uri)
     mlflow.set_tracking_uri(uri)
@@ -327,6 +330,21 @@ def ready_to_write(what: str, *, home_too: bool = True) -> str:
             "there. Make it writable, or point ZOO_HOME / MLFLOW_TRACKING_URI elsewhere"
         )
     return uri
+
+
+class _DropDbErrorLog(logging.Filter):
+    """MLflow logs an SQLite OperationalError (a full disk, a locked database) with its
+    traceback, then raises it as an MlflowException: zoo reports that exception in one
+    line (``--debug`` shows the traceback), so the log record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+def _quiet_db_error_log() -> None:
+    log = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _DropDbErrorLog) for f in log.filters):
+        log.addFilter(_DropDbErrorLog())
 
 
 def _check_uri(uri: str) -> None:

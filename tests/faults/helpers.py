@@ -9,6 +9,7 @@ checked after every test by the autouse fixture in conftest.py.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ __all__ = [
     "expect_error",
     "expect_error_in_process",
     "kill_at_pause",
+    "read_only",
     "registered",
     "run_zoo",
     "with_limits",
@@ -112,6 +114,43 @@ def kill_at_pause(
     proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
     return proc
+
+
+def read_only(
+    home: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m zoo ARGS` with ``home`` mounted read-only (a private mount namespace
+    when root: permissions do not stop root), or chmod'ed read-only otherwise."""
+    cmd = [sys.executable, "-m", "zoo", *args]
+    env = zoo_env(ZOO_HOME=str(home), **(extra_env or {}))
+    if os.geteuid() != 0:
+        for p in [home, *home.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+        try:
+            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        finally:
+            for p in [home, *home.rglob("*")]:
+                p.chmod(p.stat().st_mode | 0o200)
+    if shutil.which("unshare") is None:
+        _cannot("no unshare(1) to mount the home read-only as root")
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(home), *cmd],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if "mount:" in proc.stderr or "unshare:" in proc.stderr:
+        _cannot(f"cannot mount read-only here: {proc.stderr.strip()[:200]}")
+    return proc
+
+
+def _cannot(why: str) -> None:
+    """Skip where a read-only mount cannot be made; under CI=true fail instead."""
+    if os.environ.get("CI", "").lower() in {"1", "true"}:
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 def with_limits(fsize: int) -> Callable[[], Any]:
