@@ -2,7 +2,8 @@
 works -- listings, a version, its lineage, the catalogue, `info`, `predict` of a
 registered export -- and every write refuses in one line naming the folder, before any
 work. `predict` never writes into the store (MLflow's download would, into the folder of
-a local store's artifacts), and an export whose file was deleted is named (exit 4)."""
+a local store's artifacts). Files deleted behind zoo's back (an export's .onnx, a
+version's weights) are named by `predict` and `finetune` before any training (exit 4)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from finetune_helpers import make_images
 
-from faults.helpers import expect_error, expect_error_in_process, read_only
+from faults.helpers import expect_error, expect_error_in_process, read_only, registered
 
 CLASSES = ["cat", "dog"]
 
@@ -140,3 +141,17 @@ def test_a_deleted_export_file_is_named_by_predict(
         expect_error_in_process(argv, capsys, 4, "models:/ro.onnx/1", "missing", "--verify")
     finally:
         moved.rename(onnx)
+
+
+def test_deleted_weights_stop_a_finetune_from_the_version_before_training(
+    same_home: Path, images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (weights,) = (same_home / "mlflow" / "artifacts").rglob("model.safetensors")
+    moved = weights.with_suffix(".away")
+    weights.rename(moved)
+    try:
+        argv = ["finetune", "models:/ro/1", str(images), "--epochs", "1", "--name", "from-ro"]
+        expect_error_in_process(argv, capsys, 4, str(weights), "zoo registry check --verify")
+        assert registered("from-ro") == []
+    finally:
+        moved.rename(weights)
