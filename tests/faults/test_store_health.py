@@ -9,6 +9,7 @@ The damaged-store cases run the CLI in a subprocess: zoo checks a store once per
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,3 +130,19 @@ def test_weights_deleted_behind_zoos_back_fail_export_fast_naming_the_file(
         assert not (tmp_path / "out").exists()
     finally:
         weights.write_bytes(saved)
+
+
+def test_zoo_store_timeout_maps_onto_mlflows_own_variables_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zoo.store_health import apply_http_timeouts
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "")  # undo restores "unset"
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")  # the user's own: kept
+    monkeypatch.setenv("ZOO_STORE_TIMEOUT", "4")
+    apply_http_timeouts()
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "4"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
+    env = {"ZOO_STORE_TIMEOUT": "soon", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    expect_error(run_zoo("registry", "list", env=env), 2, "ZOO_STORE_TIMEOUT", "soon")
