@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from urllib.parse import urlparse
 
 from zoo.errors import UsageError
 from zoo.home import disk_full, home, subdir
-from zoo.store_guard import Guarded
+from zoo.store_guard import Guarded, quiet_db_error_log
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
@@ -257,7 +256,7 @@ def configure(tracking_uri_override: str | None = None) -> str:
     uri = check_health()
     import mlflow
 
-    _quiet_db_error_log()
+    quiet_db_error_log()
 
     if sqlite_path(uri) is not None:
         _create_sqlite_store(uri)
@@ -330,21 +329,6 @@ def ready_to_write(what: str, *, home_too: bool = True) -> str:
             "there. Make it writable, or point ZOO_HOME / MLFLOW_TRACKING_URI elsewhere"
         )
     return uri
-
-
-class _DropDbErrorLog(logging.Filter):
-    """MLflow logs an SQLite OperationalError (a full disk, a locked database) with its
-    traceback, then raises it as an MlflowException: zoo reports that exception in one
-    line (``--debug`` shows the traceback), so the log record is dropped."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("SQLAlchemy database error")
-
-
-def _quiet_db_error_log() -> None:
-    log = logging.getLogger("mlflow.store.db.utils")
-    if not any(isinstance(f, _DropDbErrorLog) for f in log.filters):
-        log.addFilter(_DropDbErrorLog())
 
 
 def _check_uri(uri: str) -> None:

@@ -1,14 +1,16 @@
-"""A refusal by an MLflow server (HTTP 401/403) as one line naming the variables to set.
+"""MLflow's failures as zoo's one line: a server's refusal (HTTP 401/403) naming the
+variables to set, and no traceback logged by MLflow before it raises.
 
-MLflow raises these deep inside a call as ``MlflowException``; every call zoo makes
+MLflow raises refusals deep inside a call as ``MlflowException``; every call zoo makes
 through :func:`zoo.store.client` goes through :class:`Guarded`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-__all__ = ["Guarded", "refused"]
+__all__ = ["Guarded", "quiet_db_error_log", "refused"]
 
 
 class Guarded:
@@ -48,3 +50,18 @@ def refused(exc: BaseException) -> str | None:
     if "error code 403" in text or "PERMISSION_DENIED" in getattr(exc, "error_code", ""):
         return "permission denied"
     return None
+
+
+class _DropDbErrorLog(logging.Filter):
+    """MLflow logs an SQLite OperationalError (a full disk, a locked database) with its
+    traceback, then raises it as an MlflowException: zoo reports that exception in one
+    line (``--debug`` shows the traceback), so the log record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+def quiet_db_error_log() -> None:
+    log = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _DropDbErrorLog) for f in log.filters):
+        log.addFilter(_DropDbErrorLog())
