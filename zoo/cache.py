@@ -30,7 +30,7 @@ from typing import Any
 
 from zoo.download import sha256_file
 from zoo.errors import IntegrityError, NotFoundError, UsageError
-from zoo.home import ReadOnlyHomeError, atomic_write_text, subdir
+from zoo.home import ReadOnlyHomeError, atomic_write_text, home, subdir
 from zoo.refs import Ref, parse_ref
 from zoo.types import FileRecord, PulledWeights
 
@@ -57,7 +57,11 @@ RECORD_FORMAT = 1
 
 
 def records_dir(provider: str | None = None) -> Path:
-    return subdir("cache", "records", provider) if provider else subdir("cache", "records")
+    parts = ("cache", "records", provider) if provider else ("cache", "records")
+    try:
+        return subdir(*parts)
+    except ReadOnlyHomeError:  # a read-only home: readers find no records, writers refuse
+        return home().joinpath(*parts)
 
 
 def _name_of(pulled: PulledWeights) -> str:
@@ -242,6 +246,8 @@ def verified_files(pulled: PulledWeights) -> bool:
 def list_records(provider: str | None = None) -> list[PulledWeights]:
     """Every record (of one provider), oldest first."""
     root = records_dir()
+    if not root.is_dir():
+        return []
     folders = [root / provider] if provider else sorted(p for p in root.iterdir() if p.is_dir())
     found = []
     for folder in folders:

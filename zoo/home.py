@@ -201,7 +201,16 @@ def remove_stale_staging(parent: Path, prefix: str) -> list[Path]:
 
 
 _FULL_ERRNOS = {28, 27, 122}  # ENOSPC, EFBIG (a file-size limit), EDQUOT
-_FULL_TEXT = ("no space left", "file too large", "disk is full", "disk i/o error", "quota")
+# Text of wrappers that lose the errno: safetensors, sqlite, MLflow; torch's C++ writers
+# (torch.export's model.pt2: "basic_ios::clear: iostream error").
+_FULL_TEXT = (
+    "no space left",
+    "file too large",
+    "disk is full",
+    "disk i/o error",
+    "quota",
+    "iostream error",
+)
 
 
 def _is_full(exc: BaseException) -> bool:

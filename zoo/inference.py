@@ -296,9 +296,9 @@ def _precision_of(model_uri: str) -> str | None:
 def _registered_export(ref: str, precision: str | None = None) -> tuple[Path, dict[str, Any], Any]:
     """Download a registered export (NAME.FMT/N, or the newest export of NAME/N, of
     ``precision`` when given)."""
-    import mlflow
 
     from zoo import registry
+    from zoo.registry.read import download_files
     from zoo.store import configure
 
     configure()
@@ -322,7 +322,7 @@ def _registered_export(ref: str, precision: str | None = None) -> tuple[Path, di
                 )
             chosen = found[0][1]
         version = registry.get_version(chosen)
-    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.model_uri))
+    folder = download_files(version)
     meta = read_sidecar(folder)
     meta.setdefault("format", version.tags.get("zoo.format", "onnx"))
     meta.setdefault("preprocessing", dict(version.preprocessing))

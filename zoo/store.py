@@ -31,10 +31,12 @@ from urllib.parse import urlparse
 
 from zoo.errors import UsageError
 from zoo.home import disk_full, home, subdir
+from zoo.store_guard import Guarded, quiet_db_error_log
 
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "artifact_root",
+    "check_health",
     "check_not_moved",
     "client",
     "configure",
@@ -42,7 +44,7 @@ __all__ = [
     "embedded_uri",
     "experiment_id",
     "is_embedded",
-    "move_home",
+    "ready_to_write",
     "recorded_artifact_root",
     "sqlite_path",
     "store_lock",
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_EXPERIMENT = "zoo"
-_READY_MARK = ".zoo-store-ready"  # written once the schema exists; skips the lock afterwards
+READY_MARK = ".zoo-store-ready"  # written once the schema exists; skips the lock afterwards
 
 
 def store_dir() -> Path:
@@ -64,7 +66,7 @@ def embedded_uri() -> str:
 
 def embedded_exists() -> bool:
     """Has the embedded store been created (its schema migrated)?"""
-    return (store_dir() / _READY_MARK).exists()
+    return (store_dir() / READY_MARK).exists()
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -116,10 +118,25 @@ def store_lock(path: Path | None = None) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _lock_if_possible(path: Path) -> Iterator[None]:
+    """:func:`store_lock`, or nothing where the lock file cannot be made (read-only)."""
+    import fcntl
+
+    try:
+        fh = open(path, "a+")  # noqa: SIM115 - held for the block
+    except OSError:
+        yield
+        return
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
+
+
 def _store_files(uri: str) -> tuple[Path, Path]:
     """(lock, ready mark) of an SQLite store: in the store folder, or beside the database."""
     if is_embedded(uri):
-        return store_dir() / ".lock", store_dir() / _READY_MARK
+        return store_dir() / ".lock", store_dir() / READY_MARK
     db = sqlite_path(uri)
     assert db is not None
     return db.parent / f".{db.name}.zoo-lock", db.parent / f".{db.name}.zoo-ready"
@@ -128,7 +145,7 @@ def _store_files(uri: str) -> tuple[Path, Path]:
 def recorded_artifact_root() -> Path | None:
     """The artifact root the embedded store's versions point at (from its ready mark)."""
     try:
-        text = (store_dir() / _READY_MARK).read_text(encoding="utf-8")
+        text = (store_dir() / READY_MARK).read_text(encoding="utf-8")
         root = json.loads(text).get("artifact_root")
     except (OSError, ValueError, AttributeError):
         return None  # no store yet, or a mark written before zoo recorded the root
@@ -163,17 +180,25 @@ def _write_mark(mark: Path, uri: str) -> None:
         mark.write_text(json.dumps(doc) + "\n", encoding="utf-8")
 
 
+def _has_schema(db: Path | None) -> bool:
+    """A non-empty database file (check_health already refused a damaged one)."""
+    try:
+        return db is not None and db.stat().st_size > 0
+    except OSError:
+        return False
+
+
 def _create_sqlite_store(uri: str) -> None:
     """Run MLflow's schema migrations once, under the lock; later calls are a stat()."""
     lock, mark = _store_files(uri)
-    if mark.exists():
+    db = sqlite_path(uri)
+    if mark.exists() and _has_schema(db):
         if is_embedded(uri):
             _check_not_moved()
         return
     with store_lock(lock):
-        if mark.exists():
+        if mark.exists() and _has_schema(db):
             return
-        db = sqlite_path(uri)
         fresh = db is not None and not db.exists()
         try:
             with disk_full(f"the MLflow store {db}"):
@@ -228,8 +253,10 @@ def configure(tracking_uri_override: str | None = None) -> str:
     # MLflow writes run links to stdout when talking to a server: keep stdout for zoo's
     # own output (--json documents, printed references).
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    uri = tracking_uri()
+    uri = check_health()
     import mlflow
+
+    quiet_db_error_log()
 
     if sqlite_path(uri) is not None:
         _create_sqlite_store(uri)
@@ -238,9 +265,78 @@ def configure(tracking_uri_override: str | None = None) -> str:
     return uri
 
 
-def _check_uri(uri: str) -> None:
+_HEALTHY: set[str] = set()  # URIs checked in this process (the checks run once each)
+
+
+def _artifacts_of(uri: str) -> Path:
+    """:func:`artifact_root` without creating it (the health check only looks)."""
+    db = None if is_embedded(uri) else sqlite_path(uri)
+    return store_dir() / "artifacts" if db is None else db.parent / f"{db.stem}-artifacts"
+
+
+def check_health(uri: str | None = None) -> str:
+    """Refuse a store zoo cannot use, in seconds and before any work; return its URI.
+
+    A ``file:`` store (no registry); an SQLite database that is damaged, or empty or
+    missing beside registered artifacts (never re-created over them); a server that does
+    not answer within ``ZOO_STORE_TIMEOUT``. Each URI is checked once per process. An
+    SQLite check imports no MLflow (zoo.registry.read's direct listing runs it too).
+    """
+    from zoo import store_health
+
+    uri = uri or tracking_uri()
+    store_health.refuse_file_store(uri)
     scheme = urlparse(uri).scheme
-    if scheme not in {"http", "https", "sqlite", "postgresql", "mysql", "file", "databricks"} and (
+    if scheme in {"http", "https"}:
+        store_health.apply_http_timeouts()
+    if uri in _HEALTHY:
+        return uri
+    db = sqlite_path(uri)
+    if db is not None:
+        if is_embedded(uri):
+            _check_not_moved()
+            fix = (
+                f"restore {db.name} from a backup, or set ZOO_HOME to another home "
+                "(or MLFLOW_TRACKING_URI to another store)"
+            )
+        else:
+            fix = f"restore {db.name} from a backup, or point MLFLOW_TRACKING_URI elsewhere"
+        lock, mark = _store_files(uri)
+        if mark.exists():
+            store_health.check_sqlite(db, _artifacts_of(uri), fix)
+        else:  # maybe being created right now: look once its creator is done
+            with _lock_if_possible(lock):
+                store_health.check_sqlite(db, _artifacts_of(uri), fix)
+    elif scheme in {"http", "https"}:
+        store_health.check_server(uri)
+    _HEALTHY.add(uri)
+    return uri
+
+
+def ready_to_write(what: str, *, home_too: bool = True) -> str:
+    """Before a command that writes, and before it does any work: the zoo home (when
+    ``home_too``) and an SQLite store's folder writable, the store healthy. ``what``
+    names the command in the one-line refusal. Returns the tracking URI."""
+    from zoo.home import ReadOnlyHomeError, is_writable, require_writable
+
+    if home_too:
+        require_writable(what)
+    uri = check_health()
+    db = sqlite_path(uri)
+    if db is not None and db.parent.is_dir() and not is_writable(db.parent):
+        raise ReadOnlyHomeError(
+            f"the MLflow store's folder {db.parent} is read-only: {what} writes the store "
+            "there. Make it writable, or point ZOO_HOME / MLFLOW_TRACKING_URI elsewhere"
+        )
+    return uri
+
+
+def _check_uri(uri: str) -> None:
+    from zoo.store_health import refuse_file_store
+
+    refuse_file_store(uri)
+    scheme = urlparse(uri).scheme
+    if scheme not in {"http", "https", "sqlite", "postgresql", "mysql", "databricks"} and (
         "+" not in scheme
     ):
         raise UsageError(
@@ -255,46 +351,7 @@ def client() -> Any:
     uri = configure()
     from mlflow import MlflowClient
 
-    return _Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
-
-
-class _Guarded:
-    """Calls through to the client; an HTTP 401/403 from a server becomes one line."""
-
-    def __init__(self, inner: Any, uri: str) -> None:
-        self._inner = inner
-        self._uri = uri
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return attr(*args, **kwargs)
-            except Exception as exc:
-                refused = _refused(exc)
-                if refused is None:
-                    raise
-                from zoo.errors import SecurityError
-
-                raise SecurityError(
-                    f"the registry at {self._uri} refused zoo ({refused}): set "
-                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account "
-                    "it knows (see registry/README.md)"
-                ) from None
-
-        return call
-
-
-def _refused(exc: BaseException) -> str | None:
-    text = str(exc)
-    if "error code 401" in text or "UNAUTHENTICATED" in getattr(exc, "error_code", ""):
-        return "not authenticated"
-    if "error code 403" in text or "PERMISSION_DENIED" in getattr(exc, "error_code", ""):
-        return "permission denied"
-    return None
+    return Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
 
 
 def experiment_id(name: str = DEFAULT_EXPERIMENT) -> str:
@@ -307,7 +364,7 @@ def experiment_id(name: str = DEFAULT_EXPERIMENT) -> str:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    mc = _Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
+    mc = Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
     found = mc.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
@@ -327,112 +384,3 @@ def experiment_id(name: str = DEFAULT_EXPERIMENT) -> str:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
-
-
-# ------------------------------------------------------------------ moving the zoo home
-
-# (table, column) pairs where MLflow keeps absolute artifact locations.
-_LOCATION_COLUMNS = (
-    ("experiments", "artifact_location"),
-    ("runs", "artifact_uri"),
-    ("logged_models", "artifact_location"),
-    ("model_versions", "source"),
-    ("model_versions", "storage_location"),
-)
-
-
-def _rewrite_locations(db: Path, old: Path, new: Path) -> int:
-    """Point every artifact location under ``old`` at ``new`` (URIs and plain paths)."""
-    import sqlite3
-
-    pairs = [(old.as_uri() + "/", new.as_uri() + "/"), (str(old) + "/", str(new) + "/")]
-    changed = 0
-    conn = sqlite3.connect(str(db), timeout=60)
-    try:
-        with conn:  # one transaction: all rewritten or none
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-            for table, column in _LOCATION_COLUMNS:
-                if table not in tables:
-                    continue
-                for before, after in pairs:
-                    cur = conn.execute(
-                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
-                        f"WHERE substr({column}, 1, ?) = ?",
-                        (after, len(before) + 1, len(before), before),
-                    )
-                    changed += cur.rowcount
-                    exact = (before.rstrip("/"), after.rstrip("/"))
-                    cur = conn.execute(
-                        f"UPDATE {table} SET {column} = ? WHERE {column} = ?",
-                        (exact[1], exact[0]),
-                    )
-                    changed += cur.rowcount
-    finally:
-        conn.close()
-    return changed
-
-
-def _rewrite_cache_records(root: Path, old_home: Path, new_home: Path) -> None:
-    """Pulled-weights records name their files by absolute path: follow the move."""
-    from zoo.home import atomic_write_text
-
-    records = root / "cache" / "records"
-    if not records.is_dir():
-        return
-    before = str(old_home) + os.sep
-    for path in records.rglob("*.json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            files = data.get("files") or []
-        except (OSError, ValueError, AttributeError):
-            continue
-        touched = False
-        for f in files:
-            if isinstance(f, dict) and str(f.get("path", "")).startswith(before):
-                f["path"] = str(new_home) + os.sep + f["path"][len(before) :]
-                touched = True
-        if touched:
-            atomic_write_text(path, json.dumps(data, indent=2))
-
-
-def move_home(dest: str | Path) -> tuple[Path, Path, int]:
-    """Move the zoo home to ``dest`` and rewrite the embedded store's artifact locations.
-
-    MLflow records absolute artifact URIs (experiments, runs, logged models, model
-    versions), so a plain ``mv`` leaves every version pointing at the old place. Given
-    the folder the home already is (it was moved by hand), only the rewrite is done.
-    Returns (old home, new home, rows rewritten). Run it while no other zoo command runs.
-    """
-    import shutil
-
-    src = home()
-    target = Path(dest).expanduser().absolute()
-    recorded = recorded_artifact_root()
-    if target.resolve() == src:
-        old_home = recorded.parent.parent if recorded is not None else src
-        new_home = src
-    else:
-        if target.exists() and (not target.is_dir() or any(target.iterdir())):
-            raise UsageError(f"{target} exists and is not an empty folder: choose a new one")
-        if src in target.resolve().parents:
-            raise UsageError(f"{target} is inside the zoo home {src}: choose a folder outside it")
-        old_home = recorded.parent.parent if recorded is not None else src
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            target.rmdir()
-        shutil.move(str(src), str(target))
-        new_home = target.resolve()
-    db = new_home / "mlflow" / "mlflow.db"
-    changed = 0
-    if db.is_file():
-        old_root = old_home / "mlflow" / "artifacts"
-        new_root = new_home / "mlflow" / "artifacts"
-        changed = _rewrite_locations(db, old_root, new_root)
-        if old_home != src:  # moved by hand: versions may still name the very first place
-            changed += _rewrite_locations(db, src / "mlflow" / "artifacts", new_root)
-        mark = new_home / "mlflow" / _READY_MARK
-        mark.write_text(
-            json.dumps({"ready": True, "artifact_root": str(new_root)}) + "\n", encoding="utf-8"
-        )
-    _rewrite_cache_records(new_home, old_home, new_home)
-    return old_home, new_home, changed

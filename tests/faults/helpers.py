@@ -9,6 +9,7 @@ checked after every test by the autouse fixture in conftest.py.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ __all__ = [
     "expect_error",
     "expect_error_in_process",
     "kill_at_pause",
+    "read_only",
     "readonly_mounts_work",
     "registered",
     "run_zoo",
@@ -116,6 +118,21 @@ def kill_at_pause(
     return proc
 
 
+def read_only(
+    home: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m zoo ARGS` with ``home`` (its ``ZOO_HOME``) mounted read-only."""
+    env = zoo_env(ZOO_HOME=str(home), **(extra_env or {}))
+    return run_zoo_readonly(*args, readonly=[home], env=env)
+
+
+def _cannot(why: str) -> None:
+    """Skip where a read-only mount cannot be made; under CI=true fail instead."""
+    if os.environ.get("CI", "").lower() in {"1", "true"}:
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def with_limits(fsize: int) -> Callable[[], Any]:
     """A ``preexec_fn`` capping the size of any file the child writes (disk full)."""
 
@@ -144,8 +161,6 @@ def _readonly_argv(argv: Sequence[str], readonly: Sequence[Path]) -> list[str]:
 
 def readonly_mounts_work() -> bool:
     """Can this machine make read-only bind mounts (unshare + mount, root or a user ns)?"""
-    import shutil
-
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
@@ -159,7 +174,7 @@ def run_zoo_readonly(
 ) -> subprocess.CompletedProcess[str]:
     """`python -m zoo ARGS` with every folder in ``readonly`` mounted read-only."""
     if not readonly_mounts_work():
-        pytest.skip("needs read-only bind mounts (unshare --mount as root)")
+        _cannot("needs read-only bind mounts (unshare --mount as root)")
     argv = _readonly_argv([sys.executable, "-m", "zoo", *args], readonly)
     return subprocess.run(
         argv, capture_output=True, text=True, env=env or zoo_env(), timeout=timeout

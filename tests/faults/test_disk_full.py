@@ -8,20 +8,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from finetune_helpers import make_images
+from registry_backends import run_worker
 
 from faults.helpers import expect_error, registered, with_limits, zoo_env
 
 LIMIT = 200_000  # bytes: below test_resnet's weights (1.9 MB) and MLflow's schema (~1 MB)
+# Above a fresh MLflow store (~0.95 MB, made before training), below a 2-class
+# test_resnet checkpoint (~1.5 MB): the disk fills while training writes its checkpoint.
+FINETUNE_LIMIT = 1_200_000
+TRAIN = ["--random-init", "--epochs", "1", "--image-size", "32", "--batch-size", "4"]
 
 
-def _zoo_limited(*args: str) -> subprocess.CompletedProcess[str]:
+def _zoo_limited(*args: str, limit: int = LIMIT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "zoo", *args],
         env=zoo_env(),
         capture_output=True,
         text=True,
         timeout=600,
-        preexec_fn=with_limits(LIMIT),
+        preexec_fn=with_limits(limit),
     )
 
 
@@ -71,3 +77,24 @@ def test_export_on_a_full_disk_leaves_no_out_folder(
     assert "too large" in line.lower() or "disk is full" in line.lower()
     assert list(out.parent.iterdir()) == []  # no --out, no .zoo-export-* staging
     assert registered() == []
+
+
+def test_finetune_on_a_full_disk_is_one_line_and_registers_nothing(
+    zoo_home: Path, tmp_path: Path
+) -> None:
+    data = make_images(tmp_path / "data", per_class=4)
+    args = ["timm:test_resnet", str(data), *TRAIN, "--name", "full"]
+    proc = _zoo_limited("finetune", *args, limit=FINETUNE_LIMIT)
+    expect_error(proc, 2, "disk is full")  # torch's writer lost the errno (or aborted)
+    assert registered() == []
+
+
+def test_a_store_write_on_a_full_disk_prints_no_mlflow_traceback(zoo_home: Path) -> None:
+    made = run_worker("register", "full", env={"ZOO_HOME": str(zoo_home)})
+    assert made.returncode == 0, made.stdout.read() if made.stdout else ""
+    proc = _zoo_limited("registry", "alias", "full", "1", "prod", limit=4096)
+    expect_error(proc, 2, "disk is full", "alias 'prod'")
+    assert "ERROR mlflow" not in proc.stderr and "sqlalchemy" not in proc.stderr.lower()
+    from zoo.registry import get_version
+
+    assert get_version("models:/full/1").aliases == ()

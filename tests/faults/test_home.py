@@ -4,8 +4,6 @@ and a home moved with `mv` (MLflow keeps absolute artifact locations)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 from registry_backends import run_worker
 
-from faults.helpers import expect_error, run_zoo, zoo_env
+from faults.helpers import expect_error, read_only, run_zoo, zoo_env
 
 
 def test_zoo_home_pointing_at_a_file_is_one_line(tmp_path: Path) -> None:
@@ -27,44 +25,16 @@ def test_zoo_home_pointing_at_a_file_is_one_line(tmp_path: Path) -> None:
     assert afile.read_text() == "x"
 
 
-def _read_only(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m zoo ARGS` with ``home`` mounted read-only (a private mount namespace
-    when root: permissions do not stop root), or chmod'ed read-only otherwise."""
-    cmd = [sys.executable, "-m", "zoo", *args]
-    env = zoo_env(ZOO_HOME=str(home))
-    if os.geteuid() != 0:
-        for p in [home, *home.rglob("*")]:
-            p.chmod(p.stat().st_mode & ~0o222)
-        try:
-            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        finally:
-            for p in [home, *home.rglob("*")]:
-                p.chmod(p.stat().st_mode | 0o200)
-    if shutil.which("unshare") is None:
-        pytest.skip("no unshare(1) to mount the home read-only as root")
-    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
-    proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script, "sh", str(home), *cmd],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if "mount:" in proc.stderr or "unshare:" in proc.stderr:
-        pytest.skip(f"cannot mount read-only here: {proc.stderr.strip()[:200]}")
-    return proc
-
-
 def test_read_only_home_degrades_list_and_refuses_export_in_one_line(tmp_path: Path) -> None:
     home = tmp_path / "ro-home"
     assert run_worker("register", "ro", env={"ZOO_HOME": str(home)}).returncode == 0
     before = sorted(p.name for p in home.iterdir())
-    listed = _read_only(home, "list", "test_res*", "--json")
+    listed = read_only(home, "list", "test_res*", "--json")
     assert listed.returncode == 0, listed.stderr
     refs = [m["reference"] for m in json.loads(listed.stdout)["models"]]
     assert any(r.startswith("timm:test_resnet") for r in refs), refs
     assert sorted(p.name for p in home.iterdir()) == before  # no index cache written
-    exported = _read_only(home, "export", "ro", "--out", str(tmp_path / "out"))
+    exported = read_only(home, "export", "ro", "--out", str(tmp_path / "out"))
     expect_error(exported, 2, "read-only", "ZOO_HOME")
     assert not (tmp_path / "out").exists()
 

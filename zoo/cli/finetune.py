@@ -263,6 +263,9 @@ def finetune_cmd(
             )
         click.echo("dry run: nothing trained or registered")
         return
+    from zoo.store import ready_to_write
+
+    ready_to_write("zoo finetune (its checkpoints, the registration)")  # before any data is read
     nodes = None
     if nnodes is not None or rdzv_endpoint is not None or rdzv_id is not None:
         from zoo.engine.distributed import Nodes

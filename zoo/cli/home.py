@@ -39,7 +39,7 @@ def move_cmd(dest: Path, as_json: bool) -> None:
     home was already moved by hand, run it with DEST = the new place to only rewrite.
     Run it while no other zoo command is running, then set ZOO_HOME=DEST.
     """
-    from zoo.store import move_home
+    from zoo.store_move import move_home
 
     old, new, changed = move_home(dest)
     if as_json:

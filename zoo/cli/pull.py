@@ -211,8 +211,10 @@ def import_cmd(
     the file name; pickles load with torch.load(weights_only=True) and anything that
     needs more is refused (exit 4) unless --trust-pickle. Stored as safetensors.
     """
+    from zoo.home import require_writable
     from zoo.local import import_checkpoint
 
+    require_writable("zoo import (the model goes to ZOO_HOME/local)")  # before any reading
     model = import_checkpoint(
         path,
         arch=arch,

@@ -230,7 +230,9 @@ def where_cmd(as_json: bool) -> None:
 def alias_cmd(name: str, version: int, alias: str) -> None:
     """Point ALIAS of model NAME at VERSION (then use models:/NAME@ALIAS)."""
     from zoo.registry import set_alias
+    from zoo.store import ready_to_write
 
+    ready_to_write("zoo registry alias", home_too=False)
     v = set_alias(name, version, alias)
     note(f"models:/{name}@{alias} -> {v.model_uri}")
 
@@ -246,7 +248,9 @@ def delete_cmd(ref: str, yes: bool, cascade: bool) -> None:
     Refuses while other versions name it as their parent, unless --cascade.
     """
     from zoo.registry import delete, plan_delete
+    from zoo.store import ready_to_write
 
+    ready_to_write("zoo registry delete", home_too=False)
     plan = plan_delete(ref, cascade=cascade)
     if not yes:
         listing = ", ".join(v.model_uri for v in plan)

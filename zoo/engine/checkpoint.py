@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UsageError
-from zoo.home import atomic_write_text, atomic_writer, subdir
+from zoo.home import atomic_write_text, atomic_writer, disk_full, subdir
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.recipe import Recipe
@@ -89,10 +89,16 @@ def recipe_lock(recipe: Recipe) -> Iterator[None]:
 
 
 def save_tensors_file(path: Path, state: dict[str, Any]) -> None:
+    """Serialised in memory first: torch's zip writer, failing on a full disk, loses the
+    errno ("unexpected pos") or aborts the process; a plain write keeps ENOSPC/EFBIG."""
+    import io
+
     import torch
 
-    with atomic_writer(path) as fh:
-        torch.save(state, fh)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    with disk_full(f"the checkpoint {path}"), atomic_writer(path) as fh:
+        fh.write(buffer.getbuffer())
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.errors import NotFoundError, UsageError
+from zoo.home import disk_full
 from zoo.refs import parse_ref
 from zoo.registry.read import WEIGHTS_FILE, get_version, list_versions
 from zoo.registry.records import TAG, RegisteredVersion
@@ -60,7 +61,8 @@ def set_alias(name: str, version: int, alias: str) -> RegisteredVersion:
         raise UsageError(f"'{alias}' is reserved by MLflow: choose another alias")
     get_version(f"models:/{name}/{version}")
     try:
-        client().set_registered_model_alias(name, alias, str(version))
+        with disk_full(f"alias '{alias}' into the MLflow store"):
+            client().set_registered_model_alias(name, alias, str(version))
     except MlflowException as exc:
         raise UsageError(f"cannot set alias '{alias}' on {name}/{version}: {exc.message}") from exc
     return get_version(f"models:/{name}@{alias}")

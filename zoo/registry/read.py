@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 from zoo.errors import IntegrityError, NotFoundError, SecurityError, UsageError
 from zoo.refs import Ref, parse_ref
@@ -20,11 +21,14 @@ __all__ = [
     "WEIGHTS_FILE",
     "artifact_uri",
     "download_artifact",
+    "download_files",
     "get_version",
     "has_model",
     "list_models",
     "list_versions",
     "load_model",
+    "missing_artifact",
+    "require_artifact",
     "sha256_file",
 ]
 
@@ -154,10 +158,11 @@ def _sqlite_versions() -> list[RegisteredVersion] | None:
     db = store.sqlite_path(uri)
     if db is None or not db.is_file():
         return None
-    if store.is_embedded(uri):
-        if not store.embedded_exists():
-            return None
-        store.check_not_moved()  # as configure() would: a moved home is refused
+    if store.is_embedded(uri) and not store.embedded_exists():
+        return None
+    # As configure() would: a moved home, a damaged or emptied database are refused
+    # here too, so this reader and MLflow's agree (never "0 versions" over lost ones).
+    store.check_health(uri)
     if os.environ.get("MLFLOW_WORKSPACE", "default") not in ("", "default"):
         return None
     try:
@@ -247,15 +252,83 @@ def artifact_uri(version: RegisteredVersion, inner: str = "") -> str:
     return f"{location}/{inner}" if inner else location
 
 
+def missing_artifact(version: RegisteredVersion, where: str) -> IntegrityError:
+    """The one line for a registered file deleted behind zoo's back (exit 4)."""
+    return IntegrityError(
+        f"{version.model_uri}: {where} is missing from the artifact store (deleted behind "
+        "zoo's back): run `zoo registry check --verify` to see every damaged version, then "
+        "register the model again (or restore the file from a backup)"
+    )
+
+
+def require_artifact(version: RegisteredVersion, inner: str) -> None:
+    """Fail fast, before any work, when a file of the version's artifacts is gone: a stat
+    on a local store, one listing request on a server."""
+    uri = artifact_uri(version, inner)
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        if not path.is_file():
+            raise missing_artifact(version, str(path))
+        return
+    folder, _, leaf = inner.rpartition("/")
+    model_id = version.tags.get(TAG.MODEL_ID)
+    try:
+        listed = client().list_logged_model_artifacts(model_id, folder or None)
+    except Exception:
+        return  # the download says what went wrong
+    if not any(Path(f.path).name == leaf for f in listed):
+        raise missing_artifact(version, uri)
+
+
 def download_artifact(version: RegisteredVersion, inner: str, dst: Path) -> Path:
-    """Download one file of the version's artifacts (``lineage.json``, ``README.md`` ...)."""
+    """Download one file of the version's artifacts (``lineage.json``, ``README.md`` ...);
+    a file deleted from the store is an :class:`IntegrityError` naming it."""
     import mlflow
 
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=artifact_uri(version, inner), dst_path=str(dst)
-        )
+    uri = artifact_uri(version, inner)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except Exception as exc:
+        if _gone(exc):
+            raise missing_artifact(version, uri) from None
+        raise
+
+
+def _gone(exc: BaseException) -> bool:
+    if isinstance(exc, FileNotFoundError):
+        return True
+    code = getattr(exc, "error_code", "")
+    text = str(exc).lower()
+    return (
+        code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+        or "no such file" in text
+        or ("404" in text and "not found" in text)
     )
+
+
+def download_files(version: RegisteredVersion) -> Path:
+    """All of a version's files (an export's folder), in a temp folder outside the zoo
+    home that lives as long as this process. Without a destination MLflow hands back a
+    local store's own artifact folder and writes ``registered_model_meta`` into it: into
+    the store, and an OSError on a read-only home. Files gone: an IntegrityError."""
+    import atexit
+    import shutil
+
+    import mlflow
+
+    tmp = tempfile.mkdtemp(prefix="zoo-download-")
+    atexit.register(shutil.rmtree, tmp, True)
+    try:
+        got = mlflow.artifacts.download_artifacts(artifact_uri=version.model_uri, dst_path=tmp)
+    except Exception as exc:
+        if _gone(exc):
+            raise missing_artifact(version, "its files") from None
+        raise
+    folder = Path(got)
+    if version.tags.get(TAG.FORMAT) == "onnx" and not any(folder.glob("*.onnx")):
+        raise missing_artifact(version, f"the .onnx file of {artifact_uri(version)}")
+    return folder
 
 
 def download_weights(version: RegisteredVersion, dst: Path) -> Path:
@@ -289,6 +362,7 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
             f"{version.model_uri} was not registered by zoo (no zoo.base tag): zoo will not "
             "load it; use mlflow.pytorch.load_model if you trust its source"
         )
+    require_artifact(version, WEIGHTS_FILE)  # before building anything
     num_classes = version.lineage.get("num_classes") or int(
         version.tags.get(TAG.NUM_CLASSES, "0") or 0
     )
