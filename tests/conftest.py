@@ -20,7 +20,10 @@ def zoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: no real hub
     monkeypatch.delenv("ZOO_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("ZOO_STRICT_PLUGINS", raising=False)
+    # mlflow.set_tracking_uri / set_registry_uri export both: a module-scoped fixture's
+    # in-process zoo call would otherwise point every later test's subprocesses at its store
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     from zoo.plugins import reset_plugin_manager
 
     reset_plugin_manager()
