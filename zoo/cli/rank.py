@@ -45,11 +45,13 @@ def rank_cmd(
     One forward pass per backbone through the same feature cache a linear probe uses
     (a later `zoo finetune --strategy linear-probe` on the same images reuses it), then
     a transferability score: LogME (default), H-score, NCE or LEEP. Higher is better;
-    scores compare backbones on the same data and metric, not across datasets.
+    scores compare backbones on the same data and metric, not across datasets. A REF
+    may join several backbones with commas (REF1,REF2): their features side by side.
 
     \b
       zoo rank ./pets timm:resnet50.a1_in1k torchvision:efficientnet_b0
       zoo rank ./digits effnet-lite:lite0 effnet-lite:lite1 --layers final,mid
+      zoo rank ./pets effnet-lite:lite0 effnet-lite:lite0,effnet-lite:lite1
     """
     from zoo.rank import rank
 

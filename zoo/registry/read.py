@@ -291,7 +291,8 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
     num_classes = version.lineage.get("num_classes") or int(
         version.tags.get(TAG.NUM_CLASSES, "0") or 0
     )
-    model = _build_architecture(base, int(num_classes) if num_classes else None)
+    architecture = version.lineage.get("architecture")
+    model = _build_architecture(base, int(num_classes) if num_classes else None, architecture)
     from safetensors.torch import load_model as load_safetensors
 
     with tempfile.TemporaryDirectory(prefix="zoo-load-") as tmp:
@@ -306,9 +307,29 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
     return model, version
 
 
-def _build_architecture(base: str, num_classes: int | None) -> Any:
+def _multi_backbone(record: Any, num_classes: int | None) -> Any:
+    from zoo.composite import CompositeSpec, build_composite
+
+    spec = CompositeSpec.from_dict(record)
+    return build_composite(spec, num_classes=num_classes or 1, pretrained=False).model
+
+
+# The lineage's ``architecture`` kinds a reload rebuilds (records without one: the base's
+# provider builds the architecture).
+_ARCHITECTURES: dict[str, Any] = {"multi-backbone": _multi_backbone}
+
+
+def _build_architecture(base: str, num_classes: int | None, architecture: Any = None) -> Any:
     from zoo.catalog import provider_for
 
+    if architecture:
+        kind = architecture.get("kind") if isinstance(architecture, dict) else None
+        if kind not in _ARCHITECTURES:
+            raise UsageError(
+                f"this version's architecture is of kind '{kind}', which this zoo cannot "
+                f"build (known: {', '.join(sorted(_ARCHITECTURES))}): upgrade zoo"
+            )
+        return _ARCHITECTURES[kind](architecture, num_classes)
     ref = parse_ref(base)
     backbone = provider_for(ref).build(ref, num_classes=num_classes, pretrained=False)
     return backbone.model
