@@ -120,6 +120,7 @@ def _zoo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 def test_joined_backbones_train_one_head_and_reload_export_and_predict_the_same(
     sized: None, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from zoo.catalog import describe, provider_for
     from zoo.composite import build_composite, describe_joined
     from zoo.engine import checkpoint
     from zoo.engine.seeding import seed_everything
@@ -148,7 +149,7 @@ def test_joined_backbones_train_one_head_and_reload_export_and_predict_the_same(
     best = checkpoint.load(run_dir / checkpoint.BEST_FILE)["model"]
     assert set(best) == set(model.state_dict())
     assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
-    spec = describe_joined(JOINED)
+    spec = describe_joined(JOINED, None, describe=describe)
     assert [b.input_size[1] for b in spec.branches] == [40, 56]
     # the branches see their own size and normalisation: a branch fed by hand agrees
     x = torch.rand(3, 3, 56, 56)
@@ -164,7 +165,7 @@ def test_joined_backbones_train_one_head_and_reload_export_and_predict_the_same(
         assert torch.allclose(model.branches[0](x), by_hand, atol=1e-5)
     # the branches stayed frozen: they hold exactly the weights the run built them with
     seed_everything(0)
-    built = build_composite(spec, num_classes=2).model.state_dict()
+    built = build_composite(spec, num_classes=2, provider_for=provider_for).model.state_dict()
     trained = model.state_dict()
     branch_keys = [k for k in trained if k.startswith("branches.")]
     assert branch_keys and all(torch.equal(trained[k], built[k]) for k in branch_keys)
@@ -191,6 +192,17 @@ def test_joined_backbones_train_one_head_and_reload_export_and_predict_the_same(
     probs = torch.softmax(torch.from_numpy(torch_logits), dim=1)[0]
     assert top["index"] == int(probs.argmax())
     assert abs(top["probability"] - float(probs.max())) < 1e-4
+    # served through the registered export's MLflow pyfunc (one graph): the same answer
+    import mlflow
+    import pandas as pd
+
+    from zoo.store import configure
+
+    configure()
+    pyfunc = mlflow.pyfunc.load_model("models:/both.onnx/1")
+    row = pyfunc.predict(pd.DataFrame({"image": [picture.read_bytes()]})).to_dict("records")[0]
+    assert row["error"] is None and row["class"] == top["class"]
+    assert abs(row["probability"] - float(probs.max())) < 1e-4
 
 
 @pytest.mark.parametrize("strategy", ["full", "partial", "lp-ft"])
@@ -216,3 +228,25 @@ def test_rank_scores_a_joined_reference_on_its_concatenated_features(
     # test_resnet's 96 pooled features and test_efficientnet's 256, side by side
     assert rows["sized:small"]["feature_dim"] == 96
     assert rows[JOINED]["feature_dim"] == 96 + 256
+
+
+def test_a_licence_one_parent_forbids_is_refused_before_any_forward_pass(
+    sized: None, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """sized:noncommercial is cc-by-nc-4.0: a derivative declared mit is refused (exit 5)
+    naming it, before the images are checked or a model is built; with no licence
+    declared, the parents' two licences leave nothing to inherit (exit 5 too)."""
+    joined = "sized:small,sized:noncommercial"
+    for extra in (["--license", "mit"], []):
+        code, _, err = _zoo(capsys, "finetune", joined, str(images), *extra)
+        assert code == 5, err
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith("zoo: error:"), err
+        assert "cc-by-nc-4.0" in lines[0]
+        assert "checking images" not in err
+    assert (
+        "sized:noncommercial"
+        in _zoo(capsys, "finetune", joined, str(images), "--license", "mit")[2]
+    )
+    assert not list((tmp_path / "zoo-home").rglob("state.pt"))
+    assert not (tmp_path / "zoo-home" / "runs").exists()

@@ -15,13 +15,13 @@ that record, not from today's catalogue.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from zoo.backbone import ModuleBackbone
 from zoo.errors import UsageError
-from zoo.refs import join_refs, parse_refs
+from zoo.refs import Ref, join_refs, parse_refs
 from zoo.types import BackboneInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,15 +119,17 @@ class CompositeSpec:
         )
 
 
-def describe_joined(text: str, image_size: int | None = None) -> CompositeSpec:
-    """The spec of a joined reference from each part's catalogue entry.
+def describe_joined(
+    text: str, image_size: int | None, *, describe: Callable[[Ref], BackboneInfo]
+) -> CompositeSpec:
+    """The spec of a joined reference from each part's catalogue entry (``describe`` is
+    :func:`zoo.catalog.describe`, passed in: the catalogue imports the registry, which
+    rebuilds composites).
 
     The input size is the largest branch's; ``image_size`` (``--image-size``) sets it, and
     scales every branch by the same factor (Lite0/1/2 at 224/240/260 become 112/120/130
     under ``--image-size 130``).
     """
-    from zoo.catalog import describe
-
     infos = [describe(ref) for ref in parse_refs(text)]
     sizes = [tuple(i.input_size or (3, 224, 224)) for i in infos]
     largest = max(range(len(infos)), key=lambda k: (sizes[k][1] * sizes[k][2], -k))
@@ -212,11 +214,15 @@ def _composite_module(branches: Sequence[Any], specs: Sequence[Branch], num_clas
 
 
 def build_composite(
-    spec: CompositeSpec, *, num_classes: int, pretrained: bool = True
+    spec: CompositeSpec,
+    *,
+    num_classes: int,
+    pretrained: bool = True,
+    provider_for: Callable[[Ref], Any],
 ) -> ModuleBackbone:
-    """Each branch built by its provider (pretrained from the verified cache), then the
+    """Each branch built by its provider (``provider_for`` is
+    :func:`zoo.catalog.provider_for`; pretrained from the verified cache), then the
     composite; ``weights_sha256`` of every branch is kept on ``branch_sha256``."""
-    from zoo.catalog import provider_for
     from zoo.refs import parse_ref
 
     backbones = []

@@ -37,10 +37,11 @@ def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
     from zoo.refs import is_joined, parse_ref
 
     if is_joined(recipe.ref):  # several backbones: zoo/composite.py
+        from zoo.catalog import describe as describe_part
         from zoo.composite import check_strategy, describe_joined
 
         check_strategy(recipe.strategy, recipe.ref)
-        return describe_joined(recipe.ref, recipe.image_size), None
+        return describe_joined(recipe.ref, recipe.image_size, describe=describe_part), None
     ref = parse_ref(recipe.ref)
     if ref.scheme == "models":
         from zoo.registry import get_version
@@ -113,7 +114,10 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
         from zoo.composite import build_composite
 
         composite = build_composite(
-            described, num_classes=num_classes, pretrained=not recipe.random_init
+            described,
+            num_classes=num_classes,
+            pretrained=not recipe.random_init,
+            provider_for=provider_for,
         )
         init_head(composite)
         return composite
@@ -133,7 +137,9 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
         from zoo.composite import build_composite
 
         spec = CompositeSpec.from_dict(architecture)
-        backbone = build_composite(spec, num_classes=num_classes, pretrained=False)
+        backbone = build_composite(
+            spec, num_classes=num_classes, pretrained=False, provider_for=provider_for
+        )
     else:
         base_ref = parse_ref(described.base)
         backbone = provider_for(base_ref).build(base_ref, num_classes=num_classes, pretrained=False)

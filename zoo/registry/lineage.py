@@ -19,7 +19,7 @@ from urllib.parse import quote
 from zoo.errors import IntegrityError, NotFoundError
 from zoo.licenses import UNKNOWN, Ancestor, normalize_license
 from zoo.refs import parse_ref
-from zoo.registry.records import RegisteredVersion
+from zoo.registry.records import RegisteredVersion, parents_of
 
 __all__ = [
     "LINEAGE_FORMAT",
@@ -304,16 +304,6 @@ def build_record(
     if architecture:
         record["architecture"] = dict(architecture)
     return record
-
-
-def parents_of(lineage: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The pinned parents of a lineage record: ``parents``, or the one ``parent`` of a
-    record written before versions could have several."""
-    listed = lineage.get("parents")
-    if isinstance(listed, list) and listed:
-        return [dict(p) for p in listed if isinstance(p, Mapping)]
-    one = lineage.get("parent")
-    return [dict(one)] if isinstance(one, Mapping) and one else []
 
 
 def version_link(model_uri: str) -> str:

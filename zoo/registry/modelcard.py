@@ -20,7 +20,7 @@ def model_card(name: str, record: Mapping[str, Any]) -> str:
 
     lic = (record.get("license") or {}).get("id", "unknown")
     base = (record.get("base") or {}).get("reference") or ""
-    from zoo.registry.lineage import parents_of
+    from zoo.registry.records import parents_of
 
     parent = "`, `".join(str(p.get("reference") or "") for p in parents_of(record))
     relation = record.get("relation", "finetune")

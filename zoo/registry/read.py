@@ -308,10 +308,14 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
 
 
 def _multi_backbone(record: Any, num_classes: int | None) -> Any:
+    from zoo.catalog import provider_for
     from zoo.composite import CompositeSpec, build_composite
 
     spec = CompositeSpec.from_dict(record)
-    return build_composite(spec, num_classes=num_classes or 1, pretrained=False).model
+    built = build_composite(
+        spec, num_classes=num_classes or 1, pretrained=False, provider_for=provider_for
+    )
+    return built.model
 
 
 # The lineage's ``architecture`` kinds a reload rebuilds (records without one: the base's
