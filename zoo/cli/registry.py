@@ -108,6 +108,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
     REF is models:/NAME/N, models:/NAME/latest, models:/NAME@ALIAS or a registered NAME.
     """
     from zoo.registry import get_version
+    from zoo.registry.records import parents_of
 
     v = get_version(ref)
     if as_json:
@@ -130,7 +131,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
         ("relation", v.relation),
         *_parent_rows(v),
         ("base model", v.base or ""),
-        ("chain", " -> ".join(lin.get("chain") or [])),
+        ("chain", " -> ".join(lin.get("chain") or []) if len(parents_of(lin)) < 2 else ""),
         ("strategy", str(strategy.get("name") or "")),
         ("strategy settings", readable(strategy["settings"]) if strategy.get("settings") else ""),
         ("strategy plugin", v.tags.get("zoo.strategy_plugin", "")),

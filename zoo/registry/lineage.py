@@ -359,7 +359,7 @@ def describe_markdown(record: Mapping[str, Any]) -> str:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         lines.append(f"| Metrics | {shown} |")
     chain = record.get("chain") or []
-    if len(chain) > 1:
+    if len(chain) > 1 and len(parents_of(record)) < 2:  # several parents: a DAG, listed above
         lines += ["", "Chain: " + " → ".join(_chain_item(c) for c in chain)]
     return "\n".join(lines) + "\n"
 
