@@ -369,3 +369,96 @@ def test_zoo_import_refuses_a_misspelt_licence(
             "--name", "typo"]  # fmt: skip
     assert run(argv) == EXIT_USAGE
     assert "did you mean apache-2.0" in capsys.readouterr().err
+
+
+def test_several_parents_need_a_licence_every_parent_chain_allows() -> None:
+    """A derivative of several parents (a DAG): each parent's chain decides, the nearest
+    refusal is named, and parents of different licences leave nothing to inherit."""
+    from zoo.licenses import decide_licenses
+
+    mit = ("mit", (Ancestor("timm:a", "mit"),))
+    nc = ("cc-by-nc-4.0", (Ancestor("timm:b", "cc-by-nc-4.0"),))
+    assert decide_licenses([mit, ("mit", (Ancestor("timm:c", "mit"),))], None, None) == (
+        "mit",
+        True,
+    )
+    assert decide_licenses([mit, nc], "cc-by-nc-4.0", None) == ("cc-by-nc-4.0", False)
+    with pytest.raises(LicenseError, match="timm:b") as err:
+        decide_licenses([mit, nc], "mit", None)
+    assert err.value.exit_code == EXIT_LICENSE
+    with pytest.raises(LicenseError, match="--license"):
+        decide_licenses([mit, nc], None, None)
+    assert decide_licenses([mit, nc], "mit", "approved by legal") == ("mit", False)
+
+
+@pytest.mark.slow
+def test_a_version_of_several_parents_records_each_and_its_children_inherit_the_dag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registered for real with two parents: refused when one parent's licence forbids
+    the declared one (nothing registered); registered, the lineage pins both parents and
+    every ancestor, a child of it is held to both chains, `registry show` lists both
+    parents and `registry lineage` prints it under each, marked "also under"."""
+    from zoo import registry
+    from zoo.cli import run
+    from zoo.registry.lineage import Pin
+
+    parents = [
+        Pin("timm:test_resnet.r160_in1k", "a" * 64, "mit"),
+        Pin("timm:test_efficientnet.r160_in1k", "b" * 64, "cc-by-nc-4.0"),
+    ]
+    with pytest.raises(LicenseError, match="test_efficientnet"):
+        _register("dag", None, parents=parents, license="mit")
+    assert not registry.has_model("dag")
+    reason = "written permission of the owner"
+    v1 = _register("dag", None, parents=parents, license="mit", license_override=reason)
+    assert [(p["reference"], p["sha256"], p["license"]) for p in v1.lineage["parents"]] == [
+        (p.reference, p.sha256, p.license) for p in parents
+    ]
+    ancestors = [a["reference"] for a in v1.lineage["license"]["ancestors"]]
+    assert ancestors == [p.reference for p in parents]
+    # v1's override was its own: a child is held to the nc grandparent of one parent
+    with pytest.raises(LicenseError, match="test_efficientnet") as err:
+        _register("dag-child", "models:/dag/1", license="apache-2.0")
+    assert reason in str(err.value)
+
+    monkeypatch.setenv("COLUMNS", "200")  # one line per node
+    capsys.readouterr()
+    assert run(["registry", "show", "models:/dag/1"]) == 0
+    out = capsys.readouterr().out
+    for p in parents:
+        assert p.reference in out and p.sha256 in out
+    assert run(["registry", "lineage", "dag"]) == 0
+    out = capsys.readouterr().out
+    roots = [line for line in out.splitlines() if line.startswith("timm:")]
+    assert [r.split()[0] for r in roots] == sorted(p.reference for p in parents)
+    listed = [line for line in out.splitlines() if "models:/dag/1" in line]
+    assert len(listed) == 2, out
+    assert "also under timm:test_resnet.r160_in1k" in listed[0]  # under test_efficientnet
+    assert "also under timm:test_efficientnet.r160_in1k" in listed[1]
+
+
+def test_a_record_of_one_parent_written_before_parents_were_a_list_still_reads(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Stores written before this change have `parent` and no `parents`: read as one."""
+    import json
+
+    from zoo import registry
+    from zoo.cli import run
+    from zoo.registry.records import parents_of
+    from zoo.store import client
+
+    v1 = _register("single", "timm:test_resnet.r160_in1k", parent_license="mit")
+    assert parents_of(v1.lineage) == v1.lineage["parents"] == [v1.lineage["parent"]]
+    old = {k: v for k, v in v1.lineage.items() if k != "parents"}
+    old["license"] = {k: v for k, v in old["license"].items() if k != "parents"}
+    client().set_model_version_tag("single", "1", "zoo.lineage", json.dumps(old))
+    read = registry.get_version("models:/single/1")
+    assert "parents" not in read.lineage
+    assert parents_of(read.lineage) == [v1.lineage["parent"]]
+    capsys.readouterr()
+    assert run(["registry", "show", "models:/single/1"]) == 0
+    assert "timm:test_resnet.r160_in1k" in capsys.readouterr().out
+    child = _register("single-child", "models:/single/1")
+    assert [p["reference"] for p in child.lineage["parents"]] == ["models:/single/1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zoo.errors import BadReferenceError
-from zoo.refs import Ref, parse_ref
+from zoo.refs import Ref, join_refs, parse_ref, parse_refs
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,39 @@ def test_revision_option_and_at_revision_must_agree() -> None:
     assert parse_ref("hf:org/repo").with_revision("def").revision == "def"
     with pytest.raises(BadReferenceError, match="give only one"):
         ref.with_revision("def")
+
+
+def test_a_comma_joins_references_in_order() -> None:
+    refs = parse_refs("timm:resnet18, local:lite0,hf:org/repo@abc")
+    assert refs == (
+        Ref("timm", "resnet18"),
+        Ref("local", "lite0"),
+        Ref("hf", "org/repo", revision="abc"),
+    )
+    assert join_refs(refs) == "timm:resnet18,local:lite0,hf:org/repo@abc"
+    assert parse_refs("timm:resnet18") == (Ref("timm", "resnet18"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("timm:resnet18,,timm:resnet34", "part 2 of 'timm:resnet18,,timm:resnet34' is empty"),
+        ("timm:resnet18,", "part 2 of 'timm:resnet18,' is empty"),
+        ("timm:resnet18,hf:a/b/c", "part 2 of 'timm:resnet18,hf:a/b/c': bad model reference"),
+        ("timm:resnet18,models:/pets/1", "part 2 of 'timm:resnet18,models:/pets/1'"),
+        ("timm:resnet18,pets", "cannot be joined"),
+        ("timm:resnet18,timm:resnet18", "given twice"),
+    ],
+)
+def test_a_bad_part_of_a_joined_reference_is_named(text: str, hint: str) -> None:
+    with pytest.raises(BadReferenceError) as err:
+        parse_refs(text)
+    assert hint in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_one_reference_forms_refuse_a_joined_one() -> None:
+    """Where one backbone is meant (pull, import, export ...), a comma says where joining
+    is allowed instead of a grammar error about the name."""
+    with pytest.raises(BadReferenceError, match="only finetune, rank and info"):
+        parse_ref("timm:resnet18,timm:resnet34")

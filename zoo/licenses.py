@@ -44,6 +44,7 @@ __all__ = [
     "LicenseStatement",
     "check_compatible",
     "decide_license",
+    "decide_licenses",
     "is_compatible",
     "license_from_url",
     "license_kind",
@@ -468,3 +469,29 @@ def decide_license(
             ancestor, license_id, inherited=inherited, is_parent=i == last, overrides=overrides
         )
     return license_id, inherited
+
+
+def decide_licenses(
+    parents: Sequence[tuple[str | None, Sequence[Ancestor]]],
+    declared: str | None,
+    override: str | None,
+) -> tuple[str, bool]:
+    """:func:`decide_license` for a derivative of several parents (a DAG): the licence
+    must be allowed by every ancestor of every parent. ``parents``: each parent's licence
+    and chain (root first, the parent last). Parents of different licences leave nothing
+    to inherit: the derivative's licence must then be declared.
+    """
+    if len(parents) == 1:
+        return decide_license(parents[0][0], declared, override, chain=parents[0][1])
+    if declared is None and override is None:
+        own = {normalize_license(lic) for lic, _ in parents}
+        if len(own) > 1:
+            raise LicenseError(
+                f"the parents are licensed {', '.join(sorted(own))}, so there is no one "
+                "licence to inherit: declare the derivative's with --license ID (one that "
+                "every parent allows)"
+            )
+    decided = ("", True)
+    for parent_license, chain in parents:
+        decided = decide_license(parent_license, declared, override, chain=chain)
+    return decided

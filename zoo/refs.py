@@ -8,6 +8,7 @@
     models:/NAME/latest
     models:/NAME@ALIAS
     NAME                           bare: the registered model NAME or local:NAME, whichever exists
+    REF1,REF2[,...]                joined: several backbones at once (finetune, rank, info)
 
 A third-party provider named ``foo`` answers references ``foo:NAME[@REV]``; it reads
 ``Ref.name`` itself. Parsing never imports a provider; it only checks the shape.
@@ -16,11 +17,12 @@ A third-party provider named ``foo`` answers references ``foo:NAME[@REV]``; it r
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from zoo.errors import BadReferenceError
 
-__all__ = ["FORMS", "Ref", "parse_ref"]
+__all__ = ["FORMS", "JOINER", "Ref", "is_joined", "join_refs", "parse_ref", "parse_refs"]
 
 FORMS = (
     "timm:ARCH[.TAG], torchvision:ARCH[.WEIGHTS], hf:ORG/REPO[@REVISION], local:NAME, "
@@ -39,6 +41,10 @@ _VERSION = re.compile(r"^(?:[1-9][0-9]*|latest)$")
 # databases: PostgreSQL's INTEGER is 32-bit, so that is the bound on every backend.
 MAX_NAME_LENGTH = 200
 MAX_VERSION = 2**31 - 1
+
+# Joins several references into one (a multi-backbone probe). No form above can hold it:
+# every name pattern leaves ',' out, so a comma in a reference is always a joiner.
+JOINER = ","
 
 # Schemes whose NAME is ARCH[.TAG]: the first dot splits architecture from tag.
 _TAGGED = {"timm", "torchvision"}
@@ -102,11 +108,60 @@ def _too_long(text: str) -> BadReferenceError:
     )
 
 
+def is_joined(text: str) -> bool:
+    """Does ``text`` join several references (``REF1,REF2``)?"""
+    return JOINER in text
+
+
+def parse_refs(text: str) -> tuple[Ref, ...]:
+    """One reference or several joined by ``JOINER``; an error names the bad part.
+
+    A part may not be empty, appear twice, or be a registered model (``models:/``, or a
+    bare name, which may be one): only provider and local backbones are joined.
+    """
+    if not is_joined(text):
+        return (parse_ref(text),)
+    parts = [part.strip() for part in text.split(JOINER)]
+    out: list[Ref] = []
+    for i, part in enumerate(parts, start=1):
+        where = f"part {i} of '{text}'"
+        if not part:
+            raise BadReferenceError(
+                f"bad joined reference: {where} is empty; join references with single "
+                f"commas, e.g. timm:resnet18,timm:resnet34"
+            )
+        try:
+            ref = parse_ref(part)
+        except BadReferenceError as exc:
+            raise BadReferenceError(f"{where}: {exc}") from None
+        if ref.scheme in ("models", "bare"):
+            raise BadReferenceError(
+                f"{where}: '{part}' may be a registered model, which cannot be joined; "
+                "join provider or local references (timm:ARCH, local:NAME, ...)"
+            )
+        if ref in out:
+            raise BadReferenceError(f"{where}: '{part}' is given twice; give each backbone once")
+        out.append(ref)
+    return tuple(out)
+
+
+def join_refs(refs: Sequence[Ref | str]) -> str:
+    """The joined reference of ``refs`` (their canonical forms, in order)."""
+    return JOINER.join(str(r) for r in refs)
+
+
 def parse_ref(text: str) -> Ref:
     """Parse a reference; the error says which form to use instead."""
     text = text.strip()
     if not text:
         raise _bad(text, "it is empty")
+    if JOINER in text:
+        raise _bad(
+            text,
+            f"'{JOINER}' joins several references, and only finetune, rank and info take "
+            "joined references",
+            "one reference",
+        )
     if len(text) > MAX_NAME_LENGTH + 60:
         raise _too_long(text)
     if text.startswith("models:"):

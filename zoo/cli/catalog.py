@@ -103,18 +103,41 @@ def list_cmd(
 def info_cmd(ref: str, as_json: bool) -> None:
     """Describe one backbone: input config, licence, source, size.
 
+    REF may join several references with commas (REF1,REF2): each is described in turn.
+
     \b
       zoo info timm:resnet50.a1_in1k
       zoo info torchvision:efficientnet_b0
+      zoo info effnet-lite:lite0,effnet-lite:lite1
     """
     from zoo.catalog import describe
+    from zoo.refs import is_joined, parse_refs
 
-    info = describe(ref)
-    extra = _info_extras(info.reference)
-    if as_json:
-        emit_json("model_info", model=info.to_dict(), **extra)
+    if is_joined(ref):
+        parts = [describe(part) for part in parse_refs(ref)]  # every part checked first
+        if as_json:
+            emit_json(
+                "model_info_joined",
+                models=[{"model": i.to_dict(), **_info_extras(i.reference)} for i in parts],
+            )
+            return
+        for i, part in enumerate(parts):
+            if i:
+                console().print()
+            console().print(f"[bold]{part.reference}[/]")
+            _print_info(part)
         return
+    info = describe(ref)
+    if as_json:
+        emit_json("model_info", model=info.to_dict(), **_info_extras(info.reference))
+        return
+    _print_info(info)
+
+
+def _print_info(info: BackboneInfo) -> None:
     from rich.table import Table
+
+    extra = _info_extras(info.reference)
 
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")

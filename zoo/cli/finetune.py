@@ -201,11 +201,14 @@ def finetune_cmd(
     one with the best validation accuracy; --test-split holds out a test set that chose
     nothing. Re-running the same command after an interruption resumes from the last
     completed epoch; re-running a finished one prints its version (--again trains anew).
+    REF may join several backbones with commas: one linear probe on their concatenated
+    features, registered as one version (docs/finetune.md).
 
     \b
       zoo finetune timm:resnet50.a1_in1k ./pets --name pets
       zoo finetune local:effnet-lite0 ./clipart --strategy lp-ft --unfreeze 3
       zoo finetune models:/pets/2 ./more-pets --strategy partial --epochs 3
+      zoo finetune effnet-lite:lite0,effnet-lite:lite1,effnet-lite:lite2 ./pets
       zoo finetune timm:convnext_tiny ./pets --config recipe.yaml --nproc-per-node 4
       zoo finetune timm:convnext_tiny /data/pets --nnodes 2 --nproc-per-node 8 \\
           --rdzv-endpoint node1:29400        # the same command on both nodes

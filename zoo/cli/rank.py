@@ -53,10 +53,12 @@ def rank_cmd(
     transferability scores: LogME and k-NN leave-one-out accuracy side by side (default),
     H-score, NCE or LEEP. Higher is better; scores compare backbones on the same data
     and metric, not across datasets.
+    A REF may join several backbones with commas (REF1,REF2): their features side by side.
 
     \b
       zoo rank ./pets timm:resnet50.a1_in1k torchvision:efficientnet_b0
       zoo rank ./digits effnet-lite:lite0 effnet-lite:lite1 --layers final,mid
+      zoo rank ./pets effnet-lite:lite0 effnet-lite:lite0,effnet-lite:lite1
     """
     from zoo.rank import rank
 

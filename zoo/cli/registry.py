@@ -109,6 +109,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
     """
     from zoo.registry import get_version
     from zoo.registry.modelcard import chosen_by_text
+    from zoo.registry.records import parents_of
 
     v = get_version(ref)
     if as_json:
@@ -129,10 +130,9 @@ def show_cmd(ref: str, as_json: bool) -> None:
         ("licence", _license_cell(v.license) + (" (inherited)" if lic.get("inherited") else "")),
         ("licence override", lic.get("override") or ""),
         ("relation", v.relation),
-        ("parent", v.parent or ""),
-        ("parent sha256", v.tags.get("zoo.parent_sha256", "")),
+        *_parent_rows(v),
         ("base model", v.base or ""),
-        ("chain", " -> ".join(lin.get("chain") or [])),
+        ("chain", " -> ".join(lin.get("chain") or []) if len(parents_of(lin)) < 2 else ""),
         ("strategy", str(strategy.get("name") or "")),
         ("strategy settings", readable(strategy["settings"]) if strategy.get("settings") else ""),
         ("strategy plugin", v.tags.get("zoo.strategy_plugin", "")),
@@ -149,6 +149,21 @@ def show_cmd(ref: str, as_json: bool) -> None:
             table.add_row(key, value)
     console().print(table)
     _warn_unknown([v])
+
+
+def _parent_rows(v: Any) -> list[tuple[str, str]]:
+    """One parent: its reference and sha256; several: one line each, pinned."""
+    from zoo.registry.records import parents_of
+
+    parents = parents_of(v.lineage)
+    if len(parents) < 2:
+        return [("parent", v.parent or ""), ("parent sha256", v.tags.get("zoo.parent_sha256", ""))]
+    lines = [
+        f"{p.get('reference')}  sha256 {p.get('sha256') or 'unknown'}  licence "
+        f"{p.get('license') or 'unknown'}"
+        for p in parents
+    ]
+    return [("parents", "\n".join(lines))]
 
 
 @registry_group.command("lineage")
@@ -185,6 +200,8 @@ def lineage_cmd(name: str, as_json: bool) -> None:
                     bits.append("@" + ", @".join(v.aliases))
                 if v.tags.get("zoo.license_override"):
                     bits.append(f"[magenta]licence override: {v.tags['zoo.license_override']}[/]")
+                if child.also_under:
+                    bits.append(f"(also under {', '.join(child.also_under)})")
                 if child.license == "unknown":
                     unknown.append(v)
                 add(branch.add("  ".join(bits)), child)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.engine import checkpoint, evaluate, report
 from zoo.engine.batches import example
-from zoo.engine.model import plan_to_dict
+from zoo.engine.model import parent_pins, plan_to_dict
 from zoo.engine.state import FinetuneResult
 from zoo.engine.tracking import EXPERIMENT
 from zoo.errors import TrainingError
@@ -82,19 +82,13 @@ def _check_finite(model: Any) -> None:
 
 
 def _architecture(state: RunState, model: Any) -> dict[str, Any] | None:
-    """The lineage's record of a module the engine composed (the multi-stage probe)."""
+    """The lineage's record of a module zoo composed: the multi-stage probe the engine
+    builds, or the several backbones' composite (zoo/composite.py) the run started from."""
     from zoo.heads import StageProbe, architecture
 
-    return architecture(model, state.names) if isinstance(model, StageProbe) else None
-
-
-def _parent_pin(state: RunState) -> tuple[str, str | None, str | None]:
-    if state.parent is not None:
-        return state.parent.reference, None, state.parent.license
-    info = state.backbone.info
-    if state.recipe.random_init:
-        return info.reference, None, info.license
-    return info.reference, getattr(state.backbone, "weights_sha256", None), info.license
+    if isinstance(model, StageProbe):
+        return architecture(model, state.names)
+    return getattr(state.backbone, "architecture", None)
 
 
 def _result(
@@ -218,7 +212,6 @@ def _conclude(
         return result
     input_example = example(state).detach().cpu().float().contiguous()
     model.to("cpu").to(memory_format=torch.contiguous_format)
-    parent_ref, parent_sha, parent_license = _parent_pin(state)
     settings = dict(state.plan.settings)
     settings["plan"] = plan_to_dict(state.plan, state.names)
     settings["recipe"] = {
@@ -238,9 +231,7 @@ def _conclude(
     version = register_derivative(
         model,
         name=state.recipe.model_name(),
-        parent=parent_ref,
-        parent_sha256=parent_sha,
-        parent_license=parent_license,
+        parents=parent_pins(state),
         license=state.recipe.license,
         license_override=state.recipe.license_override,
         strategy=state.recipe.strategy,

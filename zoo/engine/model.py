@@ -24,7 +24,9 @@ __all__ = [
     "describe",
     "find_classifier",
     "init_head",
+    "licence_inputs",
     "make_plan",
+    "parent_pins",
     "plan_to_dict",
     "settings_of",
     "strategy",
@@ -34,8 +36,14 @@ __all__ = [
 
 def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
     """(BackboneInfo or RegisteredVersion, parent) before the model is built."""
-    from zoo.refs import parse_ref
+    from zoo.refs import is_joined, parse_ref
 
+    if is_joined(recipe.ref):  # several backbones: zoo/composite.py
+        from zoo.catalog import describe as describe_part
+        from zoo.composite import check_strategy, describe_joined
+
+        check_strategy(recipe.strategy, recipe.ref)
+        return describe_joined(recipe.ref, recipe.image_size, describe=describe_part), None
     ref = parse_ref(recipe.ref)
     if ref.scheme == "models":
         from zoo.registry import get_version
@@ -54,11 +62,67 @@ def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
     return describe_ref(recipe.ref), None
 
 
+def licence_inputs(
+    recipe: Recipe, described: Any, parent: Parent | None
+) -> tuple[Preprocessing, list[tuple[str | None, tuple[Any, ...]]]]:
+    """The run's preprocessing, and each parent's licence with its chain (root first):
+    what :func:`zoo.licenses.decide_licenses` checks before any data is read."""
+    from zoo.composite import CompositeSpec
+
+    if isinstance(described, CompositeSpec):
+        from zoo.licenses import Ancestor
+
+        chains = [(b.license, (Ancestor(b.reference, b.license),)) for b in described.branches]
+        return described.preprocessing(), list(chains)
+    if parent is None:
+        return Preprocessing.from_info(described, recipe.image_size), [(described.license, ())]
+    from zoo.registry.lineage import license_chain
+
+    return parent.preprocessing, [(parent.license, license_chain(described))]
+
+
+def parent_pins(state: Any) -> list[Any]:
+    """Every parent of the run, pinned (reference, weights SHA-256, licence), in order.
+
+    The one place the parents' SHA-256 is taken: a provider's backbone carries the hash
+    of the weights it loaded (a composite carries one per branch); a registered parent's
+    comes from the registry when it registers."""
+    from zoo.registry.lineage import Pin
+
+    if state.parent is not None:
+        return [Pin(state.parent.reference, None, state.parent.license)]
+    info = state.backbone.info
+    shas = getattr(state.backbone, "branch_sha256", None)
+    if shas is not None:  # several backbones: zoo/composite.py
+        from zoo.composite import CompositeSpec
+
+        spec = CompositeSpec.from_dict(state.backbone.architecture)
+        return [
+            Pin(b.reference, None if state.recipe.random_init else sha, b.license)
+            for b, sha in zip(spec.branches, shas, strict=True)
+        ]
+    if state.recipe.random_init:
+        return [Pin(info.reference, None, info.license)]
+    return [Pin(info.reference, getattr(state.backbone, "weights_sha256", None), info.license)]
+
+
 def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
     """The backbone with a new head of ``num_classes`` outputs, started near zero."""
     from zoo.catalog import provider_for
+    from zoo.composite import CompositeSpec
     from zoo.refs import parse_ref
 
+    if isinstance(described, CompositeSpec):
+        from zoo.composite import build_composite
+
+        composite = build_composite(
+            described,
+            num_classes=num_classes,
+            pretrained=not recipe.random_init,
+            provider_for=provider_for,
+        )
+        init_head(composite)
+        return composite
     ref = parse_ref(recipe.ref)
     if ref.scheme != "models":
         from zoo.build import build_backbone
@@ -73,8 +137,17 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
     # every tensor of the version that fits (all but a head of another width).
     from zoo.registry import load_model
 
-    base_ref = parse_ref(described.base)
-    backbone = provider_for(base_ref).build(base_ref, num_classes=num_classes, pretrained=False)
+    architecture = described.lineage.get("architecture")
+    if architecture and architecture.get("kind") == "multi-backbone":
+        from zoo.composite import build_composite
+
+        spec = CompositeSpec.from_dict(architecture)
+        backbone = build_composite(
+            spec, num_classes=num_classes, pretrained=False, provider_for=provider_for
+        )
+    else:
+        base_ref = parse_ref(described.base)
+        backbone = provider_for(base_ref).build(base_ref, num_classes=num_classes, pretrained=False)
     parent_model, _ = load_model(recipe.ref)
     parent_model = _plain(parent_model)
     own = backbone.model.state_dict()
@@ -165,6 +238,13 @@ def make_plan(
     else:
         plan = strategy_obj.plan(names, settings)
     validate_plan(plan, names, recipe.strategy)
+    from zoo.refs import is_joined
+
+    if is_joined(recipe.ref) and not all(p.head_on_features for p in plan.phases):
+        raise UsageError(
+            f"strategy '{recipe.strategy}' chose to train backbone weights, but "
+            f"'{recipe.ref}' joins several frozen backbones: use --strategy linear-probe"
+        )
     return plan
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.data import Preprocessing, load_dataset, split_dataset
+from zoo.data import load_dataset, split_dataset
 from zoo.engine import model as build
 from zoo.engine.context import Dist, resolve_runtime
 from zoo.engine.features import head_features, stage_features
@@ -20,8 +20,7 @@ from zoo.engine.recipe import Recipe
 from zoo.engine.seeding import seed_everything
 from zoo.engine.state import Callback, RunState
 from zoo.home import subdir
-from zoo.licenses import decide_license
-from zoo.registry.lineage import license_chain
+from zoo.licenses import decide_licenses
 from zoo.types import TrainingPlan, TrainingSummary
 
 __all__ = ["prepare", "run_dir"]
@@ -81,14 +80,9 @@ def prepare(
     gpu = recipe.device.startswith(("auto", "cuda")) and torch.cuda.is_available()
     dist.init("cuda" if gpu else "cpu")
     described, parent = build.describe(recipe)
-    if parent is None:
-        pre = Preprocessing.from_info(described, recipe.image_size)
-        parent_license = described.license
-    else:
-        pre, parent_license = parent.preprocessing, parent.license
+    pre, parents = build.licence_inputs(recipe, described, parent)
     # refused here, before any data is read; the registry decides the same way again
-    chain = license_chain(described) if parent is not None else ()  # described: the version
-    decide_license(parent_license, recipe.license, recipe.license_override, chain=chain)
+    decide_licenses(parents, recipe.license, recipe.license_override)
     workers = recipe.workers if recipe.workers is not None else _default_workers(dist)
 
     def load() -> Any:

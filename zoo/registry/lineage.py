@@ -9,7 +9,7 @@ The record is plain JSON: it goes into the ``zoo.lineage`` tag and ``lineage.jso
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,16 +19,20 @@ from urllib.parse import quote
 from zoo.errors import IntegrityError, NotFoundError
 from zoo.licenses import UNKNOWN, Ancestor, normalize_license
 from zoo.refs import parse_ref
-from zoo.registry.records import RegisteredVersion
+from zoo.registry.records import RegisteredVersion, parents_of
 
 __all__ = [
     "LINEAGE_FORMAT",
     "ParentInfo",
+    "Pin",
     "build_record",
     "describe_markdown",
     "library_versions",
     "license_chain",
+    "merged_ancestors",
+    "parents_of",
     "resolve_parent",
+    "resolve_parents",
     "strategy_plugin_of",
     "version_link",
 ]
@@ -58,6 +62,16 @@ class ParentInfo:
             "sha256": self.sha256,
             "license": self.license,
         }
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A parent as the trainer knows it: reference, weights SHA-256 and licence (either may
+    be unknown: :func:`resolve_parent` fills them from the registry or catalogue)."""
+
+    reference: str
+    sha256: str | None = None
+    license: str | None = None
 
 
 def resolve_parent(
@@ -114,6 +128,18 @@ def resolve_parent(
         chain=(str(ref),),
         licenses=(Ancestor(str(ref), license_id),),
     )
+
+
+def resolve_parents(
+    pins: Sequence[Pin], *, get_version: Callable[[str], RegisteredVersion]
+) -> list[ParentInfo]:
+    """:func:`resolve_parent` for each parent, in order."""
+    return [
+        resolve_parent(
+            p.reference, parent_sha256=p.sha256, parent_license=p.license, get_version=get_version
+        )
+        for p in pins
+    ]
 
 
 def license_chain(
@@ -195,11 +221,21 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def merged_ancestors(parents: Sequence[ParentInfo]) -> tuple[Ancestor, ...]:
+    """Every ancestor of every parent, once each, roots first: the DAG the licence of a
+    derivative of several parents must be compatible with."""
+    seen: dict[str, Ancestor] = {}
+    for p in parents:
+        for a in p.licenses:
+            seen.setdefault(a.reference, a)
+    return tuple(seen.values())
+
+
 def build_record(
     *,
     name: str,
     relation: str,
-    parent: ParentInfo,
+    parents: Sequence[ParentInfo],
     license_id: str,
     license_inherited: bool,
     license_override: str | None,
@@ -212,18 +248,36 @@ def build_record(
     class_names: list[str] | tuple[str, ...] | None,
     weights: Mapping[str, Any] | None,
     fmt: str,
+    architecture: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "format": LINEAGE_FORMAT,
-        "name": name,
-        "relation": relation,
-        "parent": parent.to_dict(),
-        "base": {
+    """The record; ``parents`` (at least one) in order. With one parent, ``base`` and
+    ``chain`` are its; with several, ``base`` joins their bases and ``chain`` lists every
+    ancestor once (roots first), while ``parents`` keeps each one pinned."""
+    parent = parents[0]
+    several = len(parents) > 1
+    if several:
+        from zoo.refs import JOINER
+
+        bases = list(dict.fromkeys(p.base for p in parents))
+        base = {"reference": JOINER.join(bases), "sha256": None, "license": None}
+        chain = list(dict.fromkeys(ref for p in parents for ref in p.chain))
+        ancestors = merged_ancestors(parents)
+    else:
+        base = {
             "reference": parent.base,
             "sha256": parent.base_sha256,
             "license": parent.base_license,
-        },
-        "chain": list(parent.chain),
+        }
+        chain = list(parent.chain)
+        ancestors = parent.licenses
+    record: dict[str, Any] = {
+        "format": LINEAGE_FORMAT,
+        "name": name,
+        "relation": relation,
+        "parent": parent.to_dict(),  # the first parent: what readers of one parent see
+        "parents": [p.to_dict() for p in parents],
+        "base": base,
+        "chain": chain,
         "strategy": {
             "name": strategy,
             "settings": dict(strategy_settings or {}),
@@ -233,10 +287,11 @@ def build_record(
         "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         "license": {
             "id": license_id,
-            "parent": parent.license,
+            "parent": parent.license if not several else None,
+            "parents": [p.license for p in parents],
             "inherited": license_inherited,
             "override": license_override,
-            "ancestors": [a.to_dict() for a in parent.licenses],
+            "ancestors": [a.to_dict() for a in ancestors],
         },
         "preprocessing": dict(preprocessing or {}),
         "class_names": list(class_names or ()),
@@ -246,6 +301,9 @@ def build_record(
         "versions": library_versions(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if architecture:
+        record["architecture"] = dict(architecture)
+    return record
 
 
 def version_link(model_uri: str) -> str:
@@ -260,18 +318,11 @@ def _code(text: Any) -> str:
 
 def describe_markdown(record: Mapping[str, Any]) -> str:
     """The version description the MLflow UI shows: the lineage, readable on its own."""
-    parent = record.get("parent") or {}
     base = record.get("base") or {}
     lic = record.get("license") or {}
     strategy = record.get("strategy") or {}
     dataset = record.get("dataset") or {}
-    parent_ref = str(parent.get("reference") or "")
-    if parent.get("kind") == "registered":
-        parent_md = f"[{parent_ref}]({version_link(parent_ref)})"
-    else:
-        parent_md = _code(parent_ref)
-    if parent.get("sha256"):
-        parent_md += f" (sha256 `{str(parent['sha256'])[:16]}…`)"
+    parent_md = ", ".join(_parent_md(p) for p in parents_of(record)) or "—"
     plugin = strategy.get("plugin") or {}
     plugin_txt = " ".join(str(p) for p in (plugin.get("distribution"), plugin.get("version")) if p)
     strategy_md = _code(strategy.get("name")) + (f" from {plugin_txt}" if plugin_txt else "")
@@ -308,9 +359,20 @@ def describe_markdown(record: Mapping[str, Any]) -> str:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
         lines.append(f"| Metrics | {shown} |")
     chain = record.get("chain") or []
-    if len(chain) > 1:
+    if len(chain) > 1 and len(parents_of(record)) < 2:  # several parents: a DAG, listed above
         lines += ["", "Chain: " + " → ".join(_chain_item(c) for c in chain)]
     return "\n".join(lines) + "\n"
+
+
+def _parent_md(parent: Mapping[str, Any]) -> str:
+    reference = str(parent.get("reference") or "")
+    if parent.get("kind") == "registered":
+        out = f"[{reference}]({version_link(reference)})"
+    else:
+        out = _code(reference)
+    if parent.get("sha256"):
+        out += f" (sha256 `{str(parent['sha256'])[:16]}…`)"
+    return out
 
 
 def _chain_item(reference: str) -> str:

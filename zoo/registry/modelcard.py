@@ -41,7 +41,9 @@ def model_card(name: str, record: Mapping[str, Any]) -> str:
 
     lic = (record.get("license") or {}).get("id", "unknown")
     base = (record.get("base") or {}).get("reference") or ""
-    parent = (record.get("parent") or {}).get("reference") or ""
+    from zoo.registry.records import parents_of
+
+    parent = "`, `".join(str(p.get("reference") or "") for p in parents_of(record))
     relation = record.get("relation", "finetune")
     dataset = record.get("dataset") or {}
     metrics = record.get("metrics") or {}

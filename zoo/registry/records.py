@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TAG", "RegisteredVersion", "from_model_version"]
+__all__ = ["TAG", "RegisteredVersion", "from_model_version", "parents_of"]
 
 
 class TAG:
@@ -126,3 +126,13 @@ def from_model_version(mv: Any) -> RegisteredVersion:
         aliases=tuple(getattr(mv, "aliases", None) or ()),
         created_at=getattr(mv, "creation_timestamp", None),
     )
+
+
+def parents_of(lineage: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The pinned parents of a lineage record: ``parents``, or the one ``parent`` of a
+    record written before versions could have several."""
+    listed = lineage.get("parents")
+    if isinstance(listed, list) and listed:
+        return [dict(p) for p in listed if isinstance(p, Mapping)]
+    one = lineage.get("parent")
+    return [dict(one)] if isinstance(one, Mapping) and one else []

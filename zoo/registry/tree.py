@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.errors import NotFoundError
+from zoo.refs import JOINER
 from zoo.registry.read import list_versions
-from zoo.registry.records import TAG, RegisteredVersion
+from zoo.registry.records import TAG, RegisteredVersion, parents_of
 
 __all__ = ["LineageNode", "lineage_trees"]
 
@@ -18,6 +19,8 @@ class LineageNode:
     license: str
     version: RegisteredVersion | None = None  # None for the root base
     children: list[LineageNode] = field(default_factory=list)
+    # a version of several parents is listed under each; here, the parents it is not under
+    also_under: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"reference": self.reference, "license": self.license}
@@ -30,6 +33,8 @@ class LineageNode:
                 aliases=list(v.aliases),
                 license_override=v.tags.get(TAG.LICENSE_OVERRIDE),
             )
+        if self.also_under:
+            out["also_under"] = list(self.also_under)
         out["children"] = [c.to_dict() for c in self.children]
         return out
 
@@ -40,10 +45,27 @@ class LineageNode:
         return out
 
 
-def _parent_key(v: RegisteredVersion) -> str | None:
+def _parent_keys(v: RegisteredVersion) -> list[str]:
+    """Every parent of ``v`` (several for a multi-backbone probe; the tag joins them)."""
     if v.relation == "export":
-        return v.tags.get(TAG.DERIVED_FROM) or v.parent
-    return v.parent
+        key = v.tags.get(TAG.DERIVED_FROM) or v.parent
+        return [key] if key else []
+    return v.parent.split(JOINER) if v.parent else []
+
+
+def _roots(v: RegisteredVersion) -> list[str]:
+    return v.base.split(JOINER) if v.base else [v.model_uri]
+
+
+def _root_license(root: str, everything: list[RegisteredVersion]) -> str:
+    for v in everything:
+        for p in parents_of(v.lineage):
+            if p.get("reference") == root and p.get("license"):
+                return str(p["license"])
+        base = v.lineage.get("base") or {}
+        if v.base == root and base.get("license"):
+            return str(base["license"])
+    return "unknown"
 
 
 def lineage_trees(name: str) -> list[LineageNode]:
@@ -57,8 +79,7 @@ def lineage_trees(name: str) -> list[LineageNode]:
         )
     by_parent: dict[str, list[RegisteredVersion]] = {}
     for v in everything:
-        key = _parent_key(v)
-        if key:
+        for key in _parent_keys(v):
             by_parent.setdefault(key, []).append(v)
 
     def build(node: LineageNode, seen: set[str]) -> LineageNode:
@@ -66,15 +87,12 @@ def lineage_trees(name: str) -> list[LineageNode]:
             if child.model_uri in seen:
                 continue
             seen.add(child.model_uri)
-            node.children.append(build(LineageNode(child.model_uri, child.license, child), seen))
+            others = [p for p in _parent_keys(child) if p != node.reference]
+            item = LineageNode(child.model_uri, child.license, child, also_under=others)
+            node.children.append(build(item, seen))
         return node
 
     roots: list[LineageNode] = []
-    for base in sorted({v.base or v.model_uri for v in mine}):
-        base_license = "unknown"
-        for v in everything:
-            if v.base == base:
-                base_license = str((v.lineage.get("base") or {}).get("license") or "unknown")
-                break
-        roots.append(build(LineageNode(base, base_license), set()))
+    for base in sorted({root for v in mine for root in _roots(v)}):
+        roots.append(build(LineageNode(base, _root_license(base, everything)), set()))
     return roots

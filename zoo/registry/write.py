@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import IntegrityError, UsageError
-from zoo.licenses import decide_license
+from zoo.licenses import decide_licenses
 from zoo.registry.lineage import (
+    Pin,
     build_record,
     describe_markdown,
     resolve_parent,
+    resolve_parents,
     strategy_plugin_of,
 )
 from zoo.registry.modelcard import model_card
@@ -141,10 +143,12 @@ def _version_tags(
     record: Mapping[str, Any], *, weights_sha: str | None, model_id: str, fmt: str
 ) -> dict[str, str]:
     from zoo import __version__
+    from zoo.refs import JOINER
 
+    parents = record.get("parents") or [record["parent"]]
     tags = {
         TAG.LINEAGE: json.dumps(record, sort_keys=True),
-        TAG.PARENT: record["parent"]["reference"],
+        TAG.PARENT: JOINER.join(p["reference"] for p in parents),
         TAG.BASE: record["base"]["reference"],
         TAG.RELATION: record["relation"],
         TAG.LICENSE: record["license"]["id"],
@@ -153,7 +157,9 @@ def _version_tags(
         TAG.ZOO_VERSION: __version__,
     }
     optional = {
-        TAG.PARENT_SHA256: record["parent"].get("sha256"),
+        TAG.PARENT_SHA256: JOINER.join(p.get("sha256") or "unknown" for p in parents)
+        if any(p.get("sha256") for p in parents)
+        else None,
         TAG.STRATEGY: (record.get("strategy") or {}).get("name"),
         TAG.DATASET_DIGEST: (record.get("dataset") or {}).get("digest"),
         TAG.LICENSE_OVERRIDE: record["license"].get("override"),
@@ -226,9 +232,11 @@ def register_derivative(
     model: Any,
     *,
     name: str,
-    parent: str,
+    parent: str | None = None,
     parent_sha256: str | None = None,
     parent_license: str | None = None,
+    parents: Sequence[Pin] = (),
+    architecture: Mapping[str, Any] | None = None,
     license: str | None = None,
     license_override: str | None = None,
     strategy: str,
@@ -243,7 +251,6 @@ def register_derivative(
     run_id: str | None = None,
     experiment: str = "zoo",
     relation: str = "finetune",
-    architecture: Mapping[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Register ``model`` (an ``nn.Module``) as the next version of ``name``.
 
@@ -251,19 +258,22 @@ def register_derivative(
     parent's does not allow raises :class:`zoo.LicenseError` unless ``license_override``
     gives a reason, which is recorded on the version. ``artifacts`` are extra files
     (name inside the version -> local path). ``run_id``: log into that run (the training
-    run) instead of a new one. ``architecture``: the lineage's record of a module zoo
-    composed around the base model (``kind`` and what rebuilding it needs).
+    run) instead of a new one. ``parents`` in place of ``parent``: a version with several
+    parents (a multi-backbone probe), whose licence every parent's chain must allow;
+    ``architecture`` is the record a reload rebuilds it from (read.py dispatches on its
+    ``kind``).
     """
     import mlflow
     import torch
 
     _check_name(name)
     _check_finite(model, name)
-    parent_info = resolve_parent(
-        parent, parent_sha256=parent_sha256, parent_license=parent_license, get_version=get_version
-    )
-    license_id, inherited = decide_license(
-        parent_info.license, license, license_override, chain=parent_info.licenses
+    pins = list(parents) or ([Pin(parent, parent_sha256, parent_license)] if parent else [])
+    if not pins:
+        raise UsageError("register_derivative needs a parent (or parents)")
+    infos = resolve_parents(pins, get_version=get_version)
+    license_id, inherited = decide_licenses(
+        [(p.license, p.licenses) for p in infos], license, license_override
     )
     example = _batch_example(input_example)
     mc, run_id, created = _start_run(run_id, f"register {name}", experiment)
@@ -285,7 +295,8 @@ def register_derivative(
             record = build_record(
                 name=name,
                 relation=relation,
-                parent=parent_info,
+                parents=infos,
+                architecture=architecture,
                 license_id=license_id,
                 license_inherited=inherited,
                 license_override=license_override,
@@ -299,8 +310,6 @@ def register_derivative(
                 weights={"file": WEIGHTS_FILE, "sha256": weights_sha, "format": "safetensors"},
                 fmt="pytorch",
             )
-            if architecture:  # a module zoo composed: load_model rebuilds it from this
-                record["architecture"] = dict(architecture)
             _write_extras(staging, name, record, artifacts)
             model_id = _new_logged_model(mc, run_id, name)
             with torch.no_grad():
@@ -400,7 +409,7 @@ def register_export(
     record = build_record(
         name=name,
         relation="export",
-        parent=parent_info,
+        parents=[parent_info],
         license_id=source.license,
         license_inherited=True,
         license_override=None,
