@@ -218,6 +218,19 @@ def test_a_strategy_that_trains_backbones_is_refused_before_the_data_is_read(
     assert not (tmp_path / "zoo-home" / "runs").exists()
 
 
+def test_auto_on_joined_backbones_offers_only_the_multi_backbone_probe(
+    sized: None, images: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _zoo(
+        capsys, "finetune", JOINED, str(images), "--strategy", "auto", "--dry-run", "--json"
+    )
+    assert code == 0, err
+    settings = json.loads(out)["plan"]["settings"]
+    assert settings["decision"] == "linear-probe"
+    # one backbone would also offer stage-probe and partial trials; frozen branches do not
+    assert [row["candidate"] for row in settings["search"]] == ["multi-backbone probe"]
+
+
 def test_rank_scores_a_joined_reference_on_its_concatenated_features(
     sized: None, images: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -57,8 +57,9 @@ class Auto:
         """The plans to compare, cheap ones first, then trials in the rule's order.
 
         ``--unfreeze K`` caps the partial trials at K stages (0: frozen candidates only).
-        ``parents`` is the number of backbones: with several, the multi-backbone probe
-        (its own plugin) is the candidate to add here; one backbone offers none."""
+        ``parents`` is the number of backbones: with several, their branches stay frozen
+        and the one candidate is the multi-backbone probe (the linear probe on their joined
+        features); comparing it with each backbone's own probe is not offered yet."""
         body = len(stages) - 1
         if body < 1:
             raise UsageError(
@@ -77,6 +78,17 @@ class Auto:
             )
         options = {k: v for k, v in settings.options.items() if k != "budget"}
         frozen = StrategySettings(None, settings.epochs, settings.lr, options)
+        if parents > 1:  # the branches stay frozen: the probe on their joined features
+            return [
+                Candidate(
+                    "linear-probe",
+                    frozen,
+                    "cheap",
+                    (None,),
+                    label="multi-backbone probe",
+                    prior=f"{parents} frozen backbones, features side by side",
+                )
+            ]
         found: list[Candidate] = [
             Candidate("linear-probe", frozen, "cheap", (None,), prior="the baseline"),
             Candidate(

@@ -196,7 +196,9 @@ def search(
 
     budget = settings.options.get("budget")
     s = _Search(state, summary, None if budget is None else float(budget))
-    cands = list(strategy.candidates(state.names, settings, summary, parents=1))
+    # several backbones (zoo/composite.py): one per branch, their features side by side
+    parents = len(getattr(state.backbone, "branch_sha256", None) or ()) or 1
+    cands = list(strategy.candidates(state.names, settings, summary, parents=parents))
     if not cands or cands[0].cost != "cheap":
         raise UsageError(f"strategy '{strategy.name}' must offer a cheap candidate first")
     installed = get_plugin_manager().strategies()
