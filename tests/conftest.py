@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +21,34 @@ def zoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: no real hub
     monkeypatch.delenv("ZOO_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("ZOO_STRICT_PLUGINS", raising=False)
-    # mlflow.set_tracking_uri / set_registry_uri export both: a module-scoped fixture's
-    # in-process zoo call would otherwise point every later test's subprocesses at its store
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    # mlflow.set_tracking_uri / set_registry_uri export these: an in-process zoo command
+    # would point every later test (and its subprocesses, and the next module's fixtures)
+    # at its store. Each test starts without them and leaves them as it found them.
+    saved = {key: os.environ.pop(key, None) for key in _MLFLOW_URIS}
     from zoo.plugins import reset_plugin_manager
 
     reset_plugin_manager()
-    yield home
-    reset_plugin_manager()
+    try:
+        yield home
+    finally:
+        reset_plugin_manager()
+        _restore(saved)
+
+
+_MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_leaves_no_store_uri() -> Iterator[None]:
+    """What a module-scoped fixture's in-process zoo call exported ends with the module."""
+    saved = {key: os.environ.get(key) for key in _MLFLOW_URIS}
+    yield
+    _restore(saved)

@@ -99,6 +99,7 @@ def test_mlflow_models_serve_answers_images_over_http_as_zoo_predict_does(
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri(),
+        "MLFLOW_REGISTRY_URI": tracking_uri(),
         "ZOO_PROVIDER": "cpu",
         "ZOO_SERVE_ROOT": str(files[0].parent),
     }

@@ -107,6 +107,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         **os.environ,
         "ZOO_HOME": str(home),
         "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
         "ZOO_PROVIDER": "cpu",
         "ZOO_SERVE_ROOT": str(root),
         "ZOO_SERVE_MAX_BYTES": str(MAX_BYTES),

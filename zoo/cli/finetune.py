@@ -68,7 +68,7 @@ MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help 
 )
 @click.option(
     "--val-split",
-    type=StrictFloat(0.0, 1.0, min_open=True, max_open=True),
+    type=StrictFloat(0.0, 1.0, max_open=True),
     default=None,
     help="Fraction of each class held out for validation; 0: none, the last epoch is "
     "registered (chosen_by last-epoch). [default: 0.2]",

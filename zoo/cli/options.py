@@ -276,7 +276,7 @@ def check_strategy_settings(recipe: Any) -> None:
     if "summary" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     k = recipe.unfreeze
-    stages = [f"stage{i}" for i in range(max(64, (k or 0) + 1))] + ["head"]
+    stages = [f"stage{i}" for i in range(max(64, (k or 0) + 2))] + ["head"]
 
     def plan(unfreeze: int | None) -> Any:
         settings = StrategySettings(
@@ -290,11 +290,16 @@ def check_strategy_settings(recipe: Any) -> None:
     asked = plan(k)  # a UsageError about a setting reaches the user as it is
     if k is None:
         return
-    try:
-        without = plan(None)
-    except ZooError:
-        return
-    if asked == without:
+    # a strategy uses --unfreeze when another K gives another plan (K may be its default)
+    others = []
+    for other in (k + 1, k - 1):
+        if other < 0:
+            continue
+        try:
+            others.append(plan(other))
+        except ZooError:
+            continue
+    if others and all(asked == o for o in others):
         raise UsageError(
             f"--unfreeze {k}: strategy '{recipe.strategy}' does not use it (it decides what "
             "trains itself); leave --unfreeze out, or use a strategy that takes it: partial, "

@@ -68,9 +68,7 @@ def launch(
 
     multi = nodes is not None and nodes.multi
     if (recipe.nproc_per_node > 1 or multi) and "LOCAL_RANK" not in os.environ:
-        from zoo.engine.checkpoint import recipe_lock
         from zoo.engine.distributed import launch_torchrun
 
-        with recipe_lock(recipe):  # held here, not by the ranks (they never wait on it)
-            return launch_torchrun(recipe, resume=resume, restart=restart, again=again, nodes=nodes)
+        return launch_torchrun(recipe, resume=resume, restart=restart, again=again, nodes=nodes)
     return finetune(recipe, resume=resume, restart=restart, again=again)

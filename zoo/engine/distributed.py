@@ -116,9 +116,13 @@ def launch_torchrun(
     again: bool = False,
     nodes: Nodes | None = None,
 ) -> FinetuneResult:
+    from zoo.engine.checkpoint import recipe_lock
+
     nodes = nodes or Nodes()
     nodes.check(recipe)
-    with tempfile.TemporaryDirectory(prefix="zoo-ddp-") as tmp:
+    # held here, not by the ranks (they never wait on it); after the checks: a refusal
+    # writes nothing
+    with recipe_lock(recipe), tempfile.TemporaryDirectory(prefix="zoo-ddp-") as tmp:
         recipe_file = Path(tmp) / "recipe.json"
         result_file = Path(tmp) / "result.json"
         recipe_file.write_text(json.dumps(recipe.to_dict()), encoding="utf-8")

@@ -15,10 +15,9 @@ from zoo.engine import checkpoint, evaluate, report
 from zoo.engine.batches import example
 from zoo.engine.model import parent_pins, plan_to_dict
 from zoo.engine.state import FinetuneResult
-from zoo.engine.tracking import EXPERIMENT
+from zoo.engine.tracking import EXPERIMENT, registered_by_recipe, tag_recipe
 from zoo.errors import TrainingError
 from zoo.home import atomic_write_text
-from zoo.registry.records import TAG
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
@@ -118,26 +117,6 @@ def _result(
     )
 
 
-def _registered_by_recipe(state: RunState) -> dict[str, Any] | None:
-    """The version this recipe already registered on this data, as the store (not this
-    home) knows it: two hosts sharing one team store may run the same recipe."""
-    from zoo.store import client
-
-    key, digest = state.recipe.key(), state.data.digest
-    found = client().search_model_versions(
-        f"tags.`{TAG.RECIPE_KEY}` = '{key}' and tags.`{TAG.DATASET_DIGEST}` = '{digest}'"
-    )
-    if not found:
-        return None
-    first = min(found, key=lambda v: int(v.version))
-    return {
-        "name": first.name,
-        "version": int(first.version),
-        "model_uri": f"models:/{first.name}/{first.version}",
-        "run_id": first.run_id,
-    }
-
-
 def finish(
     state: RunState,
     tracking: NoTracking,
@@ -203,7 +182,7 @@ def _conclude(
     tracking.log_final(metrics, [(cm_png, "figures"), (curves_png, "figures"), (matrix_json, None)])
     from zoo.registry import register_derivative
 
-    known = None if again else _registered_by_recipe(state)
+    known = None if again else registered_by_recipe(state)
     if known is not None:  # another host of the same team store registered it meanwhile
         tracking.end("FINISHED")
         result = _result(state, metrics, seconds, resumed, **known)
@@ -250,11 +229,7 @@ def _conclude(
         experiment=EXPERIMENT,
         architecture=_architecture(state, model),
     )
-    from zoo.store import client
-
-    client().set_model_version_tag(
-        version.name, str(version.version), TAG.RECIPE_KEY, state.recipe.key()
-    )
+    tag_recipe(state, version)
     tracking.end("FINISHED")
     result = _result(
         state,

@@ -62,30 +62,26 @@ def finetune(
 
     One process at a time runs a recipe (``checkpoint.recipe_lock``): an identical
     command waits, then finds the result. Under torchrun the launching process holds the
-    lock (``zoo.engine.launch``), so the ranks never wait for each other on it.
+    lock (``distributed.launch_torchrun``), so the ranks never wait for each other on
+    it. The lock is taken once the recipe is set up: a refusal writes nothing.
     """
-    if "LOCAL_RANK" in os.environ:
-        return _finetune(recipe, resume, restart, again, register, callbacks)
-    with checkpoint.recipe_lock(recipe):
-        return _finetune(recipe, resume, restart, again, register, callbacks)
-
-
-def _finetune(
-    recipe: Recipe,
-    resume: bool,
-    restart: bool,
-    again: bool,
-    register: bool,
-    callbacks: Sequence[Callback],
-) -> FinetuneResult:
     if resume and restart:
         raise UsageError(
             "--resume and --restart contradict each other: --resume continues this "
             "recipe's checkpoint, --restart discards it; pass one of them"
         )
     start = time.monotonic()
-    state = prepare(recipe, register=register, callbacks=callbacks)
+    state = prepare(recipe, register=register, callbacks=callbacks)  # refusals write nothing
     _same_data_everywhere(state)
+    if "LOCAL_RANK" in os.environ:
+        return _run(state, start, resume, restart, again)
+    with checkpoint.recipe_lock(recipe):
+        return _run(state, start, resume, restart, again)
+
+
+def _run(
+    state: RunState, start: float, resume: bool, restart: bool, again: bool
+) -> FinetuneResult:
     done, resumed = continue_from(state, again=again, resume=resume, restart=restart)
     if done is not None:
         return done

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from zoo.engine.state import RunState
 
-__all__ = ["EXPERIMENT", "NoTracking", "Tracking", "tracker"]
+__all__ = ["EXPERIMENT", "NoTracking", "Tracking", "registered_by_recipe", "tag_recipe", "tracker"]
 
 EXPERIMENT = "zoo"
 
@@ -122,3 +122,34 @@ class Tracking(NoTracking):
 
 def tracker(state: RunState) -> NoTracking:
     return Tracking(state) if state.register and state.dist.main else NoTracking()
+
+
+def registered_by_recipe(state: RunState) -> dict[str, Any] | None:
+    """The version this recipe already registered on this data, as the store (not this
+    home) knows it: two hosts sharing one team store may run the same recipe."""
+    from zoo.registry.records import TAG
+    from zoo.store import client
+
+    key, digest = state.recipe.key(), state.data.digest
+    found = client().search_model_versions(
+        f"tags.`{TAG.RECIPE_KEY}` = '{key}' and tags.`{TAG.DATASET_DIGEST}` = '{digest}'"
+    )
+    if not found:
+        return None
+    first = min(found, key=lambda v: int(v.version))
+    return {
+        "name": first.name,
+        "version": int(first.version),
+        "model_uri": f"models:/{first.name}/{first.version}",
+        "run_id": first.run_id,
+    }
+
+
+def tag_recipe(state: RunState, version: Any) -> None:
+    """Tag the registered version with its recipe's key (what registered_by_recipe finds)."""
+    from zoo.registry.records import TAG
+    from zoo.store import client
+
+    client().set_model_version_tag(
+        version.name, str(version.version), TAG.RECIPE_KEY, state.recipe.key()
+    )
