@@ -266,15 +266,14 @@ def finetune_cmd(
             )
         click.echo("dry run: nothing trained or registered")
         return
+    from zoo.engine.distributed import Nodes
     from zoo.store import ready_to_write
 
-    ready_to_write("zoo finetune (its checkpoints, the registration)")  # before any data is read
     nodes = None
     if nnodes is not None or rdzv_endpoint is not None or rdzv_id is not None:
-        from zoo.engine.distributed import Nodes
-
         nodes = Nodes(1 if nnodes is None else nnodes, rdzv_endpoint, rdzv_id)
-        nodes.check(recipe)
+    (nodes or Nodes()).check(recipe)  # the processes' options, before anything is written
+    ready_to_write("zoo finetune (its checkpoints, the registration)")  # before any data is read
     result = launch(recipe, resume=resume, restart=restart, again=again, nodes=nodes)
     if as_json:
         emit_json("finetune_result", **result.to_dict())
