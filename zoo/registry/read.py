@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from zoo.errors import IntegrityError, NotFoundError, SecurityError, UsageError
@@ -367,7 +366,9 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
         version.tags.get(TAG.NUM_CLASSES, "0") or 0
     )
     architecture = version.lineage.get("architecture")
-    model = _build_architecture(base, int(num_classes) if num_classes else None, architecture)
+    from zoo.registry.architectures import build_architecture
+
+    model = build_architecture(base, int(num_classes) if num_classes else None, architecture)
     from safetensors.torch import load_model as load_safetensors
 
     with tempfile.TemporaryDirectory(prefix="zoo-load-") as tmp:
@@ -380,51 +381,3 @@ def load_model(ref: str | Ref) -> tuple[nn.Module, RegisteredVersion]:
         )
     model.eval()
     return model, version
-
-
-def _build_architecture(
-    base: str, num_classes: int | None, architecture: Mapping[str, Any] | None = None
-) -> Any:
-    """The base provider's model, or (the lineage records an ``architecture``) the module
-    zoo composed, rebuilt by the builder of its ``kind``."""
-    if not architecture:
-        return _provider_model(base, num_classes)
-    kind = str(architecture.get("kind")) if isinstance(architecture, Mapping) else "?"
-    if kind not in _ARCHITECTURES:
-        raise IntegrityError(
-            f"the version records an architecture of kind '{kind}' that this zoo cannot "
-            f"rebuild (known: {', '.join(sorted(_ARCHITECTURES))}); upgrade zoo"
-        )
-    return _ARCHITECTURES[kind](base, num_classes, architecture)
-
-
-def _provider_model(base: str, num_classes: int | None) -> Any:
-    from zoo.catalog import provider_for
-
-    ref = parse_ref(base)
-    return provider_for(ref).build(ref, num_classes=num_classes, pretrained=False).model
-
-
-def _stage_probe(base: str, num_classes: int | None, record: Mapping[str, Any]) -> Any:
-    from zoo.heads import rebuild
-
-    return rebuild(_provider_model(base, num_classes), record)
-
-
-def _multi_backbone(base: str, num_classes: int | None, record: Mapping[str, Any]) -> Any:
-    from zoo.catalog import provider_for
-    from zoo.composite import CompositeSpec, build_composite
-
-    spec = CompositeSpec.from_dict(dict(record))
-    built = build_composite(
-        spec, num_classes=num_classes or 1, pretrained=False, provider_for=provider_for
-    )
-    return built.model
-
-
-# architecture kind (the lineage's "architecture" record) -> builder(base, classes, record);
-# a version without the record is the base provider's own architecture
-_ARCHITECTURES: dict[str, Callable[[str, int | None, Mapping[str, Any]], Any]] = {
-    "stage-probe": _stage_probe,
-    "multi-backbone": _multi_backbone,
-}
