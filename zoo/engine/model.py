@@ -45,10 +45,14 @@ def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
         check_strategy(recipe.strategy, recipe.ref)
         return describe_joined(recipe.ref, recipe.image_size, describe=describe_part), None
     ref = parse_ref(recipe.ref)
+    if ref.scheme == "bare":  # a registered NAME or local:NAME, whichever exists
+        from zoo.catalog import resolve
+
+        ref = resolve(ref)
     if ref.scheme == "models":
         from zoo.registry import get_version
 
-        version = get_version(recipe.ref)
+        version = get_version(ref)
         pre = version.preprocessing
         if not pre:
             raise UsageError(f"{version.model_uri} records no preprocessing; cannot fine-tune it")
@@ -59,7 +63,7 @@ def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
         return version, Parent(version.model_uri, None, version.license, base)
     from zoo.catalog import describe as describe_ref
 
-    return describe_ref(recipe.ref), None
+    return describe_ref(ref), None
 
 
 def licence_inputs(
@@ -123,8 +127,11 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
         )
         init_head(composite)
         return composite
+    from zoo.registry.records import RegisteredVersion
+
     ref = parse_ref(recipe.ref)
-    if ref.scheme != "models":
+    registered = isinstance(described, RegisteredVersion)  # models:/... or a registered NAME
+    if not registered:
         from zoo.build import build_backbone
 
         # its weights_sha256 is the load path's: the parent's SHA-256 the lineage records
@@ -148,7 +155,7 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
     else:
         base_ref = parse_ref(described.base)
         backbone = provider_for(base_ref).build(base_ref, num_classes=num_classes, pretrained=False)
-    parent_model, _ = load_model(recipe.ref)
+    parent_model, _ = load_model(described.model_uri)  # the version described, pinned
     parent_model = _plain(parent_model)
     own = backbone.model.state_dict()
     fitting = {
