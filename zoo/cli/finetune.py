@@ -148,6 +148,13 @@ MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help 
     "same data (without it, the existing version is printed).",
 )
 @click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse (exit 2, before training) when the training split holds images a "
+    "registered ancestor of REF held out as its test or validation split; without it, "
+    "one warning line per ancestor (docs/finetune.md).",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Check the data and show the plan without training (for --strategy auto: its "
@@ -187,6 +194,7 @@ def finetune_cmd(
     resume: bool,
     restart: bool,
     again: bool,
+    strict: bool,
     dry_run: bool,
     random_init: bool,
     config: str | None,
@@ -237,6 +245,7 @@ def finetune_cmd(
         "device": device,
         "nproc_per_node": nproc_per_node,
         "random_init": True if random_init else None,
+        "strict": True if strict else None,
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if budget is not None:

@@ -18,6 +18,7 @@ from zoo.engine.state import FinetuneResult
 from zoo.engine.tracking import EXPERIMENT, registered_by_recipe, tag_recipe
 from zoo.errors import TrainingError
 from zoo.home import atomic_write_text
+from zoo.leakage import record_split
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
@@ -207,6 +208,7 @@ def _conclude(
         "digest": state.split.digest([s.sha256 for s in state.data.samples]),
         "chosen_by": chosen_by(state),
     }
+    split_artifacts = record_split(state, dataset)  # split.json; the leakage check's findings
     version = register_derivative(
         model,
         name=state.recipe.model_name(),
@@ -224,6 +226,7 @@ def _conclude(
         artifacts={
             "figures/confusion_matrix.png": cm_png,
             "figures/training_curves.png": curves_png,
+            **split_artifacts,
         },
         run_id=state.run_id,
         experiment=EXPERIMENT,

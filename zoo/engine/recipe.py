@@ -24,7 +24,7 @@ __all__ = ["Recipe", "load_recipe_file"]
 MAX_IMAGE_SIZE = 4096
 
 # Settings that change how, not what, is computed: not part of the run's identity.
-_NOT_IDENTITY = {"device", "workers", "nproc_per_node", "resume", "restart"}
+_NOT_IDENTITY = {"device", "workers", "nproc_per_node", "resume", "restart", "strict"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Recipe:
     random_init: bool = False  # start from random weights (a baseline), not pretrained
     cache_frozen: bool = True  # compute frozen stages' output once when no augmentation
     nproc_per_node: int = 1
+    strict: bool = False  # refuse to train on images an ancestor held out (zoo/leakage.py)
     strategy_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

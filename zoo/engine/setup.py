@@ -20,6 +20,7 @@ from zoo.engine.recipe import Recipe
 from zoo.engine.seeding import seed_everything
 from zoo.engine.state import Callback, RunState
 from zoo.home import subdir
+from zoo.leakage import check_lineage
 from zoo.licenses import decide_licenses
 from zoo.types import TrainingPlan, TrainingSummary
 
@@ -104,6 +105,10 @@ def prepare(
     split = split_dataset(
         data.labels, recipe.val_split, recipe.seed, recipe.test_split, data.classes
     )
+    # an ancestor's held-out images in this training split: said, or refused (--strict)
+    leakage = check_lineage(
+        described if parent else None, data, split, strict=recipe.strict, show=dist.main
+    )
     seed_everything(recipe.seed)
     backbone = build.build(recipe, described, len(data.classes))
     rt = resolve_runtime(
@@ -135,6 +140,7 @@ def prepare(
         progress=progress,
         register=register,
         callbacks=tuple(callbacks),
+        leakage=leakage,
     )
     for bad in data.bad:
         state.note(f"skipped {bad.path}: {bad.reason}")

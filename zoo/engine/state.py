@@ -67,6 +67,7 @@ class RunState:
     progress: Callable[[], Any]
     register: bool = True
     callbacks: Sequence[Callback] = ()
+    leakage: list[dict[str, Any]] = field(default_factory=list)  # zoo/leakage.py's findings
     # what the run has done so far (restored on resume)
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0})

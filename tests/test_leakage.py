@@ -1,0 +1,254 @@
+"""Lineage-aware leakage (docs/finetune.md, "Leakage across a lineage"): every fine-tuned
+version records its split as ``split.json``; fine-tuning a registered version says when
+the new training split holds images an ancestor held out (``--strict``: refuses, exit 2,
+nothing registered); a version without the record is checked by recomputing its split
+when the data is the same, and "unknown" is said when it is not.
+
+Real SQLite store, timm's tiny test model, small generated images. One version (lk/1,
+test 0.25 and validation 0.25 of each class) is trained once for the module."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.finetune_helpers import make_images
+from zoo.cli import run
+
+V1 = "models:/lk/1"
+SPLIT = ["--val-split", "0.25", "--test-split", "0.25", "--seed", "0"]
+TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "4"]
+
+
+@dataclass(frozen=True)
+class Lineage:
+    root: Path  # holds the zoo home
+    data: Path  # 2 classes x 8 images
+
+
+def _env(mp: pytest.MonkeyPatch, root: Path) -> None:
+    mp.setenv("ZOO_HOME", str(root / "home"))
+    mp.setenv("CI", "true")
+    mp.setenv("HF_HUB_CACHE", str(root / "hf-cache"))
+    mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: no real hub
+
+
+@pytest.fixture(scope="module")
+def v1(tmp_path_factory: pytest.TempPathFactory) -> Lineage:
+    root = tmp_path_factory.mktemp("leakage")
+    data = make_images(root / "data", classes=2, per_class=8)
+    with pytest.MonkeyPatch.context() as mp:
+        _env(mp, root)
+        args = ["timm:test_resnet", str(data), "--random-init", "--name", "lk", *TINY, *SPLIT]
+        code = run(["finetune", *args])
+    assert code == 0
+    return Lineage(root, data)
+
+
+@pytest.fixture
+def store(v1: Lineage, monkeypatch: pytest.MonkeyPatch) -> Lineage:
+    """This test's zoo home is the module's, where lk/1 is registered."""
+    _env(monkeypatch, v1.root)
+    return v1
+
+
+def _split_json(ref: str, where: Path) -> dict[str, Any]:
+    from zoo.registry.read import download_artifact, get_version
+
+    path = download_artifact(get_version(ref), "split.json", where)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _copy(data: Path, dst: Path, keep: set[str] | None = None, prefix: str = "copy-") -> Path:
+    """The files of ``data`` (those whose sha256 is in ``keep``) under new names."""
+    for path in sorted(data.rglob("*.png")):
+        if keep is not None and hashlib.sha256(path.read_bytes()).hexdigest() not in keep:
+            continue
+        target = dst / path.parent.name / f"{prefix}{path.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return dst
+
+
+def _lines(err: str, start: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(start)]
+
+
+def _runs(store: Lineage) -> set[str]:
+    return {p.name for p in (store.root / "home" / "runs").iterdir()}
+
+
+def test_split_json_lists_exactly_the_files_of_each_split(store: Lineage, tmp_path: Path) -> None:
+    from zoo.data import load_dataset, split_dataset
+    from zoo.registry import get_version
+
+    record = _split_json(V1, tmp_path)
+    lineage = get_version(V1).lineage
+    dataset = lineage["dataset"]
+    assert record["format"] == 1
+    assert record["seed"] == 0
+    assert record["fractions"] == {"validation": 0.25, "test": 0.25}
+    assert record["dataset_digest"] == dataset["digest"]
+    assert record["split_digest"] == dataset["split"]["digest"]
+    assert dataset["split"]["record"] == "split.json"
+    assert record["classes"] == ["class0", "class1"]
+    splits = record["splits"]
+    assert set(splits) == {"train", "validation", "test"}
+
+    # every file, hashed here: each sits in exactly one part, under its own path and class
+    on_disk = {
+        p.relative_to(store.data).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in store.data.rglob("*.png")
+    }
+    listed = [e for part in splits.values() for e in part]
+    assert sorted(e["sha256"] for e in listed) == sorted(on_disk.values())
+    for entry in listed:
+        assert on_disk[entry["path"]] == entry["sha256"]
+        assert entry["path"].split("/")[0] == entry["class"]
+    for part in splits.values():
+        assert [e["sha256"] for e in part] == sorted(e["sha256"] for e in part)
+
+    # the sizes the run registered, and the split zoo makes of these files
+    metrics = lineage["metrics"]
+    sizes = {part: len(entries) for part, entries in splits.items()}
+    assert sizes == {"train": 8, "validation": 4, "test": 4}
+    assert sizes["train"] == metrics["num_train"] and sizes["validation"] == metrics["num_val"]
+    assert sizes["test"] == metrics["num_test"]
+    data = load_dataset(store.data, cache=False)
+    split = split_dataset(data.labels, 0.25, 0, 0.25, data.classes)
+    for part, indices in (("train", split.train), ("validation", split.val), ("test", split.test)):
+        assert {e["sha256"] for e in splits[part]} == {data.samples[i].sha256 for i in indices}
+
+
+def test_training_on_v1s_held_out_images_warns_and_strict_refuses(
+    store: Lineage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoo.registry import has_model
+
+    renamed = _copy(store.data, tmp_path / "renamed")  # same bytes, other names
+    leaky = ["finetune", V1, str(renamed), "--val-split", "0", "--name", "lk-leaky", *TINY]
+    capsys.readouterr()
+
+    assert run([*leaky, "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    warned = _lines(err, "zoo: warning: leakage:")
+    assert len(warned) == 1, err
+    assert "8 training image(s) were held out by models:/lk/1" in warned[0]
+    assert "4 in its test split, 4 in its validation split, per its split.json" in warned[0]
+    assert "e.g. class0/copy-img" in warned[0]  # the files as named now
+    assert "add --strict to refuse" in warned[0]
+    assert "--seed 0 --val-split 0.25 --test-split 0.25" in warned[0]
+
+    runs = _runs(store)
+    for dry in ([], ["--dry-run"]):
+        assert run([*leaky, "--strict", *dry]) == 2
+        err = capsys.readouterr().err
+        errors = _lines(err, "zoo: error:")
+        assert len(errors) == 1 and "Traceback" not in err, err
+        assert errors[0].startswith("zoo: error: leakage: 8 training image(s) were held out by")
+        assert "--strict refuses to train on them, nothing was trained or registered" in err
+        assert not _lines(err, "zoo: warning:")
+    assert not has_model("lk-leaky")
+    assert _runs(store) == runs  # no checkpoint folder either
+
+    # the fix the warning gives: v1's own seed and fractions give v1's split, no leak
+    assert run([*leaky[:3], *SPLIT, "--name", "lk-leaky", *TINY, "--strict", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert not _lines(err, "zoo: warning: leakage"), err
+    assert _lines(err, "zoo: leakage check: none of the 8 images models:/lk/1 held out")
+
+
+def test_no_warning_when_v2_trains_on_v1s_training_files_only(
+    store: Lineage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoo.registry import get_version
+
+    first = _split_json(V1, tmp_path / "v1")
+    train = {e["sha256"] for e in first["splits"]["train"]}
+    subset = _copy(store.data, tmp_path / "v1-train", keep=train, prefix="t-")
+    capsys.readouterr()
+    # a registered NAME resolves to its latest version (lk/1), pinned in the lineage
+    code = run(["finetune", "lk", str(subset), "--val-split", "0.25", "--name", "lk-clean", *TINY])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert not _lines(err, "zoo: warning: leakage"), err
+    checked = _lines(err, "zoo: leakage check:")
+    assert checked == [
+        "zoo: leakage check: none of the 8 images models:/lk/1 held out (test 4, validation "
+        "4; its split.json) are in this training split"
+    ]
+
+    v2 = get_version("models:/lk-clean/1")
+    assert v2.lineage["parent"]["reference"] == V1
+    recorded = v2.lineage["dataset"]["split"]["leakage"]
+    assert recorded == [
+        {
+            "ancestor": V1,
+            "checked_with": "split.json",
+            "result": "clean",
+            "in_training": {"test": 0, "validation": 0},
+            "held_out": {"test": 4, "validation": 4},
+            "line": checked[0].removeprefix("zoo: "),
+        }
+    ]
+    second = _split_json("models:/lk-clean/1", tmp_path / "v2")
+    assert {e["sha256"] for e in second["splits"]["train"]} < train
+    assert {e["sha256"] for part in second["splits"].values() for e in part} == train
+
+
+@pytest.fixture
+def old_v1(store: Lineage) -> Iterator[Lineage]:
+    """lk/1 as versions registered before split.json look: no artifact, no mention of it
+    in the lineage. Restored afterwards (other tests read it)."""
+    from urllib.parse import unquote, urlparse
+
+    from zoo.registry import get_version
+    from zoo.registry.read import artifact_uri
+    from zoo.registry.records import TAG
+    from zoo.store import client
+
+    version = get_version(V1)
+    path = Path(unquote(urlparse(artifact_uri(version, "split.json")).path))
+    saved, tag = path.read_bytes(), json.dumps(dict(version.lineage), sort_keys=True)
+    old = json.loads(tag)
+    for key in ("record", "leakage"):
+        old["dataset"]["split"].pop(key, None)
+    path.unlink()
+    client().set_model_version_tag("lk", "1", TAG.LINEAGE, json.dumps(old, sort_keys=True))
+    try:
+        yield store
+    finally:
+        path.write_bytes(saved)
+        client().set_model_version_tag("lk", "1", TAG.LINEAGE, tag)
+
+
+def test_a_version_without_split_json_is_recomputed_on_the_same_data_else_unknown(
+    old_v1: Lineage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    renamed = _copy(old_v1.data, tmp_path / "renamed")
+    capsys.readouterr()
+    args = ["--val-split", "0", "--name", "lk-old", *TINY, "--dry-run"]
+    assert run(["finetune", V1, str(renamed), *args]) == 0
+    err = capsys.readouterr().err
+    warned = _lines(err, "zoo: warning: leakage:")
+    assert len(warned) == 1, err
+    assert "4 in its test split, 4 in its validation split, per its recomputed split" in warned[0]
+    assert "split.json" not in warned[0]  # none to point at
+
+    # one more image: other data, and no record to compare file by file
+    extra = tmp_path / "renamed" / "class0" / "extra.png"
+    make_images(tmp_path / "more", classes=1, per_class=1, seed=7)
+    shutil.copyfile(tmp_path / "more" / "class0" / "img000.png", extra)
+    assert run(["finetune", V1, str(renamed), *args]) == 0
+    err = capsys.readouterr().err
+    assert not _lines(err, "zoo: warning: leakage"), err
+    assert _lines(err, "zoo: leakage unknown:") == [
+        "zoo: leakage unknown: models:/lk/1 has no split record and was trained on other data"
+    ]
