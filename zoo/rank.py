@@ -131,7 +131,8 @@ def rank(
         source = subset_manifest(data, max_images, Path(tmp)) if max_images else data
         for ref in refs:
             t0 = time.perf_counter()
-            state = prepare(Recipe(ref=ref, data=source, image_size=image_size), register=False)
+            recipe = Recipe(ref=ref, data=source, image_size=image_size)
+            state = prepare(recipe, register=False, leakage=False)  # nothing trains here
             x_final, y = head_features(state)
             probs = None
             sourced = [n for n, m in scorers.items() if getattr(m, "needs_source", False)]

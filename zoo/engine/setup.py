@@ -69,9 +69,12 @@ def prepare(
     callbacks: Sequence[Callback] = (),
     progress: Callable[[], Any] = _progress,
     trials: bool = True,
+    leakage: bool = True,
 ) -> RunState:
     """The run's state, its plan made; ``trials=False`` (a dry run): a choosing strategy's
-    search scores only its cheap candidates and lists the trials it would run."""
+    search scores only its cheap candidates and lists the trials it would run;
+    ``leakage=False`` (a caller that trains nothing, such as rank): no check of the
+    ancestors' held-out images (zoo/leakage.py)."""
     import torch
 
     if recipe.deterministic:
@@ -106,8 +109,8 @@ def prepare(
         data.labels, recipe.val_split, recipe.seed, recipe.test_split, data.classes
     )
     # an ancestor's held-out images in this training split: said, or refused (--strict)
-    leakage = check_lineage(
-        described if parent else None, data, split, strict=recipe.strict, show=dist.main
+    found = check_lineage(
+        described if parent and leakage else None, data, split, strict=recipe.strict, show=dist.main
     )
     seed_everything(recipe.seed)
     backbone = build.build(recipe, described, len(data.classes))
@@ -140,7 +143,7 @@ def prepare(
         progress=progress,
         register=register,
         callbacks=tuple(callbacks),
-        leakage=leakage,
+        leakage=found,
     )
     for bad in data.bad:
         state.note(f"skipped {bad.path}: {bad.reason}")
