@@ -242,6 +242,21 @@ def test_a_version_without_split_json_is_recomputed_on_the_same_data_else_unknow
     assert "4 in its test split, 4 in its validation split, per its recomputed split" in warned[0]
     assert "split.json" not in warned[0]  # none to point at
 
+    # a version whose lineage names its split.json, gone from the store: recomputed too
+    from dataclasses import replace
+
+    from zoo.data import load_dataset, split_dataset
+    from zoo.leakage import check_ancestors
+    from zoo.registry import get_version
+
+    old = get_version(V1)
+    named = json.loads(json.dumps(dict(old.lineage)))
+    named["dataset"]["split"]["record"] = "split.json"
+    data = load_dataset(renamed, cache=False)
+    everything = split_dataset(data.labels, 0.0, 0, 0.0, data.classes)
+    (found,) = check_ancestors(replace(old, lineage=named), data, everything)
+    assert (found.checked_with, found.in_training) == ("recomputed", {"test": 4, "validation": 4})
+
     # one more image: other data, and no record to compare file by file
     extra = tmp_path / "renamed" / "class0" / "extra.png"
     make_images(tmp_path / "more", classes=1, per_class=1, seed=7)

@@ -154,10 +154,14 @@ def _recompute(
     """The ancestor's held-out files recomputed on ``data``, or (None, why not)."""
     dataset = version.lineage.get("dataset") or {}
     recorded = dataset.get("split") or {}
+    if recorded.get("record") == SPLIT_FILE:  # it had one: deleted, or the store failed
+        none = f"has a {SPLIT_FILE} that cannot be read now"
+    else:
+        none = "has no split record"
     if dataset.get("digest") != data.digest:
-        return None, "has no split record and was trained on other data"
+        return None, f"{none} and was trained on other data"
     if "seed" not in recorded or "val_split" not in recorded:
-        return None, "has no split record and records no seed and fractions to recompute it"
+        return None, f"{none} and records no seed and fractions to recompute it"
     try:
         split = split_dataset(
             data.labels,
@@ -167,12 +171,12 @@ def _recompute(
             data.classes,
         )
     except (ZooError, TypeError, ValueError):
-        return None, "has no split record, and its seed and fractions do not split this data"
+        return None, f"{none}, and its seed and fractions do not split this data"
     want = recorded.get("digest")
     if want and split.digest([s.sha256 for s in data.samples]) != want:
         return None, (
-            "has no split record, and recomputing it from its seed and fractions does not "
-            "give the split it recorded"
+            f"{none}, and recomputing it from its seed and fractions does not give the "
+            "split it recorded"
         )
     return split_shas(data, split), ""
 
