@@ -28,6 +28,7 @@ _COMMAND_MODULES = [
     "zoo.cli.pull",
     "zoo.cli.rank",
     "zoo.cli.registry",
+    "zoo.cli.serve",
 ]
 
 EPILOG = """\b

@@ -384,7 +384,9 @@ def serve_cmd(
 ) -> None:
     """Run the team registry: mlflow server on PostgreSQL with an artifact root.
 
-    See registry/README.md for setting up PostgreSQL and authentication.
+    This is the team's tracking and model registry server, not `zoo serve`, which serves
+    one model's predictions over HTTP. See registry/README.md for setting up PostgreSQL
+    and authentication.
     """
     from zoo.registry.server import ServerConfig, server_command
 
@@ -413,12 +415,17 @@ def serve_cmd(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def ui_cmd(host: str, port: int) -> None:
-    """The MLflow UI on zoo's store (loopback only unless --host says otherwise)."""
+    """The MLflow UI on zoo's store until Ctrl-C (loopback only unless --host says otherwise).
+
+    Runs `mlflow server` on the embedded store with its log in a file: the terminal shows
+    that it is starting, then its URL once it answers.
+    """
     from zoo import store
     from zoo.errors import UsageError
-    from zoo.registry.server import ui_command
+    from zoo.registry.server import quiet_env, ui_command
+    from zoo.registry.supervise import Server, check_port, log_path, run_quietly, url_of
 
-    uri = store.configure()
+    uri = store.tracking_uri()  # mlflow is imported (seconds) after the first line
     if uri.startswith(("http://", "https://")):
         note(f"the registry at {uri} serves its own UI: open {uri}")
         return
@@ -429,9 +436,22 @@ def ui_cmd(host: str, port: int) -> None:
             f"zoo ui serves the embedded store or a server URL, not {uri}: run `mlflow ui "
             f"--backend-store-uri {uri}` yourself"
         )
-    cmd = ui_command(uri, store.artifact_root().as_uri(), host=host, port=port)
-    note(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
-    os.execvp(cmd[0], cmd)
+    check_port(host, port)
+    log = log_path(f"ui-{port}")
+    url = url_of(host, port)
+    note(f"starting the MLflow UI on {url} ...")
+    uri = store.configure()
+    run_quietly(
+        Server(
+            command=ui_command(uri, store.artifact_root().as_uri(), host=host, port=port),
+            env=quiet_env(ui=True),
+            probe_url=url_of(host, port, "/health"),
+            log=log,
+            what="the MLflow UI",
+            ready=(f"MLflow UI on {url}", f"Ctrl-C stops it; its log: {log}"),
+        ),
+        say=note,
+    )
 
 
 COMMANDS = [registry_group, ui_cmd]
