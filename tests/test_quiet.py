@@ -252,6 +252,17 @@ def _assert_only_zoo_lines(raw: str, shapes: tuple[str, ...], what: str) -> None
     )
 
 
+def _server_log(raw: str) -> list[str]:
+    """The lines of the server's log that zoo names on the terminal."""
+    (path,) = re.findall(r"its log: (\S+)", _CONTROL.sub("", raw))
+    return Path(path).read_text(errors="replace").splitlines()
+
+
+# What MLflow's CLI echoes at every `mlflow server` start (click.echo, which no logging
+# setting reaches): the only line the UI's log may hold.
+UI_LOG_LINES = (r"\[MLflow\] Security middleware enabled.*",)
+
+
 def _get(url: str) -> int:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(url, timeout=30) as response:
@@ -306,6 +317,9 @@ def test_export_serve_and_ui_print_only_zoo_lines_on_a_terminal(tmp_path: Path) 
     assert serve.finish(120) == 0, serve.text
     assert group_members(group) == [], "processes of the model server outlived Ctrl-C"
     _assert_only_zoo_lines(serve.text, SERVE_LINES, "zoo serve")
+    # MLflow and uvicorn log warnings and errors only: two requests, two worker starts
+    # and a shutdown leave nothing (no access log, no INFO, no import-time warning).
+    assert _server_log(serve.text) == []
 
     port = free_port()
     ui = Terminal(["ui", "--port", str(port)], env, tmp_path)
@@ -319,4 +333,6 @@ def test_export_serve_and_ui_print_only_zoo_lines_on_a_terminal(tmp_path: Path) 
     assert ui.finish(120) == 0, ui.text
     assert group_members(group) == [], "processes of the MLflow UI outlived Ctrl-C"
     _assert_only_zoo_lines(ui.text, UI_LINES, "zoo ui")
+    logged = _server_log(ui.text)
+    assert all(any(re.fullmatch(s, line) for s in UI_LOG_LINES) for line in logged), logged
     assert screen_lines(ui.text)[0].startswith("zoo: starting the MLflow UI on")

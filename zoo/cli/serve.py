@@ -1,4 +1,6 @@
-"""`zoo serve`: one registered ONNX export over HTTP, with MLflow's model server."""
+"""`zoo serve` (a registered ONNX export over HTTP, with MLflow's model server) and `zoo ui`
+(the MLflow UI on zoo's store): MLflow servers zoo runs for a user until Ctrl-C, quietly
+(zoo/registry/supervise.py)."""
 
 from __future__ import annotations
 
@@ -159,4 +161,48 @@ def serve_cmd(
     )
 
 
-COMMANDS = [serve_cmd]
+@click.command("ui")
+@tracking_uri_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def ui_cmd(host: str, port: int) -> None:
+    """The MLflow UI on zoo's store until Ctrl-C (loopback only unless --host says otherwise).
+
+    Runs `mlflow server` on the embedded store with its log in a file: the terminal shows
+    that it is starting, then its URL once it answers.
+    """
+    from zoo import store
+    from zoo.errors import UsageError
+    from zoo.registry.server import quiet_env, ui_command
+    from zoo.registry.supervise import Server, check_port, log_path, run_quietly, url_of
+
+    uri = store.tracking_uri()  # mlflow is imported (seconds) after the first line
+    if uri.startswith(("http://", "https://")):
+        note(f"the registry at {uri} serves its own UI: open {uri}")
+        return
+    if host not in LOOPBACK:
+        warn(f"serving the UI on {host}: anyone who reaches it can change the registry")
+    if not store.is_embedded(uri):
+        raise UsageError(
+            f"zoo ui serves the embedded store or a server URL, not {uri}: run `mlflow ui "
+            f"--backend-store-uri {uri}` yourself"
+        )
+    check_port(host, port)
+    log = log_path(f"ui-{port}")
+    url = url_of(host, port)
+    note(f"starting the MLflow UI on {url} ...")
+    uri = store.configure()
+    run_quietly(
+        Server(
+            command=ui_command(uri, store.artifact_root().as_uri(), host=host, port=port),
+            env=quiet_env(ui=True),
+            probe_url=url_of(host, port, "/health"),
+            log=log,
+            what="the MLflow UI",
+            ready=(f"MLflow UI on {url}", f"Ctrl-C stops it; its log: {log}"),
+        ),
+        say=note,
+    )
+
+
+COMMANDS = [serve_cmd, ui_cmd]

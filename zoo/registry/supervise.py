@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from zoo.errors import ZooError
+from zoo.errors import UsageError, ZooError
 
 __all__ = [
     "Server",
@@ -87,7 +87,7 @@ def check_port(host: str, port: int) -> None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise _usage(
+        raise UsageError(
             f"cannot listen on {host}: {exc.strerror}; give an address or a host name"
         ) from None
     family, kind, proto, _, address = infos[0]
@@ -97,23 +97,17 @@ def check_port(host: str, port: int) -> None:
             sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise _usage(
+                raise UsageError(
                     f"port {port} on {host} is in use: stop what listens there, or pick "
                     "another port with --port"
                 ) from None
-            raise _usage(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-
-
-def _usage(message: str) -> ZooError:
-    from zoo.errors import UsageError
-
-    return UsageError(message)
+            raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
 
 
 def run_quietly(server: Server, say: Callable[[str], None]) -> None:
     """Start ``server``, say its ``ready`` lines once ``probe_url`` answers, and run until a
     stop signal (then stop its group and return) or until it stops by itself (a ZooError
-    with the log's last line, exit 1)."""
+    quoting the log's first error, exit 1)."""
     received: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
