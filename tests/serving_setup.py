@@ -48,13 +48,12 @@ def images(folder: Path) -> list[Path]:
     return sorted([*files, folder / "rgba.png", folder / "palette.png"])
 
 
-def register_tiny_export(out: Path) -> None:
-    """models:/tiny/1 (timm's test_resnet, 3 classes) and its export models:/tiny.onnx/1,
-    in the store that ZOO_HOME / MLFLOW_TRACKING_URI name now."""
+def register_tiny(name: str = "tiny") -> None:
+    """models:/NAME/1 (timm's test_resnet, 3 classes, random weights) in the store that
+    ZOO_HOME / MLFLOW_TRACKING_URI name now."""
     import torch
 
     from zoo.catalog import provider_for
-    from zoo.cli import run
     from zoo.data.preprocess import Preprocessing
     from zoo.refs import parse_ref
     from zoo.registry import register_derivative
@@ -65,7 +64,7 @@ def register_tiny_export(out: Path) -> None:
     prep = Preprocessing(input_size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3)
     register_derivative(
         model,
-        name="tiny",
+        name=name,
         parent="timm:test_resnet",
         strategy="linear-probe",
         strategy_settings={},
@@ -75,6 +74,13 @@ def register_tiny_export(out: Path) -> None:
         preprocessing=prep.to_dict(),
         class_names=CLASSES,
     )
+
+
+def register_tiny_export(out: Path) -> None:
+    """models:/tiny/1 and its export models:/tiny.onnx/1 (written to ``out`` too)."""
+    from zoo.cli import run
+
+    register_tiny()
     assert run(["export", "models:/tiny/1", "--out", str(out), "--no-benchmark"]) == 0
 
 
@@ -149,3 +155,37 @@ def serve(
             f"mlflow models serve did not answer /ping (exit {proc.returncode}):\n{text[-3000:]}"
         )
     raise AssertionError("unreachable")
+
+
+def group_members(pgid: int) -> list[int]:
+    """The running processes of process group ``pgid`` (Linux /proc; zombies, already
+    dead, do not count)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in {"Z", "X"}:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def server_group(zoo_pid: int) -> int:
+    """The process group of the server that `zoo serve`/`zoo ui` (``zoo_pid``) started: the
+    group of its child, which leads a group of its own."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == zoo_pid:
+            assert int(fields[2]) == int(entry.name), "the server leads no group of its own"
+            return int(fields[2])
+    raise AssertionError(f"process {zoo_pid} has no child")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 ONNX_ARTIFACT, EXPORT_ARTIFACT = "onnx", "export"  # the names of the two artifacts
@@ -193,10 +194,12 @@ class OnnxImageClassifier(PythonModel):
             class_names=self.class_names,
         )
 
-    # No type hints here: MLflow would read them as a schema of its own (the signature,
-    # logged with the model, is the schema).
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
+    # A DataFrame in, a DataFrame out: MLflow infers no schema from these hints (the
+    # signature logged with the model is the schema), and without hints it warns at every
+    # import of this file (`zoo export`, each server worker), past any warnings filter.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         from mlflow.exceptions import MlflowException
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -205,9 +208,8 @@ class OnnxImageClassifier(PythonModel):
         except Refused as exc:  # INVALID_PARAMETER_VALUE: MLflow's server answers 400
             raise MlflowException.invalid_parameter_value(str(exc)) from None
 
-    def _predict(self, frame: Any) -> Any:
+    def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         import numpy as np
-        import pandas as pd
 
         import zoo
 
@@ -272,8 +274,6 @@ def _row(index: int) -> Iterator[None]:
 
 def _cell(record: Any, column: str) -> Any:
     """The value of ``column`` in a row, or None when the column is absent or empty."""
-    import pandas as pd
-
     if column not in record.index:
         return None
     value = record[column]

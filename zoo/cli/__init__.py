@@ -28,6 +28,7 @@ _COMMAND_MODULES = [
     "zoo.cli.pull",
     "zoo.cli.rank",
     "zoo.cli.registry",
+    "zoo.cli.serve",
 ]
 
 EPILOG = """\b
@@ -53,6 +54,7 @@ def _root() -> click.Group:
           zoo finetune REF ./images --name my-model
           zoo registry lineage my-model        base -> derivative chain, licences
           zoo export models:/my-model/latest   ONNX, verified against PyTorch
+          zoo serve my-model.onnx              images over HTTP until Ctrl-C
         """
 
     return cli

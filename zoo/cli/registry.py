@@ -1,4 +1,5 @@
-"""`zoo registry ...` (list, show, lineage, alias, delete, check, serve) and `zoo ui`."""
+"""`zoo registry ...` (list, show, lineage, alias, delete, check, serve); `zoo ui` is in
+zoo/cli/serve.py with `zoo serve`."""
 
 from __future__ import annotations
 
@@ -384,7 +385,9 @@ def serve_cmd(
 ) -> None:
     """Run the team registry: mlflow server on PostgreSQL with an artifact root.
 
-    See registry/README.md for setting up PostgreSQL and authentication.
+    This is the team's tracking and model registry server, not `zoo serve`, which serves
+    one model's predictions over HTTP. See registry/README.md for setting up PostgreSQL
+    and authentication.
     """
     from zoo.registry.server import ServerConfig, server_command
 
@@ -408,30 +411,4 @@ def serve_cmd(
     os.execvpe(cmd[0], cmd, {**os.environ, **env})
 
 
-@click.command("ui")
-@tracking_uri_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def ui_cmd(host: str, port: int) -> None:
-    """The MLflow UI on zoo's store (loopback only unless --host says otherwise)."""
-    from zoo import store
-    from zoo.errors import UsageError
-    from zoo.registry.server import ui_command
-
-    uri = store.configure()
-    if uri.startswith(("http://", "https://")):
-        note(f"the registry at {uri} serves its own UI: open {uri}")
-        return
-    if host not in {"127.0.0.1", "localhost", "::1"}:
-        warn(f"serving the UI on {host}: anyone who reaches it can change the registry")
-    if not store.is_embedded(uri):
-        raise UsageError(
-            f"zoo ui serves the embedded store or a server URL, not {uri}: run `mlflow ui "
-            f"--backend-store-uri {uri}` yourself"
-        )
-    cmd = ui_command(uri, store.artifact_root().as_uri(), host=host, port=port)
-    note(f"MLflow UI on http://{host}:{port} (Ctrl-C stops it)")
-    os.execvp(cmd[0], cmd)
-
-
-COMMANDS = [registry_group, ui_cmd]
+COMMANDS = [registry_group]

@@ -1,8 +1,10 @@
-"""The ``mlflow server`` command lines zoo runs: the team registry and ``zoo ui``.
+"""The MLflow servers zoo runs: the team registry, ``zoo ui`` and ``zoo serve``.
 
 The team registry keeps runs and models in PostgreSQL and artifacts under an artifact
 root served through the server (clients need no access to the storage). Optional
 basic-auth uses MLflow's own ``--app-name basic-auth`` with its own user database.
+``zoo ui`` (``mlflow server`` on the embedded store) and ``zoo serve`` (``mlflow models
+serve``) run quietly under :func:`zoo.registry.supervise.run_quietly`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pathlib import Path
 
 from zoo.errors import UsageError
 
-__all__ = ["ServerConfig", "auth_config", "server_command", "ui_command"]
+__all__ = [
+    "ServerConfig",
+    "auth_config",
+    "model_server_command",
+    "quiet_env",
+    "server_command",
+    "ui_command",
+]
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,8 @@ def ui_command(
         "server",
         "--backend-store-uri",
         backend_store_uri,
+        "--registry-store-uri",  # named, so MLflow does not announce that it chose it
+        backend_store_uri,
         "--default-artifact-root",
         artifact_root,
         "--no-serve-artifacts",
@@ -134,3 +145,55 @@ def ui_command(
         "--workers",
         "1",
     ]
+
+
+def model_server_command(
+    model_uri: str, *, host: str = "127.0.0.1", port: int = 5001, workers: int = 1
+) -> list[str]:
+    """``mlflow models serve`` of a registered model, from the current environment."""
+    return [
+        *_mlflow(),
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+# Python warnings the servers' own imports raise, filtered at their source (module and
+# category): Starlette's notice that MLflow's FastAPI app still mounts its WSGI adapter.
+_WARNING_FILTERS = (
+    "ignore:starlette.middleware.wsgi is deprecated:UserWarning:mlflow.server.fastapi_app",
+)
+
+
+def quiet_env(environ: dict[str, str] | None = None, *, ui: bool = False) -> dict[str, str]:
+    """The environment of a server zoo runs for a user: MLflow's and uvicorn's own
+    settings for warnings and errors only (no INFO lines, no access log, no artifact
+    progress bars), the known import-time warnings filtered, the interpreter's folder
+    first on PATH (``mlflow models serve`` runs ``uvicorn`` from PATH: the same
+    environment's, even from an unactivated venv). ``ui``: no job-execution consumers
+    (MLflow's GenAI jobs; the UI of a model zoo needs none)."""
+    env = dict(os.environ if environ is None else environ)
+    env.update(
+        MLFLOW_LOGGING_LEVEL="WARNING",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        UVICORN_LOG_LEVEL="warning",
+        UVICORN_ACCESS_LOG="false",
+    )
+    if ui:
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    filters = [f for f in env.get("PYTHONWARNINGS", "").split(",") if f]
+    env["PYTHONWARNINGS"] = ",".join(dict.fromkeys([*filters, *_WARNING_FILTERS]))
+    bin_dir = str(Path(sys.executable).parent)
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if p]
+    env["PATH"] = os.pathsep.join([bin_dir, *[p for p in path if p != bin_dir]])
+    return env
