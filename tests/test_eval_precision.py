@@ -192,10 +192,11 @@ def test_the_int8_gate_fp32_accuracy_is_the_registered_val_accuracy(
     assert gate["accuracy_fp32"] == metrics["val_accuracy"]
     assert gate["correct_fp32"] == round(metrics["val_accuracy"] * 12)
     assert gate["accuracy_fp32_computed_in"] == "PyTorch fp32"
-    line = next(x for x in captured.out.splitlines() if "int8 gate:" in x)
-    n = gate["correct_fp32"]
-    assert f"fp32 accuracy {n / 12:.4g} ({n}/12) (PyTorch fp32)" in line, line
-    assert "(ONNX Runtime CPU)" in line and "on 12 validation images" in line, line
+    line = next(x for x in captured.out.splitlines() if "int8 gate" in x)
+    n, m = gate["correct_fp32"], gate["by_provider"]["CPU"]["correct_int8"]
+    assert line.strip().startswith("int8 gate on 12 validation images: "), line
+    assert f"fp32 accuracy {n / 12:.4g} ({n}/12, PyTorch fp32)" in line, line
+    assert f"vs int8 {m / 12:.4g} ({m}/12, ONNX Runtime CPU)" in line, line
 
     val = _val_images(data, "models:/clip/1", tmp_path / "val")
     accuracy, count = _predict_accuracy(capsys, str(out), val, "--provider", "cpu")

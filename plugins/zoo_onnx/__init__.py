@@ -106,27 +106,25 @@ def _gate_line(key: str, gate: dict[str, Any], checked: dict[str, Any]) -> str:
     computed in, on the same validation images), the candidate the file on ONNX Runtime."""
     reference = gate.get("accuracy_fp32_computed_in", "PyTorch fp32")
     runs = gate.get("by_provider") or {"CPU": gate}
-    where = ", ".join(runs)
     agreement = f"top-1 agreement {gate['top1_agreement']:.1%} with {reference}"
     if key == "fp16":
         what = f"{checked['count']} {'real' if checked['real'] else 'random'} inputs"
-        return f"  fp16 gate: {agreement} on {what} (fp16 on ONNX Runtime {where})"
+        return f"  fp16 gate on {what}: {agreement} (fp16 on ONNX Runtime {', '.join(runs)})"
     images = f"{gate.get('validation_images', checked['count'])} validation images"
     if gate.get("accuracy_fp32") is None:
-        return f"  int8 gate: {agreement} on {images} (int8 on ONNX Runtime {where})"
+        return f"  int8 gate on {images}: {agreement} (int8 on ONNX Runtime {', '.join(runs)})"
+    labelled = gate.get("labelled_images")
 
-    def figure(accuracy: float, correct: Any) -> str:
-        labelled = gate.get("labelled_images")
-        return f"{accuracy:.4g}" + (f" ({correct}/{labelled})" if correct is not None else "")
+    def figure(accuracy: float, correct: Any, where: str) -> str:
+        count = f"{correct}/{labelled}, " if correct is not None and labelled else ""
+        return f"{accuracy:.4g} ({count}{where})"
 
+    fp32 = figure(gate["accuracy_fp32"], gate.get("correct_fp32"), reference)
     int8 = ", ".join(
-        f"{figure(r['accuracy_int8'], r.get('correct_int8'))} (ONNX Runtime {name})"
+        figure(r["accuracy_int8"], r.get("correct_int8"), f"ONNX Runtime {name}")
         for name, r in runs.items()
     )
-    fp32 = figure(gate["accuracy_fp32"], gate.get("correct_fp32"))
-    return (
-        f"  int8 gate: fp32 accuracy {fp32} ({reference}) vs int8 {int8} on {images}; {agreement}"
-    )
+    return f"  int8 gate on {images}: fp32 accuracy {fp32} vs int8 {int8}; {agreement}"
 
 
 @zoo.hookimpl

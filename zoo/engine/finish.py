@@ -41,19 +41,19 @@ def chosen_by(state: RunState) -> str:
 _NOT_IN_LINEAGE = {"ref", "data", "name", "license", "license_override", "device", "workers"}
 
 
-def _val_eval(state: RunState, figures: evaluate.Registered | None) -> tuple[list, list]:
+def _val_eval(state: RunState, scores: evaluate.Registered | None) -> tuple[list, list]:
     """(labels, predictions) of the registered epoch on the validation split."""
-    if figures is not None and figures.val is not None:
-        return figures.val.labels, figures.val.preds
+    if scores is not None and scores.val is not None:
+        return scores.val.labels, scores.val.preds
     labels, predicted = state.best["eval"]
     return labels, predicted
 
 
 def registered_metrics(
-    state: RunState, seconds: float, figures: evaluate.Registered | None = None
+    state: RunState, seconds: float, scores: evaluate.Registered | None = None
 ) -> dict[str, float]:
     """Metrics of the registered epoch (and ``last_*`` of the last one); the validation
-    figures are ``figures``' (float32) where it has them, else the loop's."""
+    figures are ``scores``' (float32) where it has them, else the loop's."""
     best_epoch = int(state.best["epoch"])
     chosen = next(r for r in state.history if int(r["epoch"]) == best_epoch)
     last = state.history[-1]
@@ -70,17 +70,17 @@ def registered_metrics(
         metrics[f"last_{key}"] = float(last[key])
     if not state.split.val:  # no validation figure exists
         return metrics
-    labels, predicted = _val_eval(state, figures)
+    labels, predicted = _val_eval(state, scores)
     n = len(state.data.classes)
     matrix = report.confusion(labels, predicted, n)
     metrics["val_accuracy"] = sum(matrix[i][i] for i in range(n)) / max(1, len(labels))
     metrics["val_loss"] = float(chosen["val_loss"])
     for key in ("val_loss", "val_accuracy"):
         metrics[f"last_{key}"] = float(last[key])
-    if figures is not None and figures.val is not None and figures.last_val is not None:
-        metrics["val_loss"] = figures.val.loss
-        metrics["last_val_loss"] = figures.last_val.loss
-        metrics["last_val_accuracy"] = figures.last_val.accuracy
+    if scores is not None and scores.val is not None and scores.last_val is not None:
+        metrics["val_loss"] = scores.val.loss
+        metrics["last_val_loss"] = scores.last_val.loss
+        metrics["last_val_accuracy"] = scores.last_val.accuracy
     for cls, acc in report.per_class_accuracy(matrix, state.data.classes).items():
         metrics[f"val_accuracy.{report.metric_key(cls)}"] = acc
     return metrics
@@ -162,9 +162,9 @@ def finish(
     state.dist.broadcast_module(state.model)  # rank 0's home holds the best epoch
     if not state.history:
         raise TrainingError("the run completed no epoch; nothing was registered")
-    figures = evaluate.registered(state, final)
+    scores = evaluate.registered(state, final)
     result = state.dist.first(
-        lambda: _conclude(state, tracking, seconds, resumed, figures, final, again), share=False
+        lambda: _conclude(state, tracking, seconds, resumed, scores, final, again), share=False
     )
     if state.dist.world > 1:
         data = state.dist.broadcast(result.to_dict() if state.dist.main else None)
@@ -180,25 +180,25 @@ def _conclude(
     tracking: NoTracking,
     seconds: float,
     resumed: int | None,
-    figures: evaluate.Registered,
+    scores: evaluate.Registered,
     final: dict[str, Any],
     again: bool = False,
 ) -> FinetuneResult:
     import torch
 
-    metrics = registered_metrics(state, seconds, figures)
-    if figures.test is not None:
-        metrics.update(figures.test.metrics("test"))
+    metrics = registered_metrics(state, seconds, scores)
+    if scores.test is not None:
+        metrics.update(scores.test.metrics("test"))
         metrics["num_test"] = float(len(state.split.test))
     finalize = getattr(state.strategy, "finalize_model", None)
     model = finalize(state.model) if callable(finalize) else state.model
     _check_finite(model)
-    labels, predicted = _val_eval(state, figures)
+    labels, predicted = _val_eval(state, scores)
     matrix = report.confusion(labels, predicted, len(state.data.classes))
-    folder = state.dir / "figures"
-    folder.mkdir(exist_ok=True)
-    cm_png = report.plot_confusion(matrix, state.data.classes, folder / "confusion_matrix.png")
-    curves_png = report.plot_curves(state.history, folder / "training_curves.png")
+    figures = state.dir / "figures"
+    figures.mkdir(exist_ok=True)
+    cm_png = report.plot_confusion(matrix, state.data.classes, figures / "confusion_matrix.png")
+    curves_png = report.plot_curves(state.history, figures / "training_curves.png")
     if not state.register:
         checkpoint.write_done(state, _result(state, metrics, seconds, resumed), final)
         return _result(state, metrics, seconds, resumed, backbone=state.backbone)
