@@ -149,11 +149,16 @@ def test_the_gap_reproduced_the_registry_keeps_the_fp32_figure_that_predict_give
     assert result["evaluation"] == {"precision": "fp32", "training_precision": "bf16-autocast"}
 
     from zoo.registry import get_version
+    from zoo.registry.read import download_artifact
 
     version = get_version("models:/child/1")
     assert version.tags["zoo.eval_precision"] == "fp32"
-    assert version.lineage["evaluation"]["training_precision"] == "bf16-autocast"
+    assert version.lineage["evaluation"] == result["evaluation"]
     assert version.lineage["metrics"]["val_accuracy"] == registered
+    lineage = json.loads(download_artifact(version, "lineage.json", tmp_path).read_text())
+    assert lineage["evaluation"] == result["evaluation"]
+    card = download_artifact(version, "README.md", tmp_path).read_text()
+    assert "Computed in: fp32 (val_*, test_*); bf16 autocast in the training loop" in card
 
     out = tmp_path / "fp32"
     assert run(["export", "models:/child/1", "--out", str(out), "--no-benchmark"]) == 0
