@@ -192,9 +192,11 @@ def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], N
         labels = [index.get(dataset.classes[s.label], -1) for s in dataset.samples]
     else:
         labels = [-1] * len(dataset.samples)
+    total = len(val)
     val = _spread(val, CHECK_IMAGES)
     train = _stratified(train, [s.label for s in dataset.samples], CALIBRATION_IMAGES)
-    say(f"check set: {len(val)} validation and {len(train)} calibration images from {root}")
+    some = f"{len(val)} of the {total}" if len(val) < total else f"all {total}"
+    say(f"check set: {some} validation images and {len(train)} calibration images from {root}")
     validation = _stack([dataset.samples[i].path for i in val], prep)
     return CheckSet(
         images=validation,
@@ -374,6 +376,7 @@ def _export_into(
                 input_example=example[:1].numpy(),
                 files=files,
                 metrics=dict(result.metrics),
+                evaluation=result.report.get("evaluation") or {"precision": result.precision},
             )
         elif source.version is None:
             notes.append(

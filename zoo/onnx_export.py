@@ -45,6 +45,7 @@ __all__ = [
     "INT8_MAX_ACCURACY_DROP",
     "INT8_MIN_AGREEMENT",
     "PRECISIONS",
+    "REFERENCE",
     "RTOL",
     "benchmark",
     "check_onnx",
@@ -62,6 +63,7 @@ INT8_MAX_ACCURACY_DROP = 0.02
 PARITY_BATCHES = (1, 2, 7)  # then 16 at a time: batch 1, an even and an odd size always run
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 MAX_BATCH = 4096
+REFERENCE = "PyTorch fp32"  # what every gate compares with (torch_logits)
 
 
 def chunks(n: int, *, static: int | None = None) -> list[slice]:
@@ -214,10 +216,13 @@ def to_int8(src: Path, dst: Path, calibration: np.ndarray, work: Path) -> dict[s
 
 
 def torch_logits(module: nn.Module, x: np.ndarray, parts: Sequence[slice]) -> np.ndarray:
+    """The reference every gate compares with: eager PyTorch in plain float32."""
     import numpy as np
     import torch
 
-    with torch.inference_mode():
+    from zoo.precision import exact_fp32
+
+    with torch.inference_mode(), exact_fp32():
         return np.concatenate(
             [module(torch.from_numpy(x[s])).float().numpy() for s in parts], axis=0
         )
@@ -271,13 +276,19 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _accuracy(logits: np.ndarray, labels: Sequence[int]) -> float | None:
+    correct = _correct(logits, labels)
+    return None if correct is None else correct[0] / correct[1]
+
+
+def _correct(logits: np.ndarray, labels: Sequence[int]) -> tuple[int, int] | None:
+    """(images predicted right, images labelled with one of the model's classes)."""
     import numpy as np
 
     y = np.asarray(labels)
     known = y >= 0
     if not known.any():
         return None
-    return float((logits[known].argmax(1) == y[known]).mean())
+    return int((logits[known].argmax(1) == y[known]).sum()), int(known.sum())
 
 
 def _combine(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -498,14 +509,17 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
         xv = xv[: vparts[-1].stop] if vparts else xv
         ref_v = torch_logits(module, xv, vparts)
         acc_fp32 = _accuracy(ref_v, labels[: len(xv)])
+        right_fp32 = _correct(ref_v, labels[: len(xv)])
         for p in providers:
             int8 = ort_logits(_session(final, p), xv, vparts)
             agreement = _agreement(ref_v, int8)
             acc_int8 = _accuracy(int8, labels[: len(xv)])
+            right_int8 = _correct(int8, labels[: len(xv)])
             drop = None if acc_fp32 is None or acc_int8 is None else acc_fp32 - acc_int8
             runs[p] = {
                 "top1_agreement": agreement,
                 "accuracy_int8": acc_int8,
+                "correct_int8": right_int8[0] if right_int8 else None,
                 "accuracy_drop": drop,
                 "passed": agreement >= INT8_MIN_AGREEMENT
                 and (drop is None or drop <= INT8_MAX_ACCURACY_DROP),
@@ -514,8 +528,13 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
             **_combine(runs),
             "calibration_images": len(calibration),
             "validation_images": len(xv),
+            "labelled_images": right_fp32[1] if right_fp32 else 0,
             "min_agreement": INT8_MIN_AGREEMENT,
+            # the reference: the source module in eager PyTorch, plain float32 (what the
+            # registry's val_accuracy is computed in, on the same images)
             "accuracy_fp32": acc_fp32,
+            "correct_fp32": right_fp32[0] if right_fp32 else None,
+            "accuracy_fp32_computed_in": REFERENCE,
             "max_accuracy_drop": INT8_MAX_ACCURACY_DROP,
             "quantization": tried,
         }
@@ -536,13 +555,20 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
             drop = r["accuracy_drop"]
             if drop is not None and drop > INT8_MAX_ACCURACY_DROP:
                 raise IntegrityError(
-                    f"export refused: int8 accuracy {r['accuracy_int8']:.1%} on {_short(p)} is "
-                    f"{drop * 100:.1f} points below fp32 ({acc_fp32:.1%}; at most "
+                    f"export refused: int8 accuracy {r['accuracy_int8']:.1%} (ONNX Runtime "
+                    f"{_short(p)}) is {drop * 100:.1f} points below fp32 ({acc_fp32:.1%}, "
+                    f"{REFERENCE}) on {len(xv)} validation images (at most "
                     f"{INT8_MAX_ACCURACY_DROP * 100:.0f} allowed) after {summary}; export fp32 "
                     "or fp16; nothing was registered"
                 )
     else:
         report["graph"] = report["fp32_graph"]
+    # what the export's figures were computed in (the registered export's evaluation)
+    report["evaluation"] = {
+        "precision": options.precision,
+        "runtime": f"ONNX Runtime {', '.join(_short(p) for p in providers)}",
+        "reference": REFERENCE,
+    }
 
     path = out / "model.onnx"
     final.replace(path)

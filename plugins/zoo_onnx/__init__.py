@@ -92,18 +92,39 @@ class OnnxExporter:
             lines.append(f"  gates ran on: {', '.join(providers)}")
         for key in ("fp16", "int8"):
             if key in report:
-                line = f"  {key}: top-1 agreement {report[key]['top1_agreement']:.1%}"
-                if report[key].get("accuracy_int8") is not None:
-                    line += (
-                        f", accuracy {report[key]['accuracy_int8']:.1%} vs fp32 "
-                        f"{report[key]['accuracy_fp32']:.1%}"
-                    )
-                lines.append(line)
+                lines.append(_gate_line(key, report[key], checked))
         for name in ("speedup_batch1", "speedup_batch16"):
             if name in metrics:
                 batch = name.removeprefix("speedup_batch")
                 lines.append(f"  batch {batch}: ONNX Runtime {metrics[name]:.2f}x PyTorch eager")
         return lines
+
+
+def _gate_line(key: str, gate: dict[str, Any], checked: dict[str, Any]) -> str:
+    """One gate in one line, each figure with the precision and runtime that computed it:
+    the reference is eager PyTorch in float32 (what the registry's val_accuracy is
+    computed in, on the same validation images), the candidate the file on ONNX Runtime."""
+    reference = gate.get("accuracy_fp32_computed_in", "PyTorch fp32")
+    runs = gate.get("by_provider") or {"CPU": gate}
+    agreement = f"top-1 agreement {gate['top1_agreement']:.1%} with {reference}"
+    if key == "fp16":
+        what = f"{checked['count']} {'real' if checked['real'] else 'random'} inputs"
+        return f"  fp16 gate on {what}: {agreement} (fp16 on ONNX Runtime {', '.join(runs)})"
+    images = f"{gate.get('validation_images', checked['count'])} validation images"
+    if gate.get("accuracy_fp32") is None:
+        return f"  int8 gate on {images}: {agreement} (int8 on ONNX Runtime {', '.join(runs)})"
+    labelled = gate.get("labelled_images")
+
+    def figure(accuracy: float, correct: Any, where: str) -> str:
+        count = f"{correct}/{labelled}, " if correct is not None and labelled else ""
+        return f"{accuracy:.4g} ({count}{where})"
+
+    fp32 = figure(gate["accuracy_fp32"], gate.get("correct_fp32"), reference)
+    int8 = ", ".join(
+        figure(r["accuracy_int8"], r.get("correct_int8"), f"ONNX Runtime {name}")
+        for name, r in runs.items()
+    )
+    return f"  int8 gate on {images}: fp32 accuracy {fp32} vs int8 {int8}; {agreement}"
 
 
 @zoo.hookimpl

@@ -3,7 +3,9 @@ figures, and registration with the lineage.
 
 Every registered metric comes from the registered (best) epoch; the last epoch's figures
 are kept as ``last_*``. The test split, when there is one, is scored here once, on the
-registered weights: nothing before this point has seen it.
+registered weights: nothing before this point has seen it. The validation and test
+figures are float32 whatever precision the loop ran in (evaluate.registered); the
+version records it (``evaluation`` in the lineage, tag ``zoo.eval_precision``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
     from zoo.engine.tracking import NoTracking
 
-__all__ = ["chosen_by", "finish", "registered_metrics"]
+__all__ = ["chosen_by", "evaluation_record", "finish", "registered_metrics"]
 
 
 def chosen_by(state: RunState) -> str:
@@ -40,8 +42,19 @@ def chosen_by(state: RunState) -> str:
 _NOT_IN_LINEAGE = {"ref", "data", "name", "license", "license_override", "device", "workers"}
 
 
-def registered_metrics(state: RunState, seconds: float) -> dict[str, float]:
-    """Metrics of the registered epoch (and ``last_*`` of the last one)."""
+def _val_eval(state: RunState, scores: evaluate.Registered | None) -> tuple[list, list]:
+    """(labels, predictions) of the registered epoch on the validation split."""
+    if scores is not None and scores.val is not None:
+        return scores.val.labels, scores.val.preds
+    labels, predicted = state.best["eval"]
+    return labels, predicted
+
+
+def registered_metrics(
+    state: RunState, seconds: float, scores: evaluate.Registered | None = None
+) -> dict[str, float]:
+    """Metrics of the registered epoch (and ``last_*`` of the last one); the validation
+    figures are ``scores``' (float32) where it has them, else the loop's."""
     best_epoch = int(state.best["epoch"])
     chosen = next(r for r in state.history if int(r["epoch"]) == best_epoch)
     last = state.history[-1]
@@ -58,16 +71,29 @@ def registered_metrics(state: RunState, seconds: float) -> dict[str, float]:
         metrics[f"last_{key}"] = float(last[key])
     if not state.split.val:  # no validation figure exists
         return metrics
-    labels, predicted = state.best["eval"]
+    labels, predicted = _val_eval(state, scores)
     n = len(state.data.classes)
     matrix = report.confusion(labels, predicted, n)
     metrics["val_accuracy"] = sum(matrix[i][i] for i in range(n)) / max(1, len(labels))
     metrics["val_loss"] = float(chosen["val_loss"])
     for key in ("val_loss", "val_accuracy"):
         metrics[f"last_{key}"] = float(last[key])
+    if scores is not None and scores.val is not None and scores.last_val is not None:
+        metrics["val_loss"] = scores.val.loss
+        metrics["last_val_loss"] = scores.last_val.loss
+        metrics["last_val_accuracy"] = scores.last_val.accuracy
     for cls, acc in report.per_class_accuracy(matrix, state.data.classes).items():
         metrics[f"val_accuracy.{report.metric_key(cls)}"] = acc
     return metrics
+
+
+def evaluation_record(state: RunState) -> dict[str, str]:
+    """What the registered figures were computed in (the lineage's ``evaluation``): val_*
+    and test_* in float32, train_* (and the choice of the epoch) in the loop's precision."""
+    return {
+        "precision": evaluate.FP32,
+        "training_precision": evaluate.loop_precision(state.rt),
+    }
 
 
 def _check_finite(model: Any) -> None:
@@ -114,6 +140,7 @@ def _result(
         optimizer_groups=state.optimizer_groups,
         dataset_digest=state.data.digest,
         chosen_by=chosen_by(state),
+        evaluation=evaluation_record(state),
         **kw,
     )
 
@@ -136,9 +163,9 @@ def finish(
     state.dist.broadcast_module(state.model)  # rank 0's home holds the best epoch
     if not state.history:
         raise TrainingError("the run completed no epoch; nothing was registered")
-    test = evaluate.on_images(state, state.split.test) if state.split.test else None
+    scores = evaluate.registered(state, final)
     result = state.dist.first(
-        lambda: _conclude(state, tracking, seconds, resumed, test, final, again), share=False
+        lambda: _conclude(state, tracking, seconds, resumed, scores, final, again), share=False
     )
     if state.dist.world > 1:
         data = state.dist.broadcast(result.to_dict() if state.dist.main else None)
@@ -154,20 +181,20 @@ def _conclude(
     tracking: NoTracking,
     seconds: float,
     resumed: int | None,
-    test: Any,
+    scores: evaluate.Registered,
     final: dict[str, Any],
     again: bool = False,
 ) -> FinetuneResult:
     import torch
 
-    metrics = registered_metrics(state, seconds)
-    if test is not None:
-        metrics.update(test.metrics("test"))
+    metrics = registered_metrics(state, seconds, scores)
+    if scores.test is not None:
+        metrics.update(scores.test.metrics("test"))
         metrics["num_test"] = float(len(state.split.test))
     finalize = getattr(state.strategy, "finalize_model", None)
     model = finalize(state.model) if callable(finalize) else state.model
     _check_finite(model)
-    labels, predicted = state.best["eval"]
+    labels, predicted = _val_eval(state, scores)
     matrix = report.confusion(labels, predicted, len(state.data.classes))
     figures = state.dir / "figures"
     figures.mkdir(exist_ok=True)
@@ -231,6 +258,7 @@ def _conclude(
         run_id=state.run_id,
         experiment=EXPERIMENT,
         architecture=_architecture(state, model),
+        evaluation=evaluation_record(state),
     )
     tag_recipe(state, version)
     tracking.end("FINISHED")

@@ -125,6 +125,8 @@ class FinetuneResult:
     # what chose the registered epoch: validation | last-epoch | fixed (finish.chosen_by)
     chosen_by: str = "validation"
     already_registered: bool = False  # True: the same run had finished; nothing was trained
+    # precision of the val_*/test_* figures and of the loop (finish.evaluation_record)
+    evaluation: dict[str, str] = field(default_factory=dict)
     backbone: Any = None  # the trained backbone (best epoch's weights); not serialised
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +151,7 @@ class FinetuneResult:
             "dataset_digest": self.dataset_digest,
             "chosen_by": self.chosen_by,
             "already_registered": self.already_registered,
+            "evaluation": self.evaluation,
         }
 
     @classmethod

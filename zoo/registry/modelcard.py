@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["chosen_by_text", "model_card"]
+__all__ = ["chosen_by_text", "evaluation_text", "model_card"]
+
+NOT_RECORDED = "precision not recorded"
+_WORDS = {"bf16-autocast": "bf16 autocast", "tf32": "TF32 convolutions"}
 
 # dataset.split.chosen_by -> what the validation figure means for the registered epoch
 _VAL_NOTE = {
@@ -27,6 +30,31 @@ def chosen_by_text(record: Mapping[str, Any]) -> str:
     val = metrics.get("val_accuracy")
     figure = f"val_accuracy {float(val):.4g} " if val is not None else ""
     return f"{by}: registered epoch {epoch}; {figure}{_VAL_NOTE.get(by, '')}".rstrip("; ")
+
+
+def evaluation_text(record: Mapping[str, Any]) -> str:
+    """The precision the version's metrics were computed in (the lineage's ``evaluation``,
+    tag ``zoo.eval_precision``), in words; "precision not recorded" for a version older
+    than that record; empty for a version without metrics."""
+    if not record.get("metrics"):
+        return ""
+    evaluation = record.get("evaluation") or {}
+    precision = evaluation.get("precision")
+    if not precision:
+        return NOT_RECORDED
+    if record.get("relation") == "export":
+        runtime = f" on {evaluation['runtime']}" if evaluation.get("runtime") else ""
+        reference = (
+            f", compared with {evaluation['reference']}" if evaluation.get("reference") else ""
+        )
+        return f"{precision}{runtime}{reference}"
+    loop = evaluation.get("training_precision")
+    if not loop or loop == precision:
+        return f"{precision} (every figure)"
+    return (
+        f"{precision} (val_*, test_*); {_WORDS.get(loop, loop)} in the training loop "
+        "(train_*, the choice of the epoch)"
+    )
 
 
 def _hub_base(reference: str) -> str:
@@ -125,6 +153,7 @@ def model_card(name: str, record: Mapping[str, Any]) -> str:
         lines += ["## Metrics", ""]
         if chosen_by_text(record):
             lines += [f"Chosen by: {chosen_by_text(record)}.", ""]
+        lines += [f"Computed in: {evaluation_text(record)}.", ""]
         lines += ["| metric | value |", "|---|---|"]
         lines += [
             f"| {k} | {float(v):.4f}"

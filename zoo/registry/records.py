@@ -36,6 +36,9 @@ class TAG:
     ZOO_VERSION = "zoo.zoo_version"
     MODEL_ID = "zoo.model_id"  # MLflow logged-model id holding the artifacts
     RECIPE_KEY = "zoo.recipe_key"  # fine-tunes: the recipe's key (its checkpoint folder)
+    # precision the version's metrics were computed in: "fp32" (fine-tunes since the
+    # evaluation record), an export's own precision; absent on older versions
+    EVAL_PRECISION = "zoo.eval_precision"
 
     # On runs: "pending NAME" while registering, "NAME/N" once the version exists.
     RUN_REGISTRATION = "zoo.registration"

@@ -166,6 +166,7 @@ def _version_tags(
         TAG.WEIGHTS_SHA256: weights_sha,
         TAG.NUM_CLASSES: record.get("num_classes"),
         TAG.DERIVED_FROM: record.get("derived_from"),
+        TAG.EVAL_PRECISION: (record.get("evaluation") or {}).get("precision"),
     }
     plugin = (record.get("strategy") or {}).get("plugin") or {}
     if plugin.get("distribution"):
@@ -251,6 +252,7 @@ def register_derivative(
     run_id: str | None = None,
     experiment: str = "zoo",
     relation: str = "finetune",
+    evaluation: Mapping[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Register ``model`` (an ``nn.Module``) as the next version of ``name``.
 
@@ -261,7 +263,8 @@ def register_derivative(
     run) instead of a new one. ``parents`` in place of ``parent``: a version with several
     parents (a multi-backbone probe), whose licence every parent's chain must allow;
     ``architecture`` is the record a reload rebuilds it from (read.py dispatches on its
-    ``kind``).
+    ``kind``). ``evaluation``: what the metrics were computed in (``precision``: tag
+    ``zoo.eval_precision``), recorded as the lineage's ``evaluation``.
     """
     import mlflow
     import torch
@@ -310,6 +313,8 @@ def register_derivative(
                 weights={"file": WEIGHTS_FILE, "sha256": weights_sha, "format": "safetensors"},
                 fmt="pytorch",
             )
+            if evaluation:
+                record["evaluation"] = dict(evaluation)
             _write_extras(staging, name, record, artifacts)
             model_id = _new_logged_model(mc, run_id, name)
             with torch.no_grad():
@@ -386,6 +391,7 @@ def register_export(
     metrics: Mapping[str, float] | None = None,
     run_id: str | None = None,
     experiment: str = "zoo",
+    evaluation: Mapping[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Register an exported file of ``source`` as a version of ``NAME.FMT``.
 
@@ -425,6 +431,8 @@ def register_export(
     )
     record["derived_from"] = source.model_uri
     record["exporter"] = {"name": fmt, **plugin}
+    if evaluation:
+        record["evaluation"] = dict(evaluation)
     with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
         staging = Path(tmp)
         _write_extras(staging, name, record, files)
