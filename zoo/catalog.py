@@ -130,7 +130,7 @@ def _build_indexes(stale: list[Provider]) -> dict[str, list[BackboneInfo]]:
     built: dict[str, list[BackboneInfo]] = {}
     with waiting(title, f"{count} ({', '.join(names)})") as wait:
         for i, prov in enumerate(stale, start=1):
-            wait.update(f"{prov.name} ({i} of {count})")
+            wait.update(f"{prov.name} ({i} of {len(stale)})")
             built[prov.name] = _build_index(prov)
     return built
 
@@ -194,9 +194,10 @@ def list_models(
     if stale:
         indexed.update(_build_indexes(stale))
     for prov in selected:
-        if prov.name in searched:
+        search = getattr(prov, "search", None)
+        if prov.name in searched and callable(search):
             try:
-                entries = list(getattr(prov, "search")(pattern, timeout=timeout))  # noqa: B009
+                entries = list(search(pattern, timeout=timeout))
             except OfflineError as exc:
                 listing.notes.append(f"{exc}; listing the local cache only")
                 entries = index(prov)
