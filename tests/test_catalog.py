@@ -307,6 +307,68 @@ def test_index_is_reused_while_the_version_is_unchanged(tmp_path: Path) -> None:
     assert log.read_text().count("built") == 2
 
 
+def test_a_cold_index_says_it_is_being_built_and_a_warm_one_says_nothing(tmp_path: Path) -> None:
+    """The first `zoo list` builds every provider's index (timm's takes half a minute):
+    it says so on stderr, with the providers; a version change says it again; a warm
+    list prints no such line."""
+    env = {"ZOO_HOME": str(tmp_path / "home"), "ZOO_LOAD_PLUGINS": "example", "CI": "true"}
+    cold = run_zoo("list", "--json", env=env, plugin_paths=[EXAMPLE_PLUGINS])
+    assert cold.returncode == 0, cold.stderr
+    assert cold.stderr.splitlines()[0] == (
+        "zoo: building the catalogue index (first run): 1 provider (example)"
+    )
+    assert "zoo: building the catalogue index (first run): done" in cold.stderr
+    assert json.loads(cold.stdout)["count"] == 2  # stdout is the listing alone
+    warm = run_zoo("list", env=env, plugin_paths=[EXAMPLE_PLUGINS])
+    assert warm.returncode == 0 and warm.stderr == "", warm.stderr
+    changed = run_zoo(
+        "list", env={**env, "ZOO_EXAMPLE_VERSION": "2.0"}, plugin_paths=[EXAMPLE_PLUGINS]
+    )
+    assert "building the catalogue index (new or updated providers)" in changed.stderr
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """``zoo ARGS`` with stdin, stdout and stderr on a pty (CI unset): what it wrote."""
+    import os
+    import pty
+    import select
+
+    full = {k: v for k, v in os.environ.items() if k != "CI"}
+    full.update(env, COLUMNS="120")
+    full["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE_PLUGINS), full.get("PYTHONPATH", "")])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zoo", *args], env=full, stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    chunks = []
+    while select.select([master], [], [], 120)[0]:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=120)
+    os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    return text
+
+
+def test_on_a_terminal_a_cold_index_shows_a_status_line_and_a_warm_one_none(
+    tmp_path: Path,
+) -> None:
+    env = {"ZOO_HOME": str(tmp_path / "home"), "ZOO_LOAD_PLUGINS": "example"}
+    cold = _on_a_terminal(["list"], env)
+    assert "building the catalogue index (first run): " in cold
+    assert "zoo: building" not in cold  # rich's status line, not the plain lines
+    assert "example:tiny.v1" in cold
+    warm = _on_a_terminal(["list"], env)
+    assert "catalogue index" not in warm and "example:tiny.v1" in warm
+
+
 def test_warm_list_imports_no_timm_or_torch(catalog_home: dict[str, str]) -> None:
     result = _run_noting_heavy_imports(catalog_home, "list", "resnet50*", "--json")
     assert "HEAVY [] 0" in result.stderr, result.stderr

@@ -58,3 +58,42 @@ def test_exit_code_table_is_documented() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text(encoding="utf-8")
     for code, meaning in EXIT_CODES.items():
         assert f"| {code} |" in doc, f"exit code {code} ({meaning}) missing from docs/cli.md"
+
+
+def _example(*args: str) -> subprocess.CompletedProcess[str]:
+    """``zoo ARGS`` with only the example plugin, stdout a pipe, COLUMNS unset."""
+    from clihelp import EXAMPLE_PLUGINS
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["ZOO_LOAD_PLUGINS"] = "example"
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE_PLUGINS), env.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_tables_in_a_pipe_keep_each_row_on_one_line() -> None:
+    """rich would wrap at 80 columns in a pipe, folding the source URL onto lines of
+    its own; as `ls -l` and `kubectl get` do, a piped row stays whole (grep finds it)."""
+    result = _example("list")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "example:tiny.v" in line]
+    assert len(rows) == 2
+    for row, url in zip(rows, ("tiny-v1", "tiny-v2"), strict=True):
+        assert f"https://example.invalid/{url}" in row, result.stdout
+    listed = _example("list", "--json")  # --json is what it was
+    assert listed.stdout.startswith('{\n  "schema_version": 1,')
+
+
+def test_info_leaves_out_what_is_not_stated() -> None:
+    """A field the weights do not state (ImageNet top-1, mean, std...) is not shown as
+    an empty row; --json keeps every field, null where unknown."""
+    import json
+
+    result = _example("info", "example:tiny.v2")
+    assert result.returncode == 0, result.stderr
+    keys = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert {"reference", "license", "input_size", "num_classes"} <= keys
+    assert not keys & {"imagenet_top1", "mean", "std", "crop_pct"}, result.stdout
+    doc = json.loads(_example("info", "example:tiny.v2", "--json").stdout)
+    assert doc["model"]["imagenet_top1"] is None and doc["model"]["mean"] is None

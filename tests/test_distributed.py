@@ -175,6 +175,20 @@ def _two_nodes(
     return [_done(p) for p in procs]
 
 
+def test_the_launch_says_how_many_processes_on_how_many_nodes() -> None:
+    from zoo.engine import Recipe
+    from zoo.engine.distributed import Nodes, launch_line
+
+    two = Recipe(ref="timm:test_resnet", data="data", nproc_per_node=2)
+    assert launch_line(two, Nodes()) == (
+        "torchrun: starting 2 processes on this machine (DDP, one node)"
+    )
+    assert launch_line(two, Nodes(nnodes=3, rdzv_endpoint="node1:29400")) == (
+        "torchrun: starting 2 processes on this node, 6 in all on 3 nodes "
+        "(DDP; rendezvous at node1:29400)"
+    )
+
+
 @pytest.mark.slow
 def test_two_nodes_with_separate_homes_make_one_run_one_version_and_match_one_process(
     tmp_path: Path, zoo_home: Path, monkeypatch: pytest.MonkeyPatch
@@ -200,6 +214,7 @@ def test_two_nodes_with_separate_homes_make_one_run_one_version_and_match_one_pr
     results = _two_nodes(data, homes, store, *recipe, "--name", "two")
     for code, _, err in results:
         assert code == 0, err[-3000:]
+        assert "zoo: torchrun: starting 1 process on this node, 2 in all on 2 nodes" in err
     (_, a, _), (_, b, _) = results
     assert a["model_uri"] == b["model_uri"] == "models:/two/1"  # each node's command says so
     assert a["run_id"] == b["run_id"] and a["world_size"] == 2
@@ -312,6 +327,9 @@ def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
         assert code == 0, err[-3000:]
         if procs == 2:
             assert "extracting features: started (60 images)" in err
+            assert "zoo: torchrun: starting 2 processes on this machine (DDP, one node)" in err
+        else:
+            assert "torchrun" not in err
     (one,) = (homes[1] / "features").glob("*.safetensors")
     (two,) = (homes[2] / "features").glob("*.safetensors")
     assert one.name == two.name  # the same key: same weights, data, preprocessing

@@ -206,9 +206,11 @@ def test_ties_in_validation_accuracy_break_on_validation_loss() -> None:
 # ---------------------------------------------------------------- 5. an honest number
 
 
-def test_a_test_split_is_disjoint_chooses_nothing_and_is_reported(images: Path) -> None:
+def test_a_test_split_is_disjoint_chooses_nothing_and_is_reported(images: Path, capsys) -> None:
     spy = SplitSpy()
     result = finetune(_recipe(images, epochs=5, test_split=0.25), register=False, callbacks=[spy])
+    # the probe's start says which epochs start, not the last one's number
+    assert "zoo: epochs 1-5/5 (probe, on cached features): started" in capsys.readouterr().err
     train, val, test = (set(spy.parts[p]) for p in ("train", "val", "test"))
     assert len(test) == 6 and not (test & train) and not (test & val)
     assert result.metrics["num_test"] == 6

@@ -87,8 +87,14 @@ def test_import_by_name_serves_local_name_for_list_info_and_build(
     torch.save({"state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, ckpt)
     args = ["--arch", "timm:test_resnet", "--license", "MIT", "--name", "mine"]
     assert run(["import", str(ckpt), *args, "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)["model"]
+    out = capsys.readouterr()
+    doc = json.loads(out.out)["model"]
     assert doc["reference"] == "local:mine" and doc["arch"] == "timm:test_resnet.r160_in1k"
+    # the tag timm filled in is said, not silently taken
+    assert out.err.splitlines() == [
+        "zoo: --arch timm:test_resnet resolved to timm:test_resnet.r160_in1k "
+        "(timm's default pretrained tag)"
+    ]
     assert doc["license"] == "mit" and doc["num_classes"] == 5 and doc["source_format"] == "zip"
     folder = Path(os.environ["ZOO_HOME"]) / "local" / "mine"
     assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "record.json"]
@@ -100,6 +106,12 @@ def test_import_by_name_serves_local_name_for_list_info_and_build(
     info = json.loads(capsys.readouterr().out)
     assert info["model"]["license"] == "mit" and info["model"]["input_size"] == [3, 160, 160]
     assert info["import"]["sha256"] == doc["sha256"]
+    assert run(["info", "timm:test_resnet"]) == 0  # `zoo info` says it the same way
+    out = capsys.readouterr()
+    assert "zoo: timm:test_resnet resolved to timm:test_resnet.r160_in1k (timm's" in out.err
+    assert "imagenet_top1" not in out.out  # timm states none: no empty row
+    assert run(["info", "timm:test_resnet.r160_in1k", "--json"]) == 0  # a full reference
+    assert "resolved" not in capsys.readouterr().err
 
     same = zoo.build_backbone("local:mine")
     for k, v in src.state_dict().items():

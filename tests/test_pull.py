@@ -285,6 +285,22 @@ def test_timm_pull_and_pretrained_build_use_the_verified_cache(hub: FakeHub) -> 
     assert hub.count("GET", "model.safetensors") == 1
 
 
+def test_pulling_an_architecture_says_which_tag_it_took(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.add_repo("timm/test_resnet.r160_in1k", {"model.safetensors": _safetensors_bytes(10)})
+    capsys.readouterr()
+    assert run(["pull", "timm:test_resnet"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("timm:test_resnet.r160_in1k")
+    assert (
+        "zoo: timm:test_resnet resolved to timm:test_resnet.r160_in1k "
+        "(timm's default pretrained tag)\n" in out.err
+    )
+    assert run(["pull", "timm:test_resnet.r160_in1k"]) == 0  # named in full: nothing to say
+    assert "resolved" not in capsys.readouterr().err
+
+
 def test_hf_timm_format_repo_builds_offline_once_pulled(
     hub: FakeHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:

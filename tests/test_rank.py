@@ -99,6 +99,43 @@ def test_middle_stage_source_metrics_and_a_subset(tmp_path: Path, data: Path, ca
     assert subset["images"] == 12
 
 
+def test_the_data_is_checked_once_for_every_backbone_and_said_once(
+    tmp_path: Path, data: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A duplicate and a file that is no image are found by one check (with the first
+    backbone) and said once; the other backbones read the files it kept, and each
+    backbone's bars name it. A reference given without its tag says which one it got."""
+    import timm
+    from safetensors.torch import save
+
+    from tests.hub_fixture import running_hub
+
+    shutil.copy(data / "class0" / "img000.png", data / "class0" / "copy.png")
+    (data / "class1" / "notes.png").write_text("not an image")
+    local = _import(tmp_path, "timm:test_vit", "tiny-f")
+    weights = timm.create_model("test_resnet", pretrained=False).state_dict()
+    with running_hub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.add_repo(
+            "timm/test_resnet.r160_in1k",
+            {"model.safetensors": save({k: v.contiguous() for k, v in weights.items()})},
+        )
+        capsys.readouterr()
+        argv = ["rank", str(data), local, "timm:test_resnet", "--image-size", "32"]
+        assert run([*argv, "--metric", "knn"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("duplicate file(s) left out") == 1, err
+    assert err.count("notes.png") == 1, err
+    assert err.count("checking images: started (26 images)") == 1, err
+    assert "zoo: timm:test_resnet: reading the checked images: started (24 images)" in err, err
+    assert "zoo: local:tiny-f: extracting features: started (24 images)" in err, err
+    assert "zoo: timm:test_resnet: extracting features: started (24 images)" in err, err
+    assert (
+        "zoo: timm:test_resnet resolved to timm:test_resnet.r160_in1k (timm's default "
+        "pretrained tag)" in err
+    ), err
+
+
 def test_an_unknown_metric_is_one_line_naming_the_installed_ones(data: Path, capsys) -> None:
     assert run(["rank", str(data), "timm:test_resnet", "--metric", "nope"]) == 2
     err = capsys.readouterr().err

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import NotFoundError, OfflineError, UnknownModelError, UsageError
+from zoo.errors import BadReferenceError, NotFoundError, OfflineError, UnknownModelError, UsageError
 from zoo.home import ReadOnlyHomeError, atomic_write_text, home, subdir
 from zoo.plugins import get_plugin_manager
 from zoo.refs import Ref, parse_ref
@@ -37,6 +37,7 @@ __all__ = [
     "list_models",
     "provider_for",
     "providers",
+    "resolution_note",
     "resolve",
 ]
 
@@ -84,30 +85,64 @@ def _index_file(provider_name: str) -> Path:
         return home() / "catalog" / f"{provider_name}.json"
 
 
-def index(provider: Provider, *, rebuild: bool = False) -> list[BackboneInfo]:
-    """The provider's entries, from the on-disk index while its version is unchanged."""
-    if not getattr(provider, "cache_index", True):
-        return list(provider.index())
+def _cached_index(provider: Provider) -> list[BackboneInfo] | None:
+    """The provider's entries from its on-disk index, or None when it must be (re)built."""
     path = _index_file(provider.name)
-    version = provider.version()
-    if not rebuild and path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("format") == INDEX_FORMAT and data.get("provider_version") == version:
-                return [BackboneInfo.from_dict(e) for e in data["entries"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # unreadable index: rebuild it
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") == INDEX_FORMAT and data.get("provider_version") == (
+            provider.version()
+        ):
+            return [BackboneInfo.from_dict(e) for e in data["entries"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # unreadable index: rebuild it
+    return None
+
+
+def _build_index(provider: Provider) -> list[BackboneInfo]:
     entries = list(provider.index())
     payload = {
         "format": INDEX_FORMAT,
         "provider": provider.name,
-        "provider_version": version,
+        "provider_version": provider.version(),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "entries": [e.to_dict() for e in entries],
     }
     with contextlib.suppress(OSError):  # a read-only home: list without caching the index
-        atomic_write_text(path, json.dumps(payload))
+        atomic_write_text(_index_file(provider.name), json.dumps(payload))
     return entries
+
+
+def _build_indexes(stale: list[Provider]) -> dict[str, list[BackboneInfo]]:
+    """Build the indexes of ``stale`` providers, saying so while it lasts (timm's takes
+    half a minute on a loaded machine): the warm path never comes here."""
+    from zoo.progress import waiting
+
+    folder = _index_file(stale[0].name).parent
+    first = not (folder.is_dir() and any(folder.glob("*.json")))
+    title = "building the catalogue index" + (
+        " (first run)" if first else " (new or updated providers)"
+    )
+    names = [p.name for p in stale]
+    count = f"{len(names)} provider{'s' if len(names) != 1 else ''}"
+    built: dict[str, list[BackboneInfo]] = {}
+    with waiting(title, f"{count} ({', '.join(names)})") as wait:
+        for i, prov in enumerate(stale, start=1):
+            wait.update(f"{prov.name} ({i} of {len(stale)})")
+            built[prov.name] = _build_index(prov)
+    return built
+
+
+def index(provider: Provider, *, rebuild: bool = False) -> list[BackboneInfo]:
+    """The provider's entries, from the on-disk index while its version is unchanged."""
+    if not getattr(provider, "cache_index", True):
+        return list(provider.index())
+    cached = None if rebuild else _cached_index(provider)
+    if cached is not None:
+        return cached
+    return _build_indexes([provider])[provider.name]
 
 
 @dataclass
@@ -146,16 +181,29 @@ def list_models(
 
         license = normalize_license(license)  # "MIT License", "MIT" -> mit
     listing = Listing(entries=[])
+    searched = {
+        p.name for p in selected if provider is not None and callable(getattr(p, "search", None))
+    }
+    # every stale index is built in one go, under one progress line
+    indexed = {
+        p.name: _cached_index(p)
+        for p in selected
+        if p.name not in searched and getattr(p, "cache_index", True)
+    }
+    stale = [p for p in selected if p.name in indexed and indexed[p.name] is None]
+    if stale:
+        indexed.update(_build_indexes(stale))
     for prov in selected:
         search = getattr(prov, "search", None)
-        if provider is not None and callable(search):
+        if prov.name in searched and callable(search):
             try:
                 entries = list(search(pattern, timeout=timeout))
             except OfflineError as exc:
                 listing.notes.append(f"{exc}; listing the local cache only")
                 entries = index(prov)
         else:
-            entries = index(prov)
+            known = indexed.get(prov.name)
+            entries = known if known is not None else index(prov)
         for entry in entries:
             if pattern and not _matches(entry, pattern):
                 continue
@@ -306,6 +354,24 @@ def resolve(ref: Ref | str) -> Ref:
             f"reference such as timm:ARCH.TAG, or see `zoo list` and `zoo registry list`"
         )
     return candidates[0]
+
+
+def resolution_note(asked: Ref | str, resolved: str, *, option: str = "") -> str | None:
+    """The line saying that a reference without a tag was given its provider's default
+    tag (``timm:resnet50`` -> ``timm:resnet50.a1_in1k``), or None when nothing was filled
+    in. ``option`` names the flag it came from (``--arch``)."""
+    try:
+        asked = parse_ref(asked) if isinstance(asked, str) else asked
+        got = parse_ref(resolved)
+    except BadReferenceError:
+        return None
+    if asked.scheme in ("bare", "local", "models") or asked.tag is not None or got.tag is None:
+        return None
+    if got.scheme != asked.scheme or got.arch != asked.arch:
+        return None
+    shown = str(Ref(got.scheme, got.name))  # the tag filled in; a pinned revision aside
+    prefix = f"{option} " if option else ""
+    return f"{prefix}{asked} resolved to {shown} ({asked.scheme}'s default pretrained tag)"
 
 
 def json_payload(entries: list[BackboneInfo]) -> list[dict[str, Any]]:

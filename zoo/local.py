@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -173,10 +174,13 @@ def import_checkpoint(
     map_by: Literal["name", "order"] = "name",
     trust_pickle: bool = False,
     force: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> LocalModel:
-    """Import ``path`` as ``local:NAME`` on architecture ``arch``; see the module doc."""
+    """Import ``path`` as ``local:NAME`` on architecture ``arch``; see the module doc.
+    ``on_note`` hears what the user should know, e.g. that ``arch`` had no tag and was
+    given its provider's default one."""
     from zoo.build import build_backbone
-    from zoo.catalog import describe
+    from zoo.catalog import describe, resolution_note
 
     if not _NAME.match(name) or len(name) > _MAX_NAME:
         raise UsageError(
@@ -199,6 +203,9 @@ def import_checkpoint(
     arch_info = describe(arch)
     if arch_info.provider == "local":
         raise UsageError("--arch must name a provider architecture (timm:, torchvision:, hf:)")
+    said = resolution_note(arch, arch_info.reference, option="--arch")
+    if said and on_note is not None:
+        on_note(said)
     backbone = build_backbone(arch_info.reference, pretrained=False)
     target = backbone.model.state_dict()
     head = _head_keys(backbone)

@@ -1,13 +1,20 @@
-"""Progress for long work: rich bars on a terminal, plain lines under CI or in a pipe."""
+"""Progress for long work: rich bars on a terminal, plain lines under CI or in a pipe.
+
+A bar counts items (``make_progress``); a wait with nothing to count (building the
+catalogue index) is a :func:`waiting` line: a rich spinner on a terminal, one line at
+its start and one at its end under CI or in a pipe.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["LineProgress", "RichProgress", "make_progress", "plain_output"]
+__all__ = ["LineProgress", "RichProgress", "Waiting", "make_progress", "plain_output", "waiting"]
 
 
 def plain_output() -> bool:
@@ -106,3 +113,35 @@ class RichProgress:
 
 def make_progress() -> LineProgress | RichProgress:
     return LineProgress() if plain_output() else RichProgress()
+
+
+class Waiting:
+    """What :func:`waiting` hands out: ``update(detail)`` says what the wait is at now."""
+
+    def __init__(self, title: str, status: Any = None) -> None:
+        self.title = title
+        self._status = status  # rich's Status on a terminal, None for plain lines
+
+    def update(self, detail: str) -> None:
+        if self._status is not None:
+            self._status.update(f"{self.title}: {detail}")
+
+
+@contextmanager
+def waiting(title: str, detail: str) -> Iterator[Waiting]:
+    """Say what zoo waits for, on stderr, while the block runs.
+
+    On a terminal: a rich spinner ``TITLE: DETAIL`` (``update`` changes the detail),
+    gone when the block ends. Under CI or in a pipe: ``zoo: TITLE: DETAIL`` at the start
+    and ``zoo: TITLE: done (N s)`` at the end.
+    """
+    if plain_output():
+        print(f"zoo: {title}: {detail}", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        yield Waiting(title)
+        print(f"zoo: {title}: done ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"{title}: {detail}") as status:
+        yield Waiting(title, status)

@@ -70,6 +70,61 @@ def subset_manifest(data: str, max_images: int, out_dir: Path) -> str:
     return str(manifest)
 
 
+def kept_manifest(dataset: Any, out_dir: Path) -> str | None:
+    """A CSV of the files a check kept (no bad file, one file of each duplicate), so that
+    the backbones after the first read checked data and have nothing to say about it
+    again; None when a name would not come back from a CSV row as it is."""
+    rows = []
+    for sample in dataset.samples:
+        label = dataset.classes[sample.label]
+        if sample.path != sample.path.strip() or label != label.strip() or not label:
+            return None  # read_manifest strips its cells
+        rows.append((sample.path, label))
+    manifest = out_dir / "checked.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    return str(manifest)
+
+
+class _Named:
+    """A progress bar whose description is given here (``zoo rank`` names the backbone)."""
+
+    def __init__(self, bar: Any, name: Callable[[str], str]) -> None:
+        self._bar, self._name = bar, name
+
+    def start(self, description: str, total: float | None, unit: str = "items") -> None:
+        self._bar.start(self._name(description), total, unit)
+
+    def advance(self, amount: float) -> None:
+        self._bar.advance(amount)
+
+    def finish(self) -> None:
+        self._bar.finish()
+
+
+def _progress_for(ref: str, checked: bool) -> Callable[[], Any]:
+    """Progress for one backbone's ``prepare``: its bars name it. Its first bar is the
+    data pass (setup.prepare reads the data before anything else): the first backbone's
+    checks the data for all of them; a later one's only reads the files that check kept,
+    decoding those its input size has not seen yet."""
+    from zoo.progress import make_progress
+
+    calls = [0]
+
+    def make() -> Any:
+        calls[0] += 1
+        bar = make_progress()
+        if calls[0] == 1:
+            if not checked:
+                return bar  # "checking images": once, for every backbone
+            return _Named(bar, lambda _: f"{ref}: reading the checked images")
+        return _Named(bar, lambda description: f"{ref}: {description}")
+
+    return make
+
+
 def _source_probabilities(state: Any, features: Any) -> Any:
     """The original classifier's softmax on the cached features, or None without one."""
     import torch
@@ -107,6 +162,7 @@ def rank(
 ) -> list[RankRow]:
     """Score every reference on ``data`` by each metric; rows sorted best first (per
     layer) by the first metric, which ``metric``/``score`` name."""
+    from zoo.catalog import resolution_note
     from zoo.engine import Recipe
     from zoo.engine.features import head_features, stage_features
     from zoo.engine.setup import prepare
@@ -129,10 +185,20 @@ def rank(
     rows: list[RankRow] = []
     with tempfile.TemporaryDirectory(prefix="zoo-rank-") as tmp:
         source = subset_manifest(data, max_images, Path(tmp)) if max_images else data
+        checked: str | None = None  # the data is checked once, with the first backbone
         for ref in refs:
             t0 = time.perf_counter()
-            recipe = Recipe(ref=ref, data=source, image_size=image_size)
-            state = prepare(recipe, register=False, leakage=False)  # nothing trains here
+            state = prepare(
+                Recipe(ref=ref, data=checked or source, image_size=image_size),
+                register=False,
+                leakage=False,  # nothing trains here
+                progress=_progress_for(ref, checked is not None),
+            )
+            if checked is None:
+                checked = kept_manifest(state.data, Path(tmp))
+            said = resolution_note(ref, state.backbone.info.reference)
+            if said:  # the row names the reference with its tag: say where it came from
+                state.note(said)
             x_final, y = head_features(state)
             probs = None
             sourced = [n for n, m in scorers.items() if getattr(m, "needs_source", False)]

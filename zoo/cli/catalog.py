@@ -110,11 +110,18 @@ def info_cmd(ref: str, as_json: bool) -> None:
       zoo info torchvision:efficientnet_b0
       zoo info effnet-lite:lite0,effnet-lite:lite1
     """
-    from zoo.catalog import describe
+    from zoo.catalog import describe, resolution_note
     from zoo.refs import is_joined, parse_refs
 
+    def described(asked: str) -> BackboneInfo:
+        info = describe(asked)
+        said = resolution_note(asked, info.reference)
+        if said:
+            note(said)
+        return info
+
     if is_joined(ref):
-        parts = [describe(part) for part in parse_refs(ref)]  # every part checked first
+        parts = [described(str(part)) for part in parse_refs(ref)]  # every part checked first
         if as_json:
             emit_json(
                 "model_info_joined",
@@ -127,7 +134,7 @@ def info_cmd(ref: str, as_json: bool) -> None:
             console().print(f"[bold]{part.reference}[/]")
             _print_info(part)
         return
-    info = describe(ref)
+    info = described(ref)
     if as_json:
         emit_json("model_info", model=info.to_dict(), **_info_extras(info.reference))
         return
@@ -143,9 +150,11 @@ def _print_info(info: BackboneInfo) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in info.to_dict().items():
+        if value is None:
+            continue  # not stated for these weights (e.g. imagenet_top1 on timm's): not shown
         if key == "license" and value == "unknown":
             value = "[yellow]unknown (check the source before shipping a derivative)[/]"
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key, str(value))
     for key, value in extra.items():
         table.add_row(key, readable(value))
     console().print(table)

@@ -26,10 +26,20 @@ def is_plain() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true"} or not sys.stderr.isatty()
 
 
+# In a pipe a table's rows are never wrapped (as `ls -l` or `kubectl get` print them):
+# rich's 80 columns would fold long cells onto lines of their own. COLUMNS still wins.
+_PIPE_WIDTH = 100_000
+
+
 def console(stderr: bool = False) -> Any:
+    """A rich console on stdout (or stderr): the terminal's width on a terminal, no
+    wrapping at all in a pipe or a file unless COLUMNS says otherwise."""
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=False, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    width = _PIPE_WIDTH if piped and not os.environ.get("COLUMNS") else None
+    return Console(stderr=stderr, soft_wrap=False, highlight=False, width=width)
 
 
 def warn(message: str) -> None:

@@ -78,6 +78,11 @@ def pull_cmd(ref: str, revision: str | None, force: bool, as_json: bool) -> None
             "recorded. Run the same `zoo pull` again (it resumes), or raise "
             "HF_HUB_DOWNLOAD_TIMEOUT on a slow link"
         ) from exc
+    from zoo.catalog import resolution_note
+
+    said = resolution_note(ref, pulled.reference)
+    if said:
+        note(said)
     if as_json:
         from zoo.cache import record_to_dict
 
@@ -223,6 +228,7 @@ def import_cmd(
         map_by=map_by,  # type: ignore[arg-type]
         trust_pickle=trust_pickle,
         force=force,
+        on_note=note,  # e.g. "--arch timm:resnet50 resolved to timm:resnet50.a1_in1k (...)"
     )
     if as_json:
         emit_json("import", model=model.to_dict())

@@ -38,7 +38,7 @@ from zoo.engine.recipe import Recipe
 from zoo.engine.run import FinetuneResult, finetune
 from zoo.home import atomic_write_text
 
-__all__ = ["Nodes", "launch_torchrun", "main", "torchrun_command"]
+__all__ = ["Nodes", "launch_line", "launch_torchrun", "main", "torchrun_command"]
 
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
@@ -108,6 +108,19 @@ def torchrun_command(
     return [*cmd, "-m", "zoo.engine.distributed", str(recipe_file), str(result_file)]
 
 
+def launch_line(recipe: Recipe, nodes: Nodes) -> str:
+    """What the parent says as it starts torchrun: how many processes, on how many nodes."""
+    k = recipe.nproc_per_node
+    here = f"{k} process{'es' if k != 1 else ''}"
+    if not nodes.multi:
+        return f"torchrun: starting {here} on this machine (DDP, one node)"
+    n = nodes.nnodes
+    return (
+        f"torchrun: starting {here} on this node, {k * n} in all on {n} node"
+        f"{'s' if n != 1 else ''} (DDP; rendezvous at {nodes.rdzv_endpoint})"
+    )
+
+
 def launch_torchrun(
     recipe: Recipe,
     *,
@@ -134,6 +147,7 @@ def launch_torchrun(
         env.setdefault(
             "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // recipe.nproc_per_node))
         )
+        print(f"zoo: {launch_line(recipe, nodes)}", file=sys.stderr, flush=True)
         code = _wait(subprocess.Popen(cmd, env=env))
         if result_file.exists():
             data = _cause(json.loads(result_file.read_text(encoding="utf-8")), result_file)

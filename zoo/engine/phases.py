@@ -113,9 +113,12 @@ class FeaturePhase:
         epoch = state.completed + phase.epochs
         t0 = time.monotonic()
         progress = state.progress() if state.dist.main else _Silent()
+        # the phase's epochs are one unit (one record, numbered by its last epoch): say
+        # which epochs start, not the last one's number
+        first = state.completed + 1
+        span = f"epoch {epoch}" if first == epoch else f"epochs {first}-{epoch}"
         progress.start(
-            f"epoch {epoch}/{state.plan.epochs} ({phase.name}, {phase.epochs} passes over "
-            "cached features)",
+            f"{span}/{state.plan.epochs} ({phase.name}, on cached features)",
             phase.epochs,
             unit="passes",
         )
