@@ -208,6 +208,8 @@ def planned(
                 files, size = _tree(folder)
                 what = f"{folder.name}: left by a prune that was stopped"
                 plan.items.append(Item("leftover", what, [str(f) for f in files], size))
+        weights = Plan(root, older_than)  # asked first: no lock is held while a store answers
+        plan_weights(weights, unreferenced_weights)
         _checkpoints(plan, held, keep=removing)
         if removing:
             caches = held.enter_context(caches_exclusive(root, create=True))
@@ -218,7 +220,9 @@ def planned(
             _caches(plan, now)
         else:
             _skip_caches(plan)
-        plan_weights(plan, unreferenced_weights)
+        plan.items += weights.items
+        plan.skipped += weights.skipped
+        plan.kept += weights.kept
         plan.kept.append(
             "the registry store and its artifacts, exports, local imports, run records "
             "(result.json: the same command prints the registered version)"
