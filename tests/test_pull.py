@@ -419,3 +419,29 @@ def test_pull_draws_a_progress_bar_on_a_terminal(hub: FakeHub) -> None:
     assert proc.returncode == 0, text
     assert "━" in text  # rich's bar
     assert "zoo: downloading" not in text  # not the plain lines
+
+
+def test_cache_ls_shows_the_revision_and_each_files_sha256_json_the_full_values(
+    hub: FakeHub, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: rows are not folded
+    commit = _tiny_repo(hub)
+    assert run(["pull", f"hf:{REPO}"]) == 0
+    capsys.readouterr()
+    assert run(["cache", "ls"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "reference" in line)
+    assert "revision" in header and "sha256" in header
+    files = hub.repos[REPO].files
+    for name in ("model.safetensors", "config.json", "README.md"):
+        digest = hashlib.sha256(files[name]).hexdigest()
+        row = next(line for line in out.splitlines() if name in line)
+        assert digest[:12] in row  # the file and its hash on one line
+    assert commit[:12] in out and commit not in out  # the full values are in --json
+    assert run(["cache", "ls", "--json"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)["models"]
+    assert model["revision"] == commit
+    assert {f["name"]: f["sha256"] for f in model["files"]} == {
+        name: hashlib.sha256(files[name]).hexdigest()
+        for name in ("model.safetensors", "config.json", "README.md")
+    }

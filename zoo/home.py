@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from zoo.errors import UsageError
+from zoo.errors import NotFoundError, UsageError
 
 __all__ = [
     "ReadOnlyHomeError",
@@ -27,7 +27,9 @@ __all__ = [
     "atomic_write_text",
     "atomic_writer",
     "disk_full",
+    "existing_home",
     "home",
+    "is_stale_staging",
     "is_writable",
     "release_staging",
     "remove_stale_staging",
@@ -67,6 +69,25 @@ def home() -> Path:
             f"ZOO_HOME {path} cannot be created (permission denied): set ZOO_HOME to a "
             "folder you can write"
         ) from None
+    return path.resolve()
+
+
+def existing_home() -> Path:
+    """The zoo home as it is, for commands that only look (`zoo home du`, a dry run):
+    never created; a missing one is :class:`NotFoundError`, a file a UsageError."""
+    path = _configured()
+    if not path.exists():
+        raise NotFoundError(
+            f"ZOO_HOME {path} does not exist: zoo has stored nothing there yet (set ZOO_HOME "
+            "to the home you mean)"
+        )
+    if not path.is_dir():
+        raise UsageError(f"ZOO_HOME {path} is a file, not a folder: set ZOO_HOME to a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise UsageError(
+            f"ZOO_HOME {path} cannot be read (permission denied): run as its owner, or set "
+            "ZOO_HOME to a folder you can read"
+        )
     return path.resolve()
 
 
@@ -160,6 +181,11 @@ def staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
 def release_staging(path: Path) -> None:
     """Drop the staging lock file (our flock stays until the block ends)."""
     (path / STAGING_LOCK).unlink(missing_ok=True)
+
+
+def is_stale_staging(folder: Path) -> bool:
+    """A staging folder no live process holds (what :func:`remove_stale_staging` removes)."""
+    return _is_stale(folder)
 
 
 def _is_stale(folder: Path) -> bool:

@@ -106,7 +106,8 @@ def cache_group() -> None:
 @cache_group.command("ls")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 def cache_ls(as_json: bool) -> None:
-    """List pulled models with revision, files, size, licence, source and time."""
+    """List pulled models: revision, files with their SHA-256 (first 12 hex digits;
+    --json has the full values), size, licence, source and time."""
     from zoo.cache import list_records, record_to_dict
 
     records = list_records()
@@ -116,12 +117,16 @@ def cache_ls(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table()
-    for col in ("reference", "files", "size", "licence", "source", "pulled"):
-        table.add_column(col, overflow="fold")
+    for col in ("reference", "revision", "files", "sha256", "size", "licence", "source", "pulled"):
+        # files and their hashes line up row by row: neither wraps
+        table.add_column(col, overflow="fold", no_wrap=col in ("revision", "files", "sha256"))
     for r in records:
+        name = r.reference.rsplit("@", 1)[0] if r.revision else r.reference
         table.add_row(
-            r.reference,
-            ", ".join(f.name for f in r.files),
+            name,
+            (r.revision or "-")[:12],
+            "\n".join(f.name for f in r.files),
+            "\n".join(f.sha256[:12] for f in r.files),
             _size(sum(f.size for f in r.files)),
             r.license,
             r.source or "",

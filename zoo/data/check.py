@@ -26,6 +26,7 @@ from zoo.data.sources import Listing, list_files
 from zoo.data.workers import guarded, interrupt_workers, worker_init
 from zoo.errors import DataError, Interrupted
 from zoo.home import atomic_writer, subdir
+from zoo.home_lock import hold_caches
 
 __all__ = [
     "DEFAULT_MAX_BAD_FRACTION",
@@ -127,6 +128,7 @@ def dataset_digest(classes: Sequence[str], samples: Sequence[Sample]) -> str:
 
 def decoded_cache_dir(resize: int | tuple[int, int], interpolation: str) -> Path:
     key = f"{resize}" if isinstance(resize, int) else f"{resize[0]}x{resize[1]}"
+    hold_caches()  # in use until this process exits: `zoo home prune` leaves them alone
     return subdir("data", "decoded", f"{key}-{interpolation}")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.home import atomic_write_bytes, subdir
+from zoo.home_lock import hold_caches
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,6 +59,7 @@ def state_hash(modules: Sequence[nn.Module]) -> str:
 
 
 def cache_path(kind: str, parts: dict[str, Any]) -> Path:
+    hold_caches()  # in use until this process exits: `zoo home prune` leaves them alone
     blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
     return subdir(kind) / f"{hashlib.sha256(blob).hexdigest()[:32]}.safetensors"
 
