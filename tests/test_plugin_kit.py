@@ -55,8 +55,11 @@ def test_a_new_plugin_installs_is_listed_and_passes_its_own_tests(tmp_path: Path
         import site
 
         inner = _run([python, "-c", "import site; print(site.getsitepackages()[0])"], tmp_path, env)
+        # addsitedir, not a bare path: the outer site's own .pth files (setuptools' editable
+        # finder for a `pip install -e` zoo among them) must run in the inner venv too
+        lines = [f"import site; site.addsitedir({d!r})" for d in site.getsitepackages()]
         Path(inner.stdout.strip(), "outer-site.pth").write_text(
-            "\n".join(site.getsitepackages()) + "\n", encoding="utf-8"
+            "\n".join(lines) + "\n", encoding="utf-8"
         )
     _run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-e", "./demo"],
          tmp_path, env)  # fmt: skip

@@ -5,7 +5,9 @@ the real images come from Debian's ``openclipart-png`` (public-domain clip art i
 folders)::
 
     python -m zoo.testdata fetch        # apt-get download + dpkg -x into the cache (idempotent)
-    python -m zoo.testdata layout DIR   # the 8-category dataset as class folders (symlinks)
+    python -m zoo.testdata layout DIR [--per-class N]
+                                        # the 8-category dataset as class folders (symlinks);
+                                        # N: the first N images of each category
     python -m zoo.testdata where        # print the cache folder
 
 The cache folder is ``$ZOO_DATA`` or ``~/.cache/zoo-testdata`` (README.md): not under
@@ -186,9 +188,17 @@ def main(argv: list[str] | None = None) -> int:
     if command == "where":
         print(openclipart_root())
         return 0
-    if command == "layout" and len(args) == 2:
-        fetch(quiet=True)
-        print(layout_categories(Path(args[1])))
+    if command == "layout" and len(args) in {2, 4}:
+        per_class = None
+        if len(args) == 4:
+            if args[2] != "--per-class" or not args[3].isdigit() or int(args[3]) < 1:
+                print("zoo.testdata: usage: layout DIR [--per-class N], N >= 1", file=sys.stderr)
+                return 2
+            per_class = int(args[3])
+        root = fetch(quiet=True)
+        dest = layout_categories(Path(args[1]), per_class=per_class, root=root)
+        counts = [sum(1 for _ in (dest / c).iterdir()) for c in CATEGORIES]
+        print(f"zoo.testdata: {len(CATEGORIES)} classes, {sum(counts)} images in {dest}")
         return 0
     print(f"zoo.testdata: unknown command {' '.join(args)!r}; see --help", file=sys.stderr)
     return 2
