@@ -116,7 +116,7 @@ def test_the_data_is_checked_once_for_every_backbone_and_said_once(
     weights = timm.create_model("test_resnet", pretrained=False).state_dict()
     with running_hub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-            monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # set where CI runs
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # set where CI runs
         hub.add_repo(
             "timm/test_resnet.r160_in1k",
             {"model.safetensors": save({k: v.contiguous() for k, v in weights.items()})},
