@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,10 +157,8 @@ def serve(
     raise AssertionError("unreachable")
 
 
-def group_members(pgid: int) -> list[int]:
-    """The running processes of process group ``pgid`` (Linux /proc; zombies, already
-    dead, do not count)."""
-    found = []
+def _processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -168,24 +166,24 @@ def group_members(pgid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in {"Z", "X"}:
-            found.append(int(entry.name))
-    return sorted(found)
+        yield int(entry.name), stat[stat.rfind(")") + 2 :].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """The running processes of process group ``pgid`` (Linux /proc; zombies, already
+    dead, do not count)."""
+    return sorted(
+        pid
+        for pid, fields in _processes()
+        if int(fields[2]) == pgid and fields[0] not in {"Z", "X"}
+    )
 
 
 def server_group(zoo_pid: int) -> int:
     """The process group of the server that `zoo serve`/`zoo ui` (``zoo_pid``) started: the
     group of its child, which leads a group of its own."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
+    for pid, fields in _processes():
         if int(fields[1]) == zoo_pid:
-            assert int(fields[2]) == int(entry.name), "the server leads no group of its own"
+            assert int(fields[2]) == pid, "the server leads no group of its own"
             return int(fields[2])
     raise AssertionError(f"process {zoo_pid} has no child")
