@@ -2,9 +2,11 @@
 
 The choice itself is made in the core (``zoo/engine/search.py``), by evidence from the
 training split alone: cheap candidates (a head on cached features) by k-fold
-cross-validation, trials (stages that train on images) by a short inner validation that
-must beat the cheap winner on the same hold-out by a margin. This module only says which
-plans to compare and in which order (docs/strategies.md "auto").
+cross-validation, trials (stages that train on images) by a short inner validation on
+the same hold-out as the cheap winner; the first candidate offered (the linear probe) is
+kept unless another beats it with evidence (a one-sided test, ``zoo/engine/evidence.py``).
+This module only says which plans to compare and in which order, simplest first
+(docs/strategies.md "auto").
 
 What is left of the old rule (images per class): the order in which the partial trials
 are tried, so that under a tight ``--budget`` the one the rule of thumb prefers is tried

@@ -1,13 +1,19 @@
 """The search behind a choosing strategy (``--strategy auto``): score the candidates it
-offers, on the training split alone, within a time budget, and plan the best.
+offers, on the training split alone, within a time budget, and plan the simplest one
+that the evidence does not rule out.
 
 - **cheap** candidates (a head on cached features) are scored by stratified k-fold
   cross-validation of a standardised L2 logistic regression on the training images
-  (k = ``AUTO_FOLDS``, fewer when a class has fewer images; seeded by the recipe).
+  (k = ``AUTO_FOLDS``, fewer when a class has fewer images; seeded by the recipe), all on
+  the same folds.
 - **trial** candidates (stages that train on images) train for their own epochs on an
   inner split of the training images and are scored on its hold-out; the cheap winner,
-  refitted on the same inner split, is scored on the same hold-out, and a trial is chosen
-  only when it beats it by ``AUTO_TRIAL_MARGIN`` (and by at least two hold-out images).
+  refitted on the same inner split, is scored on the same hold-out images.
+- the first candidate (the linear probe) is the baseline and is kept unless a richer one
+  beats it **with evidence** (``evidence.py``): one-sided tests at ``AUTO_ALPHA`` shared
+  (Bonferroni) by every challenger offered; a cheap challenger by the corrected
+  resampled t-test over the folds, a trial against the cheap winner by McNemar's exact
+  test on the hold-out. Among several that pass, the best score wins.
 - each candidate's cost is estimated before it runs; one that does not fit in what is
   left of ``--budget`` is skipped and listed with why. The linear probe is always scored:
   it is the baseline and what auto trains when nothing else could be scored.
@@ -24,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo.engine import model as build
+from zoo.engine.evidence import AUTO_ALPHA, corrected_t_p, mcnemar_p, per_test_alpha
 from zoo.errors import UsageError
 from zoo.types import Candidate, StrategySettings, TrainingPlan, TrainingSummary
 
@@ -31,19 +38,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
 
 __all__ = [
+    "AUTO_ALPHA",
     "AUTO_FOLDS",
     "AUTO_HOLDOUT",
-    "AUTO_TRIAL_MARGIN",
     "TRAIN_STEP_COST",
     "Outcome",
     "cv_accuracy",
+    "cv_scores",
     "search",
 ]
 
 # Development constants (docs/strategies.md "auto"; set before any evaluation figure).
 AUTO_FOLDS = 5  # k of the k-fold cross-validation of cheap candidates
 AUTO_HOLDOUT = 0.2  # the inner hold-out's share of the training images (trials)
-AUTO_TRIAL_MARGIN = 0.03  # accuracy a trial must beat the cheap winner by on the hold-out
 TRAIN_STEP_COST = 3.0  # a training step ~ forward + backward ~ three forward passes
 
 
@@ -56,6 +63,8 @@ class Outcome:
     score: float | None = None
     note: str = ""
     chosen: bool = False
+    folds: list[float] = field(default_factory=list)  # per-fold accuracies (cheap ones)
+    p: float | None = None  # the one-sided p-value against what it challenged
 
     @property
     def label(self) -> str:
@@ -65,6 +74,7 @@ class Outcome:
         out: dict[str, Any] = {"candidate": self.label, "strategy": self.candidate.strategy}
         out["how"] = self.how
         out |= {"score": None if self.score is None else round(self.score, 4)}
+        out |= {"p": None if self.p is None else round(self.p, 4)}
         return out | {"note": self.note, "chosen": self.chosen}
 
 
@@ -98,8 +108,9 @@ def _secs(s: float) -> str:
     return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
-def cv_accuracy(x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS) -> tuple[float, int] | None:
-    """Mean accuracy of a standardised L2 logistic regression over stratified k-fold CV,
+def cv_scores(x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS) -> tuple[list[float], int] | None:
+    """Per-fold accuracies of a standardised L2 logistic regression over stratified k-fold
+    CV (the folds depend on ``y`` and ``seed`` only, so two candidates' folds pair up),
     and k; None when a class has fewer than two images (no fold could hold it out)."""
     import numpy as np
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -112,7 +123,16 @@ def cv_accuracy(x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS) -> tuple[flo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
         scores = cross_val_score(_head(), x, y, cv=cv, scoring="accuracy")
-    return float(scores.mean()), k
+    return [float(v) for v in scores], k
+
+
+def cv_accuracy(x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS) -> tuple[float, int] | None:
+    """Mean accuracy over :func:`cv_scores`' folds, and k (None as there)."""
+    scored = cv_scores(x, y, seed, folds)
+    if scored is None:
+        return None
+    scores, k = scored
+    return sum(scores) / len(scores), k
 
 
 def _head() -> Any:
@@ -206,45 +226,17 @@ def search(
     seed = state.recipe.seed
     s.seconds_per_image = _time_forward(state)
     table = [Outcome(c) for c in cands]
+    alpha = per_test_alpha(len(table) - 1)  # shared by every challenger offered
     cheap = [o for o in table if o.candidate.cost == "cheap"]
-    k = 0
-    for i, out in enumerate(cheap):
-        if i > 0 and not s.fits(out, _cheap_cost(s, out.candidate)):
-            continue
-        t0 = time.monotonic()
-        x, y = _features(s, out.candidate)
-        _fire(state, out, rows)
-        scored = cv_accuracy(x, y, seed)
-        if i == 0:
-            s.probe_cv_seconds = time.monotonic() - t0
-        if scored is None:
-            out.how, out.note = "not scored", "a class has fewer than 2 training images"
-            continue
-        out.score, k = scored
-        out.how = f"{k}-fold CV"
-    scored_cheap = [o for o in cheap if o.score is not None]
-    best = max(scored_cheap, key=lambda o: o.score or 0.0, default=cheap[0])  # first wins ties
-    winner = best
-    fallback = ""
-    if winner.candidate.strategy not in installed:
-        runnable = [o for o in scored_cheap if o.candidate.strategy in installed] or [cheap[0]]
-        winner = max(runnable, key=lambda o: o.score or 0.0)
-        fallback = (
-            f"{best.label} scored best ({best.score:.3f}) but no strategy '{best.label}' is "
-            f"installed here; training the best installed candidate, {winner.label}"
-        )
-    reason = (
-        f"chosen by {k}-fold CV on the {len(rows)} training images"
-        if k
-        else "the baseline: no candidate could be cross-validated"
-    )
+    k = _score_cheap(s, cheap, rows, seed)
+    winner, reason, fallback = _cheap_winner(cheap, installed, alpha, k, len(rows))
     chosen = winner
     tried = [o for o in table if o.candidate.cost != "cheap"]
     if tried:
         from zoo.engine.trial import hold_out, run_trial
 
         split = hold_out(state, rows, seed, AUTO_HOLDOUT)
-        base_score: float | None = None
+        base: list[bool] | None = None
         planned = 0.0
         for out in tried:
             cand = out.candidate
@@ -263,8 +255,8 @@ def search(
                     out.how, out.note = "would try", f"needs ~{_secs(needs)}"
                     planned += needs
                 continue
-            if base_score is None:  # the cheap winner, refitted on the same inner split
-                base_score = _refit_score(s, winner.candidate, rows, inner, held)
+            if base is None:  # the cheap winner, refitted on the same inner split
+                base = _refit_right(s, winner.candidate, rows, inner, held)
             if not s.fits(out, needs):
                 continue
             _fire(state, out, [*inner, *held])
@@ -272,18 +264,18 @@ def search(
                 f"auto: trying {out.label} on {len(inner)} of the training images, scored on "
                 f"the other {len(held)} (estimated ~{_secs(needs)})"
             )
-            out.score = run_trial(state, plan, inner, held)
+            right = run_trial(state, plan, inner, held)
+            out.score = sum(right) / len(right)
             out.how = f"inner hold-out ({len(held)})"
-            need = max(AUTO_TRIAL_MARGIN, 2 / len(held))
-            out.note = f"{winner.label} there: {base_score:.3f}; needs +{need:.3f}"
-            if out.score >= base_score + need and (
-                chosen is winner or out.score > (chosen.score or 0.0)
-            ):
+            out.p = mcnemar_p(right, base)
+            base_score = sum(base) / len(base)
+            out.note = f"{winner.label} there: {base_score:.3f}; {_verdict(out.p, alpha)}"
+            if out.p < alpha and (chosen is winner or out.score > (chosen.score or 0.0)):
                 chosen = out
                 reason = (
                     f"chosen by an inner hold-out of {len(held)} of the {len(rows)} training "
-                    f"images: {out.score:.3f} against {winner.label}'s {base_score:.3f} "
-                    f"(margin {need:.3f})"
+                    f"images: {out.score:.3f} against {winner.label}'s {base_score:.3f}, "
+                    f"McNemar p = {out.p:.4f} < {alpha:.4f}"
                 )
     chosen.chosen = True
     _report(state, table, reason, fallback)
@@ -292,10 +284,14 @@ def search(
     build.validate_plan(inner_plan, state.names, cand.strategy)
     evidence: dict[str, Any] = {"train_images": len(rows), "folds": k}
     evidence["seconds_per_image"] = round(s.seconds_per_image, 5)
+    evidence["alpha"] = round(alpha, 5)
     for out in table:
+        key = out.label.replace(" ", "").replace("=", "")
         if out.score is not None:
             kind = "cv" if out.candidate.cost == "cheap" else "holdout"
-            evidence[f"{kind}.{out.label.replace(' ', '').replace('=', '')}"] = round(out.score, 4)
+            evidence[f"{kind}.{key}"] = round(out.score, 4)
+        if out.p is not None:
+            evidence[f"p.{key}"] = round(out.p, 5)
     return TrainingPlan(
         strategy.name,
         inner_plan.phases,
@@ -309,10 +305,76 @@ def search(
     )
 
 
-def _refit_score(
+def _score_cheap(s: _Search, cheap: list[Outcome], rows: list[int], seed: int) -> int:
+    """k-fold CV of each cheap candidate (the baseline always; the others as the budget
+    allows), on the same folds; returns k (0 when nothing could be cross-validated)."""
+    k = 0
+    for i, out in enumerate(cheap):
+        if i > 0 and not s.fits(out, _cheap_cost(s, out.candidate)):
+            continue
+        t0 = time.monotonic()
+        x, y = _features(s, out.candidate)
+        _fire(s.state, out, rows)
+        scored = cv_scores(x, y, seed)
+        if i == 0:
+            s.probe_cv_seconds = time.monotonic() - t0
+        if scored is None:
+            out.how, out.note = "not scored", "a class has fewer than 2 training images"
+            continue
+        out.folds, k = scored
+        out.score = sum(out.folds) / k
+        out.how = f"{k}-fold CV"
+    return k
+
+
+def _verdict(p: float, alpha: float) -> str:
+    return f"p = {p:.4f} {'<' if p < alpha else '>='} {alpha:.4f}"
+
+
+def _cheap_winner(
+    cheap: list[Outcome], installed: dict[str, Any], alpha: float, k: int, n: int
+) -> tuple[Outcome, str, str]:
+    """The baseline (the first cheap candidate) unless another beats it over the same
+    folds with p < ``alpha``; among several that do, the best mean. Returns the winner,
+    the reason and, when the best is not installed here, what was trained instead."""
+    base = cheap[0]
+    passing: list[Outcome] = []
+    for out in cheap[1:]:
+        if out.score is None or not base.folds:
+            continue
+        out.p = corrected_t_p(out.folds, base.folds, 1 / (k - 1))
+        out.note = f"against {base.label}: {_verdict(out.p, alpha)}"
+        if out.p < alpha:
+            passing.append(out)
+    best = max(passing, key=lambda o: o.score or 0.0, default=base)  # first wins ties
+    winner, fallback = best, ""
+    if best.candidate.strategy not in installed:
+        runnable = [o for o in passing if o.candidate.strategy in installed] or [base]
+        winner = max(runnable, key=lambda o: o.score or 0.0)
+        fallback = (
+            f"{best.label} scored best ({best.score:.3f}) but no strategy '{best.label}' is "
+            f"installed here; training the best installed candidate, {winner.label}"
+        )
+    if not k:
+        reason = "the baseline: no candidate could be cross-validated"
+    elif winner is base:
+        reason = (
+            f"the baseline, kept: no richer candidate beat it with evidence ({k}-fold CV on "
+            f"the {n} training images, one-sided tests at {alpha:.4f} each)"
+        )
+    else:
+        reason = (
+            f"chosen by {k}-fold CV on the {n} training images: {winner.score:.3f} against "
+            f"{base.label}'s {base.score:.3f}, corrected t-test p = {winner.p:.4f} < {alpha:.4f}"
+        )
+    return winner, reason, fallback
+
+
+def _refit_right(
     s: _Search, cand: Candidate, rows: list[int], inner: list[int], held: list[int]
-) -> float:
-    """The cheap candidate fitted on the inner split, its accuracy on the hold-out."""
+) -> list[bool]:
+    """The cheap candidate fitted on the inner split: right or wrong on each hold-out
+    image, in ``held``'s order."""
     import numpy as np
 
     x, y = _features(s, cand)
@@ -322,7 +384,7 @@ def _refit_score(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         head = _head().fit(x[a], y[a])
-    return float((head.predict(x[b]) == y[b]).mean())
+    return [bool(v) for v in head.predict(x[b]) == y[b]]
 
 
 def _report(state: RunState, table: list[Outcome], reason: str, fallback: str) -> None:

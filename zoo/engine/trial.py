@@ -20,7 +20,7 @@ from zoo.types import TrainingPlan
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
 
-__all__ = ["hold_out", "run_trial"]
+__all__ = ["hold_out", "in_held_order", "run_trial"]
 
 
 def hold_out(
@@ -40,8 +40,9 @@ def hold_out(
     return sorted(inner), sorted(held)
 
 
-def run_trial(state: RunState, plan: TrainingPlan, inner: list[int], held: list[int]) -> float:
-    """Accuracy on ``held`` of ``plan`` trained on ``inner`` from the run's start weights."""
+def run_trial(state: RunState, plan: TrainingPlan, inner: list[int], held: list[int]) -> list[bool]:
+    """Whether ``plan``, trained on ``inner`` from the run's start weights, gets each image
+    of ``held`` right (in ``held``'s order: the paired test in ``search.py`` needs it)."""
     saved = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
     rng = rng_state()
     trial = replace(
@@ -66,7 +67,29 @@ def run_trial(state: RunState, plan: TrainingPlan, inner: list[int], held: list[
                 runner.train(unit)
                 trial.completed += 1
         assert runner is not None
-        return float(runner.evaluate(held).accuracy)
+        result = runner.evaluate(held)
+        expected = [state.data.samples[i].label for i in held]
+        return in_held_order(result.labels, result.preds, expected, state.dist.world)
     finally:
         state.model.load_state_dict(saved)
         set_rng_state(rng)
+
+
+def in_held_order(
+    labels: list[int], preds: list[int], expected: list[int], world: int
+) -> list[bool]:
+    """Right or wrong per image, in the order of the rows the evaluation was given. A
+    feature-head evaluation keeps that order; with several processes an image evaluation
+    gathers each process's share (every ``world``-th position, ``batches.order``) rank
+    after rank. The labels say which: a mismatch either way is an error, never a guess."""
+    right = [a == b for a, b in zip(labels, preds, strict=True)]
+    if labels == expected:
+        return right
+    n = len(expected)
+    positions = [p for rank in range(world) for p in range(n)[rank::world]]
+    if len(labels) == n and all(labels[j] == expected[p] for j, p in enumerate(positions)):
+        out = [False] * n
+        for value, position in zip(right, positions, strict=True):
+            out[position] = value
+        return out
+    raise RuntimeError("a trial's evaluation came back in an order zoo cannot pair")
