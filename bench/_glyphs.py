@@ -53,7 +53,7 @@ def render(path: Path, letter: str) -> bytes | None:
     from PIL import Image, ImageDraw, ImageFont, ImageOps
 
     font = ImageFont.truetype(str(path), RENDER_PX, layout_engine=ImageFont.Layout.BASIC)
-    left, top, right, bottom = font.getbbox(letter)
+    left, top, right, bottom = (int(v) for v in font.getbbox(letter))
     pad = RENDER_PX // 16
     canvas = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 255)
     ImageDraw.Draw(canvas).text((pad - left, pad - top), letter, font=font, fill=0)
@@ -73,8 +73,13 @@ def render(path: Path, letter: str) -> bytes | None:
 
 def render_all(path: Path) -> list[bytes] | None:
     """The ten letters of one font, or None when one has no ink."""
-    images = [render(path, letter) for letter in LETTERS]
-    return None if any(image is None for image in images) else images  # type: ignore[return-value]
+    images: list[bytes] = []
+    for letter in LETTERS:
+        image = render(path, letter)
+        if image is None:
+            return None
+        images.append(image)
+    return images
 
 
 def _pixels(images: list[bytes]) -> np.ndarray:
