@@ -1,19 +1,22 @@
 """Choosing for the user, on data nothing was tuned on: every figure of docs/protocol.md
 from one run.
 
-    python bench/choose.py                      # the evaluation: icons and fashion, 3 seeds
+    python bench/choose.py                      # the evaluation: EVALUATION_SETS, 3 seeds
     python bench/choose.py --smoke              # the plumbing in minutes, on the development set
     python bench/choose.py --sets dev           # development figures (openclipart)
+    python bench/choose.py --sets gnome-icons glyphs   # any sets of bench/datasets.py
 
 Drives the real `zoo` CLI (`zoo finetune ... --json`; for the ranks, `zoo rank`'s own
 function in this process) in one fresh zoo home per run of this script (`--home DIR`
 reuses one: a finished recipe is not trained again, so an interrupted run continues).
 For each set and seed: every fixed strategy at its defaults on EfficientNet-Lite0,
 `auto`, the linear probe of Lite1 and Lite2, the multi-backbone probe (Lite0,1,2), and
-the probes of the real ranking candidates; then LogME and k-NN of those candidates on
-each seed's training split. Prints each seed's test accuracy, the paired differences of
-the protocol with their 95% intervals, Kendall's tau with both orders, the command and
-the git commit; writes every raw result to a JSON file (`--out`), after each run.
+the probes of the real ranking candidates (Lite0/1/2, and Lite0 fine-tuned on each other
+evaluation set of the run and on openclipart: derivative_sets); then LogME and k-NN of
+those candidates on each seed's training split. Prints each seed's test accuracy, the
+paired differences of the protocol with their 95% intervals, Kendall's tau with both
+orders, the command and the git commit; writes every raw result to a JSON file (`--out`),
+after each run.
 Strategies, metrics or flags this tree does not have are reported as not available,
 and the run goes on.
 """
@@ -187,9 +190,17 @@ def rank_set(
     return out
 
 
+def derivative_sets(sets: list[str]) -> list[str]:
+    """The sets Lite0 is fine-tuned on for ranking candidates: openclipart and the run's
+    evaluation sets (EVALUATION_SETS when the run names none: `--sets dev`, --smoke). A
+    set's candidates are the derivatives of every one of them but itself; a run of one
+    evaluation set alone has the openclipart derivative only."""
+    return sorted({"dev", *([s for s in sets if s != "dev"] or EVALUATION_SETS)})
+
+
 def layouts(sets: list[str], smoke: bool, work: Path) -> dict[str, datasets.Layout]:
     """Every set the run needs (those asked for, and those their derivatives train on)."""
-    wanted = set(sets) | {"dev", *EVALUATION_SETS}
+    wanted = {*sets, *derivative_sets(sets)}
     made: dict[str, datasets.Layout] = {}
     for name in sorted(wanted):
         if name == "dev":
@@ -212,7 +223,7 @@ def layouts(sets: list[str], smoke: bool, work: Path) -> dict[str, datasets.Layo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", choices=(*EVALUATION_SETS, "dev"))
+    parser.add_argument("--sets", nargs="+", choices=(*datasets.SETS, "dev"))
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument(
         "--smoke", action="store_true", help="2 classes x 10 images, 1 seed, 1 epoch"
@@ -260,7 +271,7 @@ def main() -> None:
     t_start = time.perf_counter()
     # Lite0 fine-tuned on every other set: real candidates for zoo rank (docs/protocol.md)
     derivatives: dict[str, str] = {}
-    for name in sorted({n for s in sets for n in made if n != s}):
+    for name in sorted({n for s in sets for n in derivative_sets(sets) if n != s}):
         model = f"lite0-{DERIVATIVE_STRATEGY}-on-{name}"
         outcome = zoo(
             "finetune",

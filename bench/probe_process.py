@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     args = parser.parse_args()
     from zoo.testdata import CATEGORIES as categories
+
     ref, data = setup(args.per_class, categories)
     home = Path(os.environ["ZOO_HOME"])
     env = dict(os.environ, CI="true")
