@@ -1,8 +1,10 @@
 """Lineage-aware leakage (docs/finetune.md, "Leakage across a lineage"): every fine-tuned
 version records its split as ``split.json``; fine-tuning a registered version says when
-the new training split holds images an ancestor held out (``--strict``: refuses, exit 2,
-nothing registered); a version without the record is checked by recomputing its split
-when the data is the same, and "unknown" is said when it is not.
+the new training split holds images an ancestor held out, and when its validation or test
+split holds images an ancestor trained on (``--strict``: refuses, exit 2, nothing
+registered; ``zoo registry show`` notes an optimistic test accuracy); a version without
+the record is checked by recomputing its split when the data is the same, and "unknown"
+is said when it is not.
 
 Real SQLite store, timm's tiny test model, small generated images. One version (lk/1,
 test 0.25 and validation 0.25 of each class) is trained once for the module."""
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +86,21 @@ def _lines(err: str, start: str) -> list[str]:
 
 def _runs(store: Lineage) -> set[str]:
     return {p.name for p in (store.root / "home" / "runs").iterdir()}
+
+
+def _show(capsys: pytest.CaptureFixture[str], ref: str) -> dict[str, str]:
+    """``zoo registry show``'s rows (key -> value, a folded value joined)."""
+    capsys.readouterr()
+    assert run(["registry", "show", ref]) == 0
+    rows: dict[str, str] = {}
+    key = ""
+    for line in capsys.readouterr().out.splitlines():
+        row = re.match(r"^ ?(\S.*?)\s{2,}(\S.*)$", line)
+        if row:
+            key, rows[row[1]] = row[1], row[2].strip()
+        elif key and line.strip():
+            rows[key] += " " + line.strip()
+    return rows
 
 
 def test_split_json_lists_exactly_the_files_of_each_split(store: Lineage, tmp_path: Path) -> None:
@@ -165,7 +183,7 @@ def test_training_on_v1s_held_out_images_warns_and_strict_refuses(
     assert _lines(err, "zoo: leakage check: none of the 8 images models:/lk/1 held out")
 
 
-def test_no_warning_when_v2_trains_on_v1s_training_files_only(
+def test_v2_on_v1s_training_files_only_trains_on_nothing_held_out_but_validates_on_seen_images(
     store: Lineage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from zoo.registry import get_version
@@ -178,12 +196,24 @@ def test_no_warning_when_v2_trains_on_v1s_training_files_only(
     code = run(["finetune", "lk", str(subset), "--val-split", "0.25", "--name", "lk-clean", *TINY])
     err = capsys.readouterr().err
     assert code == 0, err
-    assert not _lines(err, "zoo: warning: leakage"), err
+    # nothing v1 held out is trained on ...
     checked = _lines(err, "zoo: leakage check:")
     assert checked == [
         "zoo: leakage check: none of the 8 images models:/lk/1 held out (test 4, validation "
         "4; its split.json) are in this training split"
     ]
+    # ... but every validation image is one v1 trained on: val_accuracy is optimistic
+    warned = _lines(err, "zoo: warning: leakage")
+    assert len(warned) == 1, err
+    assert warned[0].startswith(
+        "zoo: warning: leakage: the validation accuracy of this version is optimistic: 2 of "
+        "its 2 validation images were seen in training by models:/lk/1 (per its split.json; "
+        "e.g. class0/t-img"
+    ), warned
+    assert warned[0].endswith(
+        ": add --strict to refuse, or fine-tune on a folder of images no ancestor trained "
+        "on, or --val-split 0 and an external check on such images"
+    ), warned
 
     v2 = get_version("models:/lk-clean/1")
     assert v2.lineage["parent"]["reference"] == V1
@@ -192,15 +222,135 @@ def test_no_warning_when_v2_trains_on_v1s_training_files_only(
         {
             "ancestor": V1,
             "checked_with": "split.json",
-            "result": "clean",
+            "result": "leak",
             "in_training": {"test": 0, "validation": 0},
             "held_out": {"test": 4, "validation": 4},
+            "seen_in_training": {"test": 0, "validation": 2},
+            "evaluated": {"test": 0, "validation": 2},
             "line": checked[0].removeprefix("zoo: "),
+            "seen_line": warned[0].removeprefix("zoo: warning: "),
         }
     ]
     second = _split_json("models:/lk-clean/1", tmp_path / "v2")
     assert {e["sha256"] for e in second["splits"]["train"]} < train
     assert {e["sha256"] for part in second["splits"].values() for e in part} == train
+
+
+def _seen_data(store: Lineage, where: Path) -> Path:
+    """v1's 8 training files under new names, and 8 images v1 never saw."""
+    first = _split_json(V1, where / "v1")
+    train = {e["sha256"] for e in first["splits"]["train"]}
+    data = _copy(store.data, where / "seen", keep=train, prefix="t-")
+    fresh = make_images(where / "fresh", classes=2, per_class=4, seed=7)
+    return _copy(fresh, data, prefix="new-")
+
+
+def test_v2s_test_split_holding_v1s_training_images_warns_records_and_show_notes_it(
+    store: Lineage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from zoo.data import load_dataset, split_dataset
+    from zoo.registry import get_version, has_model
+
+    data = _seen_data(store, tmp_path)
+    trained = {e["sha256"] for e in _split_json(V1, tmp_path / "v1")["splits"]["train"]}
+    loaded = load_dataset(data, cache=False)
+    split = split_dataset(loaded.labels, 0.0, 3, 0.25, loaded.classes)
+    test = [loaded.samples[i].sha256 for i in split.test]
+    seen = sum(sha in trained for sha in test)
+    assert len(test) == 4 and 0 < seen < 4  # partly seen (seed 3 makes it so)
+
+    args = ["finetune", V1, str(data), "--val-split", "0", "--test-split", "0.25", "--seed", "3"]
+    args += ["--name", "lk-seen", *TINY]
+    capsys.readouterr()
+
+    # --strict refuses before anything is trained or written, dry run or not
+    runs = _runs(store)
+    for dry in ([], ["--dry-run"]):
+        assert run([*args, "--strict", *dry]) == 2
+        err = capsys.readouterr().err
+        errors = _lines(err, "zoo: error:")
+        assert len(errors) == 1 and "Traceback" not in err, err
+        assert errors[0].startswith(
+            f"zoo: error: leakage: the test accuracy of this version is optimistic: {seen} "
+            "of its 4 test images were seen in training by models:/lk/1"
+        ), err
+        assert "--strict refuses to evaluate on them, nothing was trained or registered" in err
+        assert "--test-split 0 and an external check" in err
+        assert not _lines(err, "zoo: warning:")
+    assert not has_model("lk-seen")
+    assert _runs(store) == runs
+
+    # without it: one warning line, and the run goes on
+    assert run(args) == 0
+    err = capsys.readouterr().err
+    warned = _lines(err, "zoo: warning: leakage")
+    assert len(warned) == 1, err
+    assert warned[0].startswith(
+        f"zoo: warning: leakage: the test accuracy of this version is optimistic: {seen} of "
+        "its 4 test images were seen in training by models:/lk/1 (per its split.json; e.g. "
+        "class"
+    ), warned
+    assert "/t-img" in warned[0] and "/new-img" not in warned[0]  # the seen files, named now
+    assert warned[0].endswith(
+        ": add --strict to refuse, or fine-tune on a folder of images no ancestor trained "
+        "on, or --test-split 0 and an external check on such images"
+    ), warned
+    # nothing v1 held out is in the training split (its training files and new ones)
+    assert _lines(err, "zoo: leakage check:") == [
+        "zoo: leakage check: none of the 8 images models:/lk/1 held out (test 4, validation "
+        "4; its split.json) are in this training split"
+    ]
+
+    (found,) = get_version("models:/lk-seen/1").lineage["dataset"]["split"]["leakage"]
+    assert found["result"] == "leak"
+    assert found["in_training"] == {"test": 0, "validation": 0}
+    assert found["seen_in_training"] == {"test": seen, "validation": 0}
+    assert found["evaluated"] == {"test": 4, "validation": 0}
+    assert found["seen_line"] == warned[0].removeprefix("zoo: warning: ")
+
+    shown = _show(capsys, "models:/lk-seen/1")
+    assert "test_accuracy=" in shown["metrics"]
+    assert shown["leakage"] == (
+        f"test_accuracy is optimistic: {seen} of its 4 test images were seen in training by "
+        "models:/lk/1"
+    )
+    assert "leakage" not in _show(capsys, V1)  # no registered ancestor: no note
+
+
+def test_a_test_and_validation_split_of_images_no_ancestor_saw_is_clean(
+    store: Lineage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = make_images(tmp_path / "fresh", classes=2, per_class=8, seed=11)
+    capsys.readouterr()
+    args = ["finetune", V1, str(fresh), *SPLIT, "--name", "lk-fresh", *TINY, "--dry-run"]
+    assert run([*args, "--strict"]) == 0
+    err = capsys.readouterr().err
+    assert not _lines(err, "zoo: warning:"), err
+    assert _lines(err, "zoo: leakage check:") == [
+        "zoo: leakage check: none of the 8 images models:/lk/1 held out (test 4, validation "
+        "4; its split.json) are in this training split, and none of the 8 images it trained "
+        "on are in this validation or test split"
+    ]
+
+
+def test_records_written_before_the_seen_direction_still_read() -> None:
+    from zoo.leakage_finding import leakage_text, seen_note
+
+    old = {
+        "ancestor": V1,
+        "checked_with": "split.json",
+        "result": "clean",
+        "in_training": {"test": 0, "validation": 0},
+        "held_out": {"test": 4, "validation": 4},
+        "line": "leakage check: none of the 8 images models:/lk/1 held out ...",
+    }
+    lineage = {"dataset": {"split": {"leakage": [old]}}}
+    assert seen_note(lineage) == ""
+    assert leakage_text(lineage) == old["line"]
+    assert seen_note({}) == "" and seen_note({"dataset": {"split": {}}}) == ""
+    # an unknown ancestor records no counts in either direction
+    unknown = {"ancestor": V1, "result": "unknown", "seen_in_training": None, "line": "..."}
+    assert seen_note({"dataset": {"split": {"leakage": [unknown]}}}) == ""
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
-"""Lineage-aware leakage: does a fine-tune train on images an ancestor held out?
+"""Lineage-aware leakage: does a fine-tune train on images an ancestor held out, or
+measure itself on images an ancestor trained on?
 
 Fine-tuning a registered version walks its parents (``zoo.registry.lineage.parents_of``)
 up to the root; for every ancestor that is a zoo version it compares, by content
 (sha256), the new training split with the files that ancestor held out as its test and
-validation splits:
+validation splits, and the new test and validation splits with the files that ancestor
+trained on. The ancestor's split is
 
 - read from the ancestor's ``split.json`` artifact (zoo/data/split_record.py);
 - for a version registered before that record existed: recomputed from the seed and
@@ -12,18 +14,17 @@ validation splits:
   it recorded;
 - otherwise the leakage is *unknown*, and said so.
 
-An overlap is one warning line per ancestor (``--strict``: refused, exit 2, before the
-model is built, so nothing is trained or written); the findings go into the new
-version's lineage (``dataset.split.leakage``). Docs: docs/finetune.md, "Leakage across
-a lineage".
+An overlap is one warning line per ancestor and direction (``--strict``: refused, exit 2,
+before the model is built, so nothing is trained or written); the findings
+(zoo/leakage_finding.py) go into the new version's lineage (``dataset.split.leakage``).
+Docs: docs/finetune.md, "Leakage across a lineage".
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,72 +39,12 @@ from zoo.data.split_record import (
     split_shas,
 )
 from zoo.errors import DataError, ZooError
+from zoo.leakage_finding import HELD_OUT, Finding, leakage_text, seen_fix
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.registry.records import RegisteredVersion
 
 __all__ = ["Finding", "check_ancestors", "check_lineage", "leakage_text", "record_split"]
-
-HELD_OUT = ("test", "validation")  # the parts of an ancestor's split a child must not train on
-
-
-@dataclass(frozen=True)
-class Finding:
-    """What one ancestor's held-out images say about the new training split."""
-
-    ancestor: str  # models:/NAME/N
-    checked_with: str  # "split.json", "recomputed" or "unknown"
-    in_training: Mapping[str, int] | None = None  # part -> its images in the training split
-    held: Mapping[str, int] | None = None  # part -> images the ancestor held out there
-    reason: str = ""  # unknown: why
-    examples: tuple[str, ...] = ()  # a few of the files, relative to the data's folder
-    fix: str = ""  # how to train without them
-
-    @property
-    def leaked(self) -> int:
-        return sum((self.in_training or {}).values())
-
-    @property
-    def result(self) -> str:
-        if self.in_training is None:
-            return "unknown"
-        return "leak" if self.leaked else "clean"
-
-    def summary(self) -> str:
-        """What was found, without the fix."""
-        if self.in_training is None:
-            return f"leakage unknown: {self.ancestor} {self.reason}"
-        held = self.held or {}
-        how = "its split.json" if self.checked_with == "split.json" else "its recomputed split"
-        if not self.leaked:
-            if not sum(held.values()):
-                return f"leakage check: {self.ancestor} held out no images ({how})"
-            counts = ", ".join(f"{part} {held.get(part, 0)}" for part in HELD_OUT)
-            return (
-                f"leakage check: none of the {sum(held.values())} images {self.ancestor} held "
-                f"out ({counts}; {how}) are in this training split"
-            )
-        parts = ", ".join(f"{n} in its {part} split" for part, n in self.in_training.items() if n)
-        return (
-            f"leakage: {self.leaked} training image(s) were held out by {self.ancestor} "
-            f"({parts}, per {how}; e.g. {', '.join(self.examples)})"
-        )
-
-    def line(self) -> str:
-        """The one line zoo prints (a leak: with the fix)."""
-        if not self.leaked:
-            return self.summary()
-        return f"{self.summary()}: add --strict to refuse, or {self.fix}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ancestor": self.ancestor,
-            "checked_with": self.checked_with,
-            "result": self.result,
-            "in_training": dict(self.in_training) if self.in_training is not None else None,
-            "held_out": dict(self.held) if self.held is not None else None,
-            "line": self.line(),
-        }
 
 
 def _ancestors(
@@ -181,17 +122,25 @@ def _recompute(
     return split_shas(data, split), ""
 
 
-def _fix(version: RegisteredVersion, data: ImageDataset, has_record: bool) -> str:
+def _same_split(version: RegisteredVersion, data: ImageDataset) -> str:
+    """The options that give ``version``'s split again on ``data`` ("" when they do not:
+    other data, or no seed and fractions recorded)."""
     dataset = version.lineage.get("dataset") or {}
     recorded = dataset.get("split") or {}
+    if dataset.get("digest") != data.digest or not {"seed", "val_split"} <= recorded.keys():
+        return ""
+    return (
+        f"--seed {recorded['seed']} --val-split {float(recorded['val_split']):g} "
+        f"--test-split {float(recorded.get('test_split') or 0.0):g}"
+    )
+
+
+def _fix(version: RegisteredVersion, data: ImageDataset, has_record: bool) -> str:
     leave_out = "leave those files out of the data"
     if has_record:
         leave_out += f" ({version.model_uri}'s split.json lists them by sha256)"
-    if dataset.get("digest") == data.digest and "seed" in recorded and "val_split" in recorded:
-        same = (
-            f"--seed {recorded['seed']} --val-split {float(recorded['val_split']):g} "
-            f"--test-split {float(recorded.get('test_split') or 0.0):g}"
-        )
+    same = _same_split(version, data)
+    if same:
         return f"train on its training split (the same data with {same}), or {leave_out}"
     return leave_out
 
@@ -209,14 +158,17 @@ def check_ancestors(
     get_version: Callable[[str], RegisteredVersion] | None = None,
 ) -> list[Finding]:
     """One finding per registered ancestor (``version`` included) of a run that trains on
-    ``split.train`` of ``data``, nearest first. Exports are walked through, not checked
+    ``split.train`` of ``data`` and measures itself on ``split.val`` and ``split.test``,
+    nearest first. Exports are walked through, not checked
     (they hold their source's split)."""
     if get_version is None:
         from zoo.registry.read import get_version as read_version
 
         get_version = read_version
     ancestors, gone = _ancestors(version, get_version)
-    training = split_shas(data, split)["train"]
+    mine = split_shas(data, split)
+    training = mine["train"]
+    evaluated = {part: len(mine[part]) for part in HELD_OUT}
     findings = []
     for ancestor in ancestors:
         if ancestor.relation == "export":
@@ -224,23 +176,32 @@ def check_ancestors(
         uri = ancestor.model_uri
         record = _read_record(ancestor)
         if record is not None:
-            held, how, why = held_out(record), "split.json", ""
+            theirs, how, why = held_out(record), "split.json", ""
         else:
             recomputed, why = _recompute(ancestor, data)
-            held, how = (recomputed or {}), "recomputed"
-        if not held:
+            theirs, how = (recomputed or {}), "recomputed"
+        if not theirs:
             findings.append(Finding(uri, "unknown", reason=why))
             continue
-        leaked = {part: training & held[part] for part in HELD_OUT}
-        examples = _examples(data, set().union(*leaked.values()))
+        # this training split in their held-out parts; their training split in this
+        # split's held-out parts (the figures measured there are optimistic)
+        leaked = {part: training & theirs[part] for part in HELD_OUT}
+        seen = {part: mine[part] & theirs["train"] for part in HELD_OUT}
         findings.append(
             Finding(
                 uri,
                 how,
                 in_training={part: len(leaked[part]) for part in HELD_OUT},
-                held={part: len(held[part]) for part in HELD_OUT},
-                examples=examples,
+                held={part: len(theirs[part]) for part in HELD_OUT},
+                seen={part: len(seen[part]) for part in HELD_OUT},
+                evaluated=evaluated,
+                trained=len(theirs["train"]),
+                examples=_examples(data, set().union(*leaked.values())),
+                seen_examples=_examples(data, set().union(*seen.values())),
                 fix=_fix(ancestor, data, record is not None),
+                seen_fix=seen_fix(
+                    [part for part in HELD_OUT if seen[part]], _same_split(ancestor, data)
+                ),
             )
         )
     findings += [Finding(ref, "unknown", reason="is no longer in the registry") for ref in gone]
@@ -256,9 +217,11 @@ def check_lineage(
     show: bool,
 ) -> list[dict[str, Any]]:
     """The engine's check before the model is built (zoo/engine/setup.py): each finding
-    said in one line on stderr (``show``), a leak refused under ``strict`` (DataError,
-    exit 2); the findings as the lineage records them. ``version``: the registered
-    version being fine-tuned (None: a provider or local backbone, nothing to check)."""
+    said on stderr (``show``; one line per ancestor, and one more when it trained on
+    images of this validation or test split), a leak in either direction refused under
+    ``strict`` (DataError, exit 2); the findings as the lineage records them.
+    ``version``: the registered version being fine-tuned (None: a provider or local
+    backbone, nothing to check)."""
     import click
 
     if version is None:
@@ -267,18 +230,15 @@ def check_lineage(
         return []
 
     findings = check_ancestors(version, data, split)
-    leaks = [f for f in findings if f.leaked]
-    if strict and leaks:
-        first = leaks[0]
-        more = f" (and {len(leaks) - 1} more ancestor(s))" if len(leaks) > 1 else ""
-        raise DataError(
-            f"{first.summary()}{more}: --strict refuses to train "
-            f"on them, nothing was trained or registered; {first.fix}, or drop --strict"
-        )
+    refused = [r for f in findings for r in f.refusals()]
+    if strict and refused:
+        (what, fix), more = refused[0], len(refused) - 1
+        also = f" (and {more} more leak(s); --dry-run without --strict says each)" if more else ""
+        raise DataError(f"{what}{also}, nothing was trained or registered; {fix}, or drop --strict")
     if show:
         for finding in findings:
-            warning = "warning: " if finding.leaked else ""
-            click.echo(f"zoo: {warning}{finding.line()}", err=True)
+            for warned, line in finding.lines():
+                click.echo(f"zoo: {'warning: ' if warned else ''}{line}", err=True)
     return [f.to_dict() for f in findings]
 
 
@@ -301,11 +261,3 @@ def record_split(state: Any, dataset: dict[str, Any]) -> dict[str, Path]:
     split["record"] = SPLIT_FILE
     split["leakage"] = list(getattr(state, "leakage", None) or [])
     return {SPLIT_FILE: path}
-
-
-def leakage_text(lineage: Mapping[str, Any]) -> str:
-    """The leakage check a version's lineage records, one line per ancestor ("" when it
-    had no registered ancestor or predates the check): for ``zoo registry show``."""
-    split = (lineage.get("dataset") or {}).get("split") or {}
-    found = split.get("leakage") or []
-    return "\n".join(str(f.get("line")) for f in found if isinstance(f, Mapping))

@@ -151,8 +151,9 @@ MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help 
     "--strict",
     is_flag=True,
     help="Refuse (exit 2, before training) when the training split holds images a "
-    "registered ancestor of REF held out as its test or validation split; without it, "
-    "one warning line per ancestor (docs/finetune.md).",
+    "registered ancestor of REF held out as its test or validation split, or the "
+    "validation or test split holds images one trained on; without it, one warning line "
+    "per ancestor and direction (docs/finetune.md).",
 )
 @click.option(
     "--dry-run",

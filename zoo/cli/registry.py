@@ -108,6 +108,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
 
     REF is models:/NAME/N, models:/NAME/latest, models:/NAME@ALIAS or a registered NAME.
     """
+    from zoo.leakage_finding import seen_note
     from zoo.registry import get_version
     from zoo.registry.modelcard import chosen_by_text, evaluation_text
     from zoo.registry.records import parents_of
@@ -140,6 +141,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
         ("dataset digest", str(dataset.get("digest") or "")),
         ("classes", ", ".join(v.class_names)),
         ("metrics", ", ".join(f"{k}={val:.4g}" for k, val in (lin.get("metrics") or {}).items())),
+        ("leakage", seen_note(lin)),  # an ancestor trained on this version's test images
         ("computed in", evaluation_text(lin)),
         ("chosen by", chosen_by_text(lin)),
         ("weights sha256", v.tags.get("zoo.weights_sha256", "")),

@@ -57,7 +57,7 @@ class Recipe:
     random_init: bool = False  # start from random weights (a baseline), not pretrained
     cache_frozen: bool = True  # compute frozen stages' output once when no augmentation
     nproc_per_node: int = 1
-    strict: bool = False  # refuse to train on images an ancestor held out (zoo/leakage.py)
+    strict: bool = False  # refuse a leak either way across the lineage (zoo/leakage.py)
     strategy_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
