@@ -151,6 +151,37 @@ def test_refused_export_registers_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_cli_export_says_each_step_on_its_progress_line(tmp_path: Path, capsys) -> None:
+    """No wait is silent: in a pipe every step of `zoo export` is a line of its own, in
+    order, before the result (on a terminal the same steps are one spinner line:
+    tests/test_quiet.py)."""
+    from tests.finetune_helpers import make_images
+
+    _register("steps")
+    data = make_images(tmp_path / "data", classes=3, per_class=5, size=(64, 64))
+    for c, name in enumerate(CLASSES):  # the model's class names
+        (data / f"class{c}").rename(data / name)
+    capsys.readouterr()
+    code = run(["export", "steps", "--calibration", str(data), "--out", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    steps = [line for line in err.splitlines() if line.startswith("zoo: export: ")]
+    assert steps[0] == "zoo: export: starting (PyTorch, the exporters)"
+    expected = [
+        "building the model and reading its weights",
+        f"reading the images in {data}",
+        "decoding 3 validation and 12 calibration images",
+        "converting to ONNX (torch.onnx.export, dynamo)",
+        "checking the graph (onnx.checker, shape inference)",
+        "fp32 gate: ONNX Runtime CPU against PyTorch on 3 inputs",
+        "benchmark: ONNX Runtime against PyTorch eager, batch 1 and 16",
+        "registering it as a version of steps.onnx",
+    ]
+    assert [line.removeprefix("zoo: export: ") for line in steps[1:-1]] == expected, err
+    assert steps[-1].startswith("zoo: export: done (")
+    assert "registered: models:/steps.onnx/1" in out
+
+
 def test_cli_export_into_a_full_folder_is_a_usage_error(tmp_path: Path, capsys) -> None:
     _register("twice")
     out = tmp_path / "out"

@@ -91,19 +91,23 @@ def export_cmd(
     """
     from zoo.export import export_model
     from zoo.home import require_writable
+    from zoo.progress import waiting
 
     require_writable("zoo export (its staging, the registration, the default --out)")
-    outcome = export_model(
-        ref,
-        fmt=fmt,
-        precision=precision,
-        opset=opset,
-        dynamic_batch=dynamic_batch,
-        calibration=calibration,
-        out=out,
-        benchmark=not no_benchmark,
-        say=note,
-    )
+    # each step on one progress line: a spinner on a terminal, a line each in a pipe
+    with waiting("export", "starting (PyTorch, the exporters)", steps=True) as progress:
+        outcome = export_model(
+            ref,
+            fmt=fmt,
+            precision=precision,
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            calibration=calibration,
+            out=out,
+            benchmark=not no_benchmark,
+            say=lambda line: progress.say(f"zoo: {line}"),
+            step=progress.update,
+        )
     for line in outcome.notes:
         note(line)
     if as_json:
