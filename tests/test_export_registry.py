@@ -205,6 +205,57 @@ def test_predict_runs_the_registered_export(exported, same_home, ref: str, capsy
     assert {t["class"] for t in prediction["top"]} == set(CLASSES)
 
 
+def test_a_bare_name_that_is_also_a_folder_here_is_the_model_and_says_so(
+    exported, same_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`zoo predict tiny` where ./tiny is a folder too (the README's layout command made
+    one named like the model): the registered model, said in one line naming ./tiny;
+    `./tiny` is the folder, with nothing said."""
+    import shutil
+
+    import sklearn
+
+    photo = sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))[0]
+    shutil.copytree(exported["out"], tmp_path / "tiny")  # an export folder of its own
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert run(["predict", "tiny", str(photo), "--json"]) == 0
+    out, err = capsys.readouterr()
+    said = (
+        "zoo: 'tiny' is both a registered model and a folder here: took the registered "
+        "model (write ./tiny for the folder)"
+    )
+    assert [line for line in err.splitlines() if "tiny" in line] == [said], err
+    doc = json.loads(out)
+    assert not Path(doc["model"]).is_relative_to(tmp_path)  # the registry's copy
+    assert said.removeprefix("zoo: ") in doc["notes"]
+
+    for folder in ("./tiny", "tiny/", str(tmp_path / "tiny")):
+        assert run(["predict", folder, str(photo), "--json"]) == 0
+        out, err = capsys.readouterr()
+        assert Path(json.loads(out)["model"]).resolve() == tmp_path / "tiny" / "model.onnx"
+        assert "both" not in err, err
+
+
+def test_which_of_a_model_and_a_path_a_reference_names(
+    exported, same_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.inference import model_or_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "tiny.onnx").write_bytes(b"")
+    assert model_or_path("tiny") == (None, None)  # registered, nothing here of that name
+    assert model_or_path("models:/tiny/1") == (None, None)
+    assert model_or_path("other") == (Path("other"), None)  # a folder, no model so named
+    assert model_or_path("tiny.onnx")[0] == Path("tiny.onnx")  # a file wins...
+    assert "took the file (write models:/tiny.onnx/latest" in str(model_or_path("tiny.onnx")[1])
+    (tmp_path / "tiny.onnx").unlink()  # ...and without it, the registered export
+    assert model_or_path("tiny.onnx") == (None, None)
+    assert model_or_path("missing.onnx") == (Path("missing.onnx"), None)  # "no such file"
+    assert model_or_path("./tiny") == (Path("tiny"), None)  # a path form, whatever exists
+
+
 def test_predict_precision_picks_an_export_of_that_precision(exported, same_home, capsys) -> None:
     import sklearn
 
