@@ -242,6 +242,7 @@ def test_int8_export_calibrates_on_training_images_and_passes_both_gates(tmp_pat
     with torch.no_grad():
         model.get_classifier().weight.mul_(50.0)  # confident logits: no near-ties
     source = _source(model, classes=("bright", "dark"))
+    steps: list[str] = []  # what the progress line shows, step by step
     outcome = export_model(
         source.reference,
         source=source,
@@ -249,7 +250,16 @@ def test_int8_export_calibrates_on_training_images_and_passes_both_gates(tmp_pat
         precision="int8",
         calibration=tmp_path / "data",
         benchmark=False,
+        step=steps.append,
     )
+    # each stage of zoo.onnx_int8 (a float prefix only when the first layers need one)
+    int8_steps = [
+        s.split(" ")[1]
+        for s in steps
+        if s.startswith("int8: ") and not s.startswith("int8: quantizing with")
+    ]
+    assert int8_steps == ["preparing", "quantizing,", "each", "bias", "activation"], steps
+    assert steps[-1] == "int8 gate: ONNX Runtime CPU against PyTorch on 4 validation images"
     int8 = outcome.result.report["int8"]
     assert int8["calibration_images"] == 16 and int8["validation_images"] == 4  # 80/20 split
     assert int8["passed"] and int8["top1_agreement"] >= 0.95

@@ -151,6 +151,37 @@ def test_refused_export_registers_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_cli_export_says_each_step_on_its_progress_line(tmp_path: Path, capsys) -> None:
+    """No wait is silent: in a pipe every step of `zoo export` is a line of its own, in
+    order, before the result (on a terminal the same steps are one spinner line:
+    tests/test_quiet.py)."""
+    from tests.finetune_helpers import make_images
+
+    _register("steps")
+    data = make_images(tmp_path / "data", classes=3, per_class=5, size=(64, 64))
+    for c, name in enumerate(CLASSES):  # the model's class names
+        (data / f"class{c}").rename(data / name)
+    capsys.readouterr()
+    code = run(["export", "steps", "--calibration", str(data), "--out", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    steps = [line for line in err.splitlines() if line.startswith("zoo: export: ")]
+    assert steps[0] == "zoo: export: starting (PyTorch, the exporters)"
+    expected = [
+        "building the model and reading its weights",
+        f"reading the images in {data}",
+        "decoding 3 validation and 12 calibration images",
+        "converting to ONNX (torch.onnx.export, dynamo)",
+        "checking the graph (onnx.checker, shape inference)",
+        "fp32 gate: ONNX Runtime CPU against PyTorch on 3 inputs",
+        "benchmark: ONNX Runtime against PyTorch eager, batch 1 and 16",
+        "registering it as a version of steps.onnx",
+    ]
+    assert [line.removeprefix("zoo: export: ") for line in steps[1:-1]] == expected, err
+    assert steps[-1].startswith("zoo: export: done (")
+    assert "registered: models:/steps.onnx/1" in out
+
+
 def test_cli_export_into_a_full_folder_is_a_usage_error(tmp_path: Path, capsys) -> None:
     _register("twice")
     out = tmp_path / "out"
@@ -172,6 +203,57 @@ def test_predict_runs_the_registered_export(exported, same_home, ref: str, capsy
     assert probabilities == sorted(probabilities, reverse=True)
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert {t["class"] for t in prediction["top"]} == set(CLASSES)
+
+
+def test_a_bare_name_that_is_also_a_folder_here_is_the_model_and_says_so(
+    exported, same_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`zoo predict tiny` where ./tiny is a folder too (the README's layout command made
+    one named like the model): the registered model, said in one line naming ./tiny;
+    `./tiny` is the folder, with nothing said."""
+    import shutil
+
+    import sklearn
+
+    photo = sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))[0]
+    shutil.copytree(exported["out"], tmp_path / "tiny")  # an export folder of its own
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert run(["predict", "tiny", str(photo), "--json"]) == 0
+    out, err = capsys.readouterr()
+    said = (
+        "zoo: 'tiny' is both a registered model and a folder here: took the registered "
+        "model (write ./tiny for the folder)"
+    )
+    assert [line for line in err.splitlines() if "tiny" in line] == [said], err
+    doc = json.loads(out)
+    assert not Path(doc["model"]).is_relative_to(tmp_path)  # the registry's copy
+    assert said.removeprefix("zoo: ") in doc["notes"]
+
+    for folder in ("./tiny", "tiny/", str(tmp_path / "tiny")):
+        assert run(["predict", folder, str(photo), "--json"]) == 0
+        out, err = capsys.readouterr()
+        assert Path(json.loads(out)["model"]).resolve() == tmp_path / "tiny" / "model.onnx"
+        assert "both" not in err, err
+
+
+def test_which_of_a_model_and_a_path_a_reference_names(
+    exported, same_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.inference import model_or_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "tiny.onnx").write_bytes(b"")
+    assert model_or_path("tiny") == (None, None)  # registered, nothing here of that name
+    assert model_or_path("models:/tiny/1") == (None, None)
+    assert model_or_path("other") == (Path("other"), None)  # a folder, no model so named
+    assert model_or_path("tiny.onnx")[0] == Path("tiny.onnx")  # a file wins...
+    assert "took the file (write models:/tiny.onnx/latest" in str(model_or_path("tiny.onnx")[1])
+    (tmp_path / "tiny.onnx").unlink()  # ...and without it, the registered export
+    assert model_or_path("tiny.onnx") == (None, None)
+    assert model_or_path("missing.onnx") == (Path("missing.onnx"), None)  # "no such file"
+    assert model_or_path("./tiny") == (Path("tiny"), None)  # a path form, whatever exists
 
 
 def test_predict_precision_picks_an_export_of_that_precision(exported, same_home, capsys) -> None:

@@ -138,3 +138,46 @@ def test_unknown_strategy_and_bad_config_are_usage_errors(
     bad.write_text("epochz: 3\n")
     assert run(["finetune", "timm:test_resnet", str(root), "--config", str(bad)]) == 2
     assert "unknown recipe setting(s): epochz" in capsys.readouterr().err
+
+
+def test_a_reference_without_its_tag_says_once_which_tag_it_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`timm:test_resnet` becomes timm's default tag, `.r160_in1k`, pulled from the
+    Hub: finetune says so in one line, in `zoo info`'s words; a full reference says
+    nothing."""
+    import timm
+    from safetensors.torch import save
+
+    from tests.hub_fixture import running_hub
+
+    root = make_images(tmp_path / "data", classes=2, per_class=6)
+    weights = timm.create_model("test_resnet", pretrained=False).state_dict()
+    said = (
+        "zoo: timm:test_resnet resolved to timm:test_resnet.r160_in1k (timm's default "
+        "pretrained tag)"
+    )
+    args = [str(root), "--epochs", "1", "--image-size", "32"]
+    with running_hub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # set where CI runs
+        hub.add_repo(
+            "timm/test_resnet.r160_in1k",
+            {"model.safetensors": save({k: v.contiguous() for k, v in weights.items()})},
+        )
+        code, result, err = _finetune_json(["timm:test_resnet", *args, "--name", "tagged"], capsys)
+        assert code == 0, err
+        assert err.count(said) == 1, err
+        assert err.count("resolved to") == 1, err
+        assert result["model_uri"] == "models:/tagged/1"  # stdout is the JSON alone
+
+        from zoo.registry import get_version
+
+        parent = get_version("models:/tagged/1").lineage["parent"]["reference"]
+        assert parent.startswith("timm:test_resnet.r160_in1k")  # the tag it said
+
+        code, _, err = _finetune_json(
+            ["timm:test_resnet.r160_in1k", *args, "--name", "full", "--dry-run"], capsys
+        )
+        assert code == 0, err
+        assert "resolved" not in err, err

@@ -117,6 +117,33 @@ PATH = r"/\S+"
 MODEL = r"models:/[\w.-]+/\d+"
 # A rich progress row: description, bar, count or size, time left (zoo/progress.py).
 PROGRESS = r".+ [━╸╺ ]+ (\d+/\d+|[\d.]+/[\d.]+ [kMG]?B)( [-\d:]+)?"
+# `zoo export`'s progress line, one step after another (a rich spinner on a terminal):
+# each shape is one step zoo.export, zoo.onnx_export or zoo.onnx_int8 names.
+SPINNER = r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] export: "
+GATE = r"ONNX Runtime \w+(, \w+)* against PyTorch on \d+"
+EXPORT_STEPS = tuple(
+    SPINNER + step
+    for step in (
+        r"starting \(PyTorch, the exporters\)",
+        r"building the model and reading its weights",
+        rf"reading the images in {PATH}",
+        r"decoding \d+ validation and \d+ calibration images",
+        r"converting to ONNX \(torch\.onnx\.export, (dynamo|legacy TorchScript: dynamo failed)\)",
+        r"checking the graph \(onnx\.checker, shape inference\)",
+        rf"fp32 gate: {GATE} inputs",
+        r"converting to fp16",
+        rf"fp16 gate: {GATE} inputs",
+        r"int8: preparing the graph \(quant_pre_process\)",
+        r"int8: quantizing, calibrated on \d+ images",
+        r"int8: each layer's sensitivity \(\d+ layers, \d+ probe images\)",
+        r"int8: quantizing with \d+ first layer\(s\) in float",
+        r"int8: bias correction on \d+ images, then quantizing again",
+        r"int8: activation SNR before and after \(qdq_loss_debug\)",
+        rf"int8 gate: {GATE} validation images",
+        r"benchmark: ONNX Runtime against PyTorch eager, batch \d+( and \d+)?",
+        r"registering it as a version of [\w.-]+\.onnx",
+    )
+)
 EXPORT_LINES = (
     rf"zoo: loading {MODEL}",
     rf"zoo: exporting {MODEL} to onnx \(fp32\)",
@@ -128,6 +155,7 @@ EXPORT_LINES = (
     r"  batch \d+: ONNX Runtime [\d.]+x PyTorch eager",
     rf"  registered: {MODEL} \(licence [\w.-]+\)",
     PROGRESS,
+    *EXPORT_STEPS,
 )
 SERVE_LINES = (
     rf"zoo: starting MLflow's model server for tiny on {URL} \.\.\.",
@@ -167,6 +195,8 @@ def test_the_allow_list_refuses_lines_zoo_does_not_print() -> None:
     lines, tracebacks and MLflow's own notes do not."""
     ok = (
         "zoo: loading models:/tiny/1\r\n"
+        "\x1b[32m⠙\x1b[0m export: converting to ONNX (torch.onnx.export, dynamo)\r\x1b[2K"
+        "\x1b[32m⠹\x1b[0m export: fp32 gate: ONNX Runtime CPU against PyTorch on 16 inputs\r"
         "\x1b[2K\x1b[1Aexporting ━━━━━━╸          3/7 0:00:02\r"
         "exporting ━━━━━━━━━━━━━━━━ 7/7 0:00:00\r\n"
         "  registered: models:/tiny.onnx/1 (licence apache-2.0)\r\n"
@@ -178,6 +208,7 @@ def test_the_allow_list_refuses_lines_zoo_does_not_print() -> None:
         "Registry store URI not provided. Using backend store URI.",
         'INFO:     127.0.0.1:43014 - "GET /health HTTP/1.1" 200 OK',
         "Traceback (most recent call last):",
+        "⠙ export: Downloading artifacts",  # a spinner row of a step zoo does not name
     ]
     found = foreign("\r\n".join(stray) + "\r\n", EXPORT_LINES + SERVE_LINES + UI_LINES)
     assert len(found) == len(stray)
@@ -300,6 +331,9 @@ def test_export_serve_and_ui_print_only_zoo_lines_on_a_terminal(tmp_path: Path) 
     assert export.finish(900) == 0, export.text
     _assert_only_zoo_lines(export.text, EXPORT_LINES, "zoo export")
     assert "registered: models:/tiny.onnx/1" in export.text
+    shown = screen_lines(export.text)  # the long steps are on the spinner line as they run
+    for step in ("converting to ONNX", "fp32 gate", "registering it"):
+        assert any(re.match(SPINNER + step, line) for line in shown), step
 
     port = free_port()
     serve = Terminal(["serve", "tiny", "--port", str(port), "--workers", "2"], env, tmp_path)

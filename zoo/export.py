@@ -159,8 +159,19 @@ def _stack(paths: Sequence[str], prep: Preprocessing) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays))
 
 
-def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], None]) -> CheckSet:
-    """Real images split as training split them, or seeded random inputs."""
+def _no_step(_detail: str) -> None:
+    pass
+
+
+def build_check_set(
+    source: Source,
+    data: Path | None,
+    *,
+    say: Callable[[str], None],
+    step: Callable[[str], None] = _no_step,
+) -> CheckSet:
+    """Real images split as training split them, or seeded random inputs; ``step`` is
+    told what it reads."""
     import torch
 
     root = data
@@ -175,6 +186,7 @@ def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], N
     from zoo.data import load_dataset, split_dataset
 
     prep = source.preprocessing
+    step(f"reading the images in {root}")
     dataset = load_dataset(root, resize=prep.resize, interpolation=prep.interpolation)
     # The engine's own split of the same files (it follows their content, not their
     # order): calibration from the training part, the gates on the validation part, and
@@ -197,6 +209,7 @@ def build_check_set(source: Source, data: Path | None, *, say: Callable[[str], N
     train = _stratified(train, [s.label for s in dataset.samples], CALIBRATION_IMAGES)
     some = f"{len(val)} of the {total}" if len(val) < total else f"all {total}"
     say(f"check set: {some} validation images and {len(train)} calibration images from {root}")
+    step(f"decoding {len(val)} validation and {len(train)} calibration images")
     validation = _stack([dataset.samples[i].path for i in val], prep)
     return CheckSet(
         images=validation,
@@ -278,9 +291,12 @@ def export_model(
     benchmark: bool = True,
     register: bool = True,
     say: Callable[[str], None] = lambda _line: None,
+    step: Callable[[str], None] = _no_step,
     source: Source | None = None,
 ) -> ExportOutcome:
-    """Export, verify, write to ``out`` and register; refusals leave nothing behind."""
+    """Export, verify, write to ``out`` and register; refusals leave nothing behind.
+    ``say`` gets the lines that stay (notes), ``step`` what the export does now (the
+    CLI's progress line; the exporter gets it as ``ExportOptions.step``)."""
     import torch
 
     exporter = exporter_for(fmt)
@@ -293,9 +309,10 @@ def export_model(
         raise UsageError(f"--out {out} exists and is not an empty folder: choose another")
     if source is None:
         say(f"loading {ref}")
+        step("building the model and reading its weights")
         source = load_source(ref)
     source.module.eval()
-    check = build_check_set(source, calibration, say=say)
+    check = build_check_set(source, calibration, say=say, step=step)
     batch = 2 if dynamic_batch else 1
     example = check.images[:batch].clone()
     if example.shape[0] < batch:
@@ -315,6 +332,7 @@ def export_model(
             check,
             example,
             say=say,
+            step=step,
             fmt=fmt,
             precision=precision,
             opset=opset,
@@ -342,6 +360,7 @@ def _export_into(
     example: torch.Tensor,
     *,
     say: Callable[[str], None],
+    step: Callable[[str], None],
     fmt: str,
     precision: str,
     opset: int | None,
@@ -358,6 +377,7 @@ def _export_into(
             opset=opset,
             dynamic_batch=dynamic_batch,
             benchmark=benchmark,
+            step=step,
         )
         result: ExportResult = exporter.export(source.module, example, options)
         artifact = Path(result.path)
@@ -369,6 +389,7 @@ def _export_into(
         if register and source.version is not None:
             from zoo import registry
 
+            step(f"registering it as a version of {source.version.name}.{fmt}")
             registered = registry.register_export(
                 source.version,
                 artifact,

@@ -42,6 +42,7 @@ __all__ = [
     "decode_images",
     "find_images",
     "load_image",
+    "model_or_path",
     "open_model",
     "predict",
     "preprocessing_from",
@@ -355,6 +356,7 @@ class ExportedModel:
     class_names: tuple[str, ...] = ()
     format: str = "onnx"
     precision: str | None = None  # as the export's sidecar records it
+    taken: str | None = None  # REF named a model and a path here: which one was taken
 
     @property
     def provider(self) -> str:
@@ -374,8 +376,8 @@ def open_model(ref: str, *, provider: str = "auto", precision: str | None = None
     """An export written by ``zoo export`` (its file or folder) or a registered export,
     opened with the runtime of the exporter that made its format. ``precision``: the
     export must be of that precision (a registered source: its newest one that is)."""
-    path = Path(ref).expanduser()
-    if path.suffix == ".onnx" or path.exists():
+    path, taken = model_or_path(ref)
+    if path is not None:
         if not path.exists():
             raise NotFoundError(f"no such file or folder: {path}")
         folder = path if path.is_dir() else path.parent
@@ -411,9 +413,49 @@ def open_model(ref: str, *, provider: str = "auto", precision: str | None = None
         class_names=tuple(meta.get("class_names") or ()),
         format=fmt,
         precision=str(recorded) if recorded else None,
+        taken=taken,
     )
     _check_fits(model, prep, artifact)
     return model
+
+
+def model_or_path(ref: str) -> tuple[Path | None, str | None]:
+    """What REF names: (a path, or None for a registered model; the line saying which was
+    taken when a bare name is both). A path form (``./x``, ``/x``, ``x/``, ``~/x``) is a
+    path; a bare name is the registered model of that name, or the file or folder of that
+    name here when no model is registered so; when both exist, a folder loses to the
+    model and a file wins over it."""
+    from zoo.errors import BadReferenceError
+    from zoo.refs import parse_ref
+
+    if ref.startswith("models:"):
+        return None, None
+    path = Path(ref).expanduser()
+    if ref.startswith("~") or "/" in ref or os.sep in ref:
+        return path, None
+    try:
+        bare = parse_ref(ref).scheme == "bare"
+    except BadReferenceError:
+        bare = False
+
+    def registered() -> bool:
+        from zoo.registry import has_model  # mlflow: only for a bare name that may be both
+
+        return bare and has_model(ref)
+
+    if not path.exists():  # x.onnx: the file, or the registered export of that name
+        return (path if path.suffix == ".onnx" and not registered() else None), None
+    if not registered():
+        return path, None
+    if path.is_dir():
+        return None, (
+            f"'{ref}' is both a registered model and a folder here: took the registered "
+            f"model (write ./{ref} for the folder)"
+        )
+    return path, (
+        f"'{ref}' is both a registered model and a file here: took the file (write "
+        f"models:/{ref}/latest for the model)"
+    )
 
 
 def _check_fits(model: ExportedModel, prep: Preprocessing, onnx_file: Path) -> None:

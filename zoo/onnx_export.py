@@ -35,9 +35,13 @@ from zoo.errors import IntegrityError, UsageError
 from zoo.types import CheckSet, ExportOptions, ExportResult
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     import numpy as np
     import torch
     from torch import nn
+
+    Step = Callable[[str], None]  # told what the export does now (ExportOptions.step)
 
 __all__ = [
     "ATOL",
@@ -90,9 +94,14 @@ def to_onnx(
     *,
     opset: int | None = None,
     dynamic_batch: bool = True,
+    step: Step | None = None,
 ) -> tuple[str, list[str]]:
-    """Write ``module`` as ONNX; returns (which exporter, notes for the user)."""
+    """Write ``module`` as ONNX; returns (which exporter, notes for the user). ``step``
+    is told which exporter converts."""
     import torch
+
+    step = step or (lambda _detail: None)
+    step("converting to ONNX (torch.onnx.export, dynamo)")
 
     notes: list[str] = []
     log = io.StringIO()
@@ -125,6 +134,7 @@ def to_onnx(
             "legacy TorchScript exporter"
         )
     path.unlink(missing_ok=True)
+    step("converting to ONNX (torch.onnx.export, legacy TorchScript: dynamo failed)")
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     try:
         with contextlib.redirect_stdout(log), warnings.catch_warnings():
@@ -201,7 +211,9 @@ def to_fp16(src: Path, dst: Path) -> None:
     ir.save(model, str(dst))
 
 
-def to_int8(src: Path, dst: Path, calibration: np.ndarray, work: Path) -> dict[str, Any]:
+def to_int8(
+    src: Path, dst: Path, calibration: np.ndarray, work: Path, *, step: Step | None = None
+) -> dict[str, Any]:
     """Static QDQ int8 (zoo.onnx_int8: per-channel int8 weights, uint8 activations, a
     float prefix where the first layers are too sensitive, bias correction); returns
     what it tried, with the per-layer evidence."""
@@ -209,7 +221,8 @@ def to_int8(src: Path, dst: Path, calibration: np.ndarray, work: Path) -> dict[s
 
     from zoo.onnx_int8 import quantize_int8
 
-    return quantize_int8(src, dst, np.ascontiguousarray(calibration, dtype=np.float32), work)
+    images = np.ascontiguousarray(calibration, dtype=np.float32)
+    return quantize_int8(src, dst, images, work, say=step)
 
 
 # ------------------------------------------------------------------------------ parity
@@ -435,9 +448,16 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
     module = module.eval()
     static = None if options.dynamic_batch else int(example.shape[0])
     fp32_path = work / "fp32.onnx"
+    step = options.step
     exporter, notes = to_onnx(
-        module, example, fp32_path, opset=options.opset, dynamic_batch=options.dynamic_batch
+        module,
+        example,
+        fp32_path,
+        opset=options.opset,
+        dynamic_batch=options.dynamic_batch,
+        step=step,
     )
+    step("checking the graph (onnx.checker, shape inference)")
     report: dict[str, Any] = {
         "format": "onnx",
         "precision": options.precision,
@@ -452,8 +472,10 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
     if not parts:
         raise UsageError(f"the check set has fewer images than the static batch size {static}")
     x = x[: parts[-1].stop]
-    reference = torch_logits(module, x, parts)
     providers = gate_providers()
+    on = ", ".join(_short(p) for p in providers)
+    step(f"fp32 gate: ONNX Runtime {on} against PyTorch on {len(x)} inputs")
+    reference = torch_logits(module, x, parts)
     report["providers"] = providers
     per_provider = {
         p: fp32_parity(reference, ort_logits(_session(fp32_path, p), x, parts), real=check.real)
@@ -476,8 +498,10 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
     runs: dict[str, dict[str, Any]] = {}
     if options.precision == "fp16":
         final = work / "fp16.onnx"
+        step("converting to fp16")
         to_fp16(fp32_path, final)
         report["graph"] = check_onnx(final)
+        step(f"fp16 gate: ONNX Runtime {on} against PyTorch on {len(x)} inputs")
         for p in providers:
             half = ort_logits(_session(final, p), x, parts)
             agreement = _agreement(reference, half)
@@ -498,7 +522,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
         assert check.calibration is not None
         final = work / "int8.onnx"
         calibration = np.ascontiguousarray(check.calibration.numpy(), dtype=np.float32)
-        tried = to_int8(fp32_path, final, calibration, work)
+        tried = to_int8(fp32_path, final, calibration, work, step=step)
         report["graph"] = check_onnx(final)
         if check.validation is not None:
             xv = np.ascontiguousarray(check.validation.numpy(), dtype=np.float32)
@@ -507,6 +531,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
             xv, labels = x, check.labels
         vparts = chunks(len(xv), static=static)
         xv = xv[: vparts[-1].stop] if vparts else xv
+        step(f"int8 gate: ONNX Runtime {on} against PyTorch on {len(xv)} validation images")
         ref_v = torch_logits(module, xv, vparts)
         acc_fp32 = _accuracy(ref_v, labels[: len(xv)])
         right_fp32 = _correct(ref_v, labels[: len(xv)])
@@ -581,6 +606,8 @@ def export_onnx(module: nn.Module, example: torch.Tensor, options: ExportOptions
         if key in report:
             metrics[f"{key}_top1_agreement"] = report[key]["top1_agreement"]
     if options.benchmark:
+        sizes = " and ".join(map(str, (static,) if static else (1, 16)))
+        step(f"benchmark: ONNX Runtime against PyTorch eager, batch {sizes}")
         bench = benchmark(
             module,
             _session(path),

@@ -41,7 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     import numpy as np
+
+    Say = Callable[[str], None]  # told each stage: the export's progress line
 
 __all__ = [
     "MAX_FLOAT_PREFIX",
@@ -324,11 +328,15 @@ def _worst(values: dict[str, float], n: int = 5) -> dict[str, float]:
     return dict(sorted(values.items(), key=lambda kv: kv[1])[:n])
 
 
-def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, work: Path) -> dict[str, Any]:
+def quantize_int8(
+    src: Path, dst: Path, calibration: np.ndarray, work: Path, *, say: Say | None = None
+) -> dict[str, Any]:
     """Write the int8 model of ``src`` (fp32 ONNX) to ``dst``; returns what was tried."""
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    tell = say or (lambda _stage: None)
+    tell("int8: preparing the graph (quant_pre_process)")
     prepared = work / "int8-prepared.onnx"
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -346,23 +354,28 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, work: Path) -> 
         return value
 
     baseline = work / "int8-baseline.onnx"
+    tell(f"int8: quantizing, calibrated on {len(calibration)} images")
     _quantize(prepared, baseline, calibration, input_name, ())
     step("baseline: per-channel int8 weights, uint8 activations, MinMax", baseline)
     errors = _weight_errors(prepared, baseline)
+    tell(f"int8: each layer's sensitivity ({len(layers)} layers, {len(probe)} probe images)")
     sensitivity = _sensitivity(model, layers, errors, probe)
     exclude = _float_prefix(model, layers, sensitivity)
     excluded_layers = [_layer_name(w) for n, w, _ in layers if n in set(exclude)]
     candidate = baseline
     if exclude:
         candidate = work / "int8-prefix.onnx"
+        tell(f"int8: quantizing with {len(excluded_layers)} first layer(s) in float")
         _quantize(prepared, candidate, calibration, input_name, exclude)
         step(f"float prefix: {', '.join(excluded_layers)}", candidate)
         errors = _weight_errors(prepared, candidate)
     corrected = work / "int8-corrected-float.onnx"
+    tell(f"int8: bias correction on {len(calibration)} images, then quantizing again")
     count = _bias_correct(prepared, corrected, errors, calibration)
     _quantize(corrected, dst, calibration, input_name, exclude)
     step(f"bias correction of {count} int8 layers", dst)
     debug_images = probe[:8]
+    tell("int8: activation SNR before and after (qdq_loss_debug)")
     named = _tensor_names(model)
     before = named(_activation_snr(prepared, baseline, debug_images, work))
     after = named(_activation_snr(prepared, dst, debug_images, work))

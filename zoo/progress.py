@@ -118,30 +118,44 @@ def make_progress() -> LineProgress | RichProgress:
 class Waiting:
     """What :func:`waiting` hands out: ``update(detail)`` says what the wait is at now."""
 
-    def __init__(self, title: str, status: Any = None) -> None:
+    def __init__(self, title: str, status: Any = None, *, steps: bool = False) -> None:
         self.title = title
         self._status = status  # rich's Status on a terminal, None for plain lines
+        self._steps = steps  # plain lines: each update is a line of its own
 
     def update(self, detail: str) -> None:
         if self._status is not None:
             self._status.update(f"{self.title}: {detail}")
+        elif self._steps:
+            print(f"zoo: {self.title}: {detail}", file=sys.stderr, flush=True)
+
+    def say(self, line: str) -> None:
+        """A line that stays, printed above the spinner (a line written to the terminal
+        past rich would be drawn over by it)."""
+        if self._status is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        self._status.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 @contextmanager
-def waiting(title: str, detail: str) -> Iterator[Waiting]:
+def waiting(title: str, detail: str, *, steps: bool = False) -> Iterator[Waiting]:
     """Say what zoo waits for, on stderr, while the block runs.
 
     On a terminal: a rich spinner ``TITLE: DETAIL`` (``update`` changes the detail),
     gone when the block ends. Under CI or in a pipe: ``zoo: TITLE: DETAIL`` at the start
-    and ``zoo: TITLE: done (N s)`` at the end.
+    and ``zoo: TITLE: done (N s)`` at the end; with ``steps`` (a wait made of steps, such
+    as `zoo export`'s) every ``update`` is a line too.
     """
     if plain_output():
         print(f"zoo: {title}: {detail}", file=sys.stderr, flush=True)
         start = time.monotonic()
-        yield Waiting(title)
+        yield Waiting(title, steps=steps)
         print(f"zoo: {title}: done ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
         return
     from rich.console import Console
 
-    with Console(stderr=True).status(f"{title}: {detail}") as status:
+    # bound to this stderr: a library that redirects sys.stderr for a while (torch.onnx's
+    # converter, quieted) must not swallow the spinner's redraws
+    with Console(file=sys.stderr).status(f"{title}: {detail}") as status:
         yield Waiting(title, status)

@@ -162,7 +162,6 @@ def rank(
 ) -> list[RankRow]:
     """Score every reference on ``data`` by each metric; rows sorted best first (per
     layer) by the first metric, which ``metric``/``score`` name."""
-    from zoo.catalog import resolution_note
     from zoo.engine import Recipe
     from zoo.engine.features import head_features, stage_features
     from zoo.engine.setup import prepare
@@ -196,9 +195,6 @@ def rank(
             )
             if checked is None:
                 checked = kept_manifest(state.data, Path(tmp))
-            said = resolution_note(ref, state.backbone.info.reference)
-            if said:  # the row names the reference with its tag: say where it came from
-                state.note(said)
             x_final, y = head_features(state)
             probs = None
             sourced = [n for n, m in scorers.items() if getattr(m, "needs_source", False)]

@@ -306,9 +306,17 @@ class CheckSet:
     validation_labels: tuple[int, ...] = ()
 
 
+def _no_step(_detail: str) -> None:
+    """What ``ExportOptions.step`` is when nobody shows the steps (library use)."""
+
+
 @dataclass(frozen=True)
 class ExportOptions:
-    """What ``zoo export`` asks an exporter for."""
+    """What ``zoo export`` asks an exporter for.
+
+    ``step(detail)`` says what the export does now (``"converting to ONNX ..."``): call
+    it before each part that may take more than a couple of seconds; `zoo export` shows
+    it as its progress line (a spinner on a terminal, a plain line in a pipe)."""
 
     out_dir: str  # write the artifact and its reports here (a fresh, empty folder)
     check: CheckSet
@@ -316,6 +324,7 @@ class ExportOptions:
     opset: int | None = None  # None: the exporter's default
     dynamic_batch: bool = True
     benchmark: bool = True
+    step: Callable[[str], None] = field(default=_no_step, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -91,19 +91,23 @@ def export_cmd(
     """
     from zoo.export import export_model
     from zoo.home import require_writable
+    from zoo.progress import waiting
 
     require_writable("zoo export (its staging, the registration, the default --out)")
-    outcome = export_model(
-        ref,
-        fmt=fmt,
-        precision=precision,
-        opset=opset,
-        dynamic_batch=dynamic_batch,
-        calibration=calibration,
-        out=out,
-        benchmark=not no_benchmark,
-        say=note,
-    )
+    # each step on one progress line: a spinner on a terminal, a line each in a pipe
+    with waiting("export", "starting (PyTorch, the exporters)", steps=True) as progress:
+        outcome = export_model(
+            ref,
+            fmt=fmt,
+            precision=precision,
+            opset=opset,
+            dynamic_batch=dynamic_batch,
+            calibration=calibration,
+            out=out,
+            benchmark=not no_benchmark,
+            say=lambda line: progress.say(f"zoo: {line}"),
+            step=progress.update,
+        )
     for line in outcome.notes:
         note(line)
     if as_json:
@@ -159,8 +163,10 @@ def predict_cmd(
     """Classify images with an exported ONNX model (ONNX Runtime).
 
     REF is a registered ONNX version (models:/NAME.onnx/N), a registered version that has
-    an export (its newest), or a folder or .onnx file written by `zoo export`. Images get
-    exactly the preprocessing the model was trained with.
+    an export (its newest), or a folder or .onnx file written by `zoo export`. A bare NAME
+    that is also a folder here is the registered model (one line says so; ./NAME is the
+    folder); a path form (./x, /x, x/) is always a path. Images get exactly the
+    preprocessing the model was trained with.
 
     \b
       zoo predict models:/pets.onnx/1 photo.jpg
@@ -170,6 +176,8 @@ def predict_cmd(
     from zoo.inference import open_model, predict
 
     model = open_model(ref, provider=provider, precision=precision)
+    if model.taken:  # REF is both a registered model and a folder or file here
+        note(model.taken)
     run = predict(model, images, top_k=top_k, batch_size=batch_size)
     for line in run.notes:
         note(line)
@@ -180,7 +188,7 @@ def predict_cmd(
             model=str(model.path),
             precision=model.precision,
             provider=run.provider,
-            notes=run.notes,
+            notes=[model.taken, *run.notes] if model.taken else run.notes,
             predictions=[p.to_dict() for p in run.predictions],
         )
     else:

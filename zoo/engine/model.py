@@ -28,6 +28,7 @@ __all__ = [
     "make_plan",
     "parent_pins",
     "plan_to_dict",
+    "resolution_notes",
     "settings_of",
     "strategy",
     "validate_plan",
@@ -64,6 +65,24 @@ def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
     from zoo.catalog import describe as describe_ref
 
     return describe_ref(ref), None
+
+
+def resolution_notes(recipe: Recipe, described: Any) -> list[str]:
+    """The lines saying which tag a provider filled in for the reference (or each part of
+    a joined one) that was given without one, as `zoo info` says them."""
+    from zoo.catalog import resolution_note
+    from zoo.composite import CompositeSpec
+    from zoo.refs import Ref, parse_refs
+    from zoo.types import BackboneInfo
+
+    if isinstance(described, CompositeSpec):
+        refs = [b.reference for b in described.branches]  # in the joined reference's order
+        pairs: list[tuple[Ref | str, str]] = list(zip(parse_refs(recipe.ref), refs, strict=True))
+    elif isinstance(described, BackboneInfo):
+        pairs = [(recipe.ref, described.reference)]
+    else:  # a registered version: its name is what was asked for
+        return []
+    return [said for asked, got in pairs if (said := resolution_note(asked, got))]
 
 
 def licence_inputs(

@@ -84,6 +84,11 @@ def prepare(
     gpu = recipe.device.startswith(("auto", "cuda")) and torch.cuda.is_available()
     dist.init("cuda" if gpu else "cpu")
     described, parent = build.describe(recipe)
+    if dist.main:  # a reference given without its tag: said once, before any work
+        import click
+
+        for said in build.resolution_notes(recipe, described):
+            click.echo(f"zoo: {said}", err=True)
     pre, parents = build.licence_inputs(recipe, described, parent)
     # refused here, before any data is read; the registry decides the same way again
     decide_licenses(parents, recipe.license, recipe.license_override)
