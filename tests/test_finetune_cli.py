@@ -56,6 +56,13 @@ def test_bad_files_are_skipped_and_the_run_registers(
     assert "truncated or corrupt" in skipped["corrupt.jpg"]
     assert str(corrupt) in err and str(empty) in err  # named by path as they are skipped
     assert result["model_uri"] == "models:/badfiles/1"
+    # the waits after the last epoch are said (a pipe: started/done lines), in order
+    lines = err.splitlines()
+    scoring = [i for i, x in enumerate(lines) if x.startswith("zoo: scoring the registered epoch")]
+    registering = [i for i, x in enumerate(lines) if x.startswith("zoo: registering badfiles: ")]
+    assert [lines[i].rsplit(": ", 1)[1] for i in scoring] == ["started", "done"], err
+    assert [lines[i].rsplit(": ", 1)[1] for i in registering] == ["started", "done"], err
+    assert scoring[1] < registering[0]
 
     from zoo.registry import get_version
 

@@ -191,6 +191,15 @@ class Registered:
     test: Evaluation | None
 
 
+def registered_images(state: RunState) -> int:
+    """How many images :func:`registered` evaluates (for its progress line)."""
+    split = state.split
+    if loop_precision(state.rt) == FP32 or not split.val:
+        return len(split.test)
+    again = int(state.history[-1]["epoch"]) != int(state.best["epoch"])
+    return len(split.test) + len(split.val) * (2 if again else 1)
+
+
 def registered(state: RunState, last_weights: Mapping[str, Any]) -> Registered:
     """The registered (best) epoch's validation and test figures, and the last epoch's
     validation figures, in float32 (every process takes part). ``state.model`` holds the

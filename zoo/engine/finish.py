@@ -11,6 +11,8 @@ version records it (``evaluation`` in the lineage, tag ``zoo.eval_precision``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zoo.engine import checkpoint, evaluate, report
@@ -163,7 +165,9 @@ def finish(
     state.dist.broadcast_module(state.model)  # rank 0's home holds the best epoch
     if not state.history:
         raise TrainingError("the run completed no epoch; nothing was registered")
-    scores = evaluate.registered(state, final)
+    n = evaluate.registered_images(state)
+    with _step(state, f"scoring the registered epoch in fp32 ({n} images)"):
+        scores = evaluate.registered(state, final)
     result = state.dist.first(
         lambda: _conclude(state, tracking, seconds, resumed, scores, final, again), share=False
     )
@@ -208,8 +212,6 @@ def _conclude(
         matrix_json, json.dumps({"classes": list(state.data.classes), "matrix": matrix})
     )
     tracking.log_final(metrics, [(cm_png, "figures"), (curves_png, "figures"), (matrix_json, None)])
-    from zoo.registry import register_derivative
-
     known = None if again else registered_by_recipe(state)
     if known is not None:  # another host of the same team store registered it meanwhile
         tracking.end("FINISHED")
@@ -236,7 +238,61 @@ def _conclude(
         "chosen_by": chosen_by(state),
     }
     split_artifacts = record_split(state, dataset)  # split.json; the leakage check's findings
-    version = register_derivative(
+    with _step(state, f"registering {state.recipe.model_name()}"):
+        version = _register(
+            state,
+            model,
+            settings,
+            dataset,
+            metrics,
+            input_example,
+            split_artifacts,
+            cm_png,
+            curves_png,
+        )
+    tag_recipe(state, version)
+    tracking.end("FINISHED")
+    result = _result(
+        state,
+        metrics,
+        seconds,
+        resumed,
+        name=version.name,
+        version=version.version,
+        model_uri=version.model_uri,
+        run_id=state.run_id,
+    )
+    checkpoint.write_done(state, result, final)
+    return result
+
+
+@contextmanager
+def _step(state: RunState, description: str) -> Iterator[None]:
+    """A wait the user sees (a spinner, or started/done lines in a pipe): rank 0 only."""
+    progress = state.progress() if state.dist.main else None
+    if progress is not None:
+        progress.start(description, None)
+    try:
+        yield
+    finally:
+        if progress is not None:
+            progress.finish()
+
+
+def _register(
+    state: RunState,
+    model: Any,
+    settings: dict[str, Any],
+    dataset: dict[str, Any],
+    metrics: dict[str, float],
+    input_example: Any,
+    split_artifacts: dict[str, Any],
+    cm_png: Any,
+    curves_png: Any,
+) -> Any:
+    from zoo.registry import register_derivative
+
+    return register_derivative(
         model,
         name=state.recipe.model_name(),
         parents=parent_pins(state),
@@ -260,17 +316,3 @@ def _conclude(
         architecture=_architecture(state, model),
         evaluation=evaluation_record(state),
     )
-    tag_recipe(state, version)
-    tracking.end("FINISHED")
-    result = _result(
-        state,
-        metrics,
-        seconds,
-        resumed,
-        name=version.name,
-        version=version.version,
-        model_uri=version.model_uri,
-        run_id=state.run_id,
-    )
-    checkpoint.write_done(state, result, final)
-    return result
