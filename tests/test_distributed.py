@@ -306,6 +306,27 @@ def test_killing_rank_1_mid_epoch_stops_both_with_130_and_the_same_command_resum
     assert result["run_id"] == killed.info.run_id  # the job's one run, continued
 
 
+def test_a_worker_that_never_ends_is_stopped_once_another_has_reported(
+    tmp_path: Path, zoo_home: Path
+) -> None:
+    """Rank 1 stalls mid-epoch 3 and stays there (nobody kills it): rank 0 gives up in
+    DDP's all-reduce after ZOO_DIST_TIMEOUT and reports; rank 1, stuck outside any
+    collective, would keep torchrun waiting for good. The launcher gives it the same
+    timeout, then stops torchrun, which stops it: the command ends with 130."""
+    data = make_images(tmp_path / "data", classes=2, per_class=20)
+    args = ["--strategy", "stall", "--epochs", "4", "--nproc-per-node", "2", "--name", "stuck"]
+    timeout = 20
+    proc = _zoo(
+        data, *args, env=_env(zoo_home, ZOO_TEST_STALL_RANK="1", ZOO_DIST_TIMEOUT=str(timeout))
+    )
+    _out, err = proc.communicate(timeout=600)  # without the launcher's stop: no end
+    assert proc.returncode == 130, err[-3000:]
+    assert "have not ended: stopping them" in err, err[-3000:]
+    stalled = [line for line in err.splitlines() if "zoo-test: rank 1 pid" in line]
+    pid = int(stalled[0].split(" pid ")[1].split()[0])
+    assert not Path(f"/proc/{pid}").exists()  # the stuck worker is gone too
+
+
 @pytest.mark.slow
 def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
     tmp_path: Path,

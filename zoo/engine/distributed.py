@@ -148,7 +148,7 @@ def launch_torchrun(
             "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // recipe.nproc_per_node))
         )
         print(f"zoo: {launch_line(recipe, nodes)}", file=sys.stderr, flush=True)
-        code = _wait(subprocess.Popen(cmd, env=env))
+        code = _wait(subprocess.Popen(cmd, env=env), Path(tmp))
         if result_file.exists():
             data = _cause(json.loads(result_file.read_text(encoding="utf-8")), result_file)
             if "error" in data:
@@ -184,11 +184,11 @@ def _cause(data: dict[str, Any], result_file: Path) -> dict[str, Any]:
     return data
 
 
-def _wait(proc: subprocess.Popen[Any]) -> int:
+def _wait(proc: subprocess.Popen[Any], outcomes: Path) -> int:
     """torchrun's exit code. Ctrl-C here goes on to torchrun (which stops its workers,
     who save and report); a second Ctrl-C stops waiting for them."""
     try:
-        return proc.wait()
+        return _wait_or_stop(proc, outcomes)
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
         try:
@@ -200,6 +200,42 @@ def _wait(proc: subprocess.Popen[Any]) -> int:
                 "interrupted; the workers were stopped, the last completed epoch's "
                 "checkpoint is kept: re-run the same command to resume"
             ) from None
+
+
+def _wait_or_stop(proc: subprocess.Popen[Any], outcomes: Path) -> int:
+    """torchrun's exit code. A worker that has reported its outcome (the node's
+    ``result.json``, or a rank's ``error.rankN.json``) exits 0, so torchrun keeps waiting
+    for the others; one stuck outside any collective (a decode worker that never
+    answers, say) would hang the command for good. Once an outcome is reported, the
+    others get the job's collective timeout (``ZOO_DIST_TIMEOUT``) to end; then torchrun
+    is stopped, which stops them."""
+    import time
+
+    from zoo.engine.context import collective_timeout
+
+    grace = collective_timeout()
+    reported: float | None = None
+    while True:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if reported is None:
+            if any(outcomes.glob("result.json")) or any(outcomes.glob("error.rank*.json")):
+                reported = time.monotonic()
+        elif time.monotonic() - reported > grace:
+            print(
+                f"zoo: a worker reported its outcome {grace} s ago (ZOO_DIST_TIMEOUT) and "
+                "the others have not ended: stopping them",
+                file=sys.stderr,
+                flush=True,
+            )
+            proc.terminate()
+            try:
+                return proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                return proc.wait()
 
 
 def _torchrun(args: list[str]) -> int:
