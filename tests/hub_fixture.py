@@ -258,6 +258,24 @@ def transformers_repo_files(
 
 
 @contextmanager
+def serving_timm_default(monkeypatch: Any) -> Iterator[FakeHub]:
+    """A running hub that serves `timm:test_resnet`'s default tag (``.r160_in1k``, random
+    weights) to the real client: ``HF_ENDPOINT`` pointed at it, offline mode lifted."""
+    import timm
+    from safetensors.torch import save
+
+    weights = timm.create_model("test_resnet", pretrained=False).state_dict()
+    with running_hub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # set where CI runs
+        hub.add_repo(
+            "timm/test_resnet.r160_in1k",
+            {"model.safetensors": save({k: v.contiguous() for k, v in weights.items()})},
+        )
+        yield hub
+
+
+@contextmanager
 def running_hub() -> Iterator[FakeHub]:
     hub = FakeHub()
     hub.start()

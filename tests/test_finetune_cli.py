@@ -153,25 +153,15 @@ def test_a_reference_without_its_tag_says_once_which_tag_it_trained(
     """`timm:test_resnet` becomes timm's default tag, `.r160_in1k`, pulled from the
     Hub: finetune says so in one line, in `zoo info`'s words; a full reference says
     nothing."""
-    import timm
-    from safetensors.torch import save
-
-    from tests.hub_fixture import running_hub
+    from tests.hub_fixture import serving_timm_default
 
     root = make_images(tmp_path / "data", classes=2, per_class=6)
-    weights = timm.create_model("test_resnet", pretrained=False).state_dict()
     said = (
         "zoo: timm:test_resnet resolved to timm:test_resnet.r160_in1k (timm's default "
         "pretrained tag)"
     )
     args = [str(root), "--epochs", "1", "--image-size", "32"]
-    with running_hub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # set where CI runs
-        hub.add_repo(
-            "timm/test_resnet.r160_in1k",
-            {"model.safetensors": save({k: v.contiguous() for k, v in weights.items()})},
-        )
+    with serving_timm_default(monkeypatch):
         code, result, err = _finetune_json(["timm:test_resnet", *args, "--name", "tagged"], capsys)
         assert code == 0, err
         assert err.count(said) == 1, err

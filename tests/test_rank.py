@@ -105,22 +105,12 @@ def test_the_data_is_checked_once_for_every_backbone_and_said_once(
     """A duplicate and a file that is no image are found by one check (with the first
     backbone) and said once; the other backbones read the files it kept, and each
     backbone's bars name it. A reference given without its tag says which one it got."""
-    import timm
-    from safetensors.torch import save
-
-    from tests.hub_fixture import running_hub
+    from tests.hub_fixture import serving_timm_default
 
     shutil.copy(data / "class0" / "img000.png", data / "class0" / "copy.png")
     (data / "class1" / "notes.png").write_text("not an image")
     local = _import(tmp_path, "timm:test_vit", "tiny-f")
-    weights = timm.create_model("test_resnet", pretrained=False).state_dict()
-    with running_hub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # set where CI runs
-        hub.add_repo(
-            "timm/test_resnet.r160_in1k",
-            {"model.safetensors": save({k: v.contiguous() for k, v in weights.items()})},
-        )
+    with serving_timm_default(monkeypatch):
         capsys.readouterr()
         argv = ["rank", str(data), local, "timm:test_resnet", "--image-size", "32"]
         assert run([*argv, "--metric", "knn"]) == 0
