@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE_PLUGINS = FIXTURES / "plugins"  # zoo_example + deliberately broken plugins
@@ -38,3 +39,23 @@ def run_zoo(
         timeout=timeout,
         input=input,
     )
+
+
+def show_rows(capsys: Any, ref: str) -> dict[str, str]:
+    """``zoo registry show REF``'s rows, run in this process (key -> value; a value
+    folded onto the next lines joined with spaces)."""
+    import re
+
+    from zoo.cli import run
+
+    capsys.readouterr()
+    assert run(["registry", "show", ref]) == 0
+    rows: dict[str, str] = {}
+    key = ""
+    for line in capsys.readouterr().out.splitlines():
+        row = re.match(r"^ ?(\S.*?)\s{2,}(\S.*)$", line)
+        if row:
+            key, rows[row[1]] = row[1], row[2].strip()
+        elif key and line.strip():
+            rows[key] += " " + line.strip()
+    return rows

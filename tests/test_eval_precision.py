@@ -16,7 +16,6 @@ Every model here is real (timm's tiny test models) and every export a real ONNX 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.clihelp import show_rows
 from zoo.cli import run
 
 SIZE = (3, 32, 32)
@@ -79,21 +79,6 @@ def _predict_accuracy(capsys, ref: str, images: Path, *extra: str) -> tuple[floa
     rows = json.loads(capsys.readouterr().out)["predictions"]
     right = sum(r["top"][0]["class"] == Path(r["path"]).parent.name for r in rows)
     return right / len(rows), len(rows)
-
-
-def _show(capsys, ref: str) -> dict[str, str]:
-    """``zoo registry show``'s rows (key -> value)."""
-    capsys.readouterr()
-    assert run(["registry", "show", ref]) == 0
-    rows: dict[str, str] = {}
-    key = ""
-    for line in capsys.readouterr().out.splitlines():
-        row = re.match(r"^ ?(\S.*?)\s{2,}(\S.*)$", line)
-        if row:
-            key, rows[row[1]] = row[1], row[2].strip()
-        elif key and line.strip():
-            rows[key] += " " + line.strip()
-    return rows
 
 
 def _register_tied_parent(name: str) -> None:
@@ -166,10 +151,10 @@ def test_the_gap_reproduced_the_registry_keeps_the_fp32_figure_that_predict_give
     accuracy, count = _predict_accuracy(capsys, str(out), val)
     assert (accuracy, count) == (pytest.approx(registered), 12)
 
-    shown = _show(capsys, "models:/child/1")
+    shown = show_rows(capsys, "models:/child/1")
     assert shown["computed in"].startswith("fp32 (val_*, test_*)"), shown
     assert "bf16 autocast in the training loop" in shown["computed in"]
-    assert _show(capsys, "models:/tied/1")["computed in"] == "precision not recorded"
+    assert show_rows(capsys, "models:/tied/1")["computed in"] == "precision not recorded"
 
 
 def test_the_int8_gate_fp32_accuracy_is_the_registered_val_accuracy(
@@ -207,12 +192,12 @@ def test_the_int8_gate_fp32_accuracy_is_the_registered_val_accuracy(
     accuracy, count = _predict_accuracy(capsys, str(out), val, "--provider", "cpu")
     assert count == 12 and accuracy == gate["by_provider"]["CPU"]["accuracy_int8"]
 
-    shown = _show(capsys, "models:/clip/1")
+    shown = show_rows(capsys, "models:/clip/1")
     assert shown["computed in"].startswith("fp32"), shown
     from zoo.registry import get_version
 
     export = get_version("models:/clip.onnx/1")
     assert export.tags["zoo.eval_precision"] == "int8"
-    assert _show(capsys, "models:/clip.onnx/1")["computed in"] == (
+    assert show_rows(capsys, "models:/clip.onnx/1")["computed in"] == (
         "int8 on ONNX Runtime CPU, compared with PyTorch fp32"
     )

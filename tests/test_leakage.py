@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.clihelp import show_rows
 from tests.finetune_helpers import make_images
 from zoo.cli import run
 
@@ -86,21 +86,6 @@ def _lines(err: str, start: str) -> list[str]:
 
 def _runs(store: Lineage) -> set[str]:
     return {p.name for p in (store.root / "home" / "runs").iterdir()}
-
-
-def _show(capsys: pytest.CaptureFixture[str], ref: str) -> dict[str, str]:
-    """``zoo registry show``'s rows (key -> value, a folded value joined)."""
-    capsys.readouterr()
-    assert run(["registry", "show", ref]) == 0
-    rows: dict[str, str] = {}
-    key = ""
-    for line in capsys.readouterr().out.splitlines():
-        row = re.match(r"^ ?(\S.*?)\s{2,}(\S.*)$", line)
-        if row:
-            key, rows[row[1]] = row[1], row[2].strip()
-        elif key and line.strip():
-            rows[key] += " " + line.strip()
-    return rows
 
 
 def test_split_json_lists_exactly_the_files_of_each_split(store: Lineage, tmp_path: Path) -> None:
@@ -308,13 +293,13 @@ def test_v2s_test_split_holding_v1s_training_images_warns_records_and_show_notes
     assert found["evaluated"] == {"test": 4, "validation": 0}
     assert found["seen_line"] == warned[0].removeprefix("zoo: warning: ")
 
-    shown = _show(capsys, "models:/lk-seen/1")
+    shown = show_rows(capsys, "models:/lk-seen/1")
     assert "test_accuracy=" in shown["metrics"]
     assert shown["leakage"] == (
         f"test_accuracy is optimistic: {seen} of its 4 test images were seen in training by "
         "models:/lk/1"
     )
-    assert "leakage" not in _show(capsys, V1)  # no registered ancestor: no note
+    assert "leakage" not in show_rows(capsys, V1)  # no registered ancestor: no note
 
 
 def test_a_test_and_validation_split_of_images_no_ancestor_saw_is_clean(
