@@ -59,6 +59,22 @@ def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float, log: Path) 
     raise RuntimeError(f"{url} not up after {timeout:.0f}s: {log.read_text()[-2000:]}")
 
 
+def stop_group(proc: subprocess.Popen[Any], grace: float = 120.0) -> None:
+    """Stop a server started with ``start_new_session=True`` and every process it started
+    (MLflow's web workers and job consumers): SIGTERM to the group, SIGKILL after
+    ``grace`` seconds. Generous: a loaded machine may take long to shut down gracefully,
+    and how fast it does is not what these tests check."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
 @dataclass
 class PgServer:
     uri: str
@@ -67,13 +83,7 @@ class PgServer:
     artifacts: Path
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc)
         _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from clihelp import run_zoo
 from zoo.errors import EXIT_CODES
@@ -97,3 +98,30 @@ def test_info_leaves_out_what_is_not_stated() -> None:
     assert not keys & {"imagenet_top1", "mean", "std", "crop_pct"}, result.stdout
     doc = json.loads(_example("info", "example:tiny.v2", "--json").stdout)
     assert doc["model"]["imagenet_top1"] is None and doc["model"]["mean"] is None
+
+
+# the variables by which MLflow (mlflow/telemetry/utils.py) takes a process for CI or a
+# test run, and turns its telemetry off by itself
+_CI_MARKERS = (
+    "PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI", "JENKINS_URL",
+    "TRAVIS", "TF_BUILD", "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE",
+    "TEAMCITY_VERSION", "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME",
+    "RUNBOT_WORKER_ID", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK",
+)  # fmt: skip
+
+
+def test_mlflow_telemetry_stays_off_in_a_users_zoo_command(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in _CI_MARKERS}
+    env["ZOO_HOME"] = str(tmp_path / "home")
+    code = (
+        "import os\n"
+        "from zoo.cli import run\n"
+        "rc = run(['registry', 'list'])\n"
+        "import mlflow.telemetry.client as t\n"  # imported by the command, on its terms
+        "print(rc, t.get_telemetry_client() is None, os.environ['MLFLOW_DISABLE_TELEMETRY'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-3:] == ["0", "True", "true"], proc.stdout + proc.stderr

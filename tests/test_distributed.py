@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,43 @@ def test_two_processes_split_the_data_and_match_one(tmp_path: Path, zoo_home: Pa
     # each process's throughput is a metric of the one run
     last = double["history"][-1]
     assert last["images_per_second.rank0"] > 0 and last["images_per_second.rank1"] > 0
+
+
+def test_a_worker_started_from_a_forkserver_ends_when_its_starter_is_killed() -> None:
+    """Once a process avoids fork (a DDP process in its group) its workers start from a
+    forkserver, whose children torch's own watch does not tie to it: `die_with` does.
+    Here a stand-in starter (a sleeping process, not the worker's parent) is SIGKILLed
+    and the worker watching it exits at once."""
+    code = (
+        "from zoo.data import workers\n"
+        "from zoo.engine.batches import worker_start\n"
+        "assert workers.pool_context().get_start_method() == 'fork'\n"
+        "assert worker_start(2) is None and workers.forks()\n"
+        "workers.avoid_fork()\n"
+        "assert workers.pool_context().get_start_method() == 'forkserver'\n"
+        "assert worker_start(2).get_start_method() == 'forkserver'\n"
+        "assert worker_start(0) is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    starter = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    watch = (
+        "import time\n"
+        "from zoo.data.workers import die_with\n"
+        f"die_with({starter.pid})\n"
+        "print('watching', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", watch], stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "watching\n"
+        assert worker.poll() is None  # alive while its starter is
+        starter.kill()
+        starter.wait()
+        assert worker.wait(timeout=60) == 1
+    finally:
+        for proc in (starter, worker):
+            if proc.poll() is None:
+                proc.kill()
 
 
 def test_dist_gathers_rows_and_sends_rank_0s_error_to_every_process(tmp_path: Path) -> None:
@@ -385,13 +423,21 @@ def test_ctrl_c_stops_every_process_with_130_and_the_last_checkpoint(
     proc = _zoo(data, *args, env=_env(zoo_home, ZOO_TEST_STALL_RANK="1"), session=True)
     assert proc.stderr is not None
     seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if "zoo-test: rank 1 pid" in line:
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-    _out, err = proc.communicate(timeout=300)
+    # a job that never reaches the stall is killed after 600 s, so the failure shows
+    # what it printed rather than pytest-timeout's stack of this process
+    deadline = threading.Timer(600, os.killpg, (proc.pid, signal.SIGKILL))
+    deadline.start()
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if "zoo-test: rank 1 pid" in line:
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        deadline.cancel()
     err = "".join(seen) + err
+    assert any("zoo-test: rank 1 pid" in line for line in seen), err[-3000:]
     assert proc.returncode == 130, err[-3000:]
     assert "the checkpoint of epoch 2 is saved" in _error_line(err)
 

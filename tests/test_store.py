@@ -11,7 +11,7 @@ from base64 import b64encode
 from pathlib import Path
 
 import pytest
-from registry_backends import free_port, wait_http
+from registry_backends import free_port, stop_group, wait_http
 
 from zoo import store
 from zoo.cli import run
@@ -107,6 +107,7 @@ def test_basic_auth_server_refuses_anonymous_and_accepts_the_admin(tmp_path: Pat
         stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
         stderr=subprocess.STDOUT,
         env={**os.environ, **env},
+        start_new_session=True,  # its workers stop with it (stop_group)
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, 240, log)
@@ -119,5 +120,4 @@ def test_basic_auth_server_refuses_anonymous_and_accepts_the_admin(tmp_path: Pat
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 200
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_group(proc)

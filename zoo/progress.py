@@ -125,7 +125,9 @@ class Waiting:
 
     def update(self, detail: str) -> None:
         if self._status is not None:
-            self._status.update(f"{self.title}: {detail}")
+            # naming the spinner (rich's default) makes rich redraw now: a step shorter
+            # than its refresh interval, or run while the machine is busy, is still shown
+            self._status.update(f"{self.title}: {detail}", spinner="dots")
         elif self._steps:
             print(f"zoo: {self.title}: {detail}", file=sys.stderr, flush=True)
 

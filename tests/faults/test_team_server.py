@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_backends import free_port, wait_http
+from registry_backends import free_port, stop_group, wait_http
 
 from faults.helpers import expect_error, run_zoo
 
@@ -38,13 +38,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
         stderr=subprocess.STDOUT,
         env={**os.environ, **env},
+        start_new_session=True,  # its workers stop with it (stop_group)
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, 240, log)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_group(proc)
 
 
 def _get(port: int, host: str) -> int:

@@ -89,6 +89,9 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (tests call this in-process)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(argv)
+    # MLflow's usage telemetry starts a sender thread when mlflow is first imported: off
+    # unless the user turns it on (MLFLOW_DISABLE_TELEMETRY=false); docs/cli.md
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         from zoo.cli.options import check_argv
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.sources import Listing, list_files
-from zoo.data.workers import guarded, interrupt_workers, worker_init
+from zoo.data.workers import guarded, interrupt_workers, pool_context, worker_init
 from zoo.errors import DataError, Interrupted
 from zoo.home import atomic_writer, subdir
 from zoo.home_lock import hold_caches
@@ -205,13 +205,12 @@ def _in_pool(
     """Results in order, from worker processes that die with this one (workers.py)."""
     import multiprocessing
 
-    # fork (as torch's DataLoader does): the workers only read files and run Pillow,
-    # and unlike spawn it needs no `if __name__ == "__main__"` guard in scripts.
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     others = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(os.getpid(),)
+        max_workers=workers,
+        mp_context=pool_context(),
+        initializer=worker_init,
+        initargs=(os.getpid(),),
     )
     try:
         yield from pool.map(_star, jobs, chunksize=8)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zoo.data import ImageSamples
+from zoo.data.workers import die_with, forks, forkserver
 from zoo.engine.context import Dist
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -13,7 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from zoo.engine.state import RunState
 
-__all__ = ["example", "image_batches", "order", "tensor_batches"]
+__all__ = ["example", "image_batches", "order", "tensor_batches", "worker_start"]
 
 
 def order(n: int, seed: int, dist: Dist, shuffle: bool) -> list[int]:
@@ -50,18 +53,35 @@ def image_batches(
     import torch
     from torch.utils.data import DataLoader
 
-    dist = state.dist if dist is None else dist
     samples = ImageSamples(state.data, indices, state.pre, train=train)
-    sampler = order(len(samples), seed, dist, shuffle=train if shuffle is None else shuffle)
+    context = worker_start(state.workers)
+    sampler = order(
+        len(samples),
+        seed,
+        state.dist if dist is None else dist,
+        shuffle=train if shuffle is None else shuffle,
+    )
     return DataLoader(
         samples,  # type: ignore[arg-type]
         batch_size=batch_size,
         sampler=sampler,
         num_workers=state.workers,
+        multiprocessing_context=context,
+        worker_init_fn=None if context is None else functools.partial(_decoder_init, os.getpid()),
         generator=torch.Generator().manual_seed(seed),
         pin_memory=False,
         drop_last=False,
     )
+
+
+def worker_start(workers: int) -> Any:
+    """How this process starts its decoding workers: torch's default (fork), or in a
+    DDP process from a forkserver (it has gloo's threads; zoo/data/workers.py)."""
+    return None if workers <= 0 or forks() else forkserver()
+
+
+def _decoder_init(starter: int, worker_id: int) -> None:
+    die_with(starter)  # a forkserver's child: torch's own watch is on the forkserver
 
 
 def tensor_batches(

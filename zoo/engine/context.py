@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zoo.data.workers import avoid_fork
 from zoo.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,6 +173,7 @@ class Dist:
         elif not dist.is_initialized():
             dist.init_process_group("gloo", timeout=timeout)
         self._waits = dist.new_group(backend="gloo", timeout=timedelta(seconds=wait_timeout()))
+        avoid_fork()  # gloo's threads run now: workers start from a forkserver
 
     def close(self) -> None:
         """Leave the process group (every group zoo made with it)."""
