@@ -33,7 +33,9 @@ def test_auto_offers_the_probes_cheap_and_partial_trials_in_the_rules_order() ->
         ("stage-probe", "cheap"),
     ]
     assert few[0].features == (None,)
-    assert few[1].features == ("stem", "b0", "b1", "b2", "b3")  # every stage below the head
+    # every stage below the head, then the head's input: what the multi-stage probe registers
+    assert few[1].features == ("stem", "b0", "b1", "b2", "b3", None)
+    assert few[1].settings.epochs is None and few[1].settings.lr is None  # fitted by L-BFGS
     # 1..3 stages by default; the old rule (200 per class: two stages) only orders them
     assert [c.settings.unfreeze for c in few[2:]] == [1, 2, 3]
     many = _auto().candidates(STAGES, StrategySettings(), _summary(200), parents=1)
@@ -67,6 +69,21 @@ def test_cross_validation_tells_informative_features_from_noise() -> None:
     assert k == 5 and good > 0.9 and bad < 0.6, (good, bad)
     assert cv_accuracy(noise[:14], np.array([0] * 13 + [1]), seed=0) is None  # one of class 1
     assert cv_accuracy(noise[:9], np.repeat(np.arange(3), 3), seed=0)[1] == 3  # k <= per class
+
+
+def test_cross_validation_repeats_the_folds_and_two_candidates_share_them() -> None:
+    from zoo.engine.search import AUTO_FOLDS, AUTO_REPEATS, cv_scores
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(3), 10)
+    x = rng.normal(size=(30, 8)) + np.eye(3)[y].repeat(3, axis=1)[:, :8]
+    scores, k = cv_scores(x, y, seed=3)
+    assert k == AUTO_FOLDS and len(scores) == AUTO_FOLDS * AUTO_REPEATS == 50
+    assert scores == cv_scores(x, y, seed=3)[0]  # the same folds for the same seed
+    # 30 images in 5 folds: one repeat can only score 6 images a fold; repeats differ
+    per_repeat = [sum(scores[i : i + k]) / k for i in range(0, len(scores), k)]
+    assert len(set(per_repeat)) > 1, per_repeat
+    assert scores != cv_scores(x, y, seed=4)[0]  # another recipe seed, other folds
 
 
 # ------------------------------------------------------------- the search, end to end
@@ -131,7 +148,7 @@ def test_auto_scores_candidates_on_training_rows_only_and_trains_what_it_chose(
     assert sorted(by_label["partial K=1"][0]) == sorted(train)  # inner split + hold-out
     settings = auto.plan["settings"]
     table = {row["candidate"]: row for row in settings["search"]}
-    assert table["linear-probe"]["how"] == "5-fold CV"
+    assert table["linear-probe"]["how"] == "5-fold CV x10"
     assert table["partial K=1"]["how"] == "inner hold-out (4)"
     assert [row["chosen"] for row in settings["search"]].count(True) == 1
     assert settings["evidence"]["train_images"] == 18
@@ -168,7 +185,7 @@ def test_a_tight_budget_skips_candidates_and_says_why(
     assert len(rows) == 3, err  # every trial listed ...
     for line in rows:  # ... as skipped, with its estimate and what was left
         assert "skipped" in line and "needs ~" in line and "of budget left" in line, line
-    assert "linear-probe  5-fold CV" in err and "<- chosen" in err
+    assert "linear-probe  5-fold CV x10" in err and "<- chosen" in err
     assert "registered models:/tight/1" in out
 
 
@@ -180,14 +197,14 @@ def test_a_dry_run_shows_the_cv_table_and_the_trials_it_would_run(
     assert code == 0, err
     search = json.loads(out)["plan"]["settings"]["search"]
     assert [(r["candidate"], r["how"]) for r in search] == [
-        ("linear-probe", "5-fold CV"),
-        ("stage-probe", "5-fold CV"),
+        ("linear-probe", "5-fold CV x10"),
+        ("stage-probe", "5-fold CV x10"),
         ("partial K=1", "would try"),
         ("partial K=2", "would try"),
     ]
     assert all(r["score"] is not None for r in search[:2])
     assert all(r["score"] is None and r["note"].startswith("needs ~") for r in search[2:])
-    assert "would try" in err and "5-fold CV on the 30 training images" in err
+    assert "would try" in err and "5-fold CV repeated 10 times on the 30 training images" in err
     assert "epoch" not in err  # no trial (nor anything else) trained
 
 

@@ -27,6 +27,15 @@ def test_the_corrected_t_test_widens_the_fold_variance_as_nadeau_and_bengio_say(
         corrected_t_p([0.8] * 4, base, 0.25)
 
 
+def test_repeated_folds_count_every_fold_in_the_variance_and_the_degrees_of_freedom() -> None:
+    # Bouckaert and Frank's corrected repeated k-fold test: J = k r folds, df = J - 1.
+    # Two repeats of the 5 folds above: mean 0.03, sample variance 0.004 / 9 = 0.000444;
+    # t = 0.03 / sqrt((1/10 + 1/4) * 0.000444) = 2.4054, one-sided with 9 degrees of freedom
+    base = [0.70] * 10
+    challenger = [0.72, 0.74, 0.70, 0.76, 0.73] * 2
+    assert corrected_t_p(challenger, base, 0.25) == pytest.approx(0.01977, abs=1e-4)
+
+
 def test_mcnemar_counts_only_the_images_exactly_one_of_the_two_gets_right() -> None:
     # 8 images only the challenger gets right, 1 only the baseline: P(X >= 8 | 9, 1/2)
     challenger = [True] * 8 + [False] * 1

@@ -142,7 +142,7 @@ def test_auto_records_its_decision_and_evidence_in_the_lineage(tmp_path: Path, d
     settings = get_version("models:/auto-run/1").lineage["strategy"]["settings"]
     assert settings["decision"] == "linear-probe"  # the probe outscores stage-probe here
     assert settings["reason"].startswith("the baseline, kept: no richer candidate beat it")
-    assert "5-fold CV on the 18 training images" in settings["reason"]
+    assert "5-fold CV repeated 10 times on the 18 training images" in settings["reason"]
     assert [row["candidate"] for row in settings["search"]] == ["linear-probe", "stage-probe"]
     assert 0 <= settings["evidence"]["cv.linear-probe"] <= 1
     assert 0 <= settings["evidence"]["p.stage-probe"] <= 1  # what the challenger was tested by

@@ -52,7 +52,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         name="sp",
         random_init=True,
         image_size=32,
-        epochs=15,
         batch_size=8,
         workers=0,
         precision="fp32",
@@ -121,7 +120,6 @@ def test_the_module_on_images_computes_what_the_head_was_validated_on(
             strategy="stage-probe",
             random_init=True,
             image_size=32,
-            epochs=5,
             batch_size=8,
             workers=0,
             precision="fp32",
@@ -188,6 +186,15 @@ def test_export_passes_the_parity_gate_and_predict_matches_pytorch(
             ),
             "last phase",
         ),
+        (
+            (Phase("p", 1, 1.0, ((2,),), head_on_features=True, augment=False, fit="x"),),
+            "fit must be",
+        ),
+        (
+            (Phase("p", 3, 1.0, ((2,),), head_on_features=True, augment=False, fit="lbfgs"),),
+            "epochs 1",
+        ),
+        ((Phase("p", 1, 1.0, ((2,),), augment=False, fit="lbfgs"),), "head_on_features must"),
     ],
 )
 def test_a_plan_misusing_stage_features_is_refused_in_one_line(phases, message: str) -> None:
@@ -196,6 +203,40 @@ def test_a_plan_misusing_stage_features_is_refused_in_one_line(phases, message: 
     with pytest.raises(UsageError, match=message) as info:
         validate_plan(TrainingPlan("x", phases), ["stem", "body", "head"], "x")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("classes", [3, 2])
+def test_an_lbfgs_fit_registers_the_regression_auto_cross_validates(classes: int) -> None:
+    """`fit="lbfgs"` sets the head to the classifier auto's CV scores (evidence.py's
+    cv_classifier) fitted on the same rows: the same decisions on every row; with two
+    classes the regression's one score becomes the second class's logit."""
+    from zoo.engine.evidence import cv_classifier
+    from zoo.engine.phases import fit_lbfgs
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 12, generator=g)
+    y = torch.arange(60) % classes
+    x[:, 0] += 1.5 * y  # learnable, not separable
+    head = torch.nn.Linear(12, classes + 1)  # one class never seen in training
+    fit_lbfgs(head, x, y)
+    clf = cv_classifier().fit(x.double().numpy(), y.numpy())
+    probe = torch.randn(200, 12, generator=g)
+    with torch.no_grad():
+        decided = head(probe).argmax(dim=1)
+    assert decided.tolist() == clf.predict(probe.double().numpy()).tolist()
+    assert classes not in decided.tolist()  # the unseen class is never predicted
+
+
+def test_stage_probe_is_fitted_once_and_refuses_epochs_and_lr(trained, same_home) -> None:
+    from zoo.registry import get_version
+
+    strategy = get_version("models:/sp/1").lineage["strategy"]
+    assert strategy["settings"]["fit"] == "lbfgs"
+    assert trained["result"].epochs == 1
+    code = run(
+        ["finetune", REF, str(trained["data"]), "--strategy", "stage-probe", "--epochs", "3"]
+    )
+    assert code == 2
 
 
 class StopAfterCheckpoint(Callback):
@@ -217,7 +258,6 @@ def test_a_run_stopped_before_registration_resumes_into_the_probe(tmp_path: Path
         name="resumed",
         random_init=True,
         image_size=32,
-        epochs=5,
         batch_size=8,
         workers=0,
         precision="fp32",

@@ -266,6 +266,10 @@ class Phase:
     # (every stage's pooled output and the classifier's input, standardised, concatenated:
     # the registered model is the backbone plus that head, zoo.heads.StageProbe).
     features: str = "head"
+    # How a head_on_features phase fits its head: "passes" (the recipe's optimizer over
+    # ``epochs`` passes at ``lr``) or "lbfgs" (the L2 logistic regression that auto's
+    # cross-validation scores, fitted to convergence: ``epochs`` must be 1, ``lr`` unused).
+    fit: str = "passes"
 
     def trainable_at(self, epoch: int) -> tuple[int, ...]:
         """Stages that train in ``epoch`` (0-based within the phase)."""

@@ -94,10 +94,10 @@ class Auto:
         found: list[Candidate] = [
             Candidate("linear-probe", frozen, "cheap", (None,), prior="the baseline"),
             Candidate(
-                STAGE_PROBE,
-                frozen,
+                STAGE_PROBE,  # fitted to convergence: no epochs or learning rate
+                StrategySettings(None, None, None, options),
                 "cheap",
-                tuple(stages[:-1]),
+                (*stages[:-1], None),  # as it registers: every stage's, then the head's input
                 prior="every stage's pooled features (Head2Toe)",
             ),
         ]

@@ -3,11 +3,11 @@ standardised outputs of every stage, not only the last one's.
 
 The strategy only plans: one head-only phase on cached features with
 ``features="stages"``. The engine caches every stage's pooled output (the stage-feature
-cache ``auto`` reads), standardises the concatenation on the training rows, trains the new
-head with AdamW and the recipe's weight decay (an L2-regularised logistic regression, run
-through the engine so that it keeps the engine's per-epoch validation, checkpoints and
-MLflow records), and registers the backbone plus that head as one module
-(``zoo.heads.StageProbe``): docs/strategies.md.
+cache ``auto`` reads), standardises the concatenation on the training rows, fits the new
+head to convergence as the L2 logistic regression auto's cross-validation scores
+(``fit="lbfgs"``: scikit-learn's L-BFGS, C = 1, through the engine so that it keeps the
+engine's validation record, checkpoint and MLflow records), and registers the backbone
+plus that head as one module (``zoo.heads.StageProbe``): docs/strategies.md.
 """
 
 from __future__ import annotations
@@ -17,12 +17,7 @@ from dataclasses import dataclass
 
 from zoo import Phase, StrategySettings, TrainingPlan, UsageError
 
-__all__ = ["STAGE_PROBE_EPOCHS", "STAGE_PROBE_LR", "StageProbe"]
-
-# The linear probe's defaults (passes over cached features, peak learning rate), not tuned
-# for this strategy on any figure.
-STAGE_PROBE_EPOCHS = 60
-STAGE_PROBE_LR = 1e-3
+__all__ = ["StageProbe"]
 
 
 @dataclass(frozen=True)
@@ -41,16 +36,20 @@ class StageProbe:
                 f"the backbone exposes {len(stages)} stage(s); the multi-stage probe needs at "
                 "least a body and a head"
             )
+        if settings.epochs is not None or settings.lr is not None:
+            raise UsageError(
+                "stage-probe fits its head to convergence (L-BFGS), with no epochs or "
+                "learning rate: leave out --epochs and --lr"
+            )
         head = len(stages) - 1
-        epochs = settings.epochs or STAGE_PROBE_EPOCHS
-        lr = settings.lr or STAGE_PROBE_LR
         phase = Phase(
             "probe",
-            epochs,
-            lr,
+            1,
+            1.0,  # unused by an L-BFGS fit
             ((head,),),
             head_on_features=True,
             augment=False,
             features="stages",
+            fit="lbfgs",
         )
-        return TrainingPlan(self.name, (phase,), {"epochs": epochs, "lr": lr})
+        return TrainingPlan(self.name, (phase,), {"fit": "lbfgs", "C": 1.0})

@@ -320,7 +320,8 @@ def validate_plan(plan: Any, names: Sequence[str], strategy_name: str) -> None:
 
 
 def _check_features(phase: Any, where: str) -> None:
-    """``Phase.features``: "head" (the classifier's input) or "stages" (every stage's)."""
+    """``Phase.features``: "head" (the classifier's input) or "stages" (every stage's);
+    ``Phase.fit``: "passes" or "lbfgs" (one fit on cached features)."""
     features = getattr(phase, "features", "head")
     if features not in ("head", "stages"):
         raise UsageError(f"{where}: features must be 'head' or 'stages', got {features!r}")
@@ -328,6 +329,14 @@ def _check_features(phase: Any, where: str) -> None:
         raise UsageError(
             f"{where}: features='stages' trains a head on cached stage features: "
             "head_on_features must be True"
+        )
+    fit = getattr(phase, "fit", "passes")
+    if fit not in ("passes", "lbfgs"):
+        raise UsageError(f"{where}: fit must be 'passes' or 'lbfgs', got {fit!r}")
+    if fit == "lbfgs" and (not phase.head_on_features or phase.epochs != 1):
+        raise UsageError(
+            f"{where}: fit='lbfgs' fits a head on cached features to convergence: "
+            "head_on_features must be True and epochs 1"
         )
 
 

@@ -1,7 +1,8 @@
 """The two kinds of phase the loop runs, behind one small interface.
 
 - :class:`FeaturePhase`: only the head trains, on pooled features computed once; its
-  passes over the features count as the phase's epochs and end in one record.
+  passes over the features count as the phase's epochs and end in one record (or, with
+  ``Phase.fit = "lbfgs"``, one fit to convergence of the regression auto's CV scores).
 - :class:`ImagePhase`: the trainable stages train on images (augmented or not), or on the
   cached output of the frozen prefix when the plan allows it (no augmentation).
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from zoo.engine import evaluate
 from zoo.engine.batches import image_batches, tensor_batches
 from zoo.engine.caches import substituted
+from zoo.engine.evidence import cv_classifier
 from zoo.engine.features import classifier, frozen_prefix, head_features, stage_probe
 from zoo.engine.optimize import build_optimizer, set_trainable, warmup_cosine
 from zoo.engine.seeding import epoch_seed, seed_everything
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from zoo.engine.state import RunState
 
-__all__ = ["FeaturePhase", "ImagePhase", "start_phase"]
+__all__ = ["FeaturePhase", "ImagePhase", "fit_lbfgs", "start_phase"]
 
 
 def _record_groups(state: RunState, optimizer: Any) -> None:
@@ -104,10 +106,8 @@ class FeaturePhase:
     def train(self, unit: int) -> dict[str, Any]:
         """Every process trains the same head on all the features (no DDP: the passes are
         cheap and identical everywhere, seeded by the epoch)."""
-        import torch
-
         state, phase = self.state, self.phase
-        dev, bs = state.rt.device, state.recipe.batch_size
+        dev = state.rt.device
         x_train = self.features[self.train_rows].to(dev)
         y_train = self.labels[self.train_rows].to(dev)
         epoch = state.completed + phase.epochs
@@ -117,11 +117,37 @@ class FeaturePhase:
         # which epochs start, not the last one's number
         first = state.completed + 1
         span = f"epoch {epoch}" if first == epoch else f"epochs {first}-{epoch}"
+        how = "fitted by L-BFGS" if phase.fit == "lbfgs" else "on cached features"
         progress.start(
-            f"{span}/{state.plan.epochs} ({phase.name}, on cached features)",
+            f"{span}/{state.plan.epochs} ({phase.name}, {how})",
             phase.epochs,
-            unit="passes",
+            unit="fits" if phase.fit == "lbfgs" else "passes",
         )
+        if phase.fit == "lbfgs":  # one fit to convergence; its figures are the fitted head's
+            fit_lbfgs(self.head, x_train, y_train)
+            progress.advance(1)
+            progress.finish()
+            fitted = self.evaluate(state.split.train)
+            train_loss, train_acc = fitted.loss, fitted.accuracy
+        else:
+            train_loss, train_acc = self._passes(x_train, y_train, epoch, progress)
+        return {
+            "epoch": epoch,
+            "phase": phase.name,
+            "phase_epoch": phase.epochs,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "lr": phase.lr,
+            "seconds": time.monotonic() - t0,
+        }
+
+    def _passes(self, x_train: Any, y_train: Any, epoch: int, progress: Any) -> tuple[float, float]:
+        """The phase's passes over the training rows' features: (loss, accuracy) of the
+        last pass."""
+        import torch
+
+        state, phase = self.state, self.phase
+        dev, bs = state.rt.device, state.recipe.batch_size
         sums = torch.zeros(4, dtype=torch.float64, device=dev)
         bad = torch.zeros((), dtype=torch.float64, device=dev)
         steps = 0
@@ -143,16 +169,7 @@ class FeaturePhase:
             progress.advance(1)
         progress.finish()
         sums[3] += bad
-        train_loss, train_acc = _check_epoch(sums.tolist(), epoch, steps, self.optimizer)
-        return {
-            "epoch": epoch,
-            "phase": phase.name,
-            "phase_epoch": phase.epochs,
-            "train_loss": train_loss,
-            "train_accuracy": train_acc,
-            "lr": phase.lr,
-            "seconds": time.monotonic() - t0,
-        }
+        return _check_epoch(sums.tolist(), epoch, steps, self.optimizer)
 
     def evaluate(self, indices: Sequence[int]) -> evaluate.Evaluation:
         return evaluate.on_features(self.state, self.head, self.features, self.labels, indices)
@@ -320,6 +337,35 @@ class _Silent:
     def advance(self, amount: float) -> None: ...
 
     def finish(self) -> None: ...
+
+
+def fit_lbfgs(head: Any, x: Any, y: Any) -> None:
+    """Set ``head`` (an ``nn.Linear``) to :func:`zoo.engine.evidence.cv_classifier`
+    fitted on ``x``, ``y``: the model auto's CV scored. A class absent from ``y`` gets a
+    zero row and a bias far below the others (never predicted); with two classes the
+    regression's one score is the second class's logit (the same probabilities)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    clf = cv_classifier()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
+        clf.fit(x.detach().cpu().double().numpy(), y.detach().cpu().numpy())
+    coef = np.asarray(clf.coef_, dtype=np.float64)
+    bias = np.asarray(clf.intercept_, dtype=np.float64)
+    seen = [int(c) for c in clf.classes_]
+    if len(seen) == 2 and coef.shape[0] == 1:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        bias = np.concatenate([[0.0], bias])
+    weight = torch.zeros_like(head.weight, dtype=torch.float64, device="cpu")
+    b = torch.full_like(head.bias, -1e4, dtype=torch.float64, device="cpu")
+    weight[seen] = torch.from_numpy(coef)
+    b[seen] = torch.from_numpy(bias)
+    with torch.no_grad():
+        head.weight.copy_(weight.to(head.weight))
+        head.bias.copy_(b.to(head.bias))
 
 
 def start_phase(state: RunState, phase: Phase, first: int, pending: Any = None) -> Any:

@@ -2,17 +2,17 @@
 offers, on the training split alone, within a time budget, and plan the simplest one
 that the evidence does not rule out.
 
-- **cheap** candidates (a head on cached features) are scored by stratified k-fold
-  cross-validation of a standardised L2 logistic regression on the training images
-  (k = ``AUTO_FOLDS``, fewer when a class has fewer images; seeded by the recipe), all on
-  the same folds.
+- **cheap** candidates (a head on cached features) are scored by repeated stratified
+  k-fold cross-validation of a standardised L2 logistic regression on the training images
+  (k = ``AUTO_FOLDS``, fewer when a class has fewer images; ``AUTO_REPEATS`` different
+  shuffles; seeded by the recipe), all on the same folds.
 - **trial** candidates (stages that train on images) train for their own epochs on an
   inner split of the training images and are scored on its hold-out; the cheap winner,
   refitted on the same inner split, is scored on the same hold-out images.
 - the first candidate (the linear probe) is the baseline and is kept unless a richer one
   beats it **with evidence** (``evidence.py``): one-sided tests at ``AUTO_ALPHA`` shared
   (Bonferroni) by every challenger offered; a cheap challenger by the corrected
-  resampled t-test over the folds, a trial against the cheap winner by McNemar's exact
+  repeated k-fold t-test over the folds, a trial against the cheap winner by McNemar's exact
   test on the hold-out. Among several that pass, the best score wins.
 - each candidate's cost is estimated before it runs; one that does not fit in what is
   left of ``--budget`` is skipped and listed with why. The linear probe is always scored:
@@ -30,7 +30,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo.engine import model as build
-from zoo.engine.evidence import AUTO_ALPHA, corrected_t_p, mcnemar_p, per_test_alpha
+from zoo.engine.evidence import (
+    AUTO_ALPHA,
+    AUTO_FOLDS,
+    AUTO_REPEATS,
+    corrected_t_p,
+    cv_accuracy,
+    cv_head,
+    cv_scores,
+    mcnemar_p,
+    per_test_alpha,
+)
 from zoo.errors import UsageError
 from zoo.types import Candidate, StrategySettings, TrainingPlan, TrainingSummary
 
@@ -41,6 +51,7 @@ __all__ = [
     "AUTO_ALPHA",
     "AUTO_FOLDS",
     "AUTO_HOLDOUT",
+    "AUTO_REPEATS",
     "TRAIN_STEP_COST",
     "Outcome",
     "cv_accuracy",
@@ -48,8 +59,8 @@ __all__ = [
     "search",
 ]
 
-# Development constants (docs/strategies.md "auto"; set before any evaluation figure).
-AUTO_FOLDS = 5  # k of the k-fold cross-validation of cheap candidates
+# Development constants (docs/strategies.md "auto"; set before any evaluation figure;
+# AUTO_FOLDS and AUTO_REPEATS are evidence.py's).
 AUTO_HOLDOUT = 0.2  # the inner hold-out's share of the training images (trials)
 TRAIN_STEP_COST = 3.0  # a training step ~ forward + backward ~ three forward passes
 
@@ -59,11 +70,11 @@ class Outcome:
     """One row of the comparison table."""
 
     candidate: Candidate
-    how: str = ""  # "5-fold CV", "inner hold-out (64)", "skipped", "would try"
+    how: str = ""  # "5-fold CV x10", "inner hold-out (64)", "skipped", "would try"
     score: float | None = None
     note: str = ""
     chosen: bool = False
-    folds: list[float] = field(default_factory=list)  # per-fold accuracies (cheap ones)
+    folds: list[float] = field(default_factory=list)  # per-fold accuracies, every repeat
     p: float | None = None  # the one-sided p-value against what it challenged
 
     @property
@@ -108,50 +119,20 @@ def _secs(s: float) -> str:
     return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
-def cv_scores(x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS) -> tuple[list[float], int] | None:
-    """Per-fold accuracies of a standardised L2 logistic regression over stratified k-fold
-    CV (the folds depend on ``y`` and ``seed`` only, so two candidates' folds pair up),
-    and k; None when a class has fewer than two images (no fold could hold it out)."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-
-    counts = np.bincount(y)
-    k = min(folds, int(counts[counts > 0].min()))
-    if k < 2 or len(counts[counts > 0]) < 2:
-        return None
-    cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
-        scores = cross_val_score(_head(), x, y, cv=cv, scoring="accuracy")
-    return [float(v) for v in scores], k
-
-
-def cv_accuracy(x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS) -> tuple[float, int] | None:
-    """Mean accuracy over :func:`cv_scores`' folds, and k (None as there)."""
-    scored = cv_scores(x, y, seed, folds)
-    if scored is None:
-        return None
-    scores, k = scored
-    return sum(scores) / len(scores), k
-
-
-def _head() -> Any:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-
-
 def _features(s: _Search, cand: Candidate) -> tuple[Any, Any]:
-    """The candidate's training-split features (blocks concatenated) and labels."""
+    """The candidate's training-split features (blocks concatenated) and labels; a block
+    equal to the one before it is taken once (the head's input is the last stage's
+    output in timm's EfficientNets), as the multi-stage probe registers it."""
     import numpy as np
 
     assert s.summary.features is not None
-    blocks, labels = [], None
+    blocks: list[Any] = []
+    labels = None
     for stage in cand.features:
         x, labels = s.summary.features(stage)
-        blocks.append(x.float().numpy())
+        block = x.float().numpy()
+        if not (blocks and blocks[-1].shape == block.shape and np.array_equal(blocks[-1], block)):
+            blocks.append(block)
     if any(stage is not None for stage in cand.features):
         s.stage_features_ready = True
     assert labels is not None
@@ -306,7 +287,7 @@ def search(
 
 
 def _score_cheap(s: _Search, cheap: list[Outcome], rows: list[int], seed: int) -> int:
-    """k-fold CV of each cheap candidate (the baseline always; the others as the budget
+    """Repeated k-fold CV of each cheap candidate (the baseline always; the others as the budget
     allows), on the same folds; returns k (0 when nothing could be cross-validated)."""
     k = 0
     for i, out in enumerate(cheap):
@@ -322,9 +303,13 @@ def _score_cheap(s: _Search, cheap: list[Outcome], rows: list[int], seed: int) -
             out.how, out.note = "not scored", "a class has fewer than 2 training images"
             continue
         out.folds, k = scored
-        out.score = sum(out.folds) / k
-        out.how = f"{k}-fold CV"
+        out.score = sum(out.folds) / len(out.folds)
+        out.how = f"{k}-fold CV x{AUTO_REPEATS}"
     return k
+
+
+def _cv(k: int) -> str:
+    return f"{k}-fold CV repeated {AUTO_REPEATS} times"
 
 
 def _verdict(p: float, alpha: float) -> str:
@@ -359,12 +344,12 @@ def _cheap_winner(
         reason = "the baseline: no candidate could be cross-validated"
     elif winner is base:
         reason = (
-            f"the baseline, kept: no richer candidate beat it with evidence ({k}-fold CV on "
-            f"the {n} training images, one-sided tests at {alpha:.4f} each)"
+            f"the baseline, kept: no richer candidate beat it with evidence ({_cv(k)} on the "
+            f"{n} training images, one-sided tests at {alpha:.4f} each)"
         )
     else:
         reason = (
-            f"chosen by {k}-fold CV on the {n} training images: {winner.score:.3f} against "
+            f"chosen by {_cv(k)} on the {n} training images: {winner.score:.3f} against "
             f"{base.label}'s {base.score:.3f}, corrected t-test p = {winner.p:.4f} < {alpha:.4f}"
         )
     return winner, reason, fallback
@@ -383,7 +368,7 @@ def _refit_right(
     b = np.array([where[r] for r in held])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        head = _head().fit(x[a], y[a])
+        head = cv_head().fit(x[a], y[a])
     return [bool(v) for v in head.predict(x[b]) == y[b]]
 
 
