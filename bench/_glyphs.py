@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
+    from PIL import Image
+
+K = TypeVar("K")
 
 LETTERS = "ABCDEFGHIJ"  # notMNIST's ten classes
 SIZE = 64  # the image: SIZE x SIZE pixels, grayscale
@@ -46,26 +49,45 @@ def qualifies(path: Path) -> bool:
     return names == list(LETTERS) and not symbol
 
 
+def drawn(font: Any, char: str) -> Image.Image:
+    """One character of a Pillow FreeType font, black on white, with a margin of a
+    sixteenth of the font size around its bounding box (bench/_chess.py draws with it too)."""
+    from PIL import Image, ImageDraw
+
+    left, top, right, bottom = (int(v) for v in font.getbbox(char))
+    pad = int(font.size) // 16
+    canvas = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 255)
+    ImageDraw.Draw(canvas).text((pad - left, pad - top), char, font=font, fill=0)
+    return canvas
+
+
+def fitted(gray: Image.Image, size: int, fill: float) -> Image.Image | None:
+    """The ink of a black-on-white image cropped, reduced (area-averaged, aspect kept) so
+    its longer side is ``fill * size`` and centred on its bounding box in a ``size`` x
+    ``size`` image; None when it has no ink."""
+    from PIL import Image, ImageOps
+
+    box = ImageOps.invert(gray).getbbox()
+    if box is None:
+        return None
+    ink = gray.crop(box)
+    scale = fill * size / max(ink.size)
+    shape = (max(1, round(ink.width * scale)), max(1, round(ink.height * scale)))
+    ink = ink.resize(shape, Image.Resampling.BOX)
+    out = Image.new("L", (size, size), 255)
+    out.paste(ink, ((size - ink.width) // 2, (size - ink.height) // 2))
+    return out
+
+
 def render(path: Path, letter: str) -> bytes | None:
-    """One letter, black on white, as PNG bytes: drawn at RENDER_PX, cropped to its ink,
-    reduced (aspect kept) so its longer side is FILL * SIZE, and centred on its bounding
-    box in a SIZE x SIZE image. None when the glyph has no ink."""
-    from PIL import Image, ImageDraw, ImageFont, ImageOps
+    """One letter, black on white, as PNG bytes: drawn at RENDER_PX, then :func:`fitted`
+    into SIZE x SIZE with FILL. None when the glyph has no ink."""
+    from PIL import ImageFont
 
     font = ImageFont.truetype(str(path), RENDER_PX, layout_engine=ImageFont.Layout.BASIC)
-    left, top, right, bottom = (int(v) for v in font.getbbox(letter))
-    pad = RENDER_PX // 16
-    canvas = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 255)
-    ImageDraw.Draw(canvas).text((pad - left, pad - top), letter, font=font, fill=0)
-    ink = ImageOps.invert(canvas).getbbox()
-    if ink is None:
+    out = fitted(drawn(font, letter), SIZE, FILL)
+    if out is None:
         return None
-    glyph = canvas.crop(ink)
-    scale = FILL * SIZE / max(glyph.size)
-    shape = (max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale)))
-    glyph = glyph.resize(shape, Image.Resampling.BOX)
-    out = Image.new("L", (SIZE, SIZE), 255)
-    out.paste(glyph, ((SIZE - glyph.width) // 2, (SIZE - glyph.height) // 2))
     buffer = io.BytesIO()
     out.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -89,16 +111,24 @@ def _pixels(images: list[bytes]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(io.BytesIO(b)), dtype=np.float32) for b in images])
 
 
+def first_of_each(
+    pixels: dict[K, np.ndarray], threshold: float
+) -> tuple[list[K], list[tuple[K, K]]]:
+    """The items (in the order given) whose pixels differ from every earlier kept one's
+    by at least ``threshold`` grey levels (mean absolute difference), and (left out, the
+    kept item it copies) for the others (bench/_chess.py uses it too)."""
+    kept: list[tuple[K, np.ndarray]] = []
+    copies: list[tuple[K, K]] = []
+    for key, seen_now in pixels.items():
+        near = [other for other, seen in kept if abs(seen_now - seen).mean() < threshold]
+        if near:
+            copies.append((key, near[0]))
+        else:
+            kept.append((key, seen_now))
+    return [key for key, _ in kept], copies
+
+
 def distinct(fonts: dict[Path, list[bytes]]) -> tuple[list[Path], list[tuple[Path, Path]]]:
     """The fonts (in the order given) that are no near copy of an earlier kept one, and
     (left out, the kept font it copies) for the others."""
-    kept: list[tuple[Path, np.ndarray]] = []
-    copies: list[tuple[Path, Path]] = []
-    for path, images in fonts.items():
-        pixels = _pixels(images)
-        near = [other for other, seen in kept if abs(pixels - seen).mean() < NEAR_COPY]
-        if near:
-            copies.append((path, near[0]))
-        else:
-            kept.append((path, pixels))
-    return [path for path, _ in kept], copies
+    return first_of_each({path: _pixels(images) for path, images in fonts.items()}, NEAR_COPY)

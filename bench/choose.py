@@ -45,7 +45,7 @@ from _common import git_commit
 VAL_SPLIT = 0.2
 TEST_SPLIT = 0.3
 SEEDS = (0, 1, 2)  # docs/protocol.md: three seeds (amended from five before any run)
-EVALUATION_SETS = ("gnome-icons", "glyphs")  # docs/protocol.md amendment 2; first: icons fashion
+EVALUATION_SETS = ("art4apps", "chess")  # docs/protocol.md amendment 4 (3rd: emoji schematics)
 AUTO_BUDGET = "10m"
 LITE = ("effnet-lite:lite0", "effnet-lite:lite1", "effnet-lite:lite2")
 BASE = LITE[0]

@@ -1,6 +1,7 @@
 """The evaluation sets of docs/protocol.md, laid out as image folders from Debian packages.
 
-    python bench/datasets.py [DEST] [--sets icons fashion gnome-icons glyphs]
+    python bench/datasets.py [DEST] [--sets icons fashion gnome-icons glyphs emoji schematics
+                                         art4apps chess]
 
 Nothing in zoo was tuned on these images (docs/protocol.md); zoo's own test images
 (openclipart, `python -m zoo.testdata where`) are the development set. The packages are
@@ -29,6 +30,18 @@ same files (idempotent: a finished layout is kept and reported).
   Byte-identical images (the same outline in two files) are kept once. The font is the
   unit that repeats across classes: a font's A may be in training and its B in test
   (notMNIST's set-up); what is learnt is the letter, not the font.
+- `emoji` (bench/_emoji.py): Noto Color Emoji's single emoji (no skin tone, ZWJ sequence,
+  flag or keycap), one class per subgroup of Unicode's emoji-test.txt, 72x72 RGBA.
+- `schematics` (bench/_schematics.py): QElectroTech's EN 60617 symbols, one class per
+  part of the standard, drawn as 64x64 grayscale line drawings.
+- `art4apps` (bench/_art4apps.py): the Art4Apps drawings (Smart4Kids, CC BY-SA) that
+  Debian's `pysiogame` ships, one class per Art4Apps category folder but `actions`,
+  128x128 RGB; a drawing that is a near copy of one in another class is left out of both.
+- `chess` (bench/_chess.py): the chess pieces of pychess's chess fonts and scid's piece
+  sets, one class per piece type (both colours in it), 64x64 grayscale; a design that
+  redraws an earlier one, or draws a piece as nothing, is left out.
+  These four: classes of at least *_MIN images, no image under two classes, byte-identical
+  copies kept once, each class capped at *_PER_CLASS by a seeded sample (bench/_capped.py).
 """
 
 from __future__ import annotations
@@ -36,13 +49,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from _layout import Layout, cache_dir, fetch_package, finished, publish, staging
 
 ICONS_PACKAGE = "oxygen-icon-theme"
 FASHION_PACKAGE = "dataset-fashion-mnist"
@@ -50,18 +63,8 @@ ICON_SIZE = "128x128"
 # Categories of oxygen's 128x128 folder with at least 30 distinct icons (Debian 12:
 # emotes has 12, emblems 2: left out).
 ICON_CATEGORIES = ("actions", "apps", "categories", "devices", "mimetypes", "places", "status")
-FASHION_CLASSES = (
-    "t-shirt",
-    "trouser",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle-boot",
-)
+FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                   "sneaker", "bag", "ankle-boot")  # fmt: skip
 FASHION_PER_CLASS = 80  # docs/protocol.md: sized for the bench's wall-time budget
 FASHION_SEED = 0
 GNOME_PACKAGE = "gnome-icon-theme"
@@ -94,68 +97,15 @@ GLYPH_PACKAGES = (
 # fonts, sized like the other sets (the bench's wall time grows with the images).
 GLYPH_FONTS = 45
 GLYPH_SEED = 0
-_MARKER = ".complete"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A laid-out evaluation set: its folder and images per class."""
-
-    name: str
-    path: Path
-    counts: dict[str, int]
-    source: str
-
-    def describe(self) -> str:
-        counts = ", ".join(f"{c} {n}" for c, n in self.counts.items())
-        total = sum(self.counts.values())
-        return f"{self.name}: {total} images, {len(self.counts)} classes ({counts}) in {self.path}"
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("ZOO_BENCH_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "zoo-bench"
-
-
-def fetch_package(package: str) -> tuple[Path, str]:
-    """`apt-get download` + `dpkg -x` into the cache, once. Returns (root, .deb name)."""
-    target = cache_dir() / package
-    marker = target / _MARKER
-    if marker.exists():
-        return target, marker.read_text(encoding="utf-8").strip()
-    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
-        sys.exit(f"bench/datasets.py: apt-get and dpkg are needed to fetch {package}")
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".fetch-") as tmp:
-        work = Path(tmp)
-        download = ["apt-get", "download", package]
-        proc = subprocess.run(download, cwd=work, capture_output=True, text=True)
-        if proc.returncode != 0:  # a fresh container has no package lists yet
-            subprocess.run(["apt-get", "update"], capture_output=True, text=True, check=False)
-            proc = subprocess.run(download, cwd=work, capture_output=True, text=True)
-        debs = sorted(work.glob(f"{package}_*.deb"))
-        if proc.returncode != 0 or not debs:
-            sys.exit(f"bench/datasets.py: apt-get download {package} failed: {proc.stderr}")
-        unpacked = work / "unpacked"
-        subprocess.run(["dpkg", "-x", str(debs[0]), str(unpacked)], check=True)
-        (unpacked / _MARKER).write_text(debs[0].name + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(unpacked, target)  # one rename: a half-unpacked tree is never visible
-    return target, debs[0].name
-
-
-def _finished(dest: Path) -> dict[str, int] | None:
-    if not (dest / _MARKER).exists():
-        return None
-    return {d.name: sum(1 for _ in d.iterdir()) for d in sorted(dest.iterdir()) if d.is_dir()}
-
-
-def _publish(tmp: Path, dest: Path, source: str) -> None:
-    (tmp / _MARKER).write_text(source + "\n", encoding="utf-8")
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+EMOJI_PACKAGES = ("fonts-noto-color-emoji", "unicode-data")
+EMOJI_MIN, EMOJI_PER_CLASS, EMOJI_SEED = 30, 50, 0
+SCHEMATIC_PACKAGE = "qelectrotech-data"
+SCHEMATIC_DIR = "usr/share/qelectrotech/elements/10_electric/91_en_60617"
+SCHEMATIC_MIN, SCHEMATIC_PER_CLASS, SCHEMATIC_SEED = 30, 50, 0
+ART4APPS_PACKAGE = "pysiogame"  # Debian 12: 4.20.01-1
+ART4APPS_MIN, ART4APPS_PER_CLASS, ART4APPS_SEED = 30, 50, 0
+CHESS_PACKAGES = ("pychess", "scid-data")  # Debian 12: 1.0.3-1, 1:4.7.4+dfsg1-2
+CHESS_MIN, CHESS_PER_CLASS, CHESS_SEED = 30, 50, 0
 
 
 def _keep_icons(
@@ -196,14 +146,12 @@ def layout_icons(dest: Path, categories: tuple[str, ...] = ICON_CATEGORIES) -> L
     """The oxygen 128x128 icons as one folder per category (copies, not links)."""
     root, deb = fetch_package(ICONS_PACKAGE)
     source = f"{deb}, usr/share/icons/oxygen/base/{ICON_SIZE}"
-    done = _finished(dest)
-    if done is not None:
+    if (done := finished(dest)) is not None:
         return Layout("icons", dest, done, source)
     base = root / "usr" / "share" / "icons" / "oxygen" / "base" / ICON_SIZE
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    tmp = staging(dest)
     counts = _keep_icons(base, categories, tmp)
-    _publish(tmp, dest, source)
+    publish(tmp, dest, source)
     return Layout("icons", dest, counts, source)
 
 
@@ -213,14 +161,12 @@ def layout_gnome_icons(dest: Path) -> Layout:
     root, deb = fetch_package(GNOME_PACKAGE)
     base = root / "usr" / "share" / "icons" / "gnome" / GNOME_SIZE
     source = f"{deb}, usr/share/icons/gnome/{GNOME_SIZE}, categories of >= {GNOME_MIN_ICONS}"
-    done = _finished(dest)
-    if done is not None:
+    if (done := finished(dest)) is not None:
         return Layout("gnome-icons", dest, done, source)
     categories = tuple(sorted(d.name for d in base.iterdir() if d.is_dir()))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    tmp = staging(dest)
     counts = _keep_icons(base, categories, tmp, GNOME_MIN_ICONS)
-    _publish(tmp, dest, source)
+    publish(tmp, dest, source)
     return Layout("gnome-icons", dest, counts, source)
 
 
@@ -242,15 +188,13 @@ def layout_fashion(
 
     root, deb = fetch_package(FASHION_PACKAGE)
     source = f"{deb}, train-*-idx*-ubyte.gz, {per_class} per class, seed {seed}"
-    done = _finished(dest)
-    if done is not None:
+    if (done := finished(dest)) is not None:
         return Layout("fashion", dest, done, source)
     folder = root / "usr" / "share" / "datasets" / "fashion-mnist"
     images = _read_idx(folder / "train-images-idx3-ubyte.gz")
     labels = _read_idx(folder / "train-labels-idx1-ubyte.gz")
     rng = np.random.default_rng(seed)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    tmp = staging(dest)
     counts: dict[str, int] = {}
     seen: set[bytes] = set()
     for label, name in enumerate(FASHION_CLASSES):
@@ -266,7 +210,7 @@ def layout_fashion(
             counts[name] += 1
             if counts[name] == per_class:
                 break
-    _publish(tmp, dest, source)
+    publish(tmp, dest, source)
     return Layout("fashion", dest, counts, source)
 
 
@@ -279,8 +223,7 @@ def layout_glyphs(dest: Path) -> Layout:
     roots = {package: fetch_package(package) for package in GLYPH_PACKAGES}
     debs = ", ".join(deb for _, deb in roots.values())
     source = f"{debs}; {GLYPH_FONTS} fonts, seed {GLYPH_SEED}"
-    done = _finished(dest)
-    if done is not None:
+    if (done := finished(dest)) is not None:
         return Layout("glyphs", dest, done, source)
     rendered: dict[Path, list[bytes]] = {}  # sorted by path: package, then file
     for path in sorted(p for root, _ in roots.values() for p in _glyphs.font_files(root)):
@@ -291,8 +234,7 @@ def layout_glyphs(dest: Path) -> Layout:
     if len(fonts) > GLYPH_FONTS:
         rng = np.random.default_rng(GLYPH_SEED)
         fonts = [fonts[i] for i in sorted(rng.choice(len(fonts), GLYPH_FONTS, replace=False))]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    tmp = staging(dest)
     seen: set[bytes] = set()
     counts = {letter: 0 for letter in _glyphs.LETTERS}
     for letter in counts:
@@ -304,8 +246,85 @@ def layout_glyphs(dest: Path) -> Layout:
             seen.add(image)
             (tmp / letter / f"{path.stem}.png").write_bytes(image)
             counts[letter] += 1
-    _publish(tmp, dest, source)
+    publish(tmp, dest, source)
     return Layout("glyphs", dest, counts, source)
+
+
+def _capped_layout(
+    name: str, dest: Path, source: str, collect: Callable[[], Any], rule: tuple[int, int, int]
+) -> Layout:
+    """A set of bench/_capped.py's kind: classes of at least MIN images, each capped at
+    PER_CLASS by a seeded sample (``rule`` = MIN, PER_CLASS, SEED); a finished layout is
+    kept and reported."""
+    from _capped import capped, write
+
+    if (done := finished(dest)) is not None:
+        return Layout(name, dest, done, source)
+    found = collect()
+    tmp = staging(dest)
+    counts = write(tmp, capped(found, *rule))
+    publish(tmp, dest, source)
+    return Layout(name, dest, counts, source)
+
+
+def layout_emoji(dest: Path) -> Layout:
+    """Noto Color Emoji's single emoji by emoji-test.txt subgroup (bench/_emoji.py)."""
+    import _emoji
+
+    (font_root, font_deb), (text_root, text_deb) = map(fetch_package, EMOJI_PACKAGES)
+    rule = f"subgroups of >= {EMOJI_MIN}, {EMOJI_PER_CLASS} per class, seed {EMOJI_SEED}"
+    return _capped_layout(
+        "emoji",
+        dest,
+        f"{font_deb}, {text_deb}; {rule}",
+        lambda: _emoji.collect(font_root, text_root),
+        (EMOJI_MIN, EMOJI_PER_CLASS, EMOJI_SEED),
+    )
+
+
+def layout_schematics(dest: Path) -> Layout:
+    """QElectroTech's EN 60617 symbols by part of the standard (bench/_schematics.py)."""
+    import _schematics
+
+    root, deb = fetch_package(SCHEMATIC_PACKAGE)
+    rule = f"parts of >= {SCHEMATIC_MIN}, {SCHEMATIC_PER_CLASS} per class, seed {SCHEMATIC_SEED}"
+    return _capped_layout(
+        "schematics",
+        dest,
+        f"{deb}, {SCHEMATIC_DIR}; {rule}",
+        lambda: _schematics.collect(root / SCHEMATIC_DIR),
+        (SCHEMATIC_MIN, SCHEMATIC_PER_CLASS, SCHEMATIC_SEED),
+    )
+
+
+def layout_art4apps(dest: Path) -> Layout:
+    """pysiogame's Art4Apps drawings by category (bench/_art4apps.py)."""
+    import _art4apps
+
+    root, deb = fetch_package(ART4APPS_PACKAGE)
+    rule = f"categories of >= {ART4APPS_MIN}, {ART4APPS_PER_CLASS} per class, seed {ART4APPS_SEED}"
+    return _capped_layout(
+        "art4apps",
+        dest,
+        f"{deb}, {_art4apps.BASE} but {', '.join(_art4apps.SKIPPED)}; {rule}",
+        lambda: _art4apps.collect(root),
+        (ART4APPS_MIN, ART4APPS_PER_CLASS, ART4APPS_SEED),
+    )
+
+
+def layout_chess(dest: Path) -> Layout:
+    """pychess's and scid's chess pieces by piece type (bench/_chess.py)."""
+    import _chess
+
+    (pychess_root, pychess_deb), (scid_root, scid_deb) = map(fetch_package, CHESS_PACKAGES)
+    rule = f"piece types of >= {CHESS_MIN}, {CHESS_PER_CLASS} per class, seed {CHESS_SEED}"
+    return _capped_layout(
+        "chess",
+        dest,
+        f"{pychess_deb}, {scid_deb}; {rule}",
+        lambda: _chess.collect(pychess_root, scid_root),
+        (CHESS_MIN, CHESS_PER_CLASS, CHESS_SEED),
+    )
 
 
 def subset(layout: Layout, dest: Path, classes: int, per_class: int) -> Layout:
@@ -335,10 +354,20 @@ def layout(name: str, dest_root: Path | None = None) -> Layout:
         return layout_gnome_icons(dest_root / f"gnome-icons-{GNOME_SIZE}")
     if name == "glyphs":
         return layout_glyphs(dest_root / f"glyphs-{GLYPH_FONTS}-seed{GLYPH_SEED}")
+    if name == "emoji":
+        return layout_emoji(dest_root / f"emoji-{EMOJI_PER_CLASS}-seed{EMOJI_SEED}")
+    if name == "schematics":
+        return layout_schematics(
+            dest_root / f"schematics-{SCHEMATIC_PER_CLASS}-seed{SCHEMATIC_SEED}"
+        )
+    if name == "art4apps":
+        return layout_art4apps(dest_root / f"art4apps-{ART4APPS_PER_CLASS}-seed{ART4APPS_SEED}")
+    if name == "chess":
+        return layout_chess(dest_root / f"chess-{CHESS_PER_CLASS}-seed{CHESS_SEED}")
     raise SystemExit(f"bench/datasets.py: unknown set {name!r}; the sets are {', '.join(SETS)}")
 
 
-SETS = ("icons", "fashion", "gnome-icons", "glyphs")
+SETS = ("icons", "fashion", "gnome-icons", "glyphs", "emoji", "schematics", "art4apps", "chess")
 
 
 def main() -> None:
