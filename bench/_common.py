@@ -62,3 +62,18 @@ def git_commit(path: Path | None = None) -> tuple[str, bool]:
         text=True,
     ).stdout.strip()
     return head or "unknown", bool(status)
+
+
+def versions() -> dict[str, str]:
+    """The versions of what a figure depends on beyond zoo's commit: the same recipe's
+    features, and so its figures, move with the torch build (docs/benchmarks.md,
+    "Choosing: combining instead of choosing")."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for dist in ("torch", "torchvision", "timm", "scikit-learn", "numpy", "pillow"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = "not installed"
+    return found

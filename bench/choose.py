@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets
 from _choose_figures import rank_figures, set_figures
-from _common import git_commit
+from _common import git_commit, versions
 
 # --- the protocol (docs/protocol.md): change it only there, with a date ---
 VAL_SPLIT = 0.2
@@ -249,6 +249,7 @@ def main() -> None:
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "load_average_at_start": os.getloadavg()[0],
+        "versions": versions(),
         "protocol": {
             "val_split": VAL_SPLIT,
             "test_split": TEST_SPLIT,
