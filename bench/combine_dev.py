@@ -80,7 +80,7 @@ def one(name: str, seed: int) -> dict[str, object]:
     import torch
     from datasets import layout
 
-    from zoo.engine.evidence import corrected_t_p, cv_head
+    from zoo.engine.evidence import AUTO_REPEATS, corrected_t_p, cv_head
     from zoo.engine.features import classifier, head_features, stage_probe
     from zoo.engine.recipe import Recipe
     from zoo.engine.run import finetune
@@ -114,7 +114,7 @@ def one(name: str, seed: int) -> dict[str, object]:
     row["zoo_test_probe"] = result.metrics.get("test_accuracy")
     for key, p in proba.items():
         row[f"test_{key}"] = float((p.argmax(1) == y[test]).mean())
-    k = len(folds["probe-lr"]) // 10  # AUTO_REPEATS
+    k = len(folds["probe-lr"]) // AUTO_REPEATS
     share = 1 / (k - 1)
     for key, scores in folds.items():
         row[f"cv_{key}"] = float(np.mean(scores))
