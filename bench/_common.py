@@ -15,7 +15,7 @@ def setup(per_class: int | None, categories: tuple[str, ...]) -> tuple[str, Path
     os.environ.setdefault("CI", "true")  # plain progress lines
     home = Path(tempfile.mkdtemp(prefix="zoo-bench-"))
     os.environ["ZOO_HOME"] = str(home / "home")
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
     from zoo.testdata import fetch, layout_categories
 
     if "effnet-lite" not in get_plugin_manager().providers():

@@ -143,7 +143,7 @@ def summarize(outcome: dict[str, Any]) -> dict[str, Any]:
 def training_split(data: Path, seed: int, dest: Path) -> tuple[Path, int]:
     """The images of this seed's training split (zoo's own split of DATA), as links: what
     `zoo rank` scores, so the ranking sees no image the probes are tested on."""
-    from zoo.catalog import describe
+    from zoo.catalog.index import describe
     from zoo.data import Preprocessing, load_dataset, split_dataset
 
     pre = Preprocessing.from_info(describe(BASE))
@@ -163,11 +163,11 @@ def rank_set(
     name: str, data: Path, seeds: list[int], candidates: list[str], work: Path
 ) -> dict[str, Any]:
     """LogME and k-NN of the candidates on each seed's training split, through
-    `zoo.rank.rank`, the function `zoo rank` runs: its rows come back in the order of
+    `zoo.choose.rank.rank`, the function `zoo rank` runs: its rows come back in the order of
     the references (`on_row`), so a registered derivative, which `zoo rank` names by
     its base model, is never taken for the base itself."""
-    from zoo.errors import ZooError
-    from zoo.rank import rank
+    from zoo.choose.rank import rank
+    from zoo.contract.errors import ZooError
 
     out: dict[str, Any] = {}
     for seed in seeds:

@@ -43,7 +43,7 @@ def make_registry(home: Path, name: str, versions: int) -> None:
     parent is version N // 2, version 1's the base), created through MLflow's client
     without training or uploading anything: lineage reads tags only."""
     os.environ["ZOO_HOME"] = str(home)
-    from zoo.store import client
+    from zoo.registry.store import client
 
     mc = client()
     mc.create_registered_model(name, tags={"zoo.kind": "zoo-model"})

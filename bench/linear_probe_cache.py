@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
     ref, data = setup(args.per_class, ("animals", "food", "plants", "tools"))
-    from zoo.catalog import describe
+    from zoo.catalog.index import describe
     from zoo.data import Preprocessing, load_dataset
     from zoo.engine import Recipe, finetune
 

@@ -41,8 +41,8 @@ import timm
 import torch
 
 from zoo.data.preprocess import Preprocessing
-from zoo.inference import decode_images
-from zoo.onnx_export import benchmark, to_int8, to_onnx
+from zoo.deploy.inference import decode_images
+from zoo.deploy.onnx_export import benchmark, to_int8, to_onnx
 
 
 def lite0() -> torch.nn.Module:
@@ -178,8 +178,8 @@ def int8_delta(model: torch.nn.Module, fp32_path: Path, work: Path, repeats: int
 
 def derivative(ref: str, repeats: int) -> int:
     """zoo export's fp32 and int8 of a registered derivative: latency and the int8 gate."""
-    from zoo.errors import IntegrityError
-    from zoo.export import export_model
+    from zoo.contract.errors import IntegrityError
+    from zoo.deploy.export import export_model
 
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         work = Path(tmp)

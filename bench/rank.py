@@ -55,7 +55,7 @@ def degraded(home: Path) -> list[str]:
     import torch
     from safetensors.torch import save_file
 
-    from zoo.build import build_backbone
+    from zoo.catalog.build import build_backbone
     from zoo.cli import run
     from zoo.engine.seeding import seed_everything
 
@@ -86,8 +86,8 @@ def plain_forwards(refs: list[str], data: Path) -> float:
     import torch
     from torch.utils.data import DataLoader
 
-    from zoo.build import build_backbone
-    from zoo.catalog import describe
+    from zoo.catalog.build import build_backbone
+    from zoo.catalog.index import describe
     from zoo.data import ImageSamples, Preprocessing, load_dataset
     from zoo.engine.context import _cpu_bf16_fast
 
@@ -116,10 +116,10 @@ def main() -> None:
     _ref, data = setup(args.per_class, CATEGORIES)
     home = Path(os.environ["ZOO_HOME"])
     refs = REFS + degraded(home.parent)
-    from zoo.catalog import describe
+    from zoo.catalog.index import describe
+    from zoo.choose.rank import rank
     from zoo.data import Preprocessing, load_dataset
     from zoo.engine import Recipe, finetune
-    from zoo.rank import rank
 
     for ref in refs:  # decode once for every input size: neither side pays for it
         pre = Preprocessing.from_info(describe(ref))

@@ -29,10 +29,10 @@ def minimal_loop(ref: str, data: Path, epochs: int, batch_size: int, lr: float) 
     import torch
     from torch.utils.data import DataLoader
 
-    from zoo.catalog import describe, provider_for
+    from zoo.catalog.index import describe, provider_for
+    from zoo.contract.refs import parse_ref
     from zoo.data import ImageSamples, Preprocessing, load_dataset, stratified_split
     from zoo.engine.context import Dist, resolve_runtime
-    from zoo.refs import parse_ref
 
     pre = Preprocessing.from_info(describe(ref))
     dataset = load_dataset(data, resize=pre.resize, interpolation=pre.interpolation)

@@ -25,7 +25,7 @@ def zoo_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     # would point every later test (and its subprocesses, and the next module's fixtures)
     # at its store. Each test starts without them and leaves them as it found them.
     saved = {key: os.environ.pop(key, None) for key in _MLFLOW_URIS}
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     reset_plugin_manager()
     try:

@@ -53,9 +53,9 @@ def register_tiny(name: str = "tiny") -> None:
     ZOO_HOME / MLFLOW_TRACKING_URI name now."""
     import torch
 
-    from zoo.catalog import provider_for
+    from zoo.catalog.index import provider_for
+    from zoo.contract.refs import parse_ref
     from zoo.data.preprocess import Preprocessing
-    from zoo.refs import parse_ref
     from zoo.registry import register_derivative
 
     ref = parse_ref("timm:test_resnet")

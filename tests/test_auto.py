@@ -13,7 +13,7 @@ import pytest
 
 from tests.finetune_helpers import make_images
 from zoo import StrategySettings, UsageError
-from zoo.plugins import get_plugin_manager
+from zoo.contract.plugins import get_plugin_manager
 
 STAGES = ["stem", "b0", "b1", "b2", "b3", "head"]
 
@@ -93,7 +93,7 @@ def test_cross_validation_repeats_the_folds_and_two_candidates_share_them() -> N
 def tiny(tmp_path: Path) -> str:
     from safetensors.torch import save_file
 
-    from zoo.build import build_backbone
+    from zoo.catalog.build import build_backbone
     from zoo.cli import run
     from zoo.engine.seeding import seed_everything
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from zoo import StrategySettings
+from zoo.contract.types import Candidate
 from zoo.engine.evidence import AUTO_ALPHA, corrected_t_p, mcnemar_p, per_test_alpha
 from zoo.engine.search import Outcome, _cheap_winner
 from zoo.engine.trial import in_held_order
-from zoo.types import Candidate
 
 
 def test_the_corrected_t_test_widens_the_fold_variance_as_nadeau_and_bengio_say() -> None:

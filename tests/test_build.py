@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.cache import save_record
+from zoo.weights.cache import save_record
 
 
 def test_torchvision_pretrained_build_loads_the_recorded_file_without_network(

@@ -242,8 +242,8 @@ def test_catalogue_entries_are_well_formed(catalog_home: dict[str, str]) -> None
     pretrained one a source and an input config; `zoo list` shows no column that is
     empty for a whole provider."""
     from zoo.cli.catalog import LIST_COLUMNS
-    from zoo.licenses import license_kind, normalize_license
-    from zoo.types import BackboneInfo
+    from zoo.contract.types import BackboneInfo
+    from zoo.licenses.ids import license_kind, normalize_license
 
     models = _list(catalog_home)
     assert len(models) > 2000

@@ -257,7 +257,7 @@ def test_two_nodes_with_separate_homes_make_one_run_one_version_and_match_one_pr
     assert a["model_uri"] == b["model_uri"] == "models:/two/1"  # each node's command says so
     assert a["run_id"] == b["run_id"] and a["world_size"] == 2
 
-    from zoo import store as zoo_store
+    from zoo.registry import store as zoo_store
 
     client = zoo_store.client()
     versions = client.search_model_versions("name = 'two'")
@@ -330,7 +330,7 @@ def test_killing_rank_1_mid_epoch_stops_both_with_130_and_the_same_command_resum
     assert proc.returncode == 130, err[-3000:]
     line = _error_line(err)
     assert "epoch 3/4" in line and "the checkpoint of epoch 2 is saved" in line, line
-    from zoo import store
+    from zoo.registry import store
 
     (killed,) = store.client().search_runs(
         [store.experiment_id("zoo")], filter_string="params.name = 'killed'"

@@ -6,7 +6,7 @@ import inspect
 import re
 from pathlib import Path
 
-from zoo.plugins import PluginManager
+from zoo.contract.plugins import PluginManager
 
 DOCS = Path(__file__).parents[1] / "docs"
 

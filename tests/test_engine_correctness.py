@@ -15,11 +15,11 @@ import torch
 import zoo
 from tests.finetune_helpers import make_images
 from zoo import Phase, TrainingPlan
+from zoo.contract.errors import DataError, Interrupted, LicenseError, UsageError
+from zoo.contract.plugins import get_plugin_manager
 from zoo.data import load_dataset
 from zoo.engine import Callback, Recipe, finetune
 from zoo.engine.run import _better
-from zoo.errors import DataError, Interrupted, LicenseError, UsageError
-from zoo.plugins import get_plugin_manager
 
 REF = "timm:test_resnet"
 FAST = {"random_init": True, "image_size": 32, "batch_size": 8, "workers": 0, "precision": "fp32"}
@@ -281,7 +281,7 @@ def test_an_incompatible_licence_is_refused_before_the_data_is_read(
 ) -> None:
     from safetensors.torch import save_file
 
-    from zoo.build import build_backbone
+    from zoo.catalog.build import build_backbone
     from zoo.cli import run
 
     weights = tmp_path / "nc.safetensors"
@@ -369,7 +369,8 @@ def test_an_invalid_plan_is_refused_naming_the_field(images: Path) -> None:
 
 
 def test_export_checks_on_the_engines_own_split_and_never_on_the_test_set(images: Path) -> None:
-    from zoo.export import CALIBRATION_IMAGES, _stack, build_check_set, load_source
+    from zoo.deploy.check_set import CALIBRATION_IMAGES, _stack, build_check_set
+    from zoo.deploy.source import load_source
 
     spy = SplitSpy()
     recipe = _recipe(images, epochs=2, test_split=0.25, name="exp")

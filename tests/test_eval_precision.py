@@ -86,9 +86,9 @@ def _register_tied_parent(name: str) -> None:
     64 and 64.001: in float32 the second class always wins by 0.001; in bf16 (8 bits of
     mantissa, a step of 0.5 at 64) both logits are the same number and argmax takes the
     first class. The logits' gap that bf16 cannot hold, made as plain as possible."""
-    from zoo.catalog import provider_for
+    from zoo.catalog.index import provider_for
+    from zoo.contract.refs import parse_ref
     from zoo.data.preprocess import Preprocessing
-    from zoo.refs import parse_ref
     from zoo.registry import register_derivative
 
     ref = parse_ref("timm:test_efficientnet")

@@ -19,8 +19,9 @@ from torch import nn
 
 from zoo import ExportOptions, IntegrityError, NotFoundError, UsageError
 from zoo.data.preprocess import Preprocessing
-from zoo.export import ExportOutcome, Source, export_model
-from zoo.onnx_export import chunks, to_onnx
+from zoo.deploy.export import ExportOutcome, export_model
+from zoo.deploy.onnx_export import chunks, to_onnx
+from zoo.deploy.source import Source
 
 SIZE = (3, 64, 64)
 
@@ -189,7 +190,7 @@ def test_unknown_format_names_the_installed_ones(tmp_path: Path) -> None:
 
 
 def test_onnx_plugin_registers_the_onnx_exporter() -> None:
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
     exporter = pm.exporters()["onnx"]
@@ -201,7 +202,7 @@ def test_onnx_plugin_registers_the_onnx_exporter() -> None:
 def test_exporter_converts_through_the_public_contract(tmp_path: Path) -> None:
     """A plugin-level call: module + example + ExportOptions -> a verified ExportResult."""
     from zoo import CheckSet
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     model = timm.create_model("test_resnet", pretrained=False, num_classes=3).eval()
     images = torch.randn(10, *SIZE)
@@ -252,7 +253,7 @@ def test_int8_export_calibrates_on_training_images_and_passes_both_gates(tmp_pat
         benchmark=False,
         step=steps.append,
     )
-    # each stage of zoo.onnx_int8 (a float prefix only when the first layers need one)
+    # each stage of zoo.deploy.onnx_int8 (a float prefix only when the first layers need one)
     int8_steps = [
         s.split(" ")[1]
         for s in steps

@@ -17,11 +17,11 @@ import pytest
 import torch
 from PIL import Image
 
-from zoo.catalog import provider_for
+from zoo.catalog.index import provider_for
 from zoo.cli import run
+from zoo.contract.refs import parse_ref
 from zoo.data.preprocess import Preprocessing
-from zoo.onnx_export import gate_providers
-from zoo.refs import parse_ref
+from zoo.deploy.onnx_export import gate_providers
 
 CLASSES = ["bright", "dark"]
 SIZE = (3, 32, 32)

@@ -15,8 +15,9 @@ import timm
 import torch
 
 from zoo.data.preprocess import Preprocessing
-from zoo.export import Source, export_model
-from zoo.onnx_export import gate_providers
+from zoo.deploy.export import export_model
+from zoo.deploy.onnx_export import gate_providers
+from zoo.deploy.source import Source
 
 SIZE = (3, 64, 64)
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -62,7 +63,7 @@ def test_parity_holds_on_cuda(tmp_path: Path) -> None:
     cuda = outcome.result.report["fp32"]["by_provider"]["CUDA"]
     assert cuda["passed"] and cuda["allclose"] and cuda["max_abs_error"] < 1e-4
 
-    from zoo.inference import OnnxModel
+    from zoo.deploy.inference import OnnxModel
 
     x = np.random.default_rng(0).standard_normal((7, *SIZE)).astype(np.float32)
     on_gpu = OnnxModel(outcome.path, provider="cuda")

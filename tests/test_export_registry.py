@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from zoo import IntegrityError
-from zoo.catalog import provider_for
+from zoo.catalog.index import provider_for
 from zoo.cli import run
+from zoo.contract.refs import parse_ref
 from zoo.data.preprocess import Preprocessing
-from zoo.refs import parse_ref
 
 SIZE = (3, 64, 64)
 CLASSES = ["cat", "dog", "fish"]
@@ -53,7 +53,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     home = tmp_path_factory.mktemp("zoo-home")
     mp.setenv("ZOO_HOME", str(home))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     reset_plugin_manager()
     model, version = _register()
@@ -84,7 +84,7 @@ def test_plain_mlflow_and_onnxruntime_give_the_pytorch_outputs(exported, same_ho
     import mlflow
     import onnxruntime
 
-    from zoo.store import configure
+    from zoo.registry.store import configure
 
     configure()  # only points MLflow at the test's store
     proto = mlflow.onnx.load_model("models:/tiny.onnx/1")
@@ -128,7 +128,8 @@ def test_the_out_folder_holds_the_same_file(exported) -> None:
 
 
 def test_refused_export_registers_nothing(tmp_path: Path) -> None:
-    from zoo.export import export_model, load_source
+    from zoo.deploy.export import export_model
+    from zoo.deploy.source import load_source
     from zoo.registry import has_model
 
     _register("diverging")
@@ -240,7 +241,7 @@ def test_a_bare_name_that_is_also_a_folder_here_is_the_model_and_says_so(
 def test_which_of_a_model_and_a_path_a_reference_names(
     exported, same_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from zoo.inference import model_or_path
+    from zoo.deploy.inference import model_or_path
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "other").mkdir()

@@ -20,7 +20,8 @@ import torch
 from zoo import testdata
 from zoo.cli import run
 from zoo.data.preprocess import Preprocessing
-from zoo.export import Source, export_model
+from zoo.deploy.export import export_model
+from zoo.deploy.source import Source
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ def lite0_derivative(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
     home = tmp_path_factory.mktemp("zoo-home")
     mp.setenv("ZOO_HOME", str(home))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     reset_plugin_manager()
     data = testdata.layout_categories(

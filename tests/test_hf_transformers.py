@@ -146,7 +146,7 @@ def test_pull_records_the_repo_and_info_shows_input_config_licence_and_stages(
     repo, commit, model = _serve(hub, kind)
     _, _, _, license_id, expected_input, stage_names = MODELS[kind]
     assert run(["pull", f"hf:{repo}"]) == 0
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     (rec,) = list_records()
     assert rec.reference == f"hf:{repo}@{commit}" and rec.license == license_id

@@ -66,9 +66,9 @@ def _stop_after_first_epoch() -> Any:
 
 
 def _build(base: Path) -> Home:
-    from zoo.cache import list_records
+    from zoo.contract.errors import Interrupted
     from zoo.engine import Recipe, finetune
-    from zoo.errors import Interrupted
+    from zoo.weights.cache import list_records
 
     root, hf = base / "home", base / "hf"
     data = make_images(base / "data", classes=2, per_class=8)
@@ -124,7 +124,7 @@ def registered(run_dir: Path) -> str | None:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     base = tmp_path_factory.mktemp("prune")
     with pytest.MonkeyPatch.context() as mp:
@@ -145,7 +145,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
 @pytest.fixture
 def home(template: Home, monkeypatch: pytest.MonkeyPatch) -> Home:
     """The template home, as it was built, at the path it was built at."""
-    from zoo.home_lock import release_caches
+    from zoo.disk.lock import release_caches
 
     release_caches()  # this process used the template's caches: let other processes prune
     for folder in (template.root, template.hf):
@@ -300,7 +300,7 @@ def test_after_prune_the_same_finetune_prints_the_registered_version_and_trains_
 def test_registered_artifacts_and_referenced_weights_always_stay(
     home: Home, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     store = {p: s for p, s in _files(home.root).items() if p.startswith(("mlflow/", "local/"))}
     pulled = sorted(r.reference for r in list_records())

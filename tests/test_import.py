@@ -55,7 +55,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_never_runs(
 def test_format_is_decided_by_content_not_by_name(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    from zoo.checkpoints import detect_format
+    from zoo.weights.checkpoints import detect_format
 
     st = tmp_path / "model.pth"  # safetensors under a pickle's name
     save_file({"a": torch.ones(2)}, st)

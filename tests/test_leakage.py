@@ -319,7 +319,7 @@ def test_a_test_and_validation_split_of_images_no_ancestor_saw_is_clean(
 
 
 def test_records_written_before_the_seen_direction_still_read() -> None:
-    from zoo.leakage_finding import leakage_text, seen_note
+    from zoo.registry.leakage_finding import leakage_text, seen_note
 
     old = {
         "ancestor": V1,
@@ -347,7 +347,7 @@ def old_v1(store: Lineage) -> Iterator[Lineage]:
     from zoo.registry import get_version
     from zoo.registry.read import artifact_uri
     from zoo.registry.records import TAG
-    from zoo.store import client
+    from zoo.registry.store import client
 
     version = get_version(V1)
     path = Path(unquote(urlparse(artifact_uri(version, "split.json")).path))
@@ -381,8 +381,8 @@ def test_a_version_without_split_json_is_recomputed_on_the_same_data_else_unknow
     from dataclasses import replace
 
     from zoo.data import load_dataset, split_dataset
-    from zoo.leakage import check_ancestors
     from zoo.registry import get_version
+    from zoo.registry.leakage import check_ancestors
 
     old = get_version(V1)
     named = json.loads(json.dumps(dict(old.lineage)))

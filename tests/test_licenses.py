@@ -8,18 +8,15 @@ from pathlib import Path
 import pytest
 
 from tests.finetune_helpers import make_images
-from zoo.errors import EXIT_LICENSE, EXIT_USAGE, LicenseError, UsageError
-from zoo.licenses import (
+from zoo.contract.errors import EXIT_LICENSE, EXIT_USAGE, LicenseError, UsageError
+from zoo.licenses.compat import (
     COMPATIBILITY,
-    KNOWN_CUSTOM,
     Ancestor,
     check_compatible,
     decide_license,
     is_compatible,
-    license_kind,
-    normalize_license,
-    parse_license,
 )
+from zoo.licenses.ids import KNOWN_CUSTOM, license_kind, normalize_license, parse_license
 
 # (parent, declared derivative licence, allowed?) -- every row of the table, each kind of
 # parent against each kind of derivative.
@@ -250,8 +247,8 @@ def test_no_derivatives_refuses_fine_tuning_unless_overridden(base: str) -> None
 def _register(name: str, parent: str, **kw: object) -> object:
     import torch
 
-    from zoo.catalog import provider_for
-    from zoo.refs import parse_ref
+    from zoo.catalog.index import provider_for
+    from zoo.contract.refs import parse_ref
     from zoo.registry import register_derivative
 
     ref = parse_ref("timm:test_resnet")
@@ -291,7 +288,7 @@ def test_registry_refuses_a_grandchild_of_an_override_and_reads_an_old_store(
     from zoo import registry
     from zoo.cli import run
     from zoo.registry.lineage import license_chain
-    from zoo.store import client
+    from zoo.registry.store import client
 
     base = "timm:test_resnet.r160_in1k"
     reason = "internal evaluation only"
@@ -341,7 +338,7 @@ def test_fine_tuning_a_no_derivatives_base_is_refused_before_the_data_is_read(
 ) -> None:
     from safetensors.torch import save_file
 
-    from zoo.build import build_backbone
+    from zoo.catalog.build import build_backbone
     from zoo.cli import run
 
     weights = tmp_path / "nd.safetensors"
@@ -374,7 +371,7 @@ def test_zoo_import_refuses_a_misspelt_licence(
 def test_several_parents_need_a_licence_every_parent_chain_allows() -> None:
     """A derivative of several parents (a DAG): each parent's chain decides, the nearest
     refusal is named, and parents of different licences leave nothing to inherit."""
-    from zoo.licenses import decide_licenses
+    from zoo.licenses.compat import decide_licenses
 
     mit = ("mit", (Ancestor("timm:a", "mit"),))
     nc = ("cc-by-nc-4.0", (Ancestor("timm:b", "cc-by-nc-4.0"),))
@@ -447,7 +444,7 @@ def test_a_record_of_one_parent_written_before_parents_were_a_list_still_reads(
     from zoo import registry
     from zoo.cli import run
     from zoo.registry.records import parents_of
-    from zoo.store import client
+    from zoo.registry.store import client
 
     v1 = _register("single", "timm:test_resnet.r160_in1k", parent_license="mit")
     assert parents_of(v1.lineage) == v1.lineage["parents"] == [v1.lineage["parent"]]

@@ -22,8 +22,8 @@ import torch
 import zoo
 from tests.finetune_helpers import make_images
 from zoo.cli import run
-from zoo.plugins import get_plugin_manager
-from zoo.types import BackboneInfo
+from zoo.contract.plugins import get_plugin_manager
+from zoo.contract.types import BackboneInfo
 
 # name -> (timm architecture, input size, mean, std, licence)
 MODELS = {
@@ -120,11 +120,11 @@ def _zoo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 def test_joined_backbones_train_one_head_and_reload_export_and_predict_the_same(
     sized: None, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo.catalog import describe, provider_for
-    from zoo.composite import build_composite, describe_joined
+    from zoo.catalog.composite import build_composite, describe_joined
+    from zoo.catalog.index import describe, provider_for
+    from zoo.deploy.inference import load_image, preprocessing_from
     from zoo.engine import checkpoint
     from zoo.engine.seeding import seed_everything
-    from zoo.inference import load_image, preprocessing_from
     from zoo.registry import get_version, load_model
 
     code, out, err = _zoo(
@@ -196,7 +196,7 @@ def test_joined_backbones_train_one_head_and_reload_export_and_predict_the_same(
     import mlflow
     import pandas as pd
 
-    from zoo.store import configure
+    from zoo.registry.store import configure
 
     configure()
     pyfunc = mlflow.pyfunc.load_model("models:/both.onnx/1")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from clihelp import EXAMPLE_PLUGINS, run_zoo
-from zoo.errors import PluginError
-from zoo.plugins import PluginManager
+from zoo.contract.errors import PluginError
+from zoo.contract.plugins import PluginManager
 
 CONTRACT = EXAMPLE_PLUGINS / "contract"
 HIJACK = EXAMPLE_PLUGINS / "hijack"
@@ -79,7 +79,7 @@ def test_a_provider_whose_stages_do_not_partition_the_model_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import zoo
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     monkeypatch.syspath_prepend(str(CONTRACT))
     reset_plugin_manager()

@@ -103,7 +103,7 @@ def test_plugins_new_refuses_a_bad_name_or_a_taken_folder(tmp_path: Path) -> Non
 def test_zoo_testing_checks_catch_a_broken_plugin(tmp_path: Path) -> None:
     """The author's checks fail on what zoo would refuse (not only on what it accepts)."""
     from zoo import ModuleBackbone
-    from zoo.errors import PluginError
+    from zoo.contract.errors import PluginError
     from zoo.testing import check_exporter, check_strategy, tiny_backbone
 
     class NoPlan:
@@ -136,7 +136,7 @@ def test_zoo_testing_checks_catch_a_broken_plugin(tmp_path: Path) -> None:
 
     good = tiny_backbone()
     half = ModuleBackbone(good.info, good.model, list(good.stages())[:-1])
-    from zoo.contract import check_backbone
+    from zoo.contract.checks import check_backbone
 
     with pytest.raises(PluginError, match="do not partition the model"):
         check_backbone("mine", "tiny", "tiny:net", half)

@@ -16,8 +16,8 @@ import click
 import pytest
 
 from clihelp import DUPLICATE_PLUGIN, EXAMPLE_PLUGINS, run_zoo
-from zoo.errors import PluginError
-from zoo.plugins import PluginManager
+from zoo.contract.errors import PluginError
+from zoo.contract.plugins import PluginManager
 
 
 def hook_spec_names(pm: PluginManager) -> set[str]:
@@ -322,9 +322,9 @@ CLASSES = ["cat", "dog", "fish"]
 def _register_tiny(name: str, strategy: str = "linear-probe") -> object:
     import torch
 
-    from zoo.catalog import provider_for
+    from zoo.catalog.index import provider_for
+    from zoo.contract.refs import parse_ref
     from zoo.data.preprocess import Preprocessing
-    from zoo.refs import parse_ref
     from zoo.registry import register_derivative
 
     ref = parse_ref("timm:test_resnet")
@@ -352,7 +352,7 @@ def test_a_second_exporter_registers_predicts_and_outlives_its_plugin(tmp_path: 
     import torch
 
     from zoo.data.preprocess import Preprocessing
-    from zoo.inference import load_image
+    from zoo.deploy.inference import load_image
 
     model = _register_tiny("tiny")
     out = tmp_path / "pt2"
@@ -416,13 +416,13 @@ def test_a_second_exporter_registers_predicts_and_outlives_its_plugin(tmp_path: 
 def test_a_derivative_outlives_the_strategy_plugin_that_made_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     monkeypatch.syspath_prepend(str(EXAMPLE_PLUGINS))
     reset_plugin_manager()
     _register_tiny("by-example", strategy="example-strategy")
     code = (
-        "from zoo.registry import load_model; from zoo.plugins import get_plugin_manager;"
+        "from zoo.registry import load_model; from zoo.contract.plugins import get_plugin_manager;"
         "m, v = load_model('models:/by-example/1');"
         "assert 'example-strategy' not in get_plugin_manager().strategies();"
         "print(v.tags['zoo.strategy_plugin'], type(m).__name__)"

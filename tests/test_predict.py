@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 
 from zoo.cli import run
+from zoo.contract.errors import DataError, NotFoundError
 from zoo.data import ImageSamples, load_dataset
 from zoo.data.preprocess import Preprocessing
-from zoo.errors import DataError, NotFoundError
-from zoo.export import Source, export_model
-from zoo.inference import choose_providers, load_image, open_model, predict
+from zoo.deploy.export import export_model
+from zoo.deploy.inference import choose_providers, load_image, open_model, predict
+from zoo.deploy.source import Source
 
 PHOTOS = sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))
 CLASSES = ("cat", "dog", "fish")

@@ -59,7 +59,7 @@ def _repo_dir() -> Path:
 def test_first_pull_verifies_pinned_repull_makes_no_request_unpinned_one_head(
     hub: FakeHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     commit = _tiny_repo(hub)
     assert run(["pull", f"hf:{REPO}"]) == 0
@@ -101,7 +101,7 @@ def test_first_pull_verifies_pinned_repull_makes_no_request_unpinned_one_head(
 def test_wrong_bytes_under_the_right_etag_fail_and_leave_no_blob_or_link(
     hub: FakeHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     _tiny_repo(hub)
     hub.corrupt.add((REPO, "model.safetensors"))
@@ -140,7 +140,8 @@ def test_cache_verify_names_a_file_flipped_after_the_pull(
 def test_a_download_cut_at_11_mib_resumes_with_a_range_request_and_verifies(
     hub: FakeHub,
 ) -> None:
-    from zoo.cache import list_records, verify
+    from zoo.upkeep.cache import verify
+    from zoo.weights.cache import list_records
 
     _tiny_repo(hub, n_floats=(12 * 2**20 + 300_000) // 4)  # ~12.3 MiB
     size = len(hub.repos[REPO].files["model.safetensors"])
@@ -206,7 +207,7 @@ def test_offline_a_record_is_rebuilt_from_the_hf_cache_and_verified(
     """Files another tool put in the HF cache count as cached, once verified."""
     import shutil
 
-    from zoo.cache import list_records, records_dir
+    from zoo.weights.cache import list_records, records_dir
 
     commit = _tiny_repo(hub)
     assert run(["pull", f"hf:{REPO}"]) == 0
@@ -240,7 +241,7 @@ def test_unknown_repo_and_missing_weights_are_not_found(
 def test_cache_rm_removes_only_that_revision_through_the_hf_cache_api(
     hub: FakeHub, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     first = _tiny_repo(hub)
     assert run(["pull", f"hf:{REPO}"]) == 0
@@ -361,7 +362,7 @@ def test_torchvision_mirror_file_is_verified_by_its_name_and_resumes(
 def test_torchvision_pull_through_the_mirror_refuses_a_wrong_hash_prefix(
     hub: FakeHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     hub.add_torchvision_file("resnet18-f37072fd.pth", b"these are not resnet18's weights")
     monkeypatch.setenv("ZOO_TORCHVISION_MIRROR", f"{hub.url}/torchvision/")

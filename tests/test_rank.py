@@ -19,7 +19,7 @@ from zoo.cli import run
 def _import(tmp_path: Path, arch: str, name: str, *, scale: float = 1.0) -> str:
     from safetensors.torch import save_file
 
-    from zoo.build import build_backbone
+    from zoo.catalog.build import build_backbone
     from zoo.engine.seeding import seed_everything
 
     seed_everything(len(name))
@@ -180,7 +180,7 @@ def test_knn_tells_separable_labels_from_shuffled_ones() -> None:
 
 
 def test_knn_chunks_give_the_direct_leave_one_out_answer() -> None:
-    from zoo.transferability import knn_accuracy
+    from zoo.choose.transferability import knn_accuracy
 
     x, y = _blobs(10, classes=3, seed=2)
     x = x + np.random.default_rng(3).normal(size=x.shape) * 6  # overlapping: errors happen
@@ -202,7 +202,7 @@ def test_knn_chunks_give_the_direct_leave_one_out_answer() -> None:
 
 
 def test_knn_scores_a_stratified_capped_subsample() -> None:
-    from zoo.transferability import stratified_subsample
+    from zoo.choose.transferability import stratified_subsample
 
     y = np.repeat([0, 1, 2], [600, 300, 100])
     keep = stratified_subsample(y, 100, seed=0)

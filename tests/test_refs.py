@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zoo.errors import BadReferenceError
-from zoo.refs import Ref, join_refs, parse_ref, parse_refs
+from zoo.contract.errors import BadReferenceError
+from zoo.contract.refs import Ref, join_refs, parse_ref, parse_refs
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ CLASSES = ["cat", "dog", "fish"]
 def _build(num_classes: int = 3) -> Any:
     import torch
 
-    from zoo.catalog import provider_for
+    from zoo.catalog.index import provider_for
 
     torch.manual_seed(0)
     ref = zoo.parse_ref(BASE)
@@ -191,7 +191,7 @@ def test_every_version_carries_lineage_tags_json_record_and_model_card(
 def test_tags_are_filterable_and_list_filters_by_licence_and_base(
     chain: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo import store
+    from zoo.registry import store
 
     name = chain["name"]
     mc = store.client()
@@ -212,7 +212,7 @@ def test_tags_are_filterable_and_list_filters_by_licence_and_base(
 def test_show_alias_and_bare_name_resolution(
     chain: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from zoo.catalog import resolve
+    from zoo.catalog.index import resolve
 
     name = chain["name"]
     assert _cli(capsys, "registry", "alias", name, "1", "champion")[0] == 0
@@ -236,7 +236,7 @@ def test_incompatible_licence_refused_then_override_recorded(
     with --license-override the version is registered and carries the reason."""
     import click
 
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     name, v2 = chain["name"], chain["v2"]
 

@@ -14,7 +14,7 @@ from zoo.cli import run
 
 
 def _version(name: str, settings: dict) -> None:
-    from zoo.store import client
+    from zoo.registry.store import client
 
     mc = client()
     mc.create_registered_model(name)

@@ -27,7 +27,7 @@ def _make(name: str, versions: int, home: Path) -> None:
 
 
 def test_direct_read_matches_mlflows_search(zoo_home: Path) -> None:
-    from zoo.store import client
+    from zoo.registry.store import client
 
     _make("speedy", 6, zoo_home)
     mc = client()

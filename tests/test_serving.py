@@ -73,7 +73,7 @@ def test_registered_export_is_a_pyfunc_of_images_and_still_an_onnx_model(
     import mlflow
     import pandas as pd
 
-    from zoo.store import configure
+    from zoo.registry.store import configure
 
     configure()
     files = served["images"]
@@ -110,7 +110,7 @@ def test_the_served_version_still_verifies(served, capsys) -> None:
 def test_mlflow_models_serve_answers_images_over_http_as_zoo_predict_does(
     served, tmp_path: Path
 ) -> None:
-    from zoo.store import configure, tracking_uri
+    from zoo.registry.store import configure, tracking_uri
 
     configure()
     files = served["images"]
@@ -208,13 +208,15 @@ def test_a_dead_server_is_reported_by_its_first_error_not_its_wrappers(tmp_path:
         "\n"
         "Traceback (most recent call last):\n"
         '  File "/x/zoo_onnx/serving.py", line 2, in load_context\n'
-        "zoo.errors.DataError: ONNX Runtime cannot load model.onnx: Protobuf parsing failed.\n"
+        "zoo.contract.errors.DataError: ONNX Runtime cannot load model.onnx: "
+        "Protobuf parsing failed.\n"
         "Traceback (most recent call last):\n"
         '  File "/x/mlflow/pyfunc/backend.py", line 326, in serve\n'
         "Exception: Command 'uvicorn ...' returned non zero return code. Return code = 1\n"
     )
     assert first_error(log) == (
-        "zoo.errors.DataError: ONNX Runtime cannot load model.onnx: Protobuf parsing failed."
+        "zoo.contract.errors.DataError: ONNX Runtime cannot load model.onnx: "
+        "Protobuf parsing failed."
     )
     log.write_text(
         "2026/12/05 18:02:00 \x1b[31mERROR\x1b[0m: [Errno 98] address already in use\n"
@@ -280,7 +282,7 @@ def test_zoo_serve_answers_as_zoo_predict_and_stops_with_its_workers_on_sigterm(
         f"http://127.0.0.1:{port}/invocations"
     )
 
-    from zoo.home import home
+    from zoo.disk.paths import home
 
     (graph,) = (home() / "mlflow" / "artifacts").rglob("model.onnx")
     graph.write_bytes(b"not an onnx graph")
@@ -289,5 +291,5 @@ def test_zoo_serve_answers_as_zoo_predict_and_stops_with_its_workers_on_sigterm(
     error = _error_line(capsys)
     assert error.startswith(
         "zoo: error: the model server stopped before it answered (exit 1): "
-        "zoo.errors.DataError: ONNX Runtime cannot load"
+        "zoo.contract.errors.DataError: ONNX Runtime cannot load"
     ), error

@@ -40,7 +40,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     home = tmp_path_factory.mktemp("zoo-home")
     mp.setenv("ZOO_HOME", str(home))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     reset_plugin_manager()
     data = make_images(tmp_path_factory.mktemp("data"), classes=3, per_class=8, size=(36, 36))
@@ -131,7 +131,7 @@ def test_the_module_on_images_computes_what_the_head_was_validated_on(
 
 def test_reload_gives_the_trained_modules_logits(trained, same_home) -> None:
     from zoo.data import Preprocessing
-    from zoo.inference import load_image
+    from zoo.deploy.inference import load_image
     from zoo.registry import load_model
 
     model, version = load_model("models:/sp/1")
@@ -148,7 +148,7 @@ def test_export_passes_the_parity_gate_and_predict_matches_pytorch(
     trained, same_home, capsys
 ) -> None:
     from zoo.data import Preprocessing
-    from zoo.inference import load_image
+    from zoo.deploy.inference import load_image
     from zoo.registry import get_version, load_model
 
     assert trained["export_code"] == 0
@@ -247,7 +247,7 @@ class StopAfterCheckpoint(Callback):
 
 
 def test_a_run_stopped_before_registration_resumes_into_the_probe(tmp_path: Path) -> None:
-    from zoo.errors import Interrupted
+    from zoo.contract.errors import Interrupted
     from zoo.registry import load_model
 
     data = make_images(tmp_path / "data", classes=3, per_class=8, size=(36, 36))

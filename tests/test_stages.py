@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.catalog import provider_for
+from zoo.catalog.index import provider_for
 
 
 def _owners(model: nn.Module, stages: list[tuple[str, nn.Module]]) -> dict[str, list[str]]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from registry_backends import free_port, stop_group, wait_http
 
-from zoo import store
 from zoo.cli import run
-from zoo.errors import UsageError
+from zoo.contract.errors import UsageError
+from zoo.registry import store
 
 
 def test_embedded_store_lives_under_zoo_home_never_in_the_current_folder(
@@ -58,7 +58,7 @@ def test_bare_name_lookup_does_not_create_a_store(zoo_home: Path) -> None:
 def test_store_lock_serialises_processes(tmp_path: Path) -> None:
     """Two processes taking the lock never overlap (what store creation relies on)."""
     script = (
-        "import sys, time; from pathlib import Path; from zoo.store import store_lock\n"
+        "import sys, time; from pathlib import Path; from zoo.registry.store import store_lock\n"
         "log = Path(sys.argv[1])\n"
         "with store_lock(Path(sys.argv[2])):\n"
         "    log.open('a').write('in\\n'); time.sleep(0.5); log.open('a').write('out\\n')\n"

@@ -14,8 +14,8 @@ import torch
 
 from tests.finetune_helpers import make_images, stage_of
 from zoo import StrategySettings, UsageError
+from zoo.contract.plugins import get_plugin_manager
 from zoo.engine import Callback, Recipe, finetune
-from zoo.plugins import get_plugin_manager
 
 REF = "timm:test_resnet"
 NAMES = ["stem", "layer1", "layer2", "layer3", "layer4", "head"]

@@ -13,8 +13,8 @@ import torch
 import zoo
 from tests.finetune_helpers import make_images
 from zoo import Phase, TrainingPlan
+from zoo.contract.plugins import get_plugin_manager
 from zoo.engine import Callback, Recipe, finetune
-from zoo.plugins import get_plugin_manager
 
 FAST = {"random_init": True, "image_size": 32, "batch_size": 8, "workers": 0, "precision": "fp32"}
 

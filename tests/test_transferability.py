@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from zoo.transferability import hscore, leep, logme, logme_evidence, nce
+from zoo.choose.transferability import hscore, leep, logme, logme_evidence, nce
 
 
 def _direct_evidence(f: np.ndarray, y: np.ndarray, alpha: float, beta: float) -> float:

@@ -1,16 +1,19 @@
 """zoo: a plugin-based model zoo and registry for transfer learning.
 
 This module is zoo's public face: plugins (first-party ones included) import only what is
-re-exported here. It stays light: importing ``zoo`` imports no torch, timm or mlflow.
+re-exported here. It stays light: importing ``zoo`` imports the contract (errors, records,
+protocols, the reference grammar, the hook markers) and nothing else; every other name is
+imported on first use (PEP 562 ``__getattr__``), so ``import zoo`` imports no torch, timm,
+mlflow, onnx, rich or concurrent.futures.
 """
 
 from __future__ import annotations
 
-from zoo.backbone import ModuleBackbone
-from zoo.build import build_backbone
-from zoo.checkpoints import load_state_dict, map_state_dict, save_safetensors
-from zoo.download import is_offline, sha256_file
-from zoo.errors import (
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from zoo.catalog.index import answer_registered_names
+from zoo.contract.errors import (
     BadReferenceError,
     DataError,
     IntegrityError,
@@ -26,50 +29,101 @@ from zoo.errors import (
     UsageError,
     ZooError,
 )
-from zoo.home import atomic_write_text, home, subdir
-from zoo.hookspecs import PLUGIN_API, hookimpl
-from zoo.inference import SIDECAR as EXPORT_SIDECAR
-from zoo.inference import OnnxModel, load_image, preprocessing_from, softmax
-from zoo.licenses import (
-    UNKNOWN,
-    LicenseStatement,
-    license_from_url,
-    normalize_license,
-    publisher_statement,
-    spdx_url,
-)
-from zoo.local import LocalModel, local_model, local_models
-from zoo.onnx_export import export_onnx
-from zoo.pull import hf_cache_dir, hf_endpoint, pull_hub, pull_url
-from zoo.refs import Ref, parse_ref
-from zoo.stages import (
-    check_partition,
-    group_matcher_stages,
-    stages_from_assignment,
-    timm_style_backbone,
-)
-from zoo.transferability import hscore, knn_accuracy, leep, logme, nce
-from zoo.types import (
-    Backbone,
+from zoo.contract.hookspecs import PLUGIN_API, hookimpl
+from zoo.contract.protocols import Backbone, Exporter, Metric, Progress, Provider, Strategy
+from zoo.contract.refs import Ref, parse_ref
+from zoo.contract.types import (
     BackboneInfo,
     Candidate,
     CheckSet,
-    Exporter,
     ExportOptions,
     ExportResult,
     FileRecord,
-    Metric,
     Phase,
-    Progress,
-    Provider,
     PulledWeights,
-    Strategy,
     StrategySettings,
     TrainingPlan,
     TrainingSummary,
 )
+from zoo.contract.version import VERSION
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # the lazy names, for type checkers and readers
+    from zoo.catalog.backbone import ModuleBackbone
+    from zoo.catalog.build import build_backbone
+    from zoo.catalog.stages import (
+        check_partition,
+        group_matcher_stages,
+        stages_from_assignment,
+        timm_style_backbone,
+    )
+    from zoo.choose.transferability import hscore, knn_accuracy, leep, logme, nce
+    from zoo.deploy.inference import (
+        SIDECAR as EXPORT_SIDECAR,
+    )
+    from zoo.deploy.inference import (
+        OnnxModel,
+        load_image,
+        preprocessing_from,
+        softmax,
+    )
+    from zoo.deploy.onnx_export import export_onnx
+    from zoo.disk.paths import atomic_write_text, home, subdir
+    from zoo.licenses.ids import (
+        UNKNOWN,
+        LicenseStatement,
+        license_from_url,
+        normalize_license,
+        publisher_statement,
+        spdx_url,
+    )
+    from zoo.weights.checkpoints import load_state_dict, map_state_dict, save_safetensors
+    from zoo.weights.download import is_offline, sha256_file
+    from zoo.weights.local import LocalModel, local_model, local_models
+    from zoo.weights.pull import hf_cache_dir, hf_endpoint, pull_hub, pull_url
+
+__version__ = VERSION
+
+# name -> (module, attribute): imported on first use
+_LAZY: dict[str, tuple[str, str]] = {
+    "EXPORT_SIDECAR": ("zoo.deploy.inference", "SIDECAR"),
+    "LicenseStatement": ("zoo.licenses.ids", "LicenseStatement"),
+    "LocalModel": ("zoo.weights.local", "LocalModel"),
+    "ModuleBackbone": ("zoo.catalog.backbone", "ModuleBackbone"),
+    "OnnxModel": ("zoo.deploy.inference", "OnnxModel"),
+    "UNKNOWN": ("zoo.licenses.ids", "UNKNOWN"),
+    "atomic_write_text": ("zoo.disk.paths", "atomic_write_text"),
+    "build_backbone": ("zoo.catalog.build", "build_backbone"),
+    "check_partition": ("zoo.catalog.stages", "check_partition"),
+    "export_onnx": ("zoo.deploy.onnx_export", "export_onnx"),
+    "group_matcher_stages": ("zoo.catalog.stages", "group_matcher_stages"),
+    "hf_cache_dir": ("zoo.weights.pull", "hf_cache_dir"),
+    "hf_endpoint": ("zoo.weights.pull", "hf_endpoint"),
+    "home": ("zoo.disk.paths", "home"),
+    "hscore": ("zoo.choose.transferability", "hscore"),
+    "is_offline": ("zoo.weights.download", "is_offline"),
+    "knn_accuracy": ("zoo.choose.transferability", "knn_accuracy"),
+    "leep": ("zoo.choose.transferability", "leep"),
+    "license_from_url": ("zoo.licenses.ids", "license_from_url"),
+    "load_image": ("zoo.deploy.inference", "load_image"),
+    "load_state_dict": ("zoo.weights.checkpoints", "load_state_dict"),
+    "local_model": ("zoo.weights.local", "local_model"),
+    "local_models": ("zoo.weights.local", "local_models"),
+    "logme": ("zoo.choose.transferability", "logme"),
+    "map_state_dict": ("zoo.weights.checkpoints", "map_state_dict"),
+    "nce": ("zoo.choose.transferability", "nce"),
+    "normalize_license": ("zoo.licenses.ids", "normalize_license"),
+    "preprocessing_from": ("zoo.deploy.inference", "preprocessing_from"),
+    "publisher_statement": ("zoo.licenses.ids", "publisher_statement"),
+    "pull_hub": ("zoo.weights.pull", "pull_hub"),
+    "pull_url": ("zoo.weights.pull", "pull_url"),
+    "save_safetensors": ("zoo.weights.checkpoints", "save_safetensors"),
+    "sha256_file": ("zoo.weights.download", "sha256_file"),
+    "softmax": ("zoo.deploy.inference", "softmax"),
+    "spdx_url": ("zoo.licenses.ids", "spdx_url"),
+    "stages_from_assignment": ("zoo.catalog.stages", "stages_from_assignment"),
+    "subdir": ("zoo.disk.paths", "subdir"),
+    "timm_style_backbone": ("zoo.catalog.stages", "timm_style_backbone"),
+}
 
 __all__ = [
     "EXPORT_SIDECAR",
@@ -147,3 +201,28 @@ __all__ = [
     "subdir",
     "timm_style_backbone",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'zoo' has no attribute '{name}'")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _has_registered_model(name: str) -> bool:
+    from zoo.registry import has_model  # zoo.registry imports no mlflow until it is asked
+
+    return has_model(name)
+
+
+# The catalogue resolves a bare NAME to ``models:/NAME/latest`` when the registry has it;
+# the registry sits above the catalogue, so the check is handed over here, at the top of
+# the import graph, instead of imported by the catalogue.
+answer_registered_names(_has_registered_model)

@@ -22,6 +22,12 @@ def plain_output() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true"} or not sys.stderr.isatty()
 
 
+def say(message: str) -> None:
+    """One ``zoo: MESSAGE`` line on stderr: what the engine tells the user while it works
+    (the CLI's own lines go through zoo/cli/output.py)."""
+    print(f"zoo: {message}", file=sys.stderr, flush=True)
+
+
 def _amount(total: float, unit: str) -> str:
     """What a progress line counts: ``12 images``, ``4 steps``, ``18.4 MB``."""
     if unit == "bytes":

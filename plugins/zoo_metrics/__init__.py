@@ -1,7 +1,7 @@
 """zoo metric plugins: the transferability estimators `zoo rank` and `--strategy auto` use.
 
 LogME, H-score and k-NN score the pooled features; NCE and LEEP score the source model's
-classifier probabilities (``needs_source``). The maths lives in ``zoo.transferability``
+classifier probabilities (``needs_source``). The maths lives in ``zoo.choose.transferability``
 (tested against the definitions); each metric here is its registration, written only
 against zoo's public API exactly as a third-party metric would be.
 """

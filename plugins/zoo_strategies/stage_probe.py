@@ -7,7 +7,7 @@ cache ``auto`` reads), standardises the concatenation on the training rows, fits
 head to convergence as the L2 logistic regression auto's cross-validation scores
 (``fit="lbfgs"``: scikit-learn's L-BFGS, C = 1, through the engine so that it keeps the
 engine's validation record, checkpoint and MLflow records), and registers the backbone
-plus that head as one module (``zoo.heads.StageProbe``): docs/strategies.md.
+plus that head as one module (``zoo.catalog.heads.StageProbe``): docs/strategies.md.
 """
 
 from __future__ import annotations

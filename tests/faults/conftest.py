@@ -13,7 +13,7 @@ import pytest
 
 def verify_store() -> None:
     """Run the invariant scan on whatever store the test left (if it made one)."""
-    from zoo import store
+    from zoo.registry import store
 
     uri = store.tracking_uri()
     if store.is_embedded(uri) and not store.embedded_exists():

@@ -83,7 +83,7 @@ def expect_error_in_process(
 
 def registered(name: str | None = None) -> list[str]:
     """models:/NAME/N of every registered version (of ``name``); [] without a store."""
-    from zoo import store
+    from zoo.registry import store
 
     if store.is_embedded() and not store.embedded_exists():
         return []

@@ -20,6 +20,6 @@ def test_a_symlink_loop_given_to_import_is_named(
     path = tmp_path / link
     argv = ["import", str(path), "--arch", "timm:test_resnet", "--license", "mit", "--name", "x"]
     expect_error_in_process(argv, capsys, 2, str(path), "symbolic link loop", "checkpoint file")
-    from zoo.local import local_models
+    from zoo.weights.local import local_models
 
     assert local_models() == []

@@ -142,7 +142,7 @@ def test_killed_pull_leaves_no_partial_file_and_the_next_pull_verifies(
             time.sleep(0.1)
         proc.kill()
         proc.wait(30)
-        from zoo.cache import list_records
+        from zoo.weights.cache import list_records
 
         assert list_records() == []  # nothing recorded as pulled
         hub.stall.clear()
@@ -162,7 +162,7 @@ def test_nothing_is_served_from_a_staged_import(tmp_path: Path, zoo_home: Path) 
     staged.mkdir(parents=True)
     (staged / "record.json").write_text("{}")
     (staged / "model.safetensors").write_bytes(b"")
-    from zoo.local import local_models
+    from zoo.weights.local import local_models
 
     assert local_models() == []
     assert torch.__version__  # torch imported: the provider ran in-process

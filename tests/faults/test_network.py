@@ -22,7 +22,8 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
 
 
 def _verified() -> bool:
-    from zoo.cache import list_records, verify
+    from zoo.upkeep.cache import verify
+    from zoo.weights.cache import list_records
 
     records = list_records()
     return bool(records) and all(e.ok for e in verify(records))
@@ -50,7 +51,7 @@ def test_a_server_slower_than_the_timeout_is_one_line_and_nothing_is_recorded(
     env = {"HF_ENDPOINT": hub.url, "HF_HUB_DOWNLOAD_TIMEOUT": "1", "HF_HUB_ETAG_TIMEOUT": "1"}
     proc = run_zoo("pull", f"hf:{REPO}", env=env)
     expect_error(proc, (3, 4), "hf:" + REPO)
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     assert list_records() == []
     assert not list(_repo_dir().glob("snapshots/*/model.safetensors"))

@@ -35,7 +35,7 @@ def cached(monkeypatch: pytest.MonkeyPatch, zoo_home: Path) -> Iterator[tuple[Fa
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         assert run(["pull", REF]) == 0
-        from zoo.cache import list_records
+        from zoo.weights.cache import list_records
 
         (rec,) = list_records()
         assert rec.revision is not None

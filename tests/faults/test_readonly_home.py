@@ -24,11 +24,11 @@ def exported_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A home with models:/ro/1 (timm:test_resnet, random weights) and its ONNX export."""
     import torch
 
-    from zoo.catalog import provider_for
+    from zoo.catalog.index import provider_for
     from zoo.cli import run
+    from zoo.contract.plugins import reset_plugin_manager
+    from zoo.contract.refs import parse_ref
     from zoo.data.preprocess import Preprocessing
-    from zoo.plugins import reset_plugin_manager
-    from zoo.refs import parse_ref
     from zoo.registry import register_derivative
 
     mp = pytest.MonkeyPatch()

@@ -42,7 +42,7 @@ def _register(model: nn.Module) -> registry.RegisteredVersion:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_weights_are_refused_before_mlflow_is_touched(bad: float) -> None:
-    from zoo import store
+    from zoo.registry import store
 
     with pytest.raises(zoo.IntegrityError, match=r"NaN or infinite.*nothing was registered"):
         _register(_tiny(bad))
@@ -50,7 +50,7 @@ def test_non_finite_weights_are_refused_before_mlflow_is_touched(bad: float) -> 
 
 
 def test_the_same_model_with_finite_weights_registers() -> None:
-    from zoo import store
+    from zoo.registry import store
 
     v = _register(_tiny(None))
     assert v.model_uri == "models:/finite/1"

@@ -91,7 +91,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         mp.setenv("HF_HOME", str(tmp / "hf-home"))
         mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
         register_tiny_export(tmp / "out")
-        from zoo.store import tracking_uri
+        from zoo.registry.store import tracking_uri
 
         uri = tracking_uri()
     root = tmp / "inbox"

@@ -135,7 +135,7 @@ def test_weights_deleted_behind_zoos_back_fail_export_fast_naming_the_file(
 def test_zoo_store_timeout_maps_onto_mlflows_own_variables_unless_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from zoo.store_health import apply_http_timeouts
+    from zoo.registry.store_health import apply_http_timeouts
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "")  # undo restores "unset"
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT")

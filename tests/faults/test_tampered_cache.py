@@ -54,7 +54,7 @@ def _flip_one_byte_keeping_size_and_times(path: Path) -> None:
 
 
 def _weights() -> Path:
-    from zoo.cache import list_records
+    from zoo.weights.cache import list_records
 
     (rec,) = list_records()
     return Path(rec.weights_file.path)
@@ -100,10 +100,10 @@ def test_the_stat_vouches_for_hashed_bytes_and_any_change_means_hashing_again(
 ) -> None:
     """The gate: the stat recorded at the pull vouches for the bytes; rewriting the same
     bytes (new mtime and ctime) costs one hash, which is then remembered."""
-    from zoo.cache import file_stat, pin_for
-    from zoo.checkpoints import load_weights
     from zoo.cli import run
-    from zoo.errors import IntegrityError
+    from zoo.contract.errors import IntegrityError
+    from zoo.weights.cache import file_stat, pin_for
+    from zoo.weights.checkpoints import load_weights
 
     assert run(["pull", REF]) == 0
     weights = _weights()

@@ -27,19 +27,19 @@ def main() -> None:
     from zoo.cli import run
 
     if mode == "import":
-        from zoo import local
+        from zoo.catalog import imports
 
-        original = local.save_safetensors
+        original = imports.save_safetensors
 
         def paused_save(*a: Any, **kw: Any) -> None:
             original(*a, **kw)
             _pause(sentinel)
 
-        local.save_safetensors = paused_save  # type: ignore[assignment]
+        imports.save_safetensors = paused_save  # type: ignore[assignment]
         ckpt, name = args
         argv = ["import", ckpt, "--arch", "timm:test_resnet", "--license", "mit", "--name", name]
     elif mode == "export":
-        from zoo import export
+        from zoo.deploy import export
 
         original_sidecar = export._write_sidecar
 

@@ -14,7 +14,7 @@ import traceback
 
 import click
 
-from zoo.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, ZooError
+from zoo.contract.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED, EXIT_USAGE, ZooError
 
 __all__ = ["build_cli", "main"]
 
@@ -62,7 +62,7 @@ def _root() -> click.Group:
 
 def build_cli() -> click.Group:
     """The top-level group with built-in and plugin commands added."""
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     group = _root()
     for module_name in _COMMAND_MODULES:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zoo.types import BackboneInfo
+    from zoo.contract.types import BackboneInfo
 
 from zoo.cli.options import TIMEOUT
 from zoo.cli.output import console, emit_json, note, plural, readable
@@ -64,7 +64,7 @@ def list_cmd(
       zoo list 'convnext*' --pretrained --license apache-2.0
       zoo list 'vit*' --provider hf        # asks the Hugging Face Hub
     """
-    from zoo.catalog import list_models
+    from zoo.catalog.index import list_models
 
     listing = list_models(
         pattern, provider=provider, pretrained=pretrained, license=license_, timeout=timeout
@@ -110,8 +110,8 @@ def info_cmd(ref: str, as_json: bool) -> None:
       zoo info torchvision:efficientnet_b0
       zoo info effnet-lite:lite0,effnet-lite:lite1
     """
-    from zoo.catalog import describe, resolution_note
-    from zoo.refs import is_joined, parse_refs
+    from zoo.catalog.index import describe, resolution_note
+    from zoo.contract.refs import is_joined, parse_refs
 
     def described(asked: str) -> BackboneInfo:
         info = describe(asked)
@@ -176,13 +176,13 @@ def _stage_extras(reference: str) -> dict[str, object]:
     """The backbone's stage names, input to head (what ``--unfreeze`` counts), from its
     architecture built on the meta device once (no weights are read or allocated) and
     then kept with the catalogue. A provider that cannot build that way shows none."""
-    from zoo.catalog import cached_fact
+    from zoo.catalog.index import cached_fact
 
     def count() -> list[str] | None:
         try:
             import torch
 
-            from zoo.build import build_backbone
+            from zoo.catalog.build import build_backbone
 
             with torch.device("meta"):
                 backbone = build_backbone(reference, pretrained=False)
@@ -201,7 +201,7 @@ _INFO_EXTRAS.append(_stage_extras)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 def strategies_cmd(as_json: bool) -> None:
     """List fine-tuning strategies and the plugin that provides each."""
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
     strategies = pm.strategies()

@@ -12,7 +12,7 @@ from zoo.cli.output import console, emit_json, note
 
 def _complete_precision(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
     """--precision values of the --format exporter (all exporters' before it is given)."""
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     exporters = get_plugin_manager().exporters()
     chosen = [exporters[f] for f in [ctx.params.get("fmt")] if f in exporters]
@@ -89,8 +89,8 @@ def export_cmd(
       zoo export pets --precision int8 --calibration ./pets
       zoo export timm:resnet18.a1_in1k --out ./resnet18-onnx
     """
-    from zoo.export import export_model
-    from zoo.home import require_writable
+    from zoo.deploy.export import export_model
+    from zoo.disk.paths import require_writable
     from zoo.progress import waiting
 
     require_writable("zoo export (its staging, the registration, the default --out)")
@@ -113,7 +113,7 @@ def export_cmd(
     if as_json:
         emit_json("export", **outcome.to_dict())
         return
-    from zoo.export import exporter_for
+    from zoo.deploy.export import exporter_for
 
     summarise = getattr(exporter_for(fmt), "report_lines", None)
     lines = [
@@ -173,7 +173,7 @@ def predict_cmd(
       zoo predict pets ./inbox --top-k 3 --json
       zoo predict pets ./inbox --precision int8
     """
-    from zoo.inference import open_model, predict
+    from zoo.deploy.inference import open_model, predict
 
     model = open_model(ref, provider=provider, precision=precision)
     if model.taken:  # REF is both a registered model and a folder or file here

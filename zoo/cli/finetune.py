@@ -277,7 +277,7 @@ def finetune_cmd(
         click.echo("dry run: nothing trained or registered")
         return
     from zoo.engine.distributed import Nodes
-    from zoo.store import ready_to_write
+    from zoo.registry.store import ready_to_write
 
     nodes = None
     if nnodes is not None or rdzv_endpoint is not None or rdzv_id is not None:
@@ -304,7 +304,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 def parse_budget(text: str, strategy: str | None) -> float:
     """--budget TIME in seconds: a positive number with a unit s, m or h (90s, 10m, 1h)."""
-    from zoo.errors import UsageError
+    from zoo.contract.errors import UsageError
 
     value, unit = text.strip()[:-1], text.strip()[-1:].lower()
     try:

@@ -25,7 +25,7 @@ def home_group() -> None:
 @home_group.command("path")
 def path_cmd() -> None:
     """Print the zoo home folder."""
-    from zoo.home import home
+    from zoo.disk.paths import home
 
     click.echo(str(home()))
 
@@ -42,7 +42,7 @@ def move_cmd(dest: Path, as_json: bool) -> None:
     home was already moved by hand, run it with DEST = the new place to only rewrite.
     Run it while no other zoo command is running, then set ZOO_HOME=DEST.
     """
-    from zoo.store_move import move_home
+    from zoo.upkeep.move import move_home
 
     old, new, changed = move_home(dest)
     if as_json:
@@ -88,8 +88,8 @@ def du_cmd(as_json: bool) -> None:
     counts once, by its size; pulled Hub files in the Hugging Face cache are shown apart
     (they are outside the home). Writes nothing.
     """
-    from zoo.home import existing_home
-    from zoo.home_usage import human, measure
+    from zoo.disk.paths import existing_home
+    from zoo.upkeep.usage import human, measure
 
     usage = measure(existing_home())
     if as_json:
@@ -150,9 +150,9 @@ def prune_cmd(older_than: float, unreferenced_weights: bool, yes: bool, as_json:
     finetune or rank uses are skipped, and the output says so. Removal moves the files
     aside first: an error removes nothing.
     """
-    from zoo.home import ReadOnlyHomeError, existing_home, is_writable
-    from zoo.home_usage import human
-    from zoo.prune import apply, planned
+    from zoo.disk.paths import ReadOnlyHomeError, existing_home, is_writable
+    from zoo.upkeep.prune import apply, planned
+    from zoo.upkeep.usage import human
 
     root = existing_home()
     if yes and not is_writable(root):
@@ -177,7 +177,7 @@ def prune_cmd(older_than: float, unreferenced_weights: bool, yes: bool, as_json:
         count = f"{len(plan.items)} item{'' if len(plan.items) == 1 else 's'}"
         note(f"{done} {count}, {human(plan.bytes)}" + ("" if yes else "; --yes removes them"))
     if failed:
-        from zoo.errors import UsageError
+        from zoo.contract.errors import UsageError
 
         raise UsageError(
             f"{len(failed)} pulled model(s) could not be removed ({failed[0]}); the rest was "

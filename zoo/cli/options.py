@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from zoo.errors import UsageError
+from zoo.contract.errors import UsageError
 
 __all__ = [
     "BATCH_SIZE",
@@ -120,8 +120,8 @@ class NonEmpty(click.ParamType):
 
 def check_model_name(name: str, where: str = "--name") -> str:
     """A registered model name, or UsageError naming the allowed form."""
-    from zoo.errors import BadReferenceError
-    from zoo.refs import MAX_NAME_LENGTH, parse_ref
+    from zoo.contract.errors import BadReferenceError
+    from zoo.contract.refs import MAX_NAME_LENGTH, parse_ref
 
     form = (
         f"a model name starts with a letter or digit and holds letters, digits, '_', '-', "
@@ -262,9 +262,9 @@ def check_strategy_settings(recipe: Any) -> None:
     (a ``summary`` parameter: auto) are asked only once the data is read."""
     import inspect
 
-    from zoo.errors import ZooError
-    from zoo.plugins import get_plugin_manager
-    from zoo.types import StrategySettings
+    from zoo.contract.errors import ZooError
+    from zoo.contract.plugins import get_plugin_manager
+    from zoo.contract.types import StrategySettings
 
     strategy = get_plugin_manager().strategies().get(recipe.strategy)
     if strategy is None:

@@ -13,7 +13,7 @@ from zoo.cli.output import console, emit_json, note
 
 def _exporters() -> list[dict[str, Any]]:
     """Each exporter with its --precision values (what `zoo export --format` accepts)."""
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
     try:
@@ -32,8 +32,8 @@ def _exporters() -> list[dict[str, Any]]:
 
 
 def _rows(hook: str | None) -> tuple[list[dict[str, Any]], list[str]]:
-    from zoo.errors import UsageError
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.errors import UsageError
+    from zoo.contract.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
     problems = pm.collect_all()  # fills "registered"; duplicates come back as lines
@@ -67,7 +67,7 @@ def plugins_group(ctx: click.Context, hook: str | None, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     plugins, problems = _rows(hook)
     precisions = {e["name"]: e["precisions"] for e in _exporters()}

@@ -20,10 +20,10 @@ def _size(n: int) -> str:
 
 
 def _cache_extras(reference: str) -> dict[str, object]:
-    from zoo.cache import info_extras
+    from zoo.weights.cache import info_extras
 
     if reference.startswith("local:"):
-        from zoo.local import info_extras as local_extras
+        from zoo.weights.local import info_extras as local_extras
 
         return local_extras(reference)
     return info_extras(reference)
@@ -63,28 +63,28 @@ def pull_cmd(ref: str, revision: str | None, force: bool, as_json: bool) -> None
     until `zoo pull --force REF` fetches it again. With HF_HUB_OFFLINE=1 nothing is
     contacted: cached models pull, others fail. A read-only cache serves what it holds.
     """
+    from zoo.catalog.build import pull
     from zoo.progress import make_progress
-    from zoo.pull import pull
 
     try:
         pulled = pull(ref, revision=revision, force=force, progress=make_progress())
     except Exception as exc:
         if not _is_timeout(exc):
             raise
-        from zoo.errors import OfflineError
+        from zoo.contract.errors import OfflineError
 
         raise OfflineError(
             f"the server for {ref} stopped sending ({type(exc).__name__}: {exc}); nothing was "
             "recorded. Run the same `zoo pull` again (it resumes), or raise "
             "HF_HUB_DOWNLOAD_TIMEOUT on a slow link"
         ) from exc
-    from zoo.catalog import resolution_note
+    from zoo.catalog.index import resolution_note
 
     said = resolution_note(ref, pulled.reference)
     if said:
         note(said)
     if as_json:
-        from zoo.cache import record_to_dict
+        from zoo.weights.cache import record_to_dict
 
         emit_json("pull", record=record_to_dict(pulled))
         return
@@ -108,7 +108,7 @@ def cache_group() -> None:
 def cache_ls(as_json: bool) -> None:
     """List pulled models: revision, files with their SHA-256 (first 12 hex digits;
     --json has the full values), size, licence, source and time."""
-    from zoo.cache import list_records, record_to_dict
+    from zoo.weights.cache import list_records, record_to_dict
 
     records = list_records()
     if as_json:
@@ -142,8 +142,9 @@ def cache_ls(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
 def cache_verify(ref: str | None, as_json: bool) -> None:
     """Re-hash cached files (all, or REF's) against the SHA-256 recorded at pull time."""
-    from zoo.cache import list_records, match_records, verify
-    from zoo.errors import IntegrityError, NotFoundError
+    from zoo.contract.errors import IntegrityError, NotFoundError
+    from zoo.upkeep.cache import verify
+    from zoo.weights.cache import list_records, match_records
 
     records = match_records(ref) if ref else list_records()
     if ref and not records:
@@ -175,7 +176,7 @@ def cache_verify(ref: str | None, as_json: bool) -> None:
 def cache_rm(ref: str) -> None:
     """Remove one pulled revision's files and record (Hub files through huggingface_hub's
     cache API)."""
-    from zoo.cache import remove
+    from zoo.upkeep.cache import remove
 
     for rec in remove(ref):
         size = _size(sum(f.size for f in rec.files))
@@ -221,8 +222,8 @@ def import_cmd(
     the file name; pickles load with torch.load(weights_only=True) and anything that
     needs more is refused (exit 4) unless --trust-pickle. Stored as safetensors.
     """
-    from zoo.home import require_writable
-    from zoo.local import import_checkpoint
+    from zoo.catalog.imports import import_checkpoint
+    from zoo.disk.paths import require_writable
 
     require_writable("zoo import (the model goes to ZOO_HOME/local)")  # before any reading
     model = import_checkpoint(

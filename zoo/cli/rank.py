@@ -60,7 +60,7 @@ def rank_cmd(
       zoo rank ./digits effnet-lite:lite0 effnet-lite:lite1 --layers final,mid
       zoo rank ./pets effnet-lite:lite0 effnet-lite:lite0,effnet-lite:lite1
     """
-    from zoo.rank import rank
+    from zoo.choose.rank import rank
 
     if max_images is not None and max_images < 2:
         raise click.UsageError("--max-images must be at least 2")

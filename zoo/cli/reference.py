@@ -39,7 +39,7 @@ def render() -> str:
     import os
 
     from zoo.cli import build_cli
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     first_party = "timm,torchvision,hf,local,strategies,onnx"
     old = os.environ.get("ZOO_LOAD_PLUGINS")

@@ -1,22 +1,22 @@
-"""`zoo registry ...` (list, show, lineage, alias, delete, check, serve); `zoo ui` is in
-zoo/cli/serve.py with `zoo serve`."""
+"""`zoo registry ...` (list, show, lineage, alias, delete, check; `serve` is in
+zoo/cli/registry_server.py); `zoo ui` is in zoo/cli/serve.py with `zoo serve`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from zoo.cli.output import console, emit_json, note, plural, readable, warn
+from zoo.cli.registry_server import serve_cmd
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _use_tracking_uri(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value:
-        from zoo.store import configure
+        from zoo.registry.store import configure
 
         configure(value)
 
@@ -108,8 +108,8 @@ def show_cmd(ref: str, as_json: bool) -> None:
 
     REF is models:/NAME/N, models:/NAME/latest, models:/NAME@ALIAS or a registered NAME.
     """
-    from zoo.leakage_finding import seen_note
     from zoo.registry import get_version
+    from zoo.registry.leakage_finding import seen_note
     from zoo.registry.modelcard import chosen_by_text, evaluation_text
     from zoo.registry.records import parents_of
 
@@ -225,7 +225,7 @@ def where_cmd(as_json: bool) -> None:
       export MLFLOW_TRACKING_URI=$(zoo registry where)
       mlflow ui --backend-store-uri "$(zoo registry where)"
     """
-    from zoo import store
+    from zoo.registry import store
 
     uri = store.tracking_uri()
     db = store.sqlite_path(uri)
@@ -251,7 +251,7 @@ def where_cmd(as_json: bool) -> None:
 def alias_cmd(name: str, version: int, alias: str) -> None:
     """Point ALIAS of model NAME at VERSION (then use models:/NAME@ALIAS)."""
     from zoo.registry import set_alias
-    from zoo.store import ready_to_write
+    from zoo.registry.store import ready_to_write
 
     ready_to_write("zoo registry alias", home_too=False)
     v = set_alias(name, version, alias)
@@ -269,7 +269,7 @@ def delete_cmd(ref: str, yes: bool, cascade: bool) -> None:
     Refuses while other versions name it as their parent, unless --cascade.
     """
     from zoo.registry import delete, plan_delete
-    from zoo.store import ready_to_write
+    from zoo.registry.store import ready_to_write
 
     ready_to_write("zoo registry delete", home_too=False)
     plan = plan_delete(ref, cascade=cascade)
@@ -299,7 +299,7 @@ def delete_cmd(ref: str, yes: bool, cascade: bool) -> None:
 def check_cmd(clean: bool, verify: bool, as_json: bool) -> None:
     """Check that no version points at missing (or, with --verify, altered) artifacts;
     list unfinished registrations."""
-    from zoo.errors import IntegrityError
+    from zoo.contract.errors import IntegrityError
     from zoo.registry import check
 
     staging = _clean_staging() if clean else []
@@ -340,78 +340,13 @@ def check_cmd(clean: bool, verify: bool, as_json: bool) -> None:
 
 def _clean_staging() -> list[str]:
     """Leftovers of killed `zoo import` (local/) and `zoo export` ($ZOO_HOME/exports)."""
-    from zoo.export import clean_staging as clean_exports
-    from zoo.home import subdir
-    from zoo.local import clean_staging as clean_imports
+    from zoo.deploy.export import clean_staging as clean_exports
+    from zoo.disk.paths import subdir
+    from zoo.weights.local import clean_staging as clean_imports
 
     return [str(p) for p in [*clean_imports(), *clean_exports(subdir("exports"))]]
 
 
-@registry_group.command("serve")
-@click.option(
-    "--backend-store-uri",
-    envvar="ZOO_REGISTRY_DB",
-    default="postgresql://zoo:zoo@127.0.0.1:5432/zoo",
-    show_default=True,
-    help="Database for runs and models (env ZOO_REGISTRY_DB).",
-)
-@click.option(
-    "--artifacts-destination",
-    envvar="ZOO_REGISTRY_ARTIFACTS",
-    required=True,
-    help="Artifact root the server stores and serves (env ZOO_REGISTRY_ARTIFACTS).",
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--allowed-host",
-    "allowed_hosts",
-    multiple=True,
-    help="Host header clients use to reach the server (repeat); localhost is always allowed.",
-)
-@click.option("--basic-auth", is_flag=True, help="Require MLflow basic-auth logins.")
-@click.option(
-    "--auth-dir",
-    envvar="ZOO_REGISTRY_AUTH_DIR",
-    help="Folder for the basic-auth user database and config.",
-)
-@click.option("--print-command", is_flag=True, help="Print the mlflow command and exit.")
-def serve_cmd(
-    backend_store_uri: str,
-    artifacts_destination: str,
-    host: str,
-    port: int,
-    allowed_hosts: tuple[str, ...],
-    basic_auth: bool,
-    auth_dir: str | None,
-    print_command: bool,
-) -> None:
-    """Run the team registry: mlflow server on PostgreSQL with an artifact root.
-
-    This is the team's tracking and model registry server, not `zoo serve`, which serves
-    one model's predictions over HTTP. See registry/README.md for setting up PostgreSQL
-    and authentication.
-    """
-    from zoo.registry.server import ServerConfig, server_command
-
-    cmd, env = server_command(
-        ServerConfig(
-            backend_store_uri=backend_store_uri,
-            artifacts_destination=artifacts_destination,
-            host=host,
-            port=port,
-            allowed_hosts=allowed_hosts,
-            basic_auth=basic_auth,
-            auth_dir=auth_dir,
-        )
-    )
-    if print_command:
-        click.echo(" ".join(cmd))
-        return
-    note(
-        f"team registry on http://{host}:{port} (clients: MLFLOW_TRACKING_URI=http://{host}:{port})"
-    )
-    os.execvpe(cmd[0], cmd, {**os.environ, **env})
-
+registry_group.add_command(serve_cmd)
 
 COMMANDS = [registry_group]

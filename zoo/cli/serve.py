@@ -21,9 +21,9 @@ def resolve_export(ref: str) -> tuple[Any, str | None]:
     version serves its newest ONNX export; NAME.onnx (or models:/NAME.onnx/N, @ALIAS)
     names the export itself."""
     from zoo import registry
-    from zoo.errors import NotFoundError, UsageError
-    from zoo.inference import latest_export_of
-    from zoo.refs import parse_ref
+    from zoo.contract.errors import NotFoundError, UsageError
+    from zoo.contract.refs import parse_ref
+    from zoo.deploy.inference import latest_export_of
 
     try:
         version = registry.get_version(ref)
@@ -121,7 +121,7 @@ def serve_cmd(
 
     Requests and answers: docs/export.md ("Serving with MLflow").
     """
-    from zoo import store
+    from zoo.registry import store
     from zoo.registry.server import model_server_command, quiet_env
     from zoo.registry.supervise import Server, check_port, log_path, run_quietly, url_of
 
@@ -171,8 +171,8 @@ def ui_cmd(host: str, port: int) -> None:
     Runs `mlflow server` on the embedded store with its log in a file: the terminal shows
     that it is starting, then its URL once it answers.
     """
-    from zoo import store
-    from zoo.errors import UsageError
+    from zoo.contract.errors import UsageError
+    from zoo.registry import store
     from zoo.registry.server import quiet_env, ui_command
     from zoo.registry.supervise import Server, check_port, log_path, run_quietly, url_of
 

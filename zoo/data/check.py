@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.contract.errors import DataError, Interrupted
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.sources import Listing, list_files
 from zoo.data.workers import guarded, interrupt_workers, pool_context, worker_init
-from zoo.errors import DataError, Interrupted
-from zoo.home import atomic_writer, subdir
-from zoo.home_lock import hold_caches
+from zoo.disk.lock import hold_caches
+from zoo.disk.paths import atomic_writer, subdir
 
 __all__ = [
     "DEFAULT_MAX_BAD_FRACTION",

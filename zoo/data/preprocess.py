@@ -16,12 +16,12 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UsageError
+from zoo.contract.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from zoo.types import BackboneInfo
+    from zoo.contract.types import BackboneInfo
 
 __all__ = ["Preprocessing", "eval_crop", "train_crop"]
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zoo.contract.errors import DataError
 from zoo.data.check import ImageDataset
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.preprocess import Preprocessing, eval_crop, train_crop
-from zoo.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

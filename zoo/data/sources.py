@@ -13,7 +13,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.errors import DataError, NotFoundError
+from zoo.contract.errors import DataError, NotFoundError
 
 __all__ = ["Listing", "list_files", "read_manifest", "scan_folder"]
 

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zoo.errors import DataError, UsageError
+from zoo.contract.errors import DataError, UsageError
 
 __all__ = ["Split", "split_dataset", "stratified_split"]
 

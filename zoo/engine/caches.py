@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.home import atomic_write_bytes, subdir
-from zoo.home_lock import hold_caches
+from zoo.disk.lock import hold_caches
+from zoo.disk.paths import atomic_write_bytes, subdir
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -4,7 +4,7 @@ continue onto other data.
 A checkpoint (``state.pt``) holds everything the next epoch depends on: weights, optimizer
 and scheduler state, RNG states, the history, the best epoch, the MLflow run id, and what
 it was trained on (the dataset digest and the split's digest). It is written atomically
-(``zoo.home.atomic_writer``) and holds only tensors and plain values, loaded with
+(``zoo.disk.paths.atomic_writer``) and holds only tensors and plain values, loaded with
 ``torch.load(weights_only=True)``: no pickled code runs on resume.
 """
 
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UsageError
-from zoo.home import atomic_write_text, atomic_writer, disk_full, subdir
+from zoo.contract.errors import UsageError
+from zoo.disk.paths import atomic_write_text, atomic_writer, disk_full, subdir
+from zoo.progress import say
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.recipe import Recipe
@@ -68,8 +69,6 @@ def recipe_lock(recipe: Recipe) -> Iterator[None]:
     except Timeout:
         import time
 
-        import click
-
         pid = "unknown"
         for _ in range(50):  # the holder writes its pid just after it took the lock
             with contextlib.suppress(OSError):
@@ -78,7 +77,7 @@ def recipe_lock(recipe: Recipe) -> Iterator[None]:
                 break
             time.sleep(0.1)
 
-        click.echo(f"zoo: waiting for the same recipe, already running (pid {pid})", err=True)
+        say(f"waiting for the same recipe, already running (pid {pid})")
         lock.acquire()
     try:
         atomic_write_text(owner, str(os.getpid()))

@@ -9,8 +9,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.errors import UsageError
 from zoo.data.workers import avoid_fork
-from zoo.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -95,7 +95,7 @@ def stopping() -> None:
 
 def _outcome(fn: Callable[[], Any]) -> tuple[Any, BaseException | None, tuple[str, str] | None]:
     """Run ``fn``: (value, exception, (error class, message) to send) ."""
-    from zoo import errors
+    from zoo.contract import errors
 
     try:
         return fn(), None, None
@@ -112,7 +112,7 @@ def _outcome(fn: Callable[[], Any]) -> tuple[Any, BaseException | None, tuple[st
 
 
 def _raise(sent: tuple[str, str]) -> None:
-    from zoo import errors
+    from zoo.contract import errors
 
     cls = getattr(errors, sent[0], errors.ZooError)
     if not (isinstance(cls, type) and issubclass(cls, errors.ZooError)):

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import errors
+from zoo.contract import errors
+from zoo.disk.paths import atomic_write_text
 from zoo.engine.context import Dist, stop_on_signals
 from zoo.engine.recipe import Recipe
 from zoo.engine.run import FinetuneResult, finetune
-from zoo.home import atomic_write_text
 
 __all__ = ["Nodes", "launch_line", "launch_torchrun", "main", "torchrun_command"]
 

@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.precision import BF16_AUTOCAST, FP32, TF32, exact_fp32
 from zoo.engine.batches import image_batches, tensor_batches
 from zoo.engine.caches import PrefixPlan, substituted
-from zoo.precision import BF16_AUTOCAST, FP32, TF32, exact_fp32
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

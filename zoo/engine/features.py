@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.errors import UsageError
+from zoo.contract.types import Phase
 from zoo.engine.batches import example, image_batches
 from zoo.engine.caches import (
     PrefixPlan,
@@ -30,8 +32,6 @@ from zoo.engine.caches import (
 )
 from zoo.engine.context import Dist
 from zoo.engine.model import find_classifier
-from zoo.errors import UsageError
-from zoo.types import Phase
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -242,15 +242,15 @@ def stage_probe(state: RunState, head: nn.Module) -> tuple[torch.Tensor, torch.T
     The features are every body stage's pooled output and the classifier's (``head``'s)
     input (unless the last stage's output is that input already), concatenated and
     standardised with the training rows' mean and std. The run's
-    model becomes :class:`zoo.heads.StageProbe` (the backbone plus one new linear head on
+    model becomes :class:`zoo.catalog.heads.StageProbe` (the backbone plus one new linear head on
     those features, the standardisation in its buffers), so the checkpoints, the
     registered epoch and the registered model are that one module; its head stage holds
     the backbone's head and the new one."""
     import torch
     from torch import nn
 
-    from zoo.backbone import ModuleBackbone
-    from zoo.heads import StageProbe
+    from zoo.catalog.backbone import ModuleBackbone
+    from zoo.catalog.heads import StageProbe
 
     names, model = state.names, state.model
     parts = [stage_features(state, name)[0] for name in names[:-1]]

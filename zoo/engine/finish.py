@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.errors import TrainingError
+from zoo.disk.paths import atomic_write_text
 from zoo.engine import checkpoint, evaluate, report
 from zoo.engine.batches import example
 from zoo.engine.model import parent_pins, plan_to_dict
 from zoo.engine.state import FinetuneResult
 from zoo.engine.tracking import EXPERIMENT, registered_by_recipe, tag_recipe
-from zoo.errors import TrainingError
-from zoo.home import atomic_write_text
-from zoo.leakage import record_split
+from zoo.registry.leakage import record_split
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
@@ -111,8 +111,8 @@ def _check_finite(model: Any) -> None:
 
 def _architecture(state: RunState, model: Any) -> dict[str, Any] | None:
     """The lineage's record of a module zoo composed: the multi-stage probe the engine
-    builds, or the several backbones' composite (zoo/composite.py) the run started from."""
-    from zoo.heads import StageProbe, architecture
+    builds, or the several backbones' composite (zoo/catalog/composite.py) the run started from."""
+    from zoo.catalog.heads import StageProbe, architecture
 
     if isinstance(model, StageProbe):
         return architecture(model, state.names)

@@ -8,11 +8,11 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.errors import UsageError
+from zoo.contract.types import StrategySettings, TrainingPlan, TrainingSummary
 from zoo.data import Preprocessing
 from zoo.engine.recipe import Recipe
 from zoo.engine.state import Parent
-from zoo.errors import UsageError
-from zoo.types import StrategySettings, TrainingPlan, TrainingSummary
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -37,17 +37,17 @@ __all__ = [
 
 def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
     """(BackboneInfo or RegisteredVersion, parent) before the model is built."""
-    from zoo.refs import is_joined, parse_ref
+    from zoo.contract.refs import is_joined, parse_ref
 
-    if is_joined(recipe.ref):  # several backbones: zoo/composite.py
-        from zoo.catalog import describe as describe_part
-        from zoo.composite import check_strategy, describe_joined
+    if is_joined(recipe.ref):  # several backbones: zoo/catalog/composite.py
+        from zoo.catalog.composite import check_strategy, describe_joined
+        from zoo.catalog.index import describe as describe_part
 
         check_strategy(recipe.strategy, recipe.ref)
         return describe_joined(recipe.ref, recipe.image_size, describe=describe_part), None
     ref = parse_ref(recipe.ref)
     if ref.scheme == "bare":  # a registered NAME or local:NAME, whichever exists
-        from zoo.catalog import resolve
+        from zoo.catalog.index import resolve
 
         ref = resolve(ref)
     if ref.scheme == "models":
@@ -62,7 +62,7 @@ def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
             size = (base.input_size[0], recipe.image_size, recipe.image_size)
             base = Preprocessing(size, base.mean, base.std, base.interpolation, base.crop_pct)
         return version, Parent(version.model_uri, None, version.license, base)
-    from zoo.catalog import describe as describe_ref
+    from zoo.catalog.index import describe as describe_ref
 
     return describe_ref(ref), None
 
@@ -70,10 +70,10 @@ def describe(recipe: Recipe) -> tuple[Any, Parent | None]:
 def resolution_notes(recipe: Recipe, described: Any) -> list[str]:
     """The lines saying which tag a provider filled in for the reference (or each part of
     a joined one) that was given without one, as `zoo info` says them."""
-    from zoo.catalog import resolution_note
-    from zoo.composite import CompositeSpec
-    from zoo.refs import Ref, parse_refs
-    from zoo.types import BackboneInfo
+    from zoo.catalog.composite import CompositeSpec
+    from zoo.catalog.index import resolution_note
+    from zoo.contract.refs import Ref, parse_refs
+    from zoo.contract.types import BackboneInfo
 
     if isinstance(described, CompositeSpec):
         refs = [b.reference for b in described.branches]  # in the joined reference's order
@@ -89,11 +89,11 @@ def licence_inputs(
     recipe: Recipe, described: Any, parent: Parent | None
 ) -> tuple[Preprocessing, list[tuple[str | None, tuple[Any, ...]]]]:
     """The run's preprocessing, and each parent's licence with its chain (root first):
-    what :func:`zoo.licenses.decide_licenses` checks before any data is read."""
-    from zoo.composite import CompositeSpec
+    what :func:`zoo.licenses.compat.decide_licenses` checks before any data is read."""
+    from zoo.catalog.composite import CompositeSpec
 
     if isinstance(described, CompositeSpec):
-        from zoo.licenses import Ancestor
+        from zoo.licenses.compat import Ancestor
 
         chains = [(b.license, (Ancestor(b.reference, b.license),)) for b in described.branches]
         return described.preprocessing(), list(chains)
@@ -116,8 +116,8 @@ def parent_pins(state: Any) -> list[Any]:
         return [Pin(state.parent.reference, None, state.parent.license)]
     info = state.backbone.info
     shas = getattr(state.backbone, "branch_sha256", None)
-    if shas is not None:  # several backbones: zoo/composite.py
-        from zoo.composite import CompositeSpec
+    if shas is not None:  # several backbones: zoo/catalog/composite.py
+        from zoo.catalog.composite import CompositeSpec
 
         spec = CompositeSpec.from_dict(state.backbone.architecture)
         return [
@@ -131,12 +131,12 @@ def parent_pins(state: Any) -> list[Any]:
 
 def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
     """The backbone with a new head of ``num_classes`` outputs, started near zero."""
-    from zoo.catalog import provider_for
-    from zoo.composite import CompositeSpec
-    from zoo.refs import parse_ref
+    from zoo.catalog.composite import CompositeSpec
+    from zoo.catalog.index import provider_for
+    from zoo.contract.refs import parse_ref
 
     if isinstance(described, CompositeSpec):
-        from zoo.composite import build_composite
+        from zoo.catalog.composite import build_composite
 
         composite = build_composite(
             described,
@@ -151,7 +151,7 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
     ref = parse_ref(recipe.ref)
     registered = isinstance(described, RegisteredVersion)  # models:/... or a registered NAME
     if not registered:
-        from zoo.build import build_backbone
+        from zoo.catalog.build import build_backbone
 
         # its weights_sha256 is the load path's: the parent's SHA-256 the lineage records
         backbone: Any = build_backbone(
@@ -165,7 +165,7 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
 
     architecture = described.lineage.get("architecture")
     if architecture and architecture.get("kind") == "multi-backbone":
-        from zoo.composite import build_composite
+        from zoo.catalog.composite import build_composite
 
         spec = CompositeSpec.from_dict(architecture)
         backbone = build_composite(
@@ -189,7 +189,7 @@ def build(recipe: Recipe, described: Any, num_classes: int) -> Any:
 def _plain(model: Any) -> Any:
     """A registered multi-stage probe continues from its backbone (its probe head reads
     features this architecture's head does not: a new head starts)."""
-    from zoo.heads import StageProbe
+    from zoo.catalog.heads import StageProbe
 
     return model.backbone if isinstance(model, StageProbe) else model
 
@@ -214,7 +214,7 @@ def init_head(backbone: Any) -> None:
 
 def strategy(name: str) -> tuple[Any, dict[str, Any]]:
     """The strategy object and the plugin that provides it (for the lineage)."""
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     pm = get_plugin_manager()
     strategies = pm.strategies()
@@ -264,7 +264,7 @@ def make_plan(
     else:
         plan = strategy_obj.plan(names, settings)
     validate_plan(plan, names, recipe.strategy)
-    from zoo.refs import is_joined
+    from zoo.contract.refs import is_joined
 
     if is_joined(recipe.ref) and not all(p.head_on_features for p in plan.phases):
         raise UsageError(

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import TrainingError, UsageError
-from zoo.types import Phase
+from zoo.contract.errors import TrainingError, UsageError
+from zoo.contract.types import Phase
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState

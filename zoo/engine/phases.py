@@ -21,6 +21,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.errors import TrainingError
+from zoo.contract.types import Phase
 from zoo.engine import evaluate
 from zoo.engine.batches import image_batches, tensor_batches
 from zoo.engine.caches import substituted
@@ -28,8 +30,6 @@ from zoo.engine.evidence import cv_classifier
 from zoo.engine.features import classifier, frozen_prefix, head_features, stage_probe
 from zoo.engine.optimize import build_optimizer, set_trainable, warmup_cosine
 from zoo.engine.seeding import epoch_seed, seed_everything
-from zoo.errors import TrainingError
-from zoo.types import Phase
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence

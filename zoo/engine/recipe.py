@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from zoo.contract.errors import NotFoundError, UsageError
 from zoo.data.check import DEFAULT_MAX_BAD_FRACTION
-from zoo.errors import NotFoundError, UsageError
 
 __all__ = ["Recipe", "load_recipe_file"]
 
@@ -57,7 +57,7 @@ class Recipe:
     random_init: bool = False  # start from random weights (a baseline), not pretrained
     cache_frozen: bool = True  # compute frozen stages' output once when no augmentation
     nproc_per_node: int = 1
-    strict: bool = False  # refuse a leak either way across the lineage (zoo/leakage.py)
+    strict: bool = False  # refuse a leak either way across the lineage (zoo/registry/leakage.py)
     strategy_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

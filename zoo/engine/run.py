@@ -27,6 +27,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from zoo.contract.errors import DataError, Interrupted, TrainingError, UsageError
+from zoo.contract.types import Phase
 from zoo.engine import checkpoint
 from zoo.engine.context import stopping
 from zoo.engine.evaluate import Evaluation
@@ -38,8 +40,6 @@ from zoo.engine.resume import continue_from
 from zoo.engine.setup import prepare, run_dir
 from zoo.engine.state import Callback, FinetuneResult, RunState
 from zoo.engine.tracking import NoTracking, tracker
-from zoo.errors import DataError, Interrupted, TrainingError, UsageError
-from zoo.types import Phase
 
 __all__ = ["FinetuneResult", "clean_run", "finetune", "run_dir"]
 

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.errors import UsageError
+from zoo.contract.types import Candidate, StrategySettings, TrainingPlan, TrainingSummary
 from zoo.engine import model as build
 from zoo.engine.evidence import (
     AUTO_ALPHA,
@@ -41,8 +43,6 @@ from zoo.engine.evidence import (
     mcnemar_p,
     per_test_alpha,
 )
-from zoo.errors import UsageError
-from zoo.types import Candidate, StrategySettings, TrainingPlan, TrainingSummary
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
@@ -193,11 +193,11 @@ def search(
     """Score ``strategy.candidates(...)`` on the training split and plan the best one.
     ``trials=False`` (``--dry-run``) scores only the cheap candidates and lists the
     trials it would run, with their estimated cost."""
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     budget = settings.options.get("budget")
     s = _Search(state, summary, None if budget is None else float(budget))
-    # several backbones (zoo/composite.py): one per branch, their features side by side
+    # several backbones (zoo/catalog/composite.py): one per branch, their features side by side
     parents = len(getattr(state.backbone, "branch_sha256", None) or ()) or 1
     cands = list(strategy.candidates(state.names, settings, summary, parents=parents))
     if not cands or cands[0].cost != "cheap":

@@ -12,17 +12,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo.contract.types import TrainingPlan, TrainingSummary
 from zoo.data import load_dataset, split_dataset
+from zoo.disk.paths import subdir
 from zoo.engine import model as build
 from zoo.engine.context import Dist, resolve_runtime
 from zoo.engine.features import head_features, stage_features
 from zoo.engine.recipe import Recipe
 from zoo.engine.seeding import seed_everything
 from zoo.engine.state import Callback, RunState
-from zoo.home import subdir
-from zoo.leakage import check_lineage
-from zoo.licenses import decide_licenses
-from zoo.types import TrainingPlan, TrainingSummary
+from zoo.licenses.compat import decide_licenses
+from zoo.progress import say
+from zoo.registry.leakage import check_lineage
 
 __all__ = ["prepare", "run_dir"]
 
@@ -74,7 +75,7 @@ def prepare(
     """The run's state, its plan made; ``trials=False`` (a dry run): a choosing strategy's
     search scores only its cheap candidates and lists the trials it would run;
     ``leakage=False`` (a caller that trains nothing, such as rank): no check of the
-    ancestors' held-out images (zoo/leakage.py)."""
+    ancestors' held-out images (zoo/registry/leakage.py)."""
     import torch
 
     if recipe.deterministic:
@@ -85,10 +86,8 @@ def prepare(
     dist.init("cuda" if gpu else "cpu")
     described, parent = build.describe(recipe)
     if dist.main:  # a reference given without its tag: said once, before any work
-        import click
-
         for said in build.resolution_notes(recipe, described):
-            click.echo(f"zoo: {said}", err=True)
+            say(said)
     pre, parents = build.licence_inputs(recipe, described, parent)
     # refused here, before any data is read; the registry decides the same way again
     decide_licenses(parents, recipe.license, recipe.license_override)

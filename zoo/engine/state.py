@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zoo.contract.types import TrainingPlan
 from zoo.data import BadFile, ImageDataset, Preprocessing, Split
 from zoo.engine.context import Dist, Runtime
 from zoo.engine.recipe import Recipe
-from zoo.types import TrainingPlan
+from zoo.progress import say
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -67,7 +68,8 @@ class RunState:
     progress: Callable[[], Any]
     register: bool = True
     callbacks: Sequence[Callback] = ()
-    leakage: list[dict[str, Any]] = field(default_factory=list)  # zoo/leakage.py's findings
+    # zoo/registry/leakage.py's findings
+    leakage: list[dict[str, Any]] = field(default_factory=list)
     # what the run has done so far (restored on resume)
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0})
@@ -92,9 +94,7 @@ class RunState:
 
     def note(self, message: str) -> None:
         if self.dist.main:
-            import click
-
-            click.echo(f"zoo: {message}", err=True)
+            say(message)
 
     def fire(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:

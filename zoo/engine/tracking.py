@@ -10,8 +10,8 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from zoo.disk.paths import atomic_write_text
 from zoo.engine.model import plan_to_dict
-from zoo.home import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -40,13 +40,13 @@ class Tracking(NoTracking):
         self.state = state
 
     def _client(self) -> Any:
-        from zoo import store
+        from zoo.registry import store
 
         return store.client()
 
     def start(self) -> None:
         """Continue the checkpoint's MLflow run, or create one with the recipe as params."""
-        from zoo import store
+        from zoo.registry import store
 
         state = self.state
         mc = self._client()
@@ -128,7 +128,7 @@ def registered_by_recipe(state: RunState) -> dict[str, Any] | None:
     """The version this recipe already registered on this data, as the store (not this
     home) knows it: two hosts sharing one team store may run the same recipe."""
     from zoo.registry.records import TAG
-    from zoo.store import client
+    from zoo.registry.store import client
 
     key, digest = state.recipe.key(), state.data.digest
     found = client().search_model_versions(
@@ -148,7 +148,7 @@ def registered_by_recipe(state: RunState) -> dict[str, Any] | None:
 def tag_recipe(state: RunState, version: Any) -> None:
     """Tag the registered version with its recipe's key (what registered_by_recipe finds)."""
     from zoo.registry.records import TAG
-    from zoo.store import client
+    from zoo.registry.store import client
 
     client().set_model_version_tag(
         version.name, str(version.version), TAG.RECIPE_KEY, state.recipe.key()

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from zoo.contract.types import TrainingPlan
 from zoo.data import Split
 from zoo.engine.model import init_head
 from zoo.engine.phases import start_phase
 from zoo.engine.seeding import rng_state, set_rng_state
-from zoo.types import TrainingPlan
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState

@@ -12,7 +12,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from zoo.errors import UsageError
+from zoo.contract.errors import UsageError
 
 __all__ = ["KINDS", "render_plugin"]
 
@@ -21,7 +21,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 def _values(name: str, kind: str) -> dict[str, str]:
-    from zoo.hookspecs import PLUGIN_API
+    from zoo.contract.hookspecs import PLUGIN_API
 
     module = "zoo_" + name.replace("-", "_")
     return {

@@ -2,9 +2,12 @@
 
 Modules, one job each: ``records`` (the version record, tag names), ``lineage`` (parent
 resolution, the lineage record, the Markdown description), ``modelcard`` (Hugging Face
-model card), ``write`` (registering), ``read`` (looking up, zoo's reload), ``tree``
-(lineage trees), ``maintain`` (aliases, deletes, the invariant scan). Importing this
-package imports no mlflow or torch; the functions do.
+model card), ``write`` and ``write_export`` (registering a trained model, an export),
+``read`` (looking up, zoo's reload), ``tree`` (lineage trees), ``maintain`` (aliases,
+deletes, the invariant scan), ``store`` with ``store_health`` and ``store_guard`` (the
+MLflow store), ``server`` and ``supervise`` (the MLflow server zoo starts), ``leakage``
+(splits against ancestors' images). Importing this package imports no mlflow or torch;
+the functions do.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 from zoo.registry.maintain import CheckReport, check, children, delete, plan_delete, set_alias
 from zoo.registry.read import get_version, has_model, list_models, list_versions, load_model
 from zoo.registry.records import TAG, RegisteredVersion
-from zoo.registry.write import register_derivative, register_export
+from zoo.registry.write import register_derivative
+from zoo.registry.write_export import register_export
 
 __all__ = [
     "TAG",

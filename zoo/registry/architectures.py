@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from zoo.errors import IntegrityError
-from zoo.refs import parse_ref
+from zoo.contract.errors import IntegrityError
+from zoo.contract.refs import parse_ref
 
 __all__ = ["build_architecture"]
 
@@ -30,21 +30,21 @@ def build_architecture(
 
 
 def _provider_model(base: str, num_classes: int | None) -> Any:
-    from zoo.catalog import provider_for
+    from zoo.catalog.index import provider_for
 
     ref = parse_ref(base)
     return provider_for(ref).build(ref, num_classes=num_classes, pretrained=False).model
 
 
 def _stage_probe(base: str, num_classes: int | None, record: Mapping[str, Any]) -> Any:
-    from zoo.heads import rebuild
+    from zoo.catalog.heads import rebuild
 
     return rebuild(_provider_model(base, num_classes), record)
 
 
 def _multi_backbone(base: str, num_classes: int | None, record: Mapping[str, Any]) -> Any:
-    from zoo.catalog import provider_for
-    from zoo.composite import CompositeSpec, build_composite
+    from zoo.catalog.composite import CompositeSpec, build_composite
+    from zoo.catalog.index import provider_for
 
     spec = CompositeSpec.from_dict(dict(record))
     built = build_composite(

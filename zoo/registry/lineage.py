@@ -16,9 +16,10 @@ from importlib import metadata
 from typing import Any
 from urllib.parse import quote
 
-from zoo.errors import IntegrityError, NotFoundError
-from zoo.licenses import UNKNOWN, Ancestor, normalize_license
-from zoo.refs import parse_ref
+from zoo.contract.errors import IntegrityError, NotFoundError
+from zoo.contract.refs import parse_ref
+from zoo.licenses.compat import Ancestor
+from zoo.licenses.ids import UNKNOWN, normalize_license
 from zoo.registry.records import RegisteredVersion, parents_of
 
 __all__ = [
@@ -90,7 +91,7 @@ def resolve_parent(
     """
     ref = parse_ref(parent)
     if ref.scheme == "bare":
-        from zoo.catalog import resolve
+        from zoo.catalog.index import resolve
 
         ref = resolve(ref)
     if ref.is_registered:
@@ -146,7 +147,7 @@ def license_chain(
     version: RegisteredVersion, *, get_version: Callable[[str], RegisteredVersion] | None = None
 ) -> tuple[Ancestor, ...]:
     """Every model from the root down to ``version`` (included), with its licence and the
-    override it was registered with: what :func:`zoo.licenses.decide_license` checks a
+    override it was registered with: what :func:`zoo.licenses.compat.decide_license` checks a
     derivative of ``version`` against.
 
     Versions registered since zoo records it carry the list in their lineage
@@ -182,7 +183,7 @@ def license_chain(
 def _catalog_license(reference: str) -> str:
     """The catalogue's licence for a provider reference; ``unknown`` when it cannot say."""
     try:
-        from zoo.catalog import describe
+        from zoo.catalog.index import describe
 
         return normalize_license(describe(reference).license)
     except Exception:
@@ -197,7 +198,7 @@ def strategy_plugin_of(strategy: str, given: str | Mapping[str, Any] | None) -> 
         dist, _, version = given.partition("==")
         return {"plugin": None, "distribution": dist, "version": version or None}
     try:
-        from zoo.plugins import get_plugin_manager
+        from zoo.contract.plugins import get_plugin_manager
 
         pm = get_plugin_manager()
         pm.strategies()
@@ -256,7 +257,7 @@ def build_record(
     parent = parents[0]
     several = len(parents) > 1
     if several:
-        from zoo.refs import JOINER
+        from zoo.contract.refs import JOINER
 
         bases = list(dict.fromkeys(p.base for p in parents))
         base = {"reference": JOINER.join(bases), "sha256": None, "license": None}

@@ -13,44 +13,24 @@ files replaced behind zoo's back (even by other valid files) are reported.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import NotFoundError, UsageError
-from zoo.home import disk_full
-from zoo.refs import parse_ref
+from zoo.contract.errors import NotFoundError, UsageError
+from zoo.contract.refs import parse_ref
+from zoo.disk.paths import disk_full
 from zoo.registry.read import WEIGHTS_FILE, get_version, list_versions
 from zoo.registry.records import TAG, RegisteredVersion
-from zoo.store import client
+from zoo.registry.store import client
 
 __all__ = [
     "CheckReport",
     "check",
     "children",
     "delete",
-    "missing_files",
     "plan_delete",
     "set_alias",
 ]
-
-
-def missing_files(mc: Any, model_id: str, required: Iterable[str]) -> list[str]:
-    """Which of ``required`` (paths inside the logged model) are absent or empty."""
-    have: dict[str, int | None] = {}
-
-    def walk(path: str | None) -> None:
-        for item in mc.list_logged_model_artifacts(model_id, path):
-            if item.is_dir:
-                walk(item.path)
-            else:
-                have[item.path] = item.file_size
-
-    try:
-        walk(None)
-    except Exception:
-        return list(required)
-    return [p for p in required if not have.get(p)]
 
 
 def set_alias(name: str, version: int, alias: str) -> RegisteredVersion:
@@ -197,7 +177,7 @@ def check(*, clean: bool = False, verify: bool = False) -> CheckReport:
 
     ``verify``: also re-hash what the lineage recorded (see the module doc).
     """
-    from zoo.registry.write import REQUIRED_FILES
+    from zoo.registry.write import REQUIRED_FILES, missing_files
 
     mc = client()
     report = CheckReport()

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from zoo.errors import IntegrityError, NotFoundError, SecurityError, UsageError
-from zoo.refs import Ref, parse_ref
+from zoo.contract.errors import IntegrityError, NotFoundError, SecurityError, UsageError
+from zoo.contract.refs import Ref, parse_ref
 from zoo.registry.records import TAG, RegisteredVersion, from_model_version
-from zoo.store import client
+from zoo.registry.store import client
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -45,7 +45,7 @@ def _is_not_found(exc: Exception) -> bool:
 
 def has_model(name: str) -> bool:
     """Is ``name`` a registered model? (The catalogue asks this for bare names.)"""
-    from zoo import store
+    from zoo.registry import store
 
     if store.is_embedded() and not store.embedded_exists():
         return False  # nothing registered yet: do not create a store to say so
@@ -112,7 +112,7 @@ def list_versions(
     if name:
         clauses.append(f"name = '{_quote(name)}'")
     if license:
-        from zoo.licenses import normalize_license
+        from zoo.licenses.ids import normalize_license
 
         clauses.append(f"tags.`{TAG.LICENSE}` = '{normalize_license(license)}'")
     if filter_string:
@@ -121,7 +121,7 @@ def list_versions(
     if fast is not None:
         out = [v for v in fast if not name or v.name == name]
         if license:
-            from zoo.licenses import normalize_license
+            from zoo.licenses.ids import normalize_license
 
             out = [v for v in out if v.tags.get(TAG.LICENSE) == normalize_license(license)]
         if base:
@@ -151,7 +151,7 @@ def _sqlite_versions() -> list[RegisteredVersion] | None:
     import sqlite3
     from types import SimpleNamespace
 
-    from zoo import store
+    from zoo.registry import store
 
     uri = store.tracking_uri()
     db = store.sqlite_path(uri)

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.errors import UsageError
+from zoo.contract.errors import UsageError
 
 __all__ = [
     "ServerConfig",

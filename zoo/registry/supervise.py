@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from zoo.errors import UsageError, ZooError
+from zoo.contract.errors import UsageError, ZooError
 
 __all__ = [
     "Server",
@@ -70,7 +70,7 @@ def url_of(host: str, port: int, path: str = "") -> str:
 def log_path(name: str) -> Path:
     """``$ZOO_HOME/logs/NAME.log`` (rewritten at each start), or the temporary folder's
     when the home is read-only."""
-    from zoo.home import ReadOnlyHomeError, is_writable, subdir
+    from zoo.disk.paths import ReadOnlyHomeError, is_writable, subdir
 
     try:
         folder = subdir("logs")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import NotFoundError
-from zoo.refs import JOINER
+from zoo.contract.errors import NotFoundError
+from zoo.contract.refs import JOINER
 from zoo.registry.read import list_versions
 from zoo.registry.records import TAG, RegisteredVersion, parents_of
 

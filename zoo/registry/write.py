@@ -1,4 +1,5 @@
-"""Registering: a trained module (or an export of one) becomes a model version.
+"""Registering: a trained module becomes a model version (an export of one:
+:mod:`zoo.registry.write_export`, in the same order).
 
 Write order, so that a process killed at any point leaves no version pointing at missing
 artifacts:
@@ -19,26 +20,25 @@ import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import IntegrityError, UsageError
-from zoo.licenses import decide_licenses
+from zoo.contract.errors import IntegrityError, UsageError
+from zoo.licenses.compat import decide_licenses
 from zoo.registry.lineage import (
     Pin,
     build_record,
     describe_markdown,
-    resolve_parent,
     resolve_parents,
     strategy_plugin_of,
 )
 from zoo.registry.modelcard import model_card
 from zoo.registry.read import WEIGHTS_FILE, get_version, sha256_file
 from zoo.registry.records import TAG, RegisteredVersion, from_model_version
-from zoo.store import client, experiment_id
+from zoo.registry.store import client, experiment_id
 
-__all__ = ["REQUIRED_FILES", "register_derivative", "register_export"]
+__all__ = ["REQUIRED_FILES", "missing_files", "register_derivative"]
 
 LINEAGE_FILE = "lineage.json"
 CARD_FILE = "README.md"
@@ -49,8 +49,26 @@ REQUIRED_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
+def missing_files(mc: Any, model_id: str, required: Iterable[str]) -> list[str]:
+    """Which of ``required`` (paths inside the logged model) are absent or empty."""
+    have: dict[str, int | None] = {}
+
+    def walk(path: str | None) -> None:
+        for item in mc.list_logged_model_artifacts(model_id, path):
+            if item.is_dir:
+                walk(item.path)
+            else:
+                have[item.path] = item.file_size
+
+    try:
+        walk(None)
+    except Exception:
+        return list(required)
+    return [p for p in required if not have.get(p)]
+
+
 def _check_name(name: str) -> None:
-    from zoo.refs import parse_ref
+    from zoo.contract.refs import parse_ref
 
     ref = parse_ref(name)
     if ref.scheme != "bare":
@@ -62,7 +80,7 @@ def _check_name(name: str) -> None:
 
 def _check_finite(model: Any, name: str) -> None:
     """NaN or infinite weights are refused before anything reaches MLflow."""
-    from zoo.checkpoints import nonfinite_tensors
+    from zoo.weights.checkpoints import nonfinite_tensors
 
     bad = nonfinite_tensors(model.state_dict())
     if bad:
@@ -129,8 +147,6 @@ def _ensure_registered_model(mc: Any, name: str, description: str) -> None:
 
 
 def _check_uploaded(mc: Any, model_id: str, fmt: str, required: Sequence[str] | None) -> None:
-    from zoo.registry.maintain import missing_files
-
     missing = missing_files(mc, model_id, required or REQUIRED_FILES.get(fmt, ("MLmodel",)))
     if missing:
         raise RuntimeError(
@@ -142,8 +158,8 @@ def _check_uploaded(mc: Any, model_id: str, fmt: str, required: Sequence[str] | 
 def _version_tags(
     record: Mapping[str, Any], *, weights_sha: str | None, model_id: str, fmt: str
 ) -> dict[str, str]:
-    from zoo import __version__
-    from zoo.refs import JOINER
+    from zoo.contract.refs import JOINER
+    from zoo.contract.version import VERSION
 
     parents = record.get("parents") or [record["parent"]]
     tags = {
@@ -154,7 +170,7 @@ def _version_tags(
         TAG.LICENSE: record["license"]["id"],
         TAG.FORMAT: fmt,
         TAG.MODEL_ID: model_id,
-        TAG.ZOO_VERSION: __version__,
+        TAG.ZOO_VERSION: VERSION,
     }
     optional = {
         TAG.PARENT_SHA256: JOINER.join(p.get("sha256") or "unknown" for p in parents)
@@ -220,7 +236,7 @@ def _one_line_when_full(func: Callable[..., RegisteredVersion]) -> Callable[...,
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> RegisteredVersion:
-        from zoo.home import disk_full
+        from zoo.disk.paths import disk_full
 
         with disk_full(f"the registration of {kwargs.get('name') or 'the model'}"):
             return func(*args, **kwargs)
@@ -342,30 +358,12 @@ def register_derivative(
     )
 
 
-def _exporter(fmt: str) -> tuple[Any, dict[str, Any]]:
-    """The installed exporter for ``fmt`` and ``{plugin, distribution, version}``."""
-    from zoo.errors import NotFoundError
-    from zoo.plugins import get_plugin_manager
-
-    pm = get_plugin_manager()
-    exporter = pm.exporters().get(fmt)
-    if exporter is None:
-        raise NotFoundError(f"no exporter for format '{fmt}' is installed; see `zoo plugins`")
-    info = pm.owner_info("exporter", fmt)
-    return exporter, {
-        "plugin": info.name if info else None,
-        "distribution": info.distribution if info else None,
-        "version": info.version if info else None,
-    }
-
-
 def _write_extras(
     staging: Path,
     name: str,
     record: Mapping[str, Any],
     artifacts: Mapping[str, Path | str] | None,
 ) -> None:
-    import shutil
 
     (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), "utf-8")
     (staging / CARD_FILE).write_text(model_card(name, record), "utf-8")
@@ -378,82 +376,3 @@ def _write_extras(
             raise UsageError(f"artifact name '{inner}' leaves the version's folder")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
-
-
-@_one_line_when_full
-def register_export(
-    source: RegisteredVersion,
-    path: Path,
-    *,
-    fmt: str,
-    input_example: Any,
-    files: Mapping[str, Path] | None = None,
-    metrics: Mapping[str, float] | None = None,
-    run_id: str | None = None,
-    experiment: str = "zoo",
-    evaluation: Mapping[str, Any] | None = None,
-) -> RegisteredVersion:
-    """Register an exported file of ``source`` as a version of ``NAME.FMT``.
-
-    The export inherits the source's licence and names it in ``zoo.derived_from``;
-    ``files`` (parity report, benchmark) travel with it. The format's exporter (a plugin)
-    logs the file with its own MLflow flavour when it has ``log_model`` (ONNX does, so
-    plain MLflow loads it); otherwise the file is stored as it is. The lineage names the
-    exporter's plugin and version, so the version stays readable without it.
-    """
-    name = f"{source.name}.{fmt}"
-    parent_info = resolve_parent(
-        source.model_uri, parent_sha256=None, parent_license=None, get_version=get_version
-    )
-    exporter, plugin = _exporter(fmt)
-    mc, run_id, created = _start_run(run_id, f"export {source.model_uri} to {fmt}", experiment)
-    mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"pending {name}")
-    if created and metrics:
-        for key, value in metrics.items():
-            mc.log_metric(run_id, key, float(value))
-    file_sha = sha256_file(Path(path))
-    record = build_record(
-        name=name,
-        relation="export",
-        parents=[parent_info],
-        license_id=source.license,
-        license_inherited=True,
-        license_override=None,
-        strategy=None,
-        strategy_settings=None,
-        strategy_plugin=None,
-        dataset=source.lineage.get("dataset"),
-        metrics=metrics,
-        preprocessing=source.preprocessing,
-        class_names=list(source.class_names),
-        weights={"file": Path(path).name, "sha256": file_sha, "format": fmt},
-        fmt=fmt,
-    )
-    record["derived_from"] = source.model_uri
-    record["exporter"] = {"name": fmt, **plugin}
-    if evaluation:
-        record["evaluation"] = dict(evaluation)
-    with tempfile.TemporaryDirectory(prefix="zoo-export-") as tmp:
-        staging = Path(tmp)
-        _write_extras(staging, name, record, files)
-        model_id = _new_logged_model(mc, run_id, name)
-        log_model = getattr(exporter, "log_model", None)
-        if log_model is not None:
-            example = _batch_example(input_example).numpy() if input_example is not None else None
-            logged = log_model(Path(path), input_example=example, run_id=run_id, model_id=model_id)
-        else:
-            shutil.copyfile(path, staging / Path(path).name)
-            logged = (Path(path).name,)
-        record["required_files"] = [*logged, LINEAGE_FILE, CARD_FILE]
-        (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), "utf-8")
-        mc.log_model_artifacts(model_id, str(staging))
-    return _finish(
-        mc,
-        name=name,
-        run_id=run_id,
-        created_run=created,
-        model_id=model_id,
-        fmt=fmt,
-        record=record,
-        weights_sha=file_sha,
-    )

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.contract import check_backbone, check_registration
-from zoo.errors import NotFoundError
-from zoo.refs import Ref, parse_ref
-from zoo.types import BackboneInfo, ExportResult, StrategySettings, TrainingPlan
+from zoo.contract.checks import check_backbone, check_registration
+from zoo.contract.errors import NotFoundError
+from zoo.contract.refs import Ref, parse_ref
+from zoo.contract.types import BackboneInfo, ExportResult, StrategySettings, TrainingPlan
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zoo.backbone import ModuleBackbone
+    from zoo.catalog.backbone import ModuleBackbone
 
 __all__ = [
     "UNDER_TEST",
@@ -146,7 +146,7 @@ def check_exporter(exporter: Any, out_dir: Path, backbone: Any = None) -> Export
     import numpy as np
     import torch
 
-    from zoo.types import CheckSet, ExportOptions
+    from zoo.contract.types import CheckSet, ExportOptions
 
     name = check_registration("exporter", UNDER_TEST, exporter)
     backbone = backbone if backbone is not None else tiny_backbone()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo.backbone import ModuleBackbone
-from zoo.types import BackboneInfo
+from zoo.catalog.backbone import ModuleBackbone
+from zoo.contract.types import BackboneInfo
 
 
 class TinyNet(nn.Module):

@@ -16,7 +16,7 @@ import pytest
 @pytest.fixture
 def zoo_tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty ZOO_HOME and Hugging Face cache for one test, offline, plugins reloaded."""
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     home = tmp_path / "zoo-home"
     monkeypatch.setenv("ZOO_HOME", str(home))

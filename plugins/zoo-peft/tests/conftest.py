@@ -13,7 +13,7 @@ from PIL import Image
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # no hub
-    from zoo.plugins import reset_plugin_manager
+    from zoo.contract.plugins import reset_plugin_manager
 
     reset_plugin_manager()
     return tmp_path / "home"

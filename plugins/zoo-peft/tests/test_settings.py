@@ -27,7 +27,7 @@ CASES = [
 
 
 def _strategy(name: str):  # type: ignore[no-untyped-def]
-    from zoo.plugins import get_plugin_manager
+    from zoo.contract.plugins import get_plugin_manager
 
     return get_plugin_manager().strategies()[name]
 

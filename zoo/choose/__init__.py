@@ -1,0 +1,3 @@
+"""Choosing among backbones without training them: `zoo rank` and the
+transferability metrics (LogME, LEEP, NCE, H-score, k-NN accuracy).
+"""
