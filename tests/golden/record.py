@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # tests/: the shared image maker
 RECORDED = HERE / "outputs.json"
 
 # fields whose value the clock decides: durations, throughput, dates
@@ -43,23 +44,6 @@ RECIPE_KEY = re.compile(r"(?<=runs/)[0-9a-f]{16}\b")
 SHA256 = re.compile(r"(?<!sha256:)\b[0-9a-f]{64}\b")
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")
 OTHER_TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/zoo-[A-Za-z0-9_-]+")
-
-
-def _images(root: Path, classes: int = 3, per_class: int = 12, size: int = 36) -> Path:
-    """Class-per-folder PNGs, tinted per class, from a fixed seed."""
-    import numpy as np
-    from PIL import Image
-
-    colours = [(220, 40, 40), (40, 40, 220), (40, 200, 40)]
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        folder = root / f"class{c}"
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            noise = rng.integers(0, 90, (size, size, 3))
-            pixels = (noise + np.array(colours[c]) * 0.6).clip(0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
-    return root
 
 
 def _weights(path: Path) -> Path:
@@ -122,7 +106,9 @@ def record() -> dict[str, Any]:
     """Runs every command in a fresh home; returns {name: {"rc", "json"}} normalised."""
     with tempfile.TemporaryDirectory(prefix="zoo-golden-") as tmp_dir:
         tmp = str(Path(tmp_dir).resolve())
-        _images(Path(tmp) / "data")
+        from finetune_helpers import make_images
+
+        make_images(Path(tmp) / "data", classes=3, per_class=12, size=(36, 36))
         _weights(Path(tmp) / "tiny.safetensors")
         # one thread: the float results (losses, the bits of trained weights) then do not
         # depend on how many cores the machine has
