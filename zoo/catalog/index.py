@@ -15,7 +15,7 @@ import contextlib
 import difflib
 import fnmatch
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,8 +104,12 @@ def _index_file(provider_name: str) -> Path:
         return home() / "catalog" / f"{provider_name}.json"
 
 
-def _cached_index(provider: Provider) -> list[BackboneInfo] | None:
-    """The provider's entries from its on-disk index, or None when it must be (re)built."""
+def _cached_index(
+    provider: Provider, keep: Callable[[Mapping[str, Any]], bool] | None = None
+) -> list[BackboneInfo] | None:
+    """The provider's entries from its on-disk index (only those ``keep`` accepts, tested
+    on the stored records before any is built: a listing reads thousands and shows a
+    few), or None when it must be (re)built."""
     path = _index_file(provider.name)
     if not path.exists():
         return None
@@ -114,7 +118,8 @@ def _cached_index(provider: Provider) -> list[BackboneInfo] | None:
         if data.get("format") == INDEX_FORMAT and data.get("provider_version") == (
             provider.version()
         ):
-            return [BackboneInfo.from_dict(e) for e in data["entries"]]
+            entries = data["entries"]
+            return [BackboneInfo.from_dict(e) for e in entries if keep is None or keep(e)]
     except (OSError, ValueError, KeyError, TypeError):
         pass  # unreadable index: rebuild it
     return None
@@ -171,10 +176,28 @@ class Listing:
 
 
 def _matches(entry: BackboneInfo, pattern: str) -> bool:
-    pat = pattern.lower()
-    return fnmatch.fnmatchcase(entry.name.lower(), pat) or fnmatch.fnmatchcase(
-        entry.reference.lower(), pat
-    )
+    return _name_matches(entry.reference, pattern)
+
+
+def _name_matches(reference: str, pattern: str) -> bool:
+    """The glob matches the reference or its name (case-insensitive)."""
+    pat, ref = pattern.lower(), reference.lower()
+    return fnmatch.fnmatchcase(ref.split(":", 1)[-1], pat) or fnmatch.fnmatchcase(ref, pat)
+
+
+def _record_filter(
+    pattern: str | None, pretrained: bool, license: str | None
+) -> Callable[[Mapping[str, Any]], bool]:
+    """The listing's filters, on an index's stored records (``BackboneInfo.to_dict``)."""
+
+    def keep(record: Mapping[str, Any]) -> bool:
+        if pattern and not _name_matches(str(record.get("reference", "")), pattern):
+            return False
+        if pretrained and not record.get("pretrained", True):
+            return False
+        return not license or record.get("license") == license
+
+    return keep
 
 
 def list_models(
@@ -204,8 +227,9 @@ def list_models(
         p.name for p in selected if provider is not None and callable(getattr(p, "search", None))
     }
     # every stale index is built in one go, under one progress line
+    keep = _record_filter(pattern, pretrained, license)
     indexed = {
-        p.name: _cached_index(p)
+        p.name: _cached_index(p, keep)
         for p in selected
         if p.name not in searched and getattr(p, "cache_index", True)
     }

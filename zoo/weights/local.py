@@ -20,7 +20,6 @@ from zoo.disk.paths import (
     remove_stale_staging,
     subdir,
 )
-from zoo.weights.download import file_lock
 
 __all__ = [
     "LOCAL_FORMAT",
@@ -119,6 +118,8 @@ def clean_staging() -> list[Path]:
 
 
 def remove_local(name: str) -> LocalModel:
+    from zoo.weights.download import file_lock  # hashing and downloads: not for listing
+
     model = local_model(name)
     with file_lock(f"local-{name}"):
         shutil.rmtree(local_dir() / name)
