@@ -105,6 +105,10 @@ def test_import_by_name_serves_local_name_for_list_info_and_build(
     assert run(["info", "mine", "--json"]) == 0  # a bare name finds the import
     info = json.loads(capsys.readouterr().out)
     assert info["model"]["license"] == "mit" and info["model"]["input_size"] == [3, 160, 160]
+    # the licence is the user's, and so is what the weights were trained on (unknown)
+    assert info["model"]["license_url"] == "https://spdx.org/licenses/MIT.html"
+    assert "zoo import" in info["model"]["license_source"]
+    assert info["model"]["pretrained_dataset"] is None
     assert info["import"]["sha256"] == doc["sha256"]
     assert run(["info", "timm:test_resnet"]) == 0  # `zoo info` says it the same way
     out = capsys.readouterr()

@@ -25,7 +25,7 @@ from zoo.catalog.build import build_backbone
 from zoo.catalog.index import describe, resolution_note
 from zoo.contract.errors import IntegrityError, UsageError
 from zoo.disk.paths import atomic_write_text, disk_full, release_staging, staging_dir
-from zoo.licenses.ids import parse_license
+from zoo.licenses.ids import parse_license, spdx_url
 from zoo.weights.checkpoints import (
     detect_format,
     load_weights,
@@ -141,8 +141,12 @@ def import_checkpoint(
         provider="local",
         tag=None,
         license=lic,
+        license_url=spdx_url(lic),
+        license_source="given at `zoo import` (--license)",
         source=str(path),
         pretrained=True,
+        pretrained_dataset=None,  # the checkpoint's own training data: zoo cannot know it
+        imagenet_top1=None,
         num_classes=num_classes,
         num_params=sum(p.numel() for p in backbone.model.parameters()),
         feature_dim=backbone.info.feature_dim or arch_info.feature_dim,
