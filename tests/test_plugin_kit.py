@@ -140,3 +140,101 @@ def test_zoo_testing_checks_catch_a_broken_plugin(tmp_path: Path) -> None:
 
     with pytest.raises(PluginError, match="do not partition the model"):
         check_backbone("mine", "tiny", "tiny:net", half)
+
+
+def _kit_provider(tmp_path: Path, grammar: str) -> Path:
+    """`zoo plugins new foo`'s provider with ``grammar`` declared, importable from the
+    returned folder (a dist-info there declares its entry point, as an install would)."""
+    from zoo.plugin_template import render_plugin
+
+    folder = render_plugin("foo", parent=tmp_path)
+    module = folder / "zoo_foo" / "__init__.py"
+    text = module.read_text(encoding="utf-8")
+    assert "    grammar = zoo.NameGrammar.simple()\n" in text  # the kit declares one
+    module.write_text(text.replace("zoo.NameGrammar.simple()", grammar), encoding="utf-8")
+    info = folder / "zoo_foo-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-foo\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[zoo]\nfoo = zoo_foo\n")
+    return folder
+
+
+def _parsed(text: str) -> tuple[str | None, ...]:
+    from zoo.contract.errors import BadReferenceError
+    from zoo.contract.refs import parse_ref
+
+    try:
+        ref = parse_ref(text)
+    except BadReferenceError as exc:
+        return ("refused", str(exc))
+    return (str(ref), ref.arch, ref.tag, ref.revision)
+
+
+def test_a_kit_provider_with_a_tagged_grammar_parses_and_resolves_like_timm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A third-party provider declares timm's shape of names (ARCH[.TAG][@REV]): its
+    references split, pin revisions and are refused exactly as timm's, in parse_ref, at
+    resolution and from the CLI (exit code 2), and a good one reaches its describe/build."""
+    import sys
+
+    import zoo
+    from zoo.catalog.index import describe, provider_for
+    from zoo.contract.errors import BadReferenceError
+    from zoo.contract.plugins import reset_plugin_manager
+
+    folder = _kit_provider(tmp_path, "zoo.NameGrammar.tagged()")
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "zoo_foo", raising=False)
+    monkeypatch.setenv("ZOO_LOAD_PLUGINS", "foo,timm")
+    reset_plugin_manager()
+    names = ["tiny", "tiny.v1", "tiny.v1.b", "tiny.v1@abc123", "tiny@main", "tiny@",
+             "tiny@-x", "bad.name.", "bad/name", "bad name", "-bad", "org/repo@v1"]  # fmt: skip
+    for name in names:
+        as_timm, as_foo = _parsed(f"timm:{name}"), _parsed(f"foo:{name}")
+        assert as_foo == tuple(v.replace("timm:", "foo:") if v else v for v in as_timm), name
+    assert _parsed("foo:tiny.v1@abc123") == ("foo:tiny.v1@abc123", "tiny", "v1", "abc123")
+    assert _parsed("foo:bad/name") == (
+        "refused",
+        "bad model reference 'foo:bad/name': expected an architecture and an optional tag; "
+        "use foo:ARCH[.TAG]",
+    )
+
+    # resolution: a good name reaches the provider's describe and build ...
+    assert describe("foo:tiny.v1").reference == "foo:tiny"
+    built = zoo.build_backbone("foo:tiny.v1", num_classes=3, pretrained=False)
+    assert [n for n, _ in built.stages()] == ["stem", "body", "head"]
+    # ... and a Ref made in code is held to the grammar before the provider is asked
+    with pytest.raises(BadReferenceError, match=r"'foo:bad\.name\.': expected an arch"):
+        provider_for(zoo.Ref("foo", "bad.name."))
+
+    # the CLI: the same line and exit code 2 as timm's, before anything is looked up
+    env = {"ZOO_LOAD_PLUGINS": "foo,timm"}
+    foo = run_zoo("info", "foo:bad.name.", plugin_paths=[folder], env=env)
+    timm = run_zoo("info", "timm:bad.name.", plugin_paths=[folder], env=env)
+    assert foo.returncode == timm.returncode == 2
+    assert foo.stderr == timm.stderr.replace("timm:", "foo:")
+    assert foo.stderr.startswith("zoo: error: bad model reference 'foo:bad.name.'")
+    good = run_zoo("info", "foo:tiny.v1", "--json", plugin_paths=[folder], env=env)
+    assert good.returncode == 0, good.stderr
+    assert "foo:tiny" in good.stdout
+
+
+def test_a_kit_provider_without_revisions_refuses_them_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from zoo.contract.plugins import reset_plugin_manager
+
+    folder = _kit_provider(tmp_path, 'zoo.NameGrammar.tagged("ARCH[.WEIGHTS]", revisions=False)')
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delitem(sys.modules, "zoo_foo", raising=False)
+    monkeypatch.setenv("ZOO_LOAD_PLUGINS", "foo")
+    reset_plugin_manager()
+    assert _parsed("foo:tiny.v1") == ("foo:tiny.v1", "tiny", "v1", None)
+    assert _parsed("foo:tiny.v1@abc") == (
+        "refused",
+        "bad model reference 'foo:tiny.v1@abc': foo names have no revisions; "
+        "use foo:ARCH[.WEIGHTS]",
+    )

@@ -31,7 +31,7 @@ from zoo.contract.errors import (
 )
 from zoo.contract.hookspecs import PLUGIN_API, hookimpl
 from zoo.contract.protocols import Backbone, Exporter, Metric, Progress, Provider, Strategy
-from zoo.contract.refs import Ref, parse_ref
+from zoo.contract.refs import NameGrammar, Ref, parse_ref
 from zoo.contract.types import (
     BackboneInfo,
     Candidate,
@@ -146,6 +146,7 @@ __all__ = [
     "LocalModel",
     "Metric",
     "ModuleBackbone",
+    "NameGrammar",
     "NotCachedError",
     "NotFoundError",
     "OfflineError",

@@ -107,6 +107,7 @@ class HfProvider:
     """Models on the Hugging Face Hub (timm-format and transformers image models)."""
 
     name = "hf"
+    grammar = zoo.NameGrammar.repo()  # hf:ORG/REPO[@REVISION], the repo id taken whole
     cache_index = False  # the index is the local HF cache: cheap to scan, changes often
 
     def version(self) -> str:

@@ -19,6 +19,11 @@ class LocalProvider:
     """Models imported with `zoo import`, served like any other backbone."""
 
     name = "local"
+    grammar = zoo.NameGrammar.simple(  # local:NAME, no @REV
+        revisions=False,
+        refusal="a local name holds letters, digits, '_', '-', '.' only",
+        no_revisions="local models have no revisions",
+    )
     cache_index = False  # the index is a folder listing: cheap, and changes on every import
 
     def version(self) -> str:

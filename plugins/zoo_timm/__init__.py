@@ -101,6 +101,7 @@ class TimmProvider:
     """Backbones from timm's registry; weights come from the Hugging Face Hub."""
 
     name = "timm"
+    grammar = zoo.NameGrammar.tagged()  # timm:ARCH[.TAG][@REV]: the first dot splits
 
     def version(self) -> str:
         return metadata.version("timm")

@@ -58,6 +58,13 @@ class TorchvisionProvider:
     """Classification models of ``torchvision.models``; weights from torchvision's URLs."""
 
     name = "torchvision"
+    grammar = zoo.NameGrammar.tagged(  # torchvision:ARCH[.WEIGHTS], one dot, no @REV
+        "ARCH[.WEIGHTS]",
+        dotted_tags=False,
+        revisions=False,
+        refusal="expected an architecture and an optional weights name",
+        no_revisions="torchvision weights have no revisions",
+    )
 
     def version(self) -> str:
         return metadata.version("torchvision")

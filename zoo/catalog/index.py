@@ -69,12 +69,15 @@ def providers() -> dict[str, Provider]:
 
 
 def provider_for(ref: Ref) -> Provider:
-    """The provider answering ``ref``'s scheme; what it builds is checked (zoo.contract.checks)."""
-    from zoo.contract.checks import CheckedProvider
+    """The provider answering ``ref``'s scheme, once ``ref``'s name is checked against its
+    grammar (a ``Ref`` made in code was never parsed); what it builds is checked too."""
+    from zoo.contract.checks import CheckedProvider, grammar_of
 
     pm = get_plugin_manager()
     found = pm.providers()
     if ref.scheme in found:
+        if (grammar := grammar_of(found[ref.scheme])) is not None:
+            grammar.check(ref)
         return CheckedProvider(found[ref.scheme], pm.owner("provider", ref.scheme) or "?")
     claimants = pm.conflicted("provider", ref.scheme)
     if claimants:

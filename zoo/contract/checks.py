@@ -5,7 +5,8 @@ and the member at fault, so ``zoo plugins`` can show it and the CLI can print it
 
 - Registered providers, strategies and exporters are checked member by member (callables
   callable, names in the reference grammar, strings and tuples of strings where the
-  protocol says so), then against the ``runtime_checkable`` protocol itself.
+  protocol says so, a provider's optional ``grammar`` a well-formed
+  :class:`zoo.NameGrammar`), then against the ``runtime_checkable`` protocol itself.
 - A provider's ``build`` is checked on every call that goes through the catalogue
   (:class:`CheckedProvider`): the result is a :class:`zoo.Backbone`, its stages partition
   the model's parameters (:func:`zoo.check_partition`) and its last stage is ``head``.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from zoo.contract.errors import BadReferenceError, PluginError, ZooError
 from zoo.contract.protocols import Backbone, Exporter, Metric, Provider
-from zoo.contract.refs import parse_ref
+from zoo.contract.refs import NameGrammar, parse_ref
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -33,6 +34,7 @@ __all__ = [
     "Contract",
     "check_backbone",
     "check_registration",
+    "grammar_of",
 ]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -69,8 +71,8 @@ def _scheme(value: Any) -> str | None:
     want = "a reference scheme: lowercase letters, digits, '_' or '-', starting with a letter"
     if not isinstance(value, str) or value in _RESERVED_SCHEMES:
         return want + " (not 'models')"
-    try:
-        ok = parse_ref(f"{value}:x").scheme == value
+    try:  # the shared grammar only: no provider's grammar is asked (none may be loaded yet)
+        ok = parse_ref(f"{value}:x", grammars={}).scheme == value
     except BadReferenceError:
         ok = False
     return None if ok else want
@@ -82,10 +84,37 @@ def _bare_name(value: Any) -> str | None:
     if not isinstance(value, str) or " " in value:
         return want
     try:
-        ok = parse_ref(value).scheme == "bare"
+        ok = parse_ref(value, grammars={}).scheme == "bare"
     except BadReferenceError:
         ok = False
     return None if ok else want
+
+
+def _grammar(value: Any) -> str | None:
+    """A provider's name grammar: a NameGrammar whose parts make sense."""
+    want = "a zoo.NameGrammar (NameGrammar.simple(), .tagged() or .repo())"
+    if not isinstance(value, NameGrammar):
+        return want
+    if not isinstance(value.pattern, re.Pattern):
+        return want + " with a compiled `pattern`"
+    texts = (value.form, value.refusal, value.no_revisions)
+    if not all(isinstance(t, str) and t.strip() and "\n" not in t for t in texts):
+        return want + " whose form, refusal and no_revisions are one-line strings"
+    if ":" in value.form or " " in value.form:
+        return want + " whose form is what follows 'SCHEME:' (no ':' or spaces)"
+    if not isinstance(value.split_tag, bool) or not isinstance(value.revisions, bool):
+        return want + " whose split_tag and revisions are True or False"
+    try:
+        value.no_revisions.format(scheme="x")
+    except (KeyError, IndexError, ValueError):
+        return want + " whose no_revisions names no field but {scheme}"
+    return None
+
+
+def grammar_of(provider: object) -> NameGrammar | None:
+    """The name grammar a provider declares (its optional ``grammar``), or None."""
+    grammar = getattr(provider, "grammar", None)
+    return grammar if isinstance(grammar, NameGrammar) else None
 
 
 Check = Callable[[Any], "str | None"]
@@ -118,7 +147,7 @@ CONTRACTS: dict[str, Contract] = {
             "pull": _callable,
             "build": _callable,
         },
-        optional={"search": _callable, "cache_index": _flag},
+        optional={"search": _callable, "cache_index": _flag, "grammar": _grammar},
     ),
     # The Strategy protocol (zoo/contract/types.py) belongs to the training engine; optional
     # methods it grows are listed here so that a strategy without them still registers.

@@ -14,7 +14,8 @@
   registration is validated. A name registered twice: zoo's own plugin (distribution
   transfer-zoo) keeps it and the other plugin is marked ``conflict``; between two third
   parties, both are marked ``conflict`` and neither is used. A plugin's registrations
-  from one hook count only when all of them pass.
+  from one hook count only when all of them pass. ``parse_ref`` asks here for the
+  registered providers' name grammars (zoo.contract.refs).
 - Registered objects are handed out wrapped (zoo.contract.call.PluginObject): an exception
   a plugin raises by mistake names the plugin and the method it failed in.
 - A plugin command that would replace a built-in (or another plugin's) command is
@@ -33,11 +34,12 @@ import pluggy
 
 from zoo.contract import hookspecs
 from zoo.contract.call import PluginObject
-from zoo.contract.checks import check_registration
+from zoo.contract.checks import check_registration, grammar_of
 from zoo.contract.errors import PluginError
 from zoo.contract.hookspecs import PLUGIN_API
 from zoo.contract.protocols import Exporter, Metric, Provider, Strategy
 from zoo.contract.records import NameRegistry, PluginInfo
+from zoo.contract.refs import NameGrammar, answer_grammars, grammars_unasked
 from zoo.contract.source import NOT_DECLARED, captured, declared_api
 
 __all__ = [
@@ -93,7 +95,8 @@ class PluginManager:
         self._registries: dict[str, NameRegistry[Any]] = {}
         self._lock = threading.RLock()
         if load_entry_points:
-            self.load_entry_points()
+            with grammars_unasked():  # a plugin parsing a reference must not load plugins
+                self.load_entry_points()
 
     # ------------------------------------------------------------------ loading
 
@@ -275,11 +278,17 @@ class PluginManager:
     def _registry(self, kind: str) -> NameRegistry[Any]:
         with self._lock:
             if kind not in self._registries:
-                self._registries[kind] = self._collect(kind)
+                with grammars_unasked():
+                    self._registries[kind] = self._collect(kind)
             return self._registries[kind]
 
     def providers(self) -> dict[str, Provider]:
         return self._registry("provider").items
+
+    def grammars(self) -> dict[str, NameGrammar]:
+        """The name grammar each registered provider declares, by scheme (docs/references.md)."""
+        found = ((name, grammar_of(p)) for name, p in self.providers().items())
+        return {name: grammar for name, grammar in found if grammar is not None}
 
     def strategies(self) -> dict[str, Strategy]:
         return self._registry("strategy").items
@@ -375,3 +384,7 @@ def reset_plugin_manager() -> None:
     global _MANAGER
     with _MANAGER_LOCK:
         _MANAGER = None
+
+
+# parse_ref's providers' grammars come from here: refs.py imports no plugin code.
+answer_grammars(lambda: get_plugin_manager().grammars())

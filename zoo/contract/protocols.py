@@ -86,6 +86,16 @@ class Provider(Protocol):
     """A source of backbones: lists, describes, pulls and builds them.
 
     ``name`` is the reference scheme it answers for (``timm`` answers ``timm:...``).
+
+    Optional members, checked when present (docs/plugins/register_providers.md):
+
+    - ``grammar: NameGrammar``: how its names parse, what may follow ``NAME:``
+      (``NameGrammar.simple()``, ``.tagged()`` like timm's ARCH[.TAG], ``.repo()`` like the
+      Hub's ORG/REPO; docs/references.md). zoo refuses a reference outside it, naming the
+      form, before the provider is called, and ``Ref.arch``/``Ref.tag`` split by it.
+      Without it: ``zoo.contract.refs.GENERIC`` (a name or ``ORG/REPO``, ``@REV`` allowed).
+    - ``cache_index: bool``: False to index and describe local state on every call.
+    - ``search(pattern, *, timeout)``: ask a remote catalogue (only when named).
     """
 
     name: str

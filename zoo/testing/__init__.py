@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.contract.checks import check_backbone, check_registration
+from zoo.contract.checks import check_backbone, check_registration, grammar_of
 from zoo.contract.errors import NotFoundError
-from zoo.contract.refs import Ref, parse_ref
+from zoo.contract.refs import GENERIC, Ref, parse_ref
 from zoo.contract.types import BackboneInfo, ExportResult, StrategySettings, TrainingPlan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,10 +77,12 @@ def check_provider(
 ) -> list[BackboneInfo]:
     """What zoo checks at registration, then index/describe/build as zoo calls them.
 
-    ``refs``: references to describe and build (default: the index's first entry).
+    ``refs``: references to describe and build (default: the index's first entry), parsed
+    with the provider's own ``grammar`` as are the index's references (installed or not).
     Builds use ``pretrained=False`` so that nothing is downloaded; returns the index.
     """
     name = check_registration("provider", UNDER_TEST, provider)
+    grammars = {name: grammar_of(provider) or GENERIC}
     version = provider.version()
     assert isinstance(version, str) and version, "version() must return a non-empty string"
     entries = list(provider.index())
@@ -88,7 +90,8 @@ def check_provider(
     for entry in entries:
         assert isinstance(entry, BackboneInfo), f"index() yielded {entry!r}, not a BackboneInfo"
         assert entry.provider == name, f"{entry.reference}: provider is not '{name}'"
-        assert parse_ref(entry.reference).scheme == name, f"{entry.reference} is not {name}:..."
+        ref = parse_ref(entry.reference, grammars=grammars)  # in the provider's grammar
+        assert ref.scheme == name, f"{entry.reference} is not {name}:..."
         assert entry.license, f"{entry.reference}: no licence (use 'unknown' when unknown)"
         json.dumps(entry.to_dict())
     try:
@@ -98,7 +101,7 @@ def check_provider(
     else:
         raise AssertionError("describe() of an unknown name must raise zoo.UnknownModelError")
     for text in refs or [entries[0].reference]:
-        ref = parse_ref(text)
+        ref = parse_ref(text, grammars=grammars)
         info = provider.describe(ref)
         assert isinstance(info, BackboneInfo) and info.reference.startswith(f"{name}:")
         if build:

@@ -85,6 +85,9 @@ def _info(v: Variant) -> zoo.BackboneInfo:
 
 class EffnetLiteProvider:
     name = "effnet-lite"
+    grammar = zoo.NameGrammar.simple(  # effnet-lite:NAME (lite0 ... lite4), no @REV
+        revisions=False, no_revisions="effnet-lite weights have no revisions"
+    )
 
     def version(self) -> str:
         installed = []
