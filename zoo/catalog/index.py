@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fnmatch
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ from typing import Any
 from zoo.contract.errors import (
     BadReferenceError,
     NotFoundError,
-    OfflineError,
     UnknownModelError,
     UsageError,
 )
@@ -36,13 +33,13 @@ from zoo.disk.paths import ReadOnlyHomeError, atomic_write_text, home, subdir
 
 __all__ = [
     "INDEX_FORMAT",
-    "Listing",
     "answer_registered_names",
+    "build_indexes",
     "cached_fact",
+    "cached_index",
     "describe",
     "index",
     "index_path",
-    "list_models",
     "provider_for",
     "providers",
     "resolution_note",
@@ -50,7 +47,6 @@ __all__ = [
 ]
 
 INDEX_FORMAT = 2  # 2: entries carry license_source; publishers' statements win
-DEFAULT_REMOTE_TIMEOUT = 10.0
 
 # Whether a bare NAME is a registered model: the registry sits above the catalogue, so it
 # is given here (zoo/__init__.py gives zoo.registry.has_model) rather than imported.
@@ -107,7 +103,7 @@ def _index_file(provider_name: str) -> Path:
         return home() / "catalog" / f"{provider_name}.json"
 
 
-def _cached_index(
+def cached_index(
     provider: Provider, keep: Callable[[Mapping[str, Any]], bool] | None = None
 ) -> list[BackboneInfo] | None:
     """The provider's entries from its on-disk index (only those ``keep`` accepts, tested
@@ -142,7 +138,7 @@ def _build_index(provider: Provider) -> list[BackboneInfo]:
     return entries
 
 
-def _build_indexes(stale: list[Provider]) -> dict[str, list[BackboneInfo]]:
+def build_indexes(stale: list[Provider]) -> dict[str, list[BackboneInfo]]:
     """Build the indexes of ``stale`` providers, saying so while it lasts (timm's takes
     half a minute on a loaded machine): the warm path never comes here."""
     from zoo.progress import waiting
@@ -166,99 +162,10 @@ def index(provider: Provider, *, rebuild: bool = False) -> list[BackboneInfo]:
     """The provider's entries, from the on-disk index while its version is unchanged."""
     if not getattr(provider, "cache_index", True):
         return list(provider.index())
-    cached = None if rebuild else _cached_index(provider)
+    cached = None if rebuild else cached_index(provider)
     if cached is not None:
         return cached
-    return _build_indexes([provider])[provider.name]
-
-
-@dataclass
-class Listing:
-    entries: list[BackboneInfo]
-    notes: list[str] = field(default_factory=list)  # e.g. "offline: listing the local cache"
-
-
-def _matches(entry: BackboneInfo, pattern: str) -> bool:
-    return _name_matches(entry.reference, pattern)
-
-
-def _name_matches(reference: str, pattern: str) -> bool:
-    """The glob matches the reference or its name (case-insensitive)."""
-    pat, ref = pattern.lower(), reference.lower()
-    return fnmatch.fnmatchcase(ref.split(":", 1)[-1], pat) or fnmatch.fnmatchcase(ref, pat)
-
-
-def _record_filter(
-    pattern: str | None, pretrained: bool, license: str | None
-) -> Callable[[Mapping[str, Any]], bool]:
-    """The listing's filters, on an index's stored records (``BackboneInfo.to_dict``)."""
-
-    def keep(record: Mapping[str, Any]) -> bool:
-        if pattern and not _name_matches(str(record.get("reference", "")), pattern):
-            return False
-        if pretrained and not record.get("pretrained", True):
-            return False
-        return not license or record.get("license") == license
-
-    return keep
-
-
-def list_models(
-    pattern: str | None = None,
-    *,
-    provider: str | None = None,
-    pretrained: bool = False,
-    license: str | None = None,
-    timeout: float = DEFAULT_REMOTE_TIMEOUT,
-) -> Listing:
-    """Every matching entry of every provider (or of one).
-
-    Providers with a remote ``search`` (the Hub) are contacted only when named with
-    ``provider``; offline, they fall back to what is cached locally and say so.
-    """
-    found = providers()
-    if provider is not None and provider not in found:
-        names = ", ".join(sorted(found)) or "none"
-        raise UsageError(f"no provider named '{provider}' (installed: {names})")
-    selected = [found[provider]] if provider else [found[n] for n in sorted(found)]
-    if license:
-        from zoo.licenses.ids import normalize_license
-
-        license = normalize_license(license)  # "MIT License", "MIT" -> mit
-    listing = Listing(entries=[])
-    searched = {
-        p.name for p in selected if provider is not None and callable(getattr(p, "search", None))
-    }
-    # every stale index is built in one go, under one progress line
-    keep = _record_filter(pattern, pretrained, license)
-    indexed = {
-        p.name: _cached_index(p, keep)
-        for p in selected
-        if p.name not in searched and getattr(p, "cache_index", True)
-    }
-    stale = [p for p in selected if p.name in indexed and indexed[p.name] is None]
-    if stale:
-        indexed.update(_build_indexes(stale))
-    for prov in selected:
-        search = getattr(prov, "search", None)
-        if prov.name in searched and callable(search):
-            try:
-                entries = list(search(pattern, timeout=timeout))
-            except OfflineError as exc:
-                listing.notes.append(f"{exc}; listing the local cache only")
-                entries = index(prov)
-        else:
-            known = indexed.get(prov.name)
-            entries = known if known is not None else index(prov)
-        for entry in entries:
-            if pattern and not _matches(entry, pattern):
-                continue
-            if pretrained and not entry.pretrained:
-                continue
-            if license and entry.license != license:
-                continue
-            listing.entries.append(entry)
-    return listing
+    return build_indexes([provider])[provider.name]
 
 
 def _suggestions(prov: Provider, ref: Ref) -> list[str]:
@@ -416,7 +323,3 @@ def resolution_note(asked: Ref | str, resolved: str, *, option: str = "") -> str
     shown = str(Ref(got.scheme, got.name))  # the tag filled in; a pinned revision aside
     prefix = f"{option} " if option else ""
     return f"{prefix}{asked} resolved to {shown} ({asked.scheme}'s default pretrained tag)"
-
-
-def json_payload(entries: list[BackboneInfo]) -> list[dict[str, Any]]:
-    return [e.to_dict() for e in entries]

@@ -64,7 +64,7 @@ def list_cmd(
       zoo list 'convnext*' --pretrained --license apache-2.0
       zoo list 'vit*' --provider hf        # asks the Hugging Face Hub
     """
-    from zoo.catalog.index import list_models
+    from zoo.catalog.listing import list_models
 
     listing = list_models(
         pattern, provider=provider, pretrained=pretrained, license=license_, timeout=timeout
