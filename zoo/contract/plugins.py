@@ -38,7 +38,7 @@ from zoo.contract.checks import check_registration, grammar_of
 from zoo.contract.errors import PluginError
 from zoo.contract.hookspecs import PLUGIN_API
 from zoo.contract.protocols import Exporter, Metric, Provider, Strategy
-from zoo.contract.records import NameRegistry, PluginInfo
+from zoo.contract.records import NameRegistry, PluginInfo, distribution_of
 from zoo.contract.refs import NameGrammar, answer_grammars, grammars_unasked
 from zoo.contract.source import NOT_DECLARED, captured, declared_api
 
@@ -107,12 +107,9 @@ class PluginManager:
                 continue
             if ep.name in self.plugins:
                 continue
-            dist = getattr(ep, "dist", None)
+            distribution, version = distribution_of(getattr(ep, "dist", None))
             info = PluginInfo(
-                name=ep.name,
-                distribution=dist.name if dist is not None else None,
-                version=dist.version if dist is not None else None,
-                module=ep.value,
+                name=ep.name, distribution=distribution, version=version, module=ep.value
             )
             self.plugins[ep.name] = info
             api = declared_api(ep.module)  # read from the source: the module has not run

@@ -3,11 +3,13 @@ registries of names (who registered what; who wins a name registered twice)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-__all__ = ["NameRegistry", "PluginInfo"]
+__all__ = ["NameRegistry", "PluginInfo", "distribution_of"]
 
 T = TypeVar("T")
 
@@ -98,3 +100,21 @@ class NameRegistry(Generic[T]):
                     "used (uninstall one, or set ZOO_LOAD_PLUGINS)"
                 )
         return losers
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> tuple[str | None, str | None]:
+    from email.parser import HeaderParser
+
+    headers = HeaderParser().parsestr(text)
+    return headers.get("Name"), headers.get("Version")
+
+
+def distribution_of(dist: metadata.Distribution | None) -> tuple[str | None, str | None]:
+    """A plugin's distribution name and version from its core metadata, parsed once per
+    distribution (zoo's own plugins share one; ``dist.name`` and ``dist.version`` would
+    parse it twice for each plugin: a tenth of a warm ``zoo list``)."""
+    if dist is None:
+        return None, None
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    return _parsed(text) if text else (None, None)
