@@ -195,8 +195,7 @@ def _conclude(
     if scores.test is not None:
         metrics.update(scores.test.metrics("test"))
         metrics["num_test"] = float(len(state.split.test))
-    finalize = getattr(state.strategy, "finalize_model", None)
-    model = finalize(state.model) if callable(finalize) else state.model
+    model = state.strategy.finalize_model(state.model)  # the model itself without one
     _check_finite(model)
     labels, predicted = _val_eval(state, scores)
     matrix = report.confusion(labels, predicted, len(state.data.classes))

@@ -3,7 +3,6 @@ strategy found and its plan validated, the classifier located for the feature ca
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,8 @@ from zoo.engine.state import Parent
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
+
+    from zoo.contract.strategy import DeclaredStrategy
 
 __all__ = [
     "build",
@@ -212,7 +213,7 @@ def init_head(backbone: Any) -> None:
                     module.bias.zero_()
 
 
-def strategy(name: str) -> tuple[Any, dict[str, Any]]:
+def strategy(name: str) -> tuple[DeclaredStrategy, dict[str, Any]]:
     """The strategy object and the plugin that provides it (for the lineage)."""
     from zoo.contract.plugins import get_plugin_manager
 
@@ -230,14 +231,6 @@ def strategy(name: str) -> tuple[Any, dict[str, Any]]:
     }
 
 
-def _takes_summary(plan: Any) -> bool:
-    try:
-        params = inspect.signature(plan).parameters
-    except (TypeError, ValueError):
-        return False
-    return "summary" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def settings_of(recipe: Recipe) -> StrategySettings:
     """What the user asked the strategy for."""
     return StrategySettings(
@@ -248,21 +241,17 @@ def settings_of(recipe: Recipe) -> StrategySettings:
     )
 
 
-def chooses(strategy_obj: Any) -> bool:
+def chooses(strategy_obj: DeclaredStrategy) -> bool:
     """A choosing strategy (auto) offers candidates; the search (search.py) plans it."""
-    return callable(getattr(strategy_obj, "candidates", None))
+    return strategy_obj.extras.candidates
 
 
 def make_plan(
-    strategy_obj: Any, recipe: Recipe, names: Sequence[str], summary: TrainingSummary
+    strategy_obj: DeclaredStrategy, recipe: Recipe, names: Sequence[str], summary: TrainingSummary
 ) -> TrainingPlan:
     """The strategy's plan (given the training summary where it asks for one), validated.
     A choosing strategy's plan comes from the search instead (setup.py)."""
-    settings = settings_of(recipe)
-    if _takes_summary(strategy_obj.plan):
-        plan = strategy_obj.plan(names, settings, summary=summary)
-    else:
-        plan = strategy_obj.plan(names, settings)
+    plan = strategy_obj.plan(names, settings_of(recipe), summary=summary)  # if it takes one
     validate_plan(plan, names, recipe.strategy)
     from zoo.contract.refs import is_joined
 

@@ -79,9 +79,7 @@ def finetune(
         return _run(state, start, resume, restart, again)
 
 
-def _run(
-    state: RunState, start: float, resume: bool, restart: bool, again: bool
-) -> FinetuneResult:
+def _run(state: RunState, start: float, resume: bool, restart: bool, again: bool) -> FinetuneResult:
     done, resumed = continue_from(state, again=again, resume=resume, restart=restart)
     if done is not None:
         return done
@@ -185,11 +183,10 @@ def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | N
 
 
 def _prepare_model(state: RunState, phase: Phase) -> list[Any] | None:
-    """The strategy's optional ``prepare_model`` hook (docs/strategies.md)."""
-    hook = getattr(state.strategy, "prepare_model", None)
-    if phase.head_on_features or not callable(hook):
+    """The strategy's optional ``prepare_model`` (docs/strategies.md)."""
+    if phase.head_on_features or not state.strategy.extras.prepare_model:
         return None
-    chosen = hook(state.model, state.stages, phase, state.plan)
+    chosen = state.strategy.prepare_model(state.model, state.stages, phase, state.plan)
     state.model.to(state.rt.device)  # parameters the strategy added
     if chosen is None:
         return None

@@ -21,6 +21,8 @@ from zoo.progress import say
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
+    from zoo.contract.strategy import DeclaredStrategy
+
 __all__ = ["Callback", "FinetuneResult", "Parent", "RunState"]
 
 
@@ -60,7 +62,7 @@ class RunState:
     pre: Preprocessing
     backbone: Any  # zoo.Backbone
     plan: TrainingPlan
-    strategy: Any
+    strategy: DeclaredStrategy  # its optional members declared (zoo.contract.strategy)
     strategy_plugin: dict[str, Any]
     parent: Parent | None
     criterion: Any
