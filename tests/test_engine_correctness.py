@@ -19,7 +19,7 @@ from zoo.contract.errors import DataError, Interrupted, LicenseError, UsageError
 from zoo.contract.plugins import get_plugin_manager
 from zoo.data import load_dataset
 from zoo.engine import Callback, Recipe, finetune
-from zoo.engine.run import _better
+from zoo.engine.listeners import better as _better
 
 REF = "timm:test_resnet"
 FAST = {"random_init": True, "image_size": 32, "batch_size": 8, "workers": 0, "precision": "fp32"}

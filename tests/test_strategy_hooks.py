@@ -113,3 +113,67 @@ def test_prepare_model_chooses_what_trains_and_finalize_runs(
     changed = {k for k, v in groups.start.items() if not torch.equal(v, after[k])}
     assert changed and all(k.endswith("bias") for k in changed), changed
     assert observer.seen.get("finalized") is True
+
+
+def test_the_registry_knows_which_optional_members_a_strategy_declares(
+    observer: Observer,
+) -> None:
+    from zoo.contract.strategy import StrategyExtras
+
+    strategies = get_plugin_manager().strategies()
+    assert strategies["observer"].extras == StrategyExtras(
+        plan_summary=True, prepare_model=True, finalize_model=True, candidates=False
+    )
+    assert strategies["auto"].extras.candidates and strategies["auto"].extras.plan_summary
+    plain = strategies["linear-probe"]
+    assert plain.extras == StrategyExtras()
+    model = torch.nn.Linear(2, 2)  # without the members, zoo's own behaviour
+    assert plain.prepare_model(model, [], None, None) is None
+    assert plain.finalize_model(model) is model
+
+
+class WrongPrepare:
+    name = "wrong-prepare"
+    summary = "prepare_model takes the wrong arguments"
+
+    def plan(self, stages, settings):
+        return TrainingPlan(self.name, (Phase("head", 1, 1e-3, ((len(stages) - 1,),)),))
+
+    def prepare_model(self, model):  # zoo passes (model, stages, phase, plan)
+        return None
+
+
+class WrongPlan:
+    name = "wrong-plan"
+    summary = "plan takes a third argument zoo does not pass"
+
+    def plan(self, stages, settings, budget):
+        return TrainingPlan(self.name, (Phase("head", 1, 1e-3, ((len(stages) - 1,),)),))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "member", "wanted"),
+    [
+        (WrongPrepare, "optional `prepare_model`", "(model, stages, phase, plan)"),
+        (WrongPlan, "`plan`", "(stages, settings)"),
+    ],
+)
+def test_a_member_with_the_wrong_signature_is_refused_at_registration(
+    strategy, member: str, wanted: str
+) -> None:
+    class Plugin:
+        @staticmethod
+        @zoo.hookimpl
+        def register_strategies(register) -> None:
+            register(strategy())
+
+    pm = get_plugin_manager()
+    pm.register(Plugin, "test-wrong")
+    try:
+        assert strategy.name not in pm.strategies()
+        error = pm.plugins["test-wrong"].error
+        assert error is not None and "\n" not in error
+        assert f"registered strategy '{strategy.name}' whose {member} is not a callable " in error
+        assert f"taking {wanted}" in error and "register_strategies.md" in error
+    finally:
+        pm.unregister("test-wrong")

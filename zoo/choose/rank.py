@@ -130,7 +130,7 @@ def _source_probabilities(state: Any, features: Any) -> Any:
     import torch
 
     from zoo.engine.batches import example
-    from zoo.engine.model import find_classifier
+    from zoo.engine.features import find_classifier
 
     described = state.backbone.info
     if not described.num_classes:

@@ -260,8 +260,6 @@ def check_strategy_settings(recipe: Any) -> None:
     its settings are refused now (``r: 0`` for lora) and an ``--unfreeze`` it ignores is
     refused rather than silently dropped. Strategies that plan from the training split
     (a ``summary`` parameter: auto) are asked only once the data is read."""
-    import inspect
-
     from zoo.contract.errors import ZooError
     from zoo.contract.plugins import get_plugin_manager
     from zoo.contract.types import StrategySettings
@@ -269,11 +267,7 @@ def check_strategy_settings(recipe: Any) -> None:
     strategy = get_plugin_manager().strategies().get(recipe.strategy)
     if strategy is None:
         return  # the engine names the known strategies
-    try:
-        params = inspect.signature(strategy.plan).parameters
-    except (TypeError, ValueError):
-        return
-    if "summary" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    if strategy.extras.plan_summary:  # declared at registration (zoo.contract.strategy)
         return
     k = recipe.unfreeze
     stages = [f"stage{i}" for i in range(max(64, (k or 0) + 2))] + ["head"]

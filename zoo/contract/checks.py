@@ -7,6 +7,9 @@ and the member at fault, so ``zoo plugins`` can show it and the CLI can print it
   callable, names in the reference grammar, strings and tuples of strings where the
   protocol says so, a provider's optional ``grammar`` a well-formed
   :class:`zoo.NameGrammar`), then against the ``runtime_checkable`` protocol itself.
+- A strategy's ``plan`` and its optional members (``zoo.contract.protocols``,
+  ``STRATEGY_EXTRAS``) must accept the arguments zoo passes them; the registry then hands
+  it out as a ``zoo.contract.strategy.DeclaredStrategy``, which knows which it has.
 - A provider's ``build`` is checked on every call that goes through the catalogue
   (:class:`CheckedProvider`): the result is a :class:`zoo.Backbone`, its stages partition
   the model's parameters (:func:`zoo.check_partition`) and its last stage is ``head``.
@@ -22,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo.contract.errors import BadReferenceError, PluginError, ZooError
-from zoo.contract.protocols import Backbone, Exporter, Metric, Provider
+from zoo.contract.protocols import STRATEGY_EXTRAS, Backbone, Exporter, Metric, Provider
 from zoo.contract.refs import NameGrammar, parse_ref
+from zoo.contract.strategy import signature, takes_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -117,6 +121,33 @@ def grammar_of(provider: object) -> NameGrammar | None:
     return grammar if isinstance(grammar, NameGrammar) else None
 
 
+def _accepts(positional: Sequence[str], keyword: Sequence[str] = ()) -> Check:
+    """A callable that zoo can call with these arguments (the names say what they are)."""
+    want = f"a callable taking ({', '.join([*positional, *keyword])})"
+
+    def check(value: Any) -> str | None:
+        if not callable(value):
+            return want
+        sig = signature(value)
+        if sig is None:
+            return None  # nothing to check against: the call will tell
+        try:
+            sig.bind(*positional, **{k: k for k in keyword})
+        except TypeError:
+            return want
+        return None
+
+    return check
+
+
+def _plans(value: Any) -> str | None:
+    """``plan(stages, settings)``, or ``plan(stages, settings, summary=...)`` when it
+    declares a ``summary`` (protocols.PlansOnSummary)."""
+    if takes_summary(value):
+        return _accepts(("stages", "settings"), ("summary",))(value)
+    return _accepts(("stages", "settings"))(value)
+
+
 Check = Callable[[Any], "str | None"]
 
 
@@ -149,18 +180,14 @@ CONTRACTS: dict[str, Contract] = {
         },
         optional={"search": _callable, "cache_index": _flag, "grammar": _grammar},
     ),
-    # The Strategy protocol (zoo/contract/types.py) belongs to the training engine; optional
-    # methods it grows are listed here so that a strategy without them still registers.
+    # zoo.Strategy's optional members (protocols.STRATEGY_EXTRAS) are checked when present,
+    # so that a strategy without them still registers.
     "strategy": Contract(
         "strategy",
         "register_strategies",
         None,
-        required={"name": _bare_name, "summary": _text, "plan": _callable},
-        optional={
-            "prepare_model": _callable,
-            "finalize_model": _callable,
-            "candidates": _callable,
-        },
+        required={"name": _bare_name, "summary": _text, "plan": _plans},
+        optional={member: _accepts(*args) for member, args in STRATEGY_EXTRAS.items()},
     ),
     "metric": Contract(
         "metric",

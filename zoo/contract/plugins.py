@@ -17,7 +17,9 @@
   from one hook count only when all of them pass. ``parse_ref`` asks here for the
   registered providers' name grammars (zoo.contract.refs).
 - Registered objects are handed out wrapped (zoo.contract.call.PluginObject): an exception
-  a plugin raises by mistake names the plugin and the method it failed in.
+  a plugin raises by mistake names the plugin and the method it failed in. A strategy is
+  wrapped once more (zoo.contract.strategy.DeclaredStrategy): which optional members it
+  has is read at registration, not looked up by the engine.
 - A plugin command that would replace a built-in (or another plugin's) command is
   refused and recorded as a conflict; the original command stays.
 """
@@ -37,10 +39,11 @@ from zoo.contract.call import PluginObject
 from zoo.contract.checks import check_registration, grammar_of
 from zoo.contract.errors import PluginError
 from zoo.contract.hookspecs import PLUGIN_API
-from zoo.contract.protocols import Exporter, Metric, Provider, Strategy
+from zoo.contract.protocols import Exporter, Metric, Provider
 from zoo.contract.records import NameRegistry, PluginInfo, distribution_of
 from zoo.contract.refs import NameGrammar, answer_grammars, grammars_unasked
 from zoo.contract.source import NOT_DECLARED, captured, declared_api
+from zoo.contract.strategy import DeclaredStrategy, strategy_extras
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -251,7 +254,10 @@ class PluginManager:
                 self._fail(info, str(problems[0]), problems[0])
                 continue
             for name, obj in staged:  # every method call is named after plugin and method
-                registry.add(plugin, name, PluginObject(obj, plugin, kind))
+                wrapped: Any = PluginObject(obj, plugin, kind)
+                if kind == "strategy":  # its optional members, known from now on
+                    wrapped = DeclaredStrategy(wrapped, strategy_extras(obj))
+                registry.add(plugin, name, wrapped)
             if info is not None and staged:
                 info.registered[kind] = sorted(
                     {*info.registered.get(kind, []), *(n for n, _ in staged)}
@@ -287,7 +293,7 @@ class PluginManager:
         found = ((name, grammar_of(p)) for name, p in self.providers().items())
         return {name: grammar for name, grammar in found if grammar is not None}
 
-    def strategies(self) -> dict[str, Strategy]:
+    def strategies(self) -> dict[str, DeclaredStrategy]:
         return self._registry("strategy").items
 
     def exporters(self) -> dict[str, Exporter]:

@@ -8,16 +8,19 @@ strings), so the CLI can import it on its start-up path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from zoo.contract.types import (
     BackboneInfo,
+    Candidate,
     ExportOptions,
     ExportResult,
+    Phase,
     PulledWeights,
     StrategySettings,
     TrainingPlan,
+    TrainingSummary,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,9 +30,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.contract.refs import Ref
 
 __all__ = [
+    "STRATEGY_EXTRAS",
     "Backbone",
+    "Chooses",
     "Exporter",
+    "FinalizesModel",
     "Metric",
+    "PlansOnSummary",
+    "PreparesModel",
     "Progress",
     "Provider",
     "RegisterExporter",
@@ -138,12 +146,73 @@ class Strategy(Protocol):
     optimizer's parameter groups, freezes, unfreezes and re-initialises from it, and can
     therefore resume at any epoch. Raise ``zoo.UsageError`` for settings that make no
     sense for this backbone (say, ``--unfreeze 9`` on 6 stages).
+
+    Optional members (plugin API 2, docs/strategies.md), declared below as
+    :class:`PlansOnSummary`, :class:`PreparesModel`, :class:`FinalizesModel` and
+    :class:`Chooses`. :data:`STRATEGY_EXTRAS` lists the arguments zoo passes to each; the
+    contract (``zoo.contract.checks``) checks at registration that a strategy's members
+    accept them, and the registry hands the strategy out in an adapter that knows which
+    of them it has (``checks.DeclaredStrategy``), so the engine never looks them up. A
+    strategy that defines none of them behaves exactly as one written for API 1.
     """
 
     name: str
     summary: str  # one line for `zoo strategies`
 
     def plan(self, stages: Sequence[str], settings: StrategySettings) -> TrainingPlan: ...
+
+
+class PlansOnSummary(Protocol):
+    """``plan`` with a parameter named ``summary`` (or ``**kwargs``): it receives a
+    :class:`TrainingSummary` of the training split alone (counts, input size, features on
+    demand) as ``summary=``."""
+
+    def plan(
+        self, stages: Sequence[str], settings: StrategySettings, summary: TrainingSummary
+    ) -> TrainingPlan: ...
+
+
+class PreparesModel(Protocol):
+    """Called when each phase that trains on images starts (a resumed one too, before the
+    checkpoint's weights are loaded), before its optimizer is built: it may wrap modules or
+    add parameters (adapters) in place and returns the parameters that train in this
+    phase, finer than stages, or None to train by stage. Idempotent on a prepared model."""
+
+    def prepare_model(
+        self,
+        model: nn.Module,
+        stages: Sequence[tuple[str, nn.Module]],
+        phase: Phase,
+        plan: TrainingPlan,
+    ) -> Iterable[nn.Parameter] | None: ...
+
+
+class FinalizesModel(Protocol):
+    """Called once before registration on the registered epoch's weights (merge adapters
+    into the base weights); what it returns is registered and exported."""
+
+    def finalize_model(self, model: nn.Module) -> nn.Module: ...
+
+
+class Chooses(Protocol):
+    """A choosing strategy (``auto``): the engine's search scores the candidates on the
+    training split and trains the best; ``parents`` is the number of backbones."""
+
+    def candidates(
+        self,
+        stages: Sequence[str],
+        settings: StrategySettings,
+        summary: TrainingSummary,
+        parents: int = 1,
+    ) -> Sequence[Candidate]: ...
+
+
+# The optional members and the arguments zoo passes to each: (positional, keyword).
+STRATEGY_EXTRAS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "prepare_model": (("model", "stages", "phase", "plan"), ()),
+    "finalize_model": (("model",), ()),
+    "candidates": (("stages", "settings", "summary"), ("parents",)),
+}
 
 
 @runtime_checkable

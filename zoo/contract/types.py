@@ -88,23 +88,6 @@ class PulledWeights:
         """The file holding the tensors (the first one, by convention)."""
         return self.files[0]
 
-    # Optional members (plugin API 2; docs/strategies.md). A strategy that defines none of
-    # them behaves exactly as one written for API 1; the engine looks each one up by name.
-    #
-    #   plan(stages, settings, summary)   a third parameter named ``summary`` receives a
-    #       TrainingSummary of the training split (counts, input size, features on demand).
-    #   prepare_model(model, stages, phase, plan) -> iterable of parameters | None
-    #       called when each phase starts (a resumed one too, before the checkpoint's
-    #       weights are loaded), before its optimizer is built: it may wrap the model's
-    #       modules or add parameters (adapters) in place, and return the parameters that
-    #       train in this phase (finer than stages), or None to train by stage. It must be
-    #       idempotent on a model it has already prepared.
-    #   finalize_model(model) -> nn.Module
-    #       called once before registration on the registered epoch's weights (merge
-    #       adapters into the base weights); what it returns is registered and exported.
-    #   candidates(stages, settings, summary, parents) -> list of Candidate: a choosing
-    #       strategy (auto); the engine's search scores them and trains the best one.
-
 
 @dataclass(frozen=True)
 class StrategySettings:

@@ -4,9 +4,12 @@
 with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchrun for
 ``--nproc-per-node K`` and ``--nnodes N``. Nothing here imports torch at module level.
 
-    run.py         the loop: phases -> epochs; calls the parts below
+    job.py         finetune(): set up, wire the listeners, run the loop (under the lock)
+    run.py         the loop: phases -> epochs -> finish, emitting the events; no logger
+    events.py      the loop's events; Listener, Callback (watchers), their order
+    listeners.py   the best epoch (chosen_by), checkpoints after each epoch, the terminal
     setup.py       recipe -> RunState (strategy, licence, data, split, model, plan)
-    state.py       RunState, FinetuneResult, Callback
+    state.py       RunState, FinetuneResult, the plan as a record
     model.py       describe, build, the strategy and its plan (validated)
     phases.py      FeaturePhase (head on cached features), ImagePhase (images / prefix)
     optimize.py    trainable stages, optimizer groups, LR schedule, loss/weight checks
@@ -16,8 +19,9 @@ with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchr
     evaluate.py    validation and test evaluation
     checkpoint.py  save, resume, refuse a resume onto other data; finished runs
     resume.py      what a job continues from, agreed by every node
-    tracking.py    MLflow (the only part that imports the store)
-    finish.py      the registered epoch's metrics, the test score, registration
+    tracking.py    the MLflow listener (the only part that talks to the store)
+    register.py    registration and lineage (the MLflow listener's, at run end)
+    finish.py      the registered epoch's metrics, the test score, the result
     report.py      confusion matrix, per-class accuracy, figures
     context.py     device, precision, processes (Dist, Runtime)
     distributed.py torchrun launch (one node or several), the worker's entry point
@@ -28,13 +32,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from zoo.engine.events import Callback, Listener
+from zoo.engine.job import FinetuneResult, finetune, run_dir
 from zoo.engine.recipe import Recipe, load_recipe_file
-from zoo.engine.run import FinetuneResult, finetune, run_dir
-from zoo.engine.state import Callback
 
 __all__ = [
     "Callback",
     "FinetuneResult",
+    "Listener",
     "Recipe",
     "finetune",
     "launch",
@@ -47,8 +52,8 @@ __all__ = [
 def plan_only(recipe: Recipe) -> dict[str, Any]:
     """The plan the recipe would train (``--dry-run``): data checked, model built, the
     strategy's decision made on the training split; nothing trained or registered."""
-    from zoo.engine.model import plan_to_dict
     from zoo.engine.setup import prepare
+    from zoo.engine.state import plan_to_dict
 
     state = prepare(recipe, register=False, trials=False)
     return plan_to_dict(state.plan, state.names)

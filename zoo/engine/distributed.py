@@ -35,8 +35,8 @@ from typing import Any
 from zoo.contract import errors
 from zoo.disk.paths import atomic_write_text
 from zoo.engine.context import Dist, stop_on_signals
+from zoo.engine.job import FinetuneResult, finetune
 from zoo.engine.recipe import Recipe
-from zoo.engine.run import FinetuneResult, finetune
 
 __all__ = ["Nodes", "launch_line", "launch_torchrun", "main", "torchrun_command"]
 

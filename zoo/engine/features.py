@@ -31,7 +31,6 @@ from zoo.engine.caches import (
     verify_prefix,
 )
 from zoo.engine.context import Dist
-from zoo.engine.model import find_classifier
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -42,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CACHE_FORMAT",
     "classifier",
+    "find_classifier",
     "frozen_prefix",
     "head_features",
     "stage_features",
@@ -328,3 +328,32 @@ def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tens
     activations = state.dist.gather_rows(_cat(outs), n).contiguous()
     _store(state, path, {"activations": activations}, key)
     return plan, activations
+
+
+def find_classifier(model: nn.Module, head: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The module of the head stage whose output is the model's output (the classifier);
+    its input is what a linear probe trains on."""
+    import torch
+
+    candidates = [m for m in head.modules() if m is not head and any(True for _ in m.parameters())]
+    outputs: dict[int, Any] = {}
+    handles = [
+        m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), out))
+        for m in candidates
+    ]
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics may move while looking
+    try:
+        with torch.no_grad():
+            final = model(example)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    for module in candidates:  # modules() is outermost first
+        if outputs.get(id(module)) is final:
+            return module
+    raise UsageError(
+        "this backbone's head does not produce the model's output directly, so its "
+        "features cannot be cached: use --strategy partial --unfreeze 0 instead"
+    )

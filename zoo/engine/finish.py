@@ -1,11 +1,14 @@
 """The end of a run: the registered epoch's weights and metrics, the held-out test score,
-figures, and registration with the lineage.
+figures, and the run's result.
 
 Every registered metric comes from the registered (best) epoch; the last epoch's figures
 are kept as ``last_*``. The test split, when there is one, is scored here once, on the
 registered weights: nothing before this point has seen it. The validation and test
 figures are float32 whatever precision the loop ran in (evaluate.registered); the
 version records it (``evaluation`` in the lineage, tag ``zoo.eval_precision``).
+Registering the result is the MLflow listener's, at run end (``tracking.py``,
+``register.py``); what chose the registered epoch is the best-epoch listener's
+(``listeners.chosen_by``).
 """
 
 from __future__ import annotations
@@ -13,35 +16,29 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.contract.errors import TrainingError
 from zoo.disk.paths import atomic_write_text
 from zoo.engine import checkpoint, evaluate, report
-from zoo.engine.batches import example
-from zoo.engine.model import parent_pins, plan_to_dict
-from zoo.engine.state import FinetuneResult
-from zoo.engine.tracking import EXPERIMENT, registered_by_recipe, tag_recipe
-from zoo.registry.leakage import record_split
+from zoo.engine.listeners import chosen_by
+from zoo.engine.state import FinetuneResult, plan_to_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
-    from zoo.engine.tracking import NoTracking
 
-__all__ = ["chosen_by", "evaluation_record", "finish", "registered_metrics"]
-
-
-def chosen_by(state: RunState) -> str:
-    """What chose the registered epoch (the lineage's ``dataset.split.chosen_by``,
-    docs/registry.md): ``last-epoch`` without a validation split; ``fixed`` when the run
-    had one candidate epoch (a head-only phase on cached features is one record, whatever
-    its passes), so the plan's epoch count fixed it; else ``validation``."""
-    if not state.split.val:
-        return "last-epoch"
-    return "fixed" if len(state.history) == 1 else "validation"
+__all__ = ["evaluation_record", "figure_files", "finish", "registered_metrics", "step"]
 
 
-_NOT_IN_LINEAGE = {"ref", "data", "name", "license", "license_override", "device", "workers"}
+def figure_files(state: RunState) -> tuple[Path, Path, Path]:
+    """The run's confusion matrix and training curves (PNG) and the matrix as JSON."""
+    figures = state.dir / "figures"
+    return (
+        figures / "confusion_matrix.png",
+        figures / "training_curves.png",
+        state.dir / "confusion_matrix.json",
+    )
 
 
 def _val_eval(state: RunState, scores: evaluate.Registered | None) -> tuple[list, list]:
@@ -109,16 +106,6 @@ def _check_finite(model: Any) -> None:
             )
 
 
-def _architecture(state: RunState, model: Any) -> dict[str, Any] | None:
-    """The lineage's record of a module zoo composed: the multi-stage probe the engine
-    builds, or the several backbones' composite (zoo/catalog/composite.py) the run started from."""
-    from zoo.catalog.heads import StageProbe, architecture
-
-    if isinstance(model, StageProbe):
-        return architecture(model, state.names)
-    return getattr(state.backbone, "architecture", None)
-
-
 def _result(
     state: RunState, metrics: dict[str, float], seconds: float, resumed: int | None, **kw: Any
 ) -> FinetuneResult:
@@ -148,16 +135,11 @@ def _result(
 
 
 def finish(
-    state: RunState,
-    tracking: NoTracking,
-    seconds: float,
-    resumed: int | None,
-    *,
-    again: bool = False,
-) -> FinetuneResult:
-    """The registered epoch's weights on every process; rank 0 scores, registers and
-    writes the result, which every process then returns (a failure there, such as a
-    registration error, reaches every process with its message)."""
+    state: RunState, seconds: float, resumed: int | None
+) -> tuple[FinetuneResult, dict[str, Any]]:
+    """The registered epoch's weights on every process; rank 0 scores them and makes the
+    result, which every process then returns (a failure there reaches every process with
+    its message), with the last epoch's weights (``final.pt``)."""
     final = {k: v.detach().cpu().clone() for k, v in state.model.state_dict().items()}
     best = checkpoint.load_best(state) if state.dist.main else None
     if best is not None:
@@ -166,108 +148,43 @@ def finish(
     if not state.history:
         raise TrainingError("the run completed no epoch; nothing was registered")
     n = evaluate.registered_images(state)
-    with _step(state, f"scoring the registered epoch in fp32 ({n} images)"):
+    with step(state, f"scoring the registered epoch in fp32 ({n} images)"):
         scores = evaluate.registered(state, final)
-    result = state.dist.first(
-        lambda: _conclude(state, tracking, seconds, resumed, scores, final, again), share=False
-    )
+    result = state.dist.first(lambda: _conclude(state, seconds, resumed, scores), share=False)
     if state.dist.world > 1:
         data = state.dist.broadcast(result.to_dict() if state.dist.main else None)
         if not state.dist.main:
             result = FinetuneResult.from_dict(data)
             if not state.register:
                 result.backbone = state.backbone
-    return result
+    return result, final
 
 
 def _conclude(
-    state: RunState,
-    tracking: NoTracking,
-    seconds: float,
-    resumed: int | None,
-    scores: evaluate.Registered,
-    final: dict[str, Any],
-    again: bool = False,
+    state: RunState, seconds: float, resumed: int | None, scores: evaluate.Registered
 ) -> FinetuneResult:
-    import torch
-
     metrics = registered_metrics(state, seconds, scores)
     if scores.test is not None:
         metrics.update(scores.test.metrics("test"))
         metrics["num_test"] = float(len(state.split.test))
-    finalize = getattr(state.strategy, "finalize_model", None)
-    model = finalize(state.model) if callable(finalize) else state.model
-    _check_finite(model)
+    state.registered = state.strategy.finalize_model(state.model)  # the model without one
+    _check_finite(state.registered)
     labels, predicted = _val_eval(state, scores)
     matrix = report.confusion(labels, predicted, len(state.data.classes))
-    figures = state.dir / "figures"
-    figures.mkdir(exist_ok=True)
-    cm_png = report.plot_confusion(matrix, state.data.classes, figures / "confusion_matrix.png")
-    curves_png = report.plot_curves(state.history, figures / "training_curves.png")
+    cm_png, curves_png, matrix_json = figure_files(state)
+    cm_png.parent.mkdir(exist_ok=True)
+    report.plot_confusion(matrix, state.data.classes, cm_png)
+    report.plot_curves(state.history, curves_png)
     if not state.register:
-        checkpoint.write_done(state, _result(state, metrics, seconds, resumed), final)
         return _result(state, metrics, seconds, resumed, backbone=state.backbone)
-    matrix_json = state.dir / "confusion_matrix.json"
     atomic_write_text(
         matrix_json, json.dumps({"classes": list(state.data.classes), "matrix": matrix})
     )
-    tracking.log_final(metrics, [(cm_png, "figures"), (curves_png, "figures"), (matrix_json, None)])
-    known = None if again else registered_by_recipe(state)
-    if known is not None:  # another host of the same team store registered it meanwhile
-        tracking.end("FINISHED")
-        result = _result(state, metrics, seconds, resumed, **known)
-        checkpoint.write_done(state, result, final)
-        result.already_registered = True
-        return result
-    input_example = example(state).detach().cpu().float().contiguous()
-    model.to("cpu").to(memory_format=torch.contiguous_format)
-    settings = dict(state.plan.settings)
-    settings["plan"] = plan_to_dict(state.plan, state.names)
-    settings["recipe"] = {
-        k: v for k, v in state.recipe.to_dict().items() if k not in _NOT_IN_LINEAGE
-    }
-    dataset = state.data.record()
-    dataset["split"] = {
-        "val_split": state.recipe.val_split,
-        "test_split": state.recipe.test_split,
-        "seed": state.recipe.seed,
-        "train": len(state.split.train),
-        "val": len(state.split.val),
-        "test": len(state.split.test),
-        "digest": state.split.digest([s.sha256 for s in state.data.samples]),
-        "chosen_by": chosen_by(state),
-    }
-    split_artifacts = record_split(state, dataset)  # split.json; the leakage check's findings
-    with _step(state, f"registering {state.recipe.model_name()}"):
-        version = _register(
-            state,
-            model,
-            settings,
-            dataset,
-            metrics,
-            input_example,
-            split_artifacts,
-            cm_png,
-            curves_png,
-        )
-    tag_recipe(state, version)
-    tracking.end("FINISHED")
-    result = _result(
-        state,
-        metrics,
-        seconds,
-        resumed,
-        name=version.name,
-        version=version.version,
-        model_uri=version.model_uri,
-        run_id=state.run_id,
-    )
-    checkpoint.write_done(state, result, final)
-    return result
+    return _result(state, metrics, seconds, resumed)
 
 
 @contextmanager
-def _step(state: RunState, description: str) -> Iterator[None]:
+def step(state: RunState, description: str) -> Iterator[None]:
     """A wait the user sees (a spinner, or started/done lines in a pipe): rank 0 only."""
     progress = state.progress() if state.dist.main else None
     if progress is not None:
@@ -277,42 +194,3 @@ def _step(state: RunState, description: str) -> Iterator[None]:
     finally:
         if progress is not None:
             progress.finish()
-
-
-def _register(
-    state: RunState,
-    model: Any,
-    settings: dict[str, Any],
-    dataset: dict[str, Any],
-    metrics: dict[str, float],
-    input_example: Any,
-    split_artifacts: dict[str, Any],
-    cm_png: Any,
-    curves_png: Any,
-) -> Any:
-    from zoo.registry import register_derivative
-
-    return register_derivative(
-        model,
-        name=state.recipe.model_name(),
-        parents=parent_pins(state),
-        license=state.recipe.license,
-        license_override=state.recipe.license_override,
-        strategy=state.recipe.strategy,
-        strategy_settings=settings,
-        strategy_plugin=state.strategy_plugin,
-        dataset=dataset,
-        metrics=metrics,
-        input_example=input_example,
-        preprocessing=state.pre.to_dict(),
-        class_names=list(state.data.classes),
-        artifacts={
-            "figures/confusion_matrix.png": cm_png,
-            "figures/training_curves.png": curves_png,
-            **split_artifacts,
-        },
-        run_id=state.run_id,
-        experiment=EXPERIMENT,
-        architecture=_architecture(state, model),
-        evaluation=evaluation_record(state),
-    )

@@ -3,7 +3,6 @@ strategy found and its plan validated, the classifier located for the feature ca
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,19 +14,16 @@ from zoo.engine.recipe import Recipe
 from zoo.engine.state import Parent
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-    from torch import nn
+    from zoo.contract.strategy import DeclaredStrategy
 
 __all__ = [
     "build",
     "chooses",
     "describe",
-    "find_classifier",
     "init_head",
     "licence_inputs",
     "make_plan",
     "parent_pins",
-    "plan_to_dict",
     "resolution_notes",
     "settings_of",
     "strategy",
@@ -212,7 +208,7 @@ def init_head(backbone: Any) -> None:
                     module.bias.zero_()
 
 
-def strategy(name: str) -> tuple[Any, dict[str, Any]]:
+def strategy(name: str) -> tuple[DeclaredStrategy, dict[str, Any]]:
     """The strategy object and the plugin that provides it (for the lineage)."""
     from zoo.contract.plugins import get_plugin_manager
 
@@ -230,14 +226,6 @@ def strategy(name: str) -> tuple[Any, dict[str, Any]]:
     }
 
 
-def _takes_summary(plan: Any) -> bool:
-    try:
-        params = inspect.signature(plan).parameters
-    except (TypeError, ValueError):
-        return False
-    return "summary" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def settings_of(recipe: Recipe) -> StrategySettings:
     """What the user asked the strategy for."""
     return StrategySettings(
@@ -248,21 +236,17 @@ def settings_of(recipe: Recipe) -> StrategySettings:
     )
 
 
-def chooses(strategy_obj: Any) -> bool:
+def chooses(strategy_obj: DeclaredStrategy) -> bool:
     """A choosing strategy (auto) offers candidates; the search (search.py) plans it."""
-    return callable(getattr(strategy_obj, "candidates", None))
+    return strategy_obj.extras.candidates
 
 
 def make_plan(
-    strategy_obj: Any, recipe: Recipe, names: Sequence[str], summary: TrainingSummary
+    strategy_obj: DeclaredStrategy, recipe: Recipe, names: Sequence[str], summary: TrainingSummary
 ) -> TrainingPlan:
     """The strategy's plan (given the training summary where it asks for one), validated.
     A choosing strategy's plan comes from the search instead (setup.py)."""
-    settings = settings_of(recipe)
-    if _takes_summary(strategy_obj.plan):
-        plan = strategy_obj.plan(names, settings, summary=summary)
-    else:
-        plan = strategy_obj.plan(names, settings)
+    plan = strategy_obj.plan(names, settings_of(recipe), summary=summary)  # if it takes one
     validate_plan(plan, names, recipe.strategy)
     from zoo.contract.refs import is_joined
 
@@ -338,53 +322,3 @@ def _check_features(phase: Any, where: str) -> None:
             f"{where}: fit='lbfgs' fits a head on cached features to convergence: "
             "head_on_features must be True and epochs 1"
         )
-
-
-def plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
-    return {
-        "strategy": plan.strategy,
-        "settings": dict(plan.settings),
-        "phases": [
-            {
-                "name": p.name,
-                "epochs": p.epochs,
-                "lr": p.lr,
-                "trainable": [[names[i] for i in ep] for ep in p.trainable],
-                "lr_scale": {names[i]: s for i, s in p.lr_scale.items()},
-                "reinit": [names[i] for i in p.reinit],
-                "head_on_features": p.head_on_features,
-                "augment": p.augment,
-                **({"features": p.features} if p.features != "head" else {}),
-            }
-            for p in plan.phases
-        ],
-    }
-
-
-def find_classifier(model: nn.Module, head: nn.Module, example: torch.Tensor) -> nn.Module:
-    """The module of the head stage whose output is the model's output (the classifier);
-    its input is what a linear probe trains on."""
-    import torch
-
-    candidates = [m for m in head.modules() if m is not head and any(True for _ in m.parameters())]
-    outputs: dict[int, Any] = {}
-    handles = [
-        m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), out))
-        for m in candidates
-    ]
-    was_training = model.training
-    model.eval()  # no BatchNorm statistics may move while looking
-    try:
-        with torch.no_grad():
-            final = model(example)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    for module in candidates:  # modules() is outermost first
-        if outputs.get(id(module)) is final:
-            return module
-    raise UsageError(
-        "this backbone's head does not produce the model's output directly, so its "
-        "features cannot be cached: use --strategy partial --unfreeze 0 instead"
-    )

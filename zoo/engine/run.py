@@ -1,8 +1,10 @@
-"""One fine-tuning run, start to registration: ``finetune(recipe)``.
+"""The loop: one fine-tuning run, from its prepared state to its result.
 
-The loop alone: set up (``setup.py``) -> finished already? (``checkpoint.py``) -> resume
--> phases -> epochs -> finish (``finish.py``). Each part takes the run's state
-(``state.py``); none imports this module.
+resume -> run start -> phases -> epochs -> finish (``finish.py``) -> run end, emitting
+the loop's events (``events.py``). The loop knows no logger, store or terminal: its
+listeners own them (the best epoch, checkpoints, MLflow, the terminal, callbacks), wired
+in their order by ``job.py``, whose ``finetune()`` sets a recipe up and runs this loop.
+Each part takes the run's state (``state.py``); none imports this module.
 
 The run's checkpoints live in ``$ZOO_HOME/runs/<recipe hash>/``: the same command finds
 them again, so re-running it after a kill (or with ``--resume``) continues from the last
@@ -13,70 +15,43 @@ uninterrupted one would have had (in deterministic mode, bit for bit).
 Under torchrun every process runs this loop. Nodes need not share a disk: the first
 process of each node looks for the run's files in its own home, the job continues from
 the newest checkpoint any node has (sent to every process), rank 0 owns the MLflow run
-(its id reaches the others by broadcast) and writes the checkpoints to its home. A
-process that dies stops the others (their collectives fail, or torchrun stops them) with
-exit code 130 and the last checkpoint intact.
+(its id reaches the others by broadcast, at run start) and writes the checkpoints to its
+home. A process that dies stops the others (their collectives fail, or torchrun stops
+them) with exit code 130 and the last checkpoint intact.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from zoo.contract.errors import DataError, Interrupted, TrainingError, UsageError
+from zoo.contract.errors import Interrupted, TrainingError, UsageError
 from zoo.contract.types import Phase
 from zoo.engine import checkpoint
 from zoo.engine.context import stopping
 from zoo.engine.evaluate import Evaluation
+from zoo.engine.events import FAILED, KILLED, Listeners
 from zoo.engine.finish import finish
 from zoo.engine.optimize import check_weights
 from zoo.engine.phases import start_phase
-from zoo.engine.recipe import Recipe
 from zoo.engine.resume import continue_from
-from zoo.engine.setup import prepare, run_dir
-from zoo.engine.state import Callback, FinetuneResult, RunState
-from zoo.engine.tracking import NoTracking, tracker
+from zoo.engine.state import FinetuneResult, RunState
 
-__all__ = ["FinetuneResult", "clean_run", "finetune", "run_dir"]
+__all__ = ["run"]
 
 
-def finetune(
-    recipe: Recipe,
+def run(
+    state: RunState,
+    start: float,
     *,
     resume: bool = False,
     restart: bool = False,
     again: bool = False,
-    register: bool = True,
-    callbacks: Sequence[Callback] = (),
 ) -> FinetuneResult:
-    """Run (or resume) one fine-tuning recipe and register its best epoch.
-
-    A recipe that already finished on the same data returns its registered result
-    (``already_registered``) unless ``again``. ``register=False`` trains and evaluates
-    without MLflow or the registry (library use, experiments); the result then carries
-    the trained backbone.
-
-    One process at a time runs a recipe (``checkpoint.recipe_lock``): an identical
-    command waits, then finds the result. Under torchrun the launching process holds the
-    lock (``distributed.launch_torchrun``), so the ranks never wait for each other on
-    it. The lock is taken once the recipe is set up: a refusal writes nothing.
-    """
-    if resume and restart:
-        raise UsageError(
-            "--resume and --restart contradict each other: --resume continues this "
-            "recipe's checkpoint, --restart discards it; pass one of them"
-        )
-    start = time.monotonic()
-    state = prepare(recipe, register=register, callbacks=callbacks)  # refusals write nothing
-    _same_data_everywhere(state)
-    if "LOCAL_RANK" in os.environ:
-        return _run(state, start, resume, restart, again)
-    with checkpoint.recipe_lock(recipe):
-        return _run(state, start, resume, restart, again)
+    """The loop, from a state ``setup.prepare`` made and ``job.py`` wired the listeners of;
+    ``start``: when the job began (``time.monotonic()``)."""
+    return _run(state, start, resume, restart, again)
 
 
 def _run(
@@ -88,50 +63,36 @@ def _run(
     if resumed is not None:
         state.run_id = resumed.state.get("run_id") or None
         state.note(f"resuming from the checkpoint of epoch {resumed.completed} in {state.dir}")
-    tracking = tracker(state)
-
-    def start_tracking() -> str | None:
-        tracking.start()
-        return state.run_id
-
-    state.run_id = state.dist.first(start_tracking)  # rank 0's run, known to every process
+    events = Listeners(state.listeners)
+    events.run_start(state)  # the MLflow run: rank 0's, known to every process
     try:
-        _loop(state, tracking, resumed)
+        _loop(state, events, resumed)
         resumed_from = resumed.completed if resumed is not None else None
-        return finish(state, tracking, time.monotonic() - start, resumed_from, again=again)
-    except KeyboardInterrupt:
+        result, last = finish(state, time.monotonic() - start, resumed_from)
+        events.run_end(state, result)  # registered by the MLflow listener
+        state.dist.first(lambda: checkpoint.write_done(state, result, last))  # rank 0
+        return result
+    except KeyboardInterrupt as exc:
         stopping()
-        tracking.end("KILLED")
+        events.failure(state, KILLED, exc)
         raise Interrupted(f"interrupted during {_where(state)}. Re-run {_again}") from None
     except Exception as exc:
         stopping()
         if state.dist.world > 1 and _lost_a_process(exc):
-            tracking.end("KILLED")
+            events.failure(state, KILLED, exc)
             raise Interrupted(
                 f"another process of the job stopped during {_where(state)} ("
                 f"{' '.join(str(exc).split())[:160]}). Re-run {_again} on every node"
             ) from None
-        tracking.end("FAILED")
+        events.failure(state, FAILED, exc)
         raise
-    except BaseException:
+    except BaseException as exc:
         stopping()
-        tracking.end("FAILED")
+        events.failure(state, FAILED, exc)
         raise
 
 
 _again = "the same command (or add --resume) to continue"
-
-
-def _same_data_everywhere(state: RunState) -> None:
-    """Every node read its own copy of the data: the job goes on only if they agree."""
-    digests = state.dist.gather(state.data.digest)
-    if len(set(digests)) > 1:
-        other = next(r for r, d in enumerate(digests) if d != digests[0])
-        raise DataError(
-            f"the data differs between the processes of the job: rank 0 read "
-            f"{digests[0]}, rank {other} read {digests[other]} from {state.recipe.data}; "
-            "give every node the same files at the same path"
-        )
 
 
 def _where(state: RunState) -> str:
@@ -156,7 +117,7 @@ def _lost_a_process(exc: BaseException) -> bool:
     )
 
 
-def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | None) -> None:
+def _loop(state: RunState, events: Listeners, resumed: checkpoint.Resumed | None) -> None:
     """Phases -> epochs. A resumed run starts at the checkpoint's phase and epoch."""
     start_phase_index, start_epoch = (resumed.phase, resumed.phase_epoch) if resumed else (0, 0)
     pending = resumed
@@ -170,13 +131,14 @@ def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | N
             checkpoint.apply(state, pending)
         runner = start_phase(state, phase, first, pending.state if pending else None)
         pending = None
-        state.fire("on_phase_start", pi, runner.optimizer)
+        state.phase_index, state.runner = pi, runner
+        events.phase_start(state, pi, runner.optimizer)
         for e in runner.units(first):
             record = runner.train(e)
             evaluation = runner.evaluate(state.split.val)
             if state.split.val:  # without a validation split there is no val figure
                 record.update(evaluation.metrics("val"))
-            _epoch_done(state, tracking, pi, record, evaluation, runner)
+            _epoch_done(state, events, record, evaluation)
     if pending is not None:  # every epoch was done before the run stopped
         last = state.plan.phases[-1]
         if last.features == "stages":  # the checkpoint holds the multi-stage probe: build it
@@ -185,11 +147,10 @@ def _loop(state: RunState, tracking: NoTracking, resumed: checkpoint.Resumed | N
 
 
 def _prepare_model(state: RunState, phase: Phase) -> list[Any] | None:
-    """The strategy's optional ``prepare_model`` hook (docs/strategies.md)."""
-    hook = getattr(state.strategy, "prepare_model", None)
-    if phase.head_on_features or not callable(hook):
+    """The strategy's optional ``prepare_model`` (docs/strategies.md)."""
+    if phase.head_on_features or not state.strategy.extras.prepare_model:
         return None
-    chosen = hook(state.model, state.stages, phase, state.plan)
+    chosen = state.strategy.prepare_model(state.model, state.stages, phase, state.plan)
     state.model.to(state.rt.device)  # parameters the strategy added
     if chosen is None:
         return None
@@ -199,25 +160,14 @@ def _prepare_model(state: RunState, phase: Phase) -> list[Any] | None:
     return params
 
 
-def _better(record: dict[str, Any], best: dict[str, Any]) -> bool:
-    """Higher validation accuracy; on a tie, lower validation loss."""
-    if not best.get("epoch"):
-        return True
-    acc, best_acc = record["val_accuracy"], best["val_accuracy"]
-    return bool(acc > best_acc or (acc == best_acc and record["val_loss"] < best["val_loss"]))
-
-
 def _epoch_done(
-    state: RunState,
-    tracking: NoTracking,
-    pi: int,
-    record: dict[str, Any],
-    evaluation: Evaluation,
-    runner: Any,
+    state: RunState, events: Listeners, record: dict[str, Any], evaluation: Evaluation
 ) -> None:
+    """The epoch's figures checked and kept, then its listeners: the best epoch, the
+    checkpoint, MLflow, the terminal line, callbacks (events.py)."""
     epoch = int(record["epoch"])
     if not math.isfinite(record.get("val_loss", 0.0)):
-        lr = max(g["initial_lr"] for g in runner.optimizer.param_groups)
+        lr = max(g["initial_lr"] for g in state.runner.optimizer.param_groups)
         raise TrainingError(
             f"the validation loss became {record['val_loss']} in epoch {epoch}; the run "
             f"stopped and nothing was registered. Lower the learning rate (was {lr:g}) or "
@@ -226,34 +176,5 @@ def _epoch_done(
     check_weights(state, epoch)
     state.history.append(record)
     state.completed = epoch
-    improved = not state.split.val or _better(record, state.best)  # none: the last epoch
-    if improved:
-        state.best = {
-            "eval": [evaluation.labels, evaluation.preds],
-            "epoch": epoch,
-            "val_accuracy": record.get("val_accuracy"),
-            "val_loss": record.get("val_loss"),
-        }
-        checkpoint.save_best(state)
-
-    def save_and_log() -> None:  # rank 0; a failure reaches every process
-        checkpoint.save(state, pi, int(record["phase_epoch"]), runner.optimizer, runner.scheduler)
-        tracking.log_epoch(record)
-
-    state.dist.first(save_and_log)
-    val = (
-        f"val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f}"
-        + (" (best so far)" if improved else "")
-        if state.split.val
-        else "no validation split"
-    )
-    state.note(
-        f"epoch {epoch}/{state.plan.epochs} ({record['phase']}): train loss "
-        f"{record['train_loss']:.4f} acc {record['train_accuracy']:.3f}, {val}"
-    )
-    state.fire("on_epoch_end", record)
-
-
-def clean_run(recipe: Recipe) -> None:
-    """Remove a run's checkpoints (``--restart`` does this before starting)."""
-    shutil.rmtree(run_dir(recipe), ignore_errors=True)
+    state.evaluation = evaluation
+    events.epoch_end(state, record)

@@ -179,7 +179,8 @@ def _trial_cost(
 
 def _fire(state: RunState, out: Outcome, rows: Sequence[int]) -> None:
     labels = [state.data.samples[i].label for i in rows]
-    state.fire("on_candidate", out.label, list(rows), labels)
+    for callback in state.callbacks:
+        callback.on_candidate(state, out.label, list(rows), labels)
 
 
 def search(

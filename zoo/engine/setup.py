@@ -17,10 +17,11 @@ from zoo.data import load_dataset, split_dataset
 from zoo.disk.paths import subdir
 from zoo.engine import model as build
 from zoo.engine.context import Dist, resolve_runtime
+from zoo.engine.events import Callback
 from zoo.engine.features import head_features, stage_features
 from zoo.engine.recipe import Recipe
 from zoo.engine.seeding import seed_everything
-from zoo.engine.state import Callback, RunState
+from zoo.engine.state import RunState
 from zoo.licenses.compat import decide_licenses
 from zoo.progress import say
 from zoo.registry.leakage import check_lineage

@@ -1,7 +1,8 @@
 """What a run knows: its recipe, data, split, model, plan, and the record of its epochs.
 
-``RunState`` is the one object the loop (``run.py``) hands to its parts (checkpoint,
-features, phases, evaluation, tracking, finish); none of them imports the loop.
+``RunState`` is the one object the loop (``run.py``) hands to its parts (features,
+phases, evaluation, finish) and to its listeners (``events.py``: the best epoch,
+checkpoints, tracking, the terminal, callbacks); none of them imports the loop.
 ``FinetuneResult`` is what the run returns (and writes as ``result.json``).
 """
 
@@ -21,7 +22,9 @@ from zoo.progress import say
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
-__all__ = ["Callback", "FinetuneResult", "Parent", "RunState"]
+    from zoo.contract.strategy import DeclaredStrategy
+
+__all__ = ["FinetuneResult", "Parent", "RunState", "plan_to_dict"]
 
 
 @dataclass(frozen=True)
@@ -32,21 +35,6 @@ class Parent:
     sha256: str | None
     license: str | None
     preprocessing: Preprocessing
-
-
-class Callback:
-    """Watches a run (tests, tools): each method is called at the moment its name says.
-
-    ``finetune(recipe, callbacks=[...])`` adds them; the engine's own parts are not
-    callbacks, so a callback sees the run exactly as the loop runs it.
-    """
-
-    def on_phase_start(self, state: RunState, phase_index: int, optimizer: Any) -> None: ...
-
-    def on_epoch_end(self, state: RunState, record: dict[str, Any]) -> None: ...
-
-    def on_candidate(self, state: RunState, label: str, rows: list[int], labels: list[int]) -> None:
-        """auto's search is about to score a candidate on these samples (search.py)."""
 
 
 @dataclass
@@ -60,14 +48,15 @@ class RunState:
     pre: Preprocessing
     backbone: Any  # zoo.Backbone
     plan: TrainingPlan
-    strategy: Any
+    strategy: DeclaredStrategy  # its optional members declared (zoo.contract.strategy)
     strategy_plugin: dict[str, Any]
     parent: Parent | None
     criterion: Any
     workers: int
     progress: Callable[[], Any]
     register: bool = True
-    callbacks: Sequence[Callback] = ()
+    callbacks: Sequence[Any] = ()  # events.Callback (finetune(callbacks=...)), for auto's search
+    listeners: Sequence[Any] = ()  # events.Listener: the run's, in their order (job.py)
     # zoo/registry/leakage.py's findings
     leakage: list[dict[str, Any]] = field(default_factory=list)
     # what the run has done so far (restored on resume)
@@ -78,6 +67,12 @@ class RunState:
     optimizer_groups: list[list[dict[str, Any]]] = field(default_factory=list)
     rank_records: list[dict[str, Any]] = field(default_factory=list)
     prepared: list[Any] | None = None  # parameters a strategy's prepare_model chose
+    # what the loop is doing now, for the listeners: the phase, its runner (optimizer,
+    # scheduler), the last epoch's validation evaluation
+    phase_index: int = 0
+    runner: Any = None
+    evaluation: Any = None
+    registered: Any = None  # the model registration takes: what finalize_model returned
 
     @property
     def model(self) -> nn.Module:
@@ -95,10 +90,6 @@ class RunState:
     def note(self, message: str) -> None:
         if self.dist.main:
             say(message)
-
-    def fire(self, event: str, *args: Any) -> None:
-        for callback in self.callbacks:
-            getattr(callback, event)(self, *args)
 
 
 @dataclass
@@ -160,3 +151,24 @@ class FinetuneResult:
         kw["skipped"] = [BadFile(**b) for b in kw.get("skipped", [])]
         known = set(cls.__dataclass_fields__) - {"backbone"}
         return cls(**{k: v for k, v in kw.items() if k in known})
+
+
+def plan_to_dict(plan: TrainingPlan, names: Sequence[str]) -> dict[str, Any]:
+    return {
+        "strategy": plan.strategy,
+        "settings": dict(plan.settings),
+        "phases": [
+            {
+                "name": p.name,
+                "epochs": p.epochs,
+                "lr": p.lr,
+                "trainable": [[names[i] for i in ep] for ep in p.trainable],
+                "lr_scale": {names[i]: s for i, s in p.lr_scale.items()},
+                "reinit": [names[i] for i in p.reinit],
+                "head_on_features": p.head_on_features,
+                "augment": p.augment,
+                **({"features": p.features} if p.features != "head" else {}),
+            }
+            for p in plan.phases
+        ],
+    }

@@ -1,7 +1,11 @@
-"""MLflow tracking of a run: the only engine module that imports the store.
+"""MLflow: the listener (``events.py``) that tracks a run and registers its result; the
+only engine module that talks to the store (``register.py`` does the registering).
 
-Rank 0 owns the run (one MLflow run per job); :class:`NoTracking` stands in on the other
-ranks and for ``register=False`` runs, so the loop never asks which it has.
+Wired only for runs that register. Rank 0 owns the MLflow run (one per job): it creates
+the run at run start (or continues the checkpoint's) and its id reaches every process
+through ``state.dist.first``; it logs each epoch (after the checkpoint), and at run end
+the final metrics and figures, then registers the result (every process learns the
+version), then ends the run FINISHED; a run that stops ends KILLED or FAILED.
 """
 
 from __future__ import annotations
@@ -11,33 +15,55 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from zoo.disk.paths import atomic_write_text
-from zoo.engine.model import plan_to_dict
+from zoo.engine import register
+from zoo.engine.events import Listener
+from zoo.engine.finish import figure_files
+from zoo.engine.state import plan_to_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
-    from zoo.engine.state import RunState
+    from zoo.engine.state import FinetuneResult, RunState
 
-__all__ = ["EXPERIMENT", "NoTracking", "Tracking", "registered_by_recipe", "tag_recipe", "tracker"]
+__all__ = ["EXPERIMENT", "Tracking"]
 
 EXPERIMENT = "zoo"
 
 
-class NoTracking:
-    def start(self) -> None: ...
+class Tracking(Listener):
+    """The MLflow listener of one process: it acts on rank 0 (``active``); on the other
+    ranks it takes part in rank 0's steps (their ``state.dist.first``) and nothing else."""
 
-    def log_epoch(self, record: dict[str, Any]) -> None: ...
-
-    def log_final(
-        self, metrics: dict[str, float], files: list[tuple[Path, str | None]]
-    ) -> None: ...
-
-    def end(self, status: str) -> None: ...
-
-
-class Tracking(NoTracking):
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, *, again: bool = False) -> None:
         self.state = state
+        self.active = state.dist.main
+        self.again = again  # register a new version even if the store has this recipe's
+
+    def on_run_start(self, state: RunState) -> None:
+        def start() -> str | None:  # rank 0
+            self.start()
+            return state.run_id
+
+        state.run_id = state.dist.first(start)  # rank 0's run, known to every process
+
+    def on_epoch_end(self, state: RunState, record: dict[str, Any]) -> None:
+        state.dist.first(lambda: self.log_epoch(record))  # rank 0; a failure reaches all
+
+    def on_run_end(self, state: RunState, result: FinetuneResult) -> None:
+        def conclude() -> dict[str, Any]:  # rank 0
+            cm_png, curves_png, matrix_json = figure_files(state)
+            files = [(cm_png, "figures"), (curves_png, "figures"), (matrix_json, None)]
+            self.log_final(result.metrics, files)
+            done = register.register(state, result, experiment=EXPERIMENT, again=self.again)
+            self.end("FINISHED")
+            return done
+
+        for key, value in state.dist.first(conclude).items():  # every process: the version
+            setattr(result, key, value)
+
+    def on_failure(self, state: RunState, status: str, error: BaseException) -> None:
+        if self.active:
+            self.end(status)
 
     def _client(self) -> Any:
         from zoo.registry import store
@@ -118,38 +144,3 @@ class Tracking(NoTracking):
             return
         with contextlib.suppress(Exception):  # tracking must not hide why the run stopped
             self._client().set_terminated(self.state.run_id, status=status)
-
-
-def tracker(state: RunState) -> NoTracking:
-    return Tracking(state) if state.register and state.dist.main else NoTracking()
-
-
-def registered_by_recipe(state: RunState) -> dict[str, Any] | None:
-    """The version this recipe already registered on this data, as the store (not this
-    home) knows it: two hosts sharing one team store may run the same recipe."""
-    from zoo.registry.records import TAG
-    from zoo.registry.store import client
-
-    key, digest = state.recipe.key(), state.data.digest
-    found = client().search_model_versions(
-        f"tags.`{TAG.RECIPE_KEY}` = '{key}' and tags.`{TAG.DATASET_DIGEST}` = '{digest}'"
-    )
-    if not found:
-        return None
-    first = min(found, key=lambda v: int(v.version))
-    return {
-        "name": first.name,
-        "version": int(first.version),
-        "model_uri": f"models:/{first.name}/{first.version}",
-        "run_id": first.run_id,
-    }
-
-
-def tag_recipe(state: RunState, version: Any) -> None:
-    """Tag the registered version with its recipe's key (what registered_by_recipe finds)."""
-    from zoo.registry.records import TAG
-    from zoo.registry.store import client
-
-    client().set_model_version_tag(
-        version.name, str(version.version), TAG.RECIPE_KEY, state.recipe.key()
-    )
