@@ -292,6 +292,19 @@ def test_cli_keeps_working_with_a_broken_plugin_installed() -> None:
     assert "plugins that failed to load: broken-import, unknown-hook" in unknown.stderr
 
 
+def test_a_missing_strategy_names_the_plugins_that_failed_to_load(tmp_path: Path) -> None:
+    from finetune_helpers import make_images
+
+    data = make_images(tmp_path / "data", classes=2, per_class=3, size=(8, 8))
+    args = ("finetune", "timm:test_resnet", str(data), "--strategy", "nope", "--dry-run")
+    missing = run_zoo(*args, plugin_paths=[EXAMPLE_PLUGINS])
+    assert missing.returncode == 2
+    assert "no strategy 'nope'" in missing.stderr
+    assert "plugins that failed to load: broken-import, unknown-hook" in missing.stderr
+    assert "see `zoo plugins`" in missing.stderr
+    assert "failed to load" not in run_zoo(*args).stderr  # nothing failed: not said
+
+
 def test_cli_strict_mode_fails_in_one_line() -> None:
     result = run_zoo("plugins", plugin_paths=[EXAMPLE_PLUGINS], env={"ZOO_STRICT_PLUGINS": "1"})
     assert result.returncode == 1

@@ -216,7 +216,10 @@ def strategy(name: str) -> tuple[DeclaredStrategy, dict[str, Any]]:
     strategies = pm.strategies()
     if name not in strategies:
         known = ", ".join(sorted(strategies)) or "none installed"
-        raise UsageError(f"no strategy '{name}' (known: {known}); see `zoo strategies`")
+        failed = sorted(p.name for p in pm.failures)
+        why = f"; plugins that failed to load: {', '.join(failed)}" if failed else ""
+        see = "zoo plugins" if failed else "zoo strategies"
+        raise UsageError(f"no strategy '{name}' (known: {known}{why}); see `{see}`")
     owner = pm.owner("strategy", name)
     plugin = pm.plugins.get(owner) if owner else None
     return strategies[name], {
