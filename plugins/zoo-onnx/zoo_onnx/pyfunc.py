@@ -121,9 +121,21 @@ def _save(dest: Path, onnx_path: Path, sidecar: Path, example: Any) -> None:
         input_example=example,
         pip_requirements=[
             f"transfer-zoo=={zoo.__version__}",
+            _requirement("zoo-onnx"),
             "onnx",
             "onnxruntime",
             "pillow",
             "pandas",
         ],
     )
+
+
+def _requirement(distribution: str) -> str:
+    """``NAME==VERSION`` of an installed distribution (``NAME`` when it runs from a checkout
+    that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{distribution}=={version(distribution)}"
+    except PackageNotFoundError:
+        return distribution
