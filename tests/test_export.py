@@ -208,7 +208,7 @@ def test_int8_export_calibrates_on_training_images_and_passes_both_gates(tmp_pat
         benchmark=False,
         step=steps.append,
     )
-    # each stage of zoo.deploy.onnx_int8 (a float prefix only when the first layers need one)
+    # each stage of zoo_onnx.int8 (a float prefix only when the first layers need one)
     int8_steps = [
         s.split(" ")[1]
         for s in steps

@@ -23,7 +23,7 @@ def install_hint(fmt: str) -> str:
     """What to install for ``fmt``, in a few words."""
     known = KNOWN_EXPORTERS.get(fmt)
     if known is None:
-        return "install the plugin that provides it (installed exporters: `zoo plugins`)"
+        return "install its plugin (see `zoo plugins`)"
     dist, folder = known
     return f"install {dist}: python -m pip install {dist} (in a zoo checkout: -e {folder})"
 

@@ -121,7 +121,7 @@ def _save(dest: Path, onnx_path: Path, sidecar: Path, example: Any) -> None:
         input_example=example,
         pip_requirements=[
             f"transfer-zoo=={zoo.__version__}",
-            _requirement("zoo-onnx"),
+            *_requirements("zoo-onnx"),
             "onnx",
             "onnxruntime",
             "pillow",
@@ -130,12 +130,13 @@ def _save(dest: Path, onnx_path: Path, sidecar: Path, example: Any) -> None:
     )
 
 
-def _requirement(distribution: str) -> str:
-    """``NAME==VERSION`` of an installed distribution (``NAME`` when it runs from a checkout
-    that is not installed)."""
+def _requirements(*distributions: str) -> list[str]:
+    """``NAME==VERSION`` of each installed distribution; none for one that is not installed
+    (a checkout on PYTHONPATH: a requirement MLflow could not check against anything)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        return f"{distribution}=={version(distribution)}"
-    except PackageNotFoundError:
-        return distribution
+    out = []
+    for name in distributions:
+        with contextlib.suppress(PackageNotFoundError):
+            out.append(f"{name}=={version(name)}")
+    return out
