@@ -41,8 +41,9 @@ import timm
 import torch
 
 from zoo.data.preprocess import Preprocessing
-from zoo.deploy.inference import decode_images
-from zoo.deploy.onnx_export import benchmark, to_int8, to_onnx
+from zoo.deploy.images import decode_images
+from zoo_onnx.benchmark import benchmark
+from zoo_onnx.convert import to_int8, to_onnx
 
 
 def lite0() -> torch.nn.Module:

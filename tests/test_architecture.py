@@ -61,17 +61,10 @@ def test_each_room_paragraph_names_every_module_of_its_room_and_no_other() -> No
         assert named == modules, room
 
 
-# The ONNX code that issue 23 moves into the ONNX plugin's own distribution, split there by
-# job; until then the only modules over the limit. Nothing else may join this list.
-OVER_THE_LIMIT_UNTIL_ONNX_MOVES = {
-    "zoo/deploy/onnx_export.py",
-    "zoo/deploy/onnx_int8.py",
-    "zoo/deploy/inference.py",
-}
 MAX_LINES = 400
 
 
-def test_no_module_is_over_400_lines_but_the_onnx_code_that_moves_next() -> None:
+def test_no_module_in_zoo_or_the_plugins_is_over_400_lines() -> None:
     over = {
         str(path.relative_to(ROOT))
         for folder in (ZOO, ROOT / "plugins")
@@ -79,4 +72,4 @@ def test_no_module_is_over_400_lines_but_the_onnx_code_that_moves_next() -> None
         if "tests" not in path.parts
         and len(path.read_text(encoding="utf-8").splitlines()) > MAX_LINES
     }
-    assert over == OVER_THE_LIMIT_UNTIL_ONNX_MOVES
+    assert over == set()

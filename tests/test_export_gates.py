@@ -21,7 +21,7 @@ from zoo.catalog.index import provider_for
 from zoo.cli import run
 from zoo.contract.refs import parse_ref
 from zoo.data.preprocess import Preprocessing
-from zoo.deploy.onnx_export import gate_providers
+from zoo_onnx.runtime import gate_providers
 
 CLASSES = ["bright", "dark"]
 SIZE = (3, 32, 32)

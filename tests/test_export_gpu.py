@@ -16,8 +16,8 @@ import torch
 
 from zoo.data.preprocess import Preprocessing
 from zoo.deploy.export import export_model
-from zoo.deploy.onnx_export import gate_providers
 from zoo.deploy.source import Source
+from zoo_onnx.runtime import gate_providers
 
 SIZE = (3, 64, 64)
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -63,7 +63,7 @@ def test_parity_holds_on_cuda(tmp_path: Path) -> None:
     cuda = outcome.result.report["fp32"]["by_provider"]["CUDA"]
     assert cuda["passed"] and cuda["allclose"] and cuda["max_abs_error"] < 1e-4
 
-    from zoo.deploy.inference import OnnxModel
+    from zoo_onnx.runtime import OnnxModel
 
     x = np.random.default_rng(0).standard_normal((7, *SIZE)).astype(np.float32)
     on_gpu = OnnxModel(outcome.path, provider="cuda")

@@ -241,7 +241,7 @@ def test_a_bare_name_that_is_also_a_folder_here_is_the_model_and_says_so(
 def test_which_of_a_model_and_a_path_a_reference_names(
     exported, same_home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from zoo.deploy.inference import model_or_path
+    from zoo.deploy.exported import model_or_path
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "other").mkdir()

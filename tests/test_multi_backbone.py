@@ -122,7 +122,7 @@ def test_joined_backbones_train_one_head_and_reload_export_and_predict_the_same(
 ) -> None:
     from zoo.catalog.composite import build_composite, describe_joined
     from zoo.catalog.index import describe, provider_for
-    from zoo.deploy.inference import load_image, preprocessing_from
+    from zoo.deploy.images import load_image, preprocessing_from
     from zoo.engine import checkpoint
     from zoo.engine.seeding import seed_everything
     from zoo.registry import get_version, load_model

@@ -365,7 +365,7 @@ def test_a_second_exporter_registers_predicts_and_outlives_its_plugin(tmp_path: 
     import torch
 
     from zoo.data.preprocess import Preprocessing
-    from zoo.deploy.inference import load_image
+    from zoo.deploy.images import load_image
 
     model = _register_tiny("tiny")
     out = tmp_path / "pt2"

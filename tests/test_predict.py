@@ -18,7 +18,9 @@ from zoo.contract.errors import DataError, NotFoundError
 from zoo.data import ImageSamples, load_dataset
 from zoo.data.preprocess import Preprocessing
 from zoo.deploy.export import export_model
-from zoo.deploy.inference import choose_providers, load_image, open_model, predict
+from zoo.deploy.exported import open_model
+from zoo.deploy.images import load_image
+from zoo.deploy.predict import predict
 from zoo.deploy.source import Source
 
 PHOTOS = sorted((Path(sklearn.__file__).parent / "datasets" / "images").glob("*.jpg"))
@@ -73,48 +75,6 @@ def test_unreadable_image_is_a_data_error_naming_the_file(tmp_path: Path) -> Non
     prep = Preprocessing((3, 32, 32))
     with pytest.raises(DataError, match=r"broken\.png"):
         load_image(bad, prep)
-
-
-@pytest.mark.parametrize(
-    ("requested", "available", "chosen", "note"),
-    [
-        ("auto", ["CPUExecutionProvider"], ["CPUExecutionProvider"], "onnxruntime-gpu"),
-        ("cuda", ["CPUExecutionProvider"], ["CPUExecutionProvider"], "running on CPU"),
-        ("tensorrt", ["CPUExecutionProvider"], ["CPUExecutionProvider"], "running on CPU"),
-        ("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"], None),
-        (
-            "auto",
-            ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-            ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-            None,
-        ),
-        (
-            "tensorrt",
-            ["CUDAExecutionProvider", "CPUExecutionProvider"],
-            ["CUDAExecutionProvider", "CPUExecutionProvider"],
-            "TensorRT is not available",
-        ),
-    ],
-)
-def test_provider_choice_prefers_tensorrt_then_cuda_then_cpu(
-    requested: str, available: list[str], chosen: list[str], note: str | None
-) -> None:
-    got, said = choose_providers(requested, available)
-    assert got == chosen
-    if note is None:
-        assert said is None
-    else:
-        assert said is not None and note in said and "\n" not in said
-
-
-def test_this_onnxruntime_degrades_every_gpu_request_to_cpu_with_one_line() -> None:
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("this onnxruntime has a GPU provider")
-    for requested in ("auto", "cuda", "tensorrt"):
-        chosen, note = choose_providers(requested)
-        assert chosen == ["CPUExecutionProvider"] and note and "CPU" in note
 
 
 @pytest.fixture(scope="module")

@@ -118,7 +118,7 @@ MODEL = r"models:/[\w.-]+/\d+"
 # A rich progress row: description, bar, count or size, time left (zoo/progress.py).
 PROGRESS = r".+ [━╸╺ ]+ (\d+/\d+|[\d.]+/[\d.]+ [kMG]?B)( [-\d:]+)?"
 # `zoo export`'s progress line, one step after another (a rich spinner on a terminal):
-# each shape is one step zoo.deploy.export, zoo.deploy.onnx_export or zoo.deploy.onnx_int8 names.
+# each shape is one step zoo.deploy.export, zoo_onnx.export or zoo_onnx.int8 names.
 SPINNER = r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] export: "
 GATE = r"ONNX Runtime \w+(, \w+)* against PyTorch on \d+"
 EXPORT_STEPS = tuple(

@@ -131,7 +131,7 @@ def test_the_module_on_images_computes_what_the_head_was_validated_on(
 
 def test_reload_gives_the_trained_modules_logits(trained, same_home) -> None:
     from zoo.data import Preprocessing
-    from zoo.deploy.inference import load_image
+    from zoo.deploy.images import load_image
     from zoo.registry import load_model
 
     model, version = load_model("models:/sp/1")
@@ -148,7 +148,7 @@ def test_export_passes_the_parity_gate_and_predict_matches_pytorch(
     trained, same_home, capsys
 ) -> None:
     from zoo.data import Preprocessing
-    from zoo.deploy.inference import load_image
+    from zoo.deploy.images import load_image
     from zoo.registry import get_version, load_model
 
     assert trained["export_code"] == 0

@@ -57,16 +57,10 @@ if TYPE_CHECKING:  # the lazy names, for type checkers and readers
         timm_style_backbone,
     )
     from zoo.choose.transferability import hscore, knn_accuracy, leep, logme, nce
-    from zoo.deploy.inference import (
-        SIDECAR as EXPORT_SIDECAR,
-    )
-    from zoo.deploy.inference import (
-        OnnxModel,
-        load_image,
-        preprocessing_from,
-        softmax,
-    )
-    from zoo.deploy.onnx_export import export_onnx
+    from zoo.contract.precision import exact_fp32
+    from zoo.deploy.exported import SIDECAR as EXPORT_SIDECAR
+    from zoo.deploy.images import load_image, preprocessing_from
+    from zoo.deploy.predict import softmax
     from zoo.disk.paths import atomic_write_text, home, subdir
     from zoo.licenses.ids import (
         UNKNOWN,
@@ -85,16 +79,15 @@ __version__ = VERSION
 
 # name -> (module, attribute): imported on first use
 _LAZY: dict[str, tuple[str, str]] = {
-    "EXPORT_SIDECAR": ("zoo.deploy.inference", "SIDECAR"),
+    "EXPORT_SIDECAR": ("zoo.deploy.exported", "SIDECAR"),
     "LicenseStatement": ("zoo.licenses.ids", "LicenseStatement"),
     "LocalModel": ("zoo.weights.local", "LocalModel"),
     "ModuleBackbone": ("zoo.catalog.backbone", "ModuleBackbone"),
-    "OnnxModel": ("zoo.deploy.inference", "OnnxModel"),
     "UNKNOWN": ("zoo.licenses.ids", "UNKNOWN"),
     "atomic_write_text": ("zoo.disk.paths", "atomic_write_text"),
     "build_backbone": ("zoo.catalog.build", "build_backbone"),
     "check_partition": ("zoo.catalog.stages", "check_partition"),
-    "export_onnx": ("zoo.deploy.onnx_export", "export_onnx"),
+    "exact_fp32": ("zoo.contract.precision", "exact_fp32"),
     "group_matcher_stages": ("zoo.catalog.stages", "group_matcher_stages"),
     "hf_cache_dir": ("zoo.weights.pull", "hf_cache_dir"),
     "hf_endpoint": ("zoo.weights.pull", "hf_endpoint"),
@@ -104,7 +97,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "knn_accuracy": ("zoo.choose.transferability", "knn_accuracy"),
     "leep": ("zoo.choose.transferability", "leep"),
     "license_from_url": ("zoo.licenses.ids", "license_from_url"),
-    "load_image": ("zoo.deploy.inference", "load_image"),
+    "load_image": ("zoo.deploy.images", "load_image"),
     "load_state_dict": ("zoo.weights.checkpoints", "load_state_dict"),
     "local_model": ("zoo.weights.local", "local_model"),
     "local_models": ("zoo.weights.local", "local_models"),
@@ -112,13 +105,13 @@ _LAZY: dict[str, tuple[str, str]] = {
     "map_state_dict": ("zoo.weights.checkpoints", "map_state_dict"),
     "nce": ("zoo.choose.transferability", "nce"),
     "normalize_license": ("zoo.licenses.ids", "normalize_license"),
-    "preprocessing_from": ("zoo.deploy.inference", "preprocessing_from"),
+    "preprocessing_from": ("zoo.deploy.images", "preprocessing_from"),
     "publisher_statement": ("zoo.licenses.ids", "publisher_statement"),
     "pull_hub": ("zoo.weights.pull", "pull_hub"),
     "pull_url": ("zoo.weights.pull", "pull_url"),
     "save_safetensors": ("zoo.weights.checkpoints", "save_safetensors"),
     "sha256_file": ("zoo.weights.download", "sha256_file"),
-    "softmax": ("zoo.deploy.inference", "softmax"),
+    "softmax": ("zoo.deploy.predict", "softmax"),
     "spdx_url": ("zoo.licenses.ids", "spdx_url"),
     "stages_from_assignment": ("zoo.catalog.stages", "stages_from_assignment"),
     "subdir": ("zoo.disk.paths", "subdir"),
@@ -150,7 +143,6 @@ __all__ = [
     "NotCachedError",
     "NotFoundError",
     "OfflineError",
-    "OnnxModel",
     "Phase",
     "PluginError",
     "Progress",
@@ -170,7 +162,7 @@ __all__ = [
     "atomic_write_text",
     "build_backbone",
     "check_partition",
-    "export_onnx",
+    "exact_fp32",
     "group_matcher_stages",
     "hf_cache_dir",
     "hf_endpoint",
@@ -204,7 +196,39 @@ __all__ = [
 ]
 
 
+# Names the public face gave up, with where they went and since which plugin API. For one
+# release they still resolve (with a DeprecationWarning) when their distribution is
+# installed; docs/plugins.md ("Deprecated names").
+_MOVED: dict[str, tuple[str, str, str, int]] = {
+    # name: (distribution, module, attribute, the PLUGIN_API that removed it)
+    "OnnxModel": ("zoo-onnx", "zoo_onnx", "OnnxModel", 3),
+    "export_onnx": ("zoo-onnx", "zoo_onnx", "export_onnx", 3),
+}
+
+
+def _moved(name: str) -> Any:
+    import importlib.util
+    import warnings
+
+    dist, module, attribute, api = _MOVED[name]
+    if importlib.util.find_spec(module) is None:
+        raise AttributeError(
+            f"zoo.{name} moved to the {dist} distribution (zoo plugin API {api}): install "
+            f"it (python -m pip install {dist}; in a zoo checkout: -e plugins/{dist}) and "
+            f"use {module}.{attribute}"
+        )
+    warnings.warn(
+        f"zoo.{name} moved to the {dist} distribution (zoo plugin API {api}): use "
+        f"{module}.{attribute}; zoo.{name} goes in the next release",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return getattr(importlib.import_module(module), attribute)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return _moved(name)  # not kept: every access warns
     if name not in _LAZY:
         raise AttributeError(f"module 'zoo' has no attribute '{name}'")
     module, attribute = _LAZY[name]

@@ -90,9 +90,11 @@ def export_cmd(
       zoo export timm:resnet18.a1_in1k --out ./resnet18-onnx
     """
     from zoo.deploy.export import export_model
+    from zoo.deploy.exporters import exporter_for
     from zoo.disk.paths import require_writable
     from zoo.progress import waiting
 
+    exporter = exporter_for(fmt)  # none for --format: one line, before anything starts
     require_writable("zoo export (its staging, the registration, the default --out)")
     # each step on one progress line: a spinner on a terminal, a line each in a pipe
     with waiting("export", "starting (PyTorch, the exporters)", steps=True) as progress:
@@ -113,9 +115,7 @@ def export_cmd(
     if as_json:
         emit_json("export", **outcome.to_dict())
         return
-    from zoo.deploy.export import exporter_for
-
-    summarise = getattr(exporter_for(fmt), "report_lines", None)
+    summarise = getattr(exporter, "report_lines", None)
     lines = [
         f"exported {outcome.source.reference} -> {outcome.path}",
         f"  exporter: {outcome.result.exporter}",
@@ -173,7 +173,8 @@ def predict_cmd(
       zoo predict pets ./inbox --top-k 3 --json
       zoo predict pets ./inbox --precision int8
     """
-    from zoo.deploy.inference import open_model, predict
+    from zoo.deploy.exported import open_model
+    from zoo.deploy.predict import predict
 
     model = open_model(ref, provider=provider, precision=precision)
     if model.taken:  # REF is both a registered model and a folder or file here

@@ -182,16 +182,20 @@ def check_opset(ctx: click.Context, param: click.Parameter, value: int | None) -
 
 
 def opset_range() -> tuple[int, int]:
-    import onnx
+    try:  # onnx comes with the ONNX exporter (zoo-onnx), not with zoo
+        import onnx
 
+        written = int(onnx.defs.onnx_opset_version())
+    except ImportError:  # no onnx: `zoo export` then says which exporter to install
+        written = None
     try:  # torch.onnx keeps its bounds in a private module; fall back on its documented ones
         from torch.onnx import _constants
 
         low = int(getattr(_constants, "ONNX_MIN_OPSET", 7))
-        high = int(getattr(_constants, "ONNX_MAX_OPSET", onnx.defs.onnx_opset_version()))
+        high = int(getattr(_constants, "ONNX_MAX_OPSET", written or 7))
     except ImportError:  # pragma: no cover - torch is a dependency
-        low, high = 7, onnx.defs.onnx_opset_version()
-    return low, min(high, int(onnx.defs.onnx_opset_version()))
+        low, high = 7, written or 7
+    return low, high if written is None else min(high, written)
 
 
 # ------------------------------------------------------------------ recipe files

@@ -23,7 +23,8 @@ def resolve_export(ref: str) -> tuple[Any, str | None]:
     from zoo import registry
     from zoo.contract.errors import NotFoundError, UsageError
     from zoo.contract.refs import parse_ref
-    from zoo.deploy.inference import latest_export_of
+    from zoo.deploy.exported import latest_export_of
+    from zoo.deploy.exporters import install_hint, runtimes
 
     try:
         version = registry.get_version(ref)
@@ -57,6 +58,11 @@ def resolve_export(ref: str) -> tuple[Any, str | None]:
             f"{version.model_uri} is a '{fmt}' export; zoo serve serves ONNX exports (their "
             "MLflow python_function flavour takes images): serve an export made with "
             "`zoo export --format onnx`"
+        )
+    if fmt not in runtimes():  # its python_function flavour is the exporter plugin's code
+        raise NotFoundError(
+            f"{version.model_uri} is an '{fmt}' export and no installed exporter runs "
+            f"'{fmt}': {install_hint(fmt)}"
         )
     return version, source
 

@@ -35,8 +35,11 @@ hookimpl = pluggy.HookimplMarker("zoo")
 # level (``zoo_plugin_api = 3``); zoo refuses to load it, in one line, when its own is
 # older. 1: the hooks below, every argument passed; 2: implementations get only the
 # arguments they declare, registered objects and built backbones are checked (zoo.contract.checks),
-# exporters may log, run and summarise their own format.
-PLUGIN_API = 2
+# exporters may log, run and summarise their own format; 3: the public face names no ONNX
+# symbol (``zoo.OnnxModel`` and ``zoo.export_onnx`` are the zoo-onnx distribution's, for
+# one release still reached through ``zoo`` with a DeprecationWarning), ``zoo.exact_fp32``
+# is public, and an exporter's runtime may declare ``input_shape`` and ``output_width``.
+PLUGIN_API = 3
 
 # ----------------------------------------------------------------------------- catalogue
 

@@ -230,8 +230,11 @@ class Exporter(Protocol):
       MLflow loads it) and return the paths it wrote there. Without it zoo stores the file
       as a plain artifact of the version.
     - ``open(path, *, provider) -> runtime``: what ``zoo predict`` runs: an object with
-      ``run(batch: numpy float32 N,C,H,W) -> logits`` and optionally ``provider`` (str)
-      and ``note`` (str or None). Without it the format cannot be used by ``zoo predict``.
+      ``run(batch: numpy float32 N,C,H,W) -> logits`` and optionally ``provider`` (str),
+      ``note`` (str or None), ``input_shape`` (one input's dimensions after the batch,
+      None where free) and ``output_width`` (the logits' last dimension or None), which
+      zoo checks the export's recorded preprocessing and classes against. Without
+      ``open`` the format cannot be used by ``zoo predict``; zoo itself knows no runtime.
     - ``report_lines(result) -> Sequence[str]``: the human-readable summary of the
       exporter's own report that ``zoo export`` prints (the report's keys are the
       exporter's; ``--json`` shows it whole).

@@ -30,7 +30,7 @@ def _stack(paths: Sequence[str], prep: Preprocessing) -> torch.Tensor:
     import numpy as np
     import torch
 
-    from zoo.deploy.inference import decode_images
+    from zoo.deploy.images import decode_images
 
     arrays = []
     for path, array, error in decode_images([Path(p) for p in paths], prep):

@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.contract.errors import NotFoundError, UsageError
+from zoo.contract.errors import UsageError
 from zoo.contract.types import CheckSet, ExportOptions, ExportResult
 from zoo.deploy.check_set import build_check_set
+from zoo.deploy.exporters import exporter_for
 from zoo.deploy.source import Source, load_source
 from zoo.disk.paths import STAGING_LOCK, staging_dir
 
@@ -75,18 +76,6 @@ def _no_step(_detail: str) -> None:
     pass
 
 
-def exporter_for(fmt: str) -> Any:
-    from zoo.contract.plugins import get_plugin_manager
-
-    exporters = get_plugin_manager().exporters()
-    if fmt not in exporters:
-        names = ", ".join(sorted(exporters)) or "none"
-        raise NotFoundError(
-            f"no exporter for format '{fmt}' is installed (installed: {names}); see `zoo plugins`"
-        )
-    return exporters[fmt]
-
-
 def _default_out(source: Source, precision: str) -> Path:
     from zoo.disk.paths import subdir
 
@@ -113,9 +102,9 @@ def export_model(
     """Export, verify, write to ``out`` and register; refusals leave nothing behind.
     ``say`` gets the lines that stay (notes), ``step`` what the export does now (the
     CLI's progress line; the exporter gets it as ``ExportOptions.step``)."""
+    exporter = exporter_for(fmt)  # before torch: a missing exporter is said at once
     import torch
 
-    exporter = exporter_for(fmt)
     if precision not in exporter.precisions:
         raise UsageError(
             f"the {fmt} exporter supports --precision {', '.join(exporter.precisions)}, "
@@ -252,7 +241,7 @@ def _export_into(
 
 def _write_sidecar(folder: Path, source: Source, result: ExportResult, artifact: Path) -> Path:
     """zoo-export.json: what ``zoo predict`` needs to run the file as training evaluated."""
-    from zoo.deploy.inference import SIDECAR
+    from zoo.deploy.exported import SIDECAR
 
     doc = {
         "format": result.format,

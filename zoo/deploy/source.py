@@ -52,7 +52,7 @@ def load_source(ref: str) -> Source:
                 f"{version.model_uri} is itself an export: export the version it was "
                 f"derived from ({version.tags.get('zoo.derived_from', 'see zoo registry')})"
             )
-        from zoo.deploy.inference import preprocessing_from
+        from zoo.deploy.images import preprocessing_from
 
         dataset = version.lineage.get("dataset") or {}
         recorded = dataset.get("split") or {}  # the training engine's split settings

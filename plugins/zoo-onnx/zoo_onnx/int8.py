@@ -21,7 +21,7 @@ images, unchanged):
    tensor, when it creates a session (its weight/bias quantization pass), so a layer
    "excluded" in the middle of the graph runs with worse int8 weights than before
    (measured: 12 dB instead of 21);
-4. **bias correction** (Nagel et al., "Data-Free Quantization", 2019): each quantized
+4. **bias correction** (int8_bias.py; Nagel et al., "Data-Free Quantization", 2019): each quantized
    layer's bias absorbs the mean output error its int8 weights cause on the calibration
    images (computed on the float model's own inputs to that layer), then the corrected
    model is quantized again.
@@ -39,6 +39,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from zoo_onnx import runtime
+from zoo_onnx.int8_bias import bias_correct
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
@@ -106,15 +109,6 @@ def _quantize(
         )
 
 
-def _session(model: Path | bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 def _logits(session: Any, images: np.ndarray) -> np.ndarray:
     import numpy as np
 
@@ -155,7 +149,7 @@ def _sensitivity(
     import onnx
     from onnx import numpy_helper
 
-    reference = _logits(_session(model.SerializeToString()), probe)
+    reference = _logits(runtime.session(model.SerializeToString()), probe)
     inits = {i.name: i for i in model.graph.initializer}
     out: dict[str, float] = {}
     for _, weight, _ in layers:
@@ -166,7 +160,7 @@ def _sensitivity(
         quantized = np.asarray(errors[weight][1], dtype=np.float32).reshape(errors[weight][0].shape)
         inits[weight].CopyFrom(numpy_helper.from_array(quantized, weight))
         try:
-            got = _logits(_session(model.SerializeToString()), probe)
+            got = _logits(runtime.session(model.SerializeToString()), probe)
         finally:
             inits[weight].CopyFrom(original)
         out[weight] = round(snr_db(reference, got), 2)
@@ -190,99 +184,6 @@ def _float_prefix(
     return names
 
 
-def _bias_correct(src: Path, dst: Path, errors: dict[str, Any], images: np.ndarray) -> int:
-    """Write ``src`` with each int8 layer's bias corrected for its mean output error."""
-    import numpy as np
-    import onnx
-    import torch
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(src))
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
-    targets = []
-    for node in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if len(node.input) < 2 or node.input[1] not in errors:
-            continue
-        float_w, quant_w = errors[node.input[1]]
-        if node.op_type == "Conv" and np.ndim(float_w) == 4:
-            auto_pad = attrs.get("auto_pad", b"NOTSET")
-            if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) != "NOTSET":
-                continue
-        elif node.op_type == "Gemm" and np.ndim(float_w) == 2:
-            if attrs.get("transA", 0) or float(attrs.get("alpha", 1.0)) != 1.0:
-                continue
-        else:
-            continue
-        delta = np.asarray(quant_w, dtype=np.float32).reshape(float_w.shape) - float_w
-        targets.append((node, attrs, torch.from_numpy(np.ascontiguousarray(delta))))
-    if not targets:
-        onnx.save(model, str(dst))
-        return 0
-
-    # The float model's input to each corrected layer, as extra outputs.
-    probe = onnx.load(str(src))
-    present = {o.name for o in probe.graph.output}
-    for node, _, _ in targets:
-        if node.input[0] not in present:
-            probe.graph.output.append(
-                helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None)
-            )
-            present.add(node.input[0])
-    session = _session(probe.SerializeToString())
-    names = [o.name for o in session.get_outputs()]
-    input_name = session.get_inputs()[0].name
-    sums: dict[str, Any] = {}
-    counts: dict[str, int] = {}
-    with torch.inference_mode():
-        for start in range(0, len(images), 4):
-            outputs = dict(
-                zip(names, session.run(None, {input_name: images[start : start + 4]}), strict=True)
-            )
-            for node, attrs, delta in targets:
-                x = torch.from_numpy(np.asarray(outputs[node.input[0]], dtype=np.float32))
-                if node.op_type == "Conv":
-                    pads = list(attrs.get("pads", [0, 0, 0, 0]))
-                    x = torch.nn.functional.pad(x, (pads[1], pads[3], pads[0], pads[2]))
-                    y = torch.nn.functional.conv2d(
-                        x,
-                        delta,
-                        None,
-                        tuple(attrs.get("strides", [1, 1])),
-                        0,
-                        tuple(attrs.get("dilations", [1, 1])),
-                        int(attrs.get("group", 1)),
-                    )
-                    total, count = y.sum((0, 2, 3)), y.shape[0] * y.shape[2] * y.shape[3]
-                else:
-                    w = delta if attrs.get("transB", 0) else delta.T
-                    y = x.reshape(x.shape[0], -1) @ w.T
-                    total, count = y.sum(0), y.shape[0]
-                sums[node.name] = total if node.name not in sums else sums[node.name] + total
-                counts[node.name] = counts.get(node.name, 0) + int(count)
-    for node, _, _ in targets:
-        shift = (sums[node.name] / max(counts[node.name], 1)).numpy().astype(np.float32)
-        bias_name = node.input[2] if len(node.input) > 2 else ""
-        if bias_name and bias_name in inits and uses.get(bias_name, 0) == 1:
-            bias = inits[bias_name]
-            corrected = numpy_helper.to_array(bias).astype(np.float32) - shift
-            bias.CopyFrom(numpy_helper.from_array(corrected, bias_name))
-        else:
-            name = f"{node.input[1]}_corrected_bias"
-            base = numpy_helper.to_array(inits[bias_name]) if bias_name in inits else 0.0
-            graph.initializer.append(numpy_helper.from_array(np.float32(base) - shift, name))
-            while len(node.input) < 3:
-                node.input.append("")
-            node.input[2] = name
-    onnx.save(model, str(dst))
-    return len(targets)
-
-
 def _activation_snr(
     float_path: Path, qdq_path: Path, images: np.ndarray, work: Path
 ) -> dict[str, float]:
@@ -299,7 +200,7 @@ def _activation_snr(
         warnings.simplefilter("ignore")
         modify_model_output_intermediate_tensors(str(float_path), str(float_aug))
         modify_model_output_intermediate_tensors(str(qdq_path), str(qdq_aug))
-        name = _session(float_path).get_inputs()[0].name
+        name = runtime.session(float_path).get_inputs()[0].name
         float_acts = collect_activations(str(float_aug), _reader(images, name))
         qdq_acts = collect_activations(str(qdq_aug), _reader(images, name))
         errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
@@ -345,11 +246,11 @@ def quantize_int8(
     input_name = model.graph.input[0].name
     layers = _layers(model)
     probe = calibration[:: max(1, len(calibration) // PROBE_IMAGES)][:PROBE_IMAGES]
-    reference = _logits(_session(prepared), probe)
+    reference = _logits(runtime.session(prepared), probe)
     steps: list[dict[str, Any]] = []
 
     def step(name: str, path: Path, **details: Any) -> float:
-        value = round(snr_db(reference, _logits(_session(path), probe)), 2)
+        value = round(snr_db(reference, _logits(runtime.session(path), probe)), 2)
         steps.append({"step": name, "logits_snr_db": value, **details})
         return value
 
@@ -371,7 +272,7 @@ def quantize_int8(
         errors = _weight_errors(prepared, candidate)
     corrected = work / "int8-corrected-float.onnx"
     tell(f"int8: bias correction on {len(calibration)} images, then quantizing again")
-    count = _bias_correct(prepared, corrected, errors, calibration)
+    count = bias_correct(prepared, corrected, errors, calibration)
     _quantize(corrected, dst, calibration, input_name, exclude)
     step(f"bias correction of {count} int8 layers", dst)
     debug_images = probe[:8]

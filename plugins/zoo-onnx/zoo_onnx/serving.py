@@ -6,8 +6,8 @@ file>)``: no pickle). Its artifacts are the ONNX file and the export's ``zoo-exp
 (the file's bytes; base64 in JSON) or a ``path`` (a file under the server's
 ``ZOO_SERVE_ROOT``). The image is decoded and preprocessed by zoo's own evaluation path
 (``zoo.load_image``, the function ``zoo predict`` uses) and run with ONNX Runtime
-(``zoo.OnnxModel``: TensorRT, CUDA, then CPU; ``ZOO_PROVIDER=cpu`` pins one), so a served
-prediction is ``zoo predict``'s.
+(``zoo_onnx.runtime.OnnxModel``: TensorRT, CUDA, then CPU; ``ZOO_PROVIDER=cpu`` pins one),
+so a served prediction is ``zoo predict``'s.
 
 Output, one row per input row: ``class`` (top-1 name), ``index``, ``probability`` (its
 softmax probability), ``probabilities`` (every class name -> probability) and ``error``
@@ -182,12 +182,13 @@ class OnnxImageClassifier(PythonModel):
 
     def load_context(self, context: Any) -> None:
         import zoo
+        from zoo_onnx.runtime import OnnxModel
 
         meta = json.loads(Path(context.artifacts[EXPORT_ARTIFACT]).read_text(encoding="utf-8"))
         self.preprocessing = zoo.preprocessing_from(meta.get("preprocessing") or {})
         self.class_names = tuple(str(c) for c in meta.get("class_names") or ())
         self.root, self.max_bytes = serving_limits()
-        self.model = zoo.OnnxModel(
+        self.model = OnnxModel(
             context.artifacts[ONNX_ARTIFACT],
             provider=os.environ.get("ZOO_PROVIDER", "auto"),
             preprocessing=self.preprocessing,

@@ -121,9 +121,22 @@ def _save(dest: Path, onnx_path: Path, sidecar: Path, example: Any) -> None:
         input_example=example,
         pip_requirements=[
             f"transfer-zoo=={zoo.__version__}",
+            *_requirements("zoo-onnx"),
             "onnx",
             "onnxruntime",
             "pillow",
             "pandas",
         ],
     )
+
+
+def _requirements(*distributions: str) -> list[str]:
+    """``NAME==VERSION`` of each installed distribution; none for one that is not installed
+    (a checkout on PYTHONPATH: a requirement MLflow could not check against anything)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in distributions:
+        with contextlib.suppress(PackageNotFoundError):
+            out.append(f"{name}=={version(name)}")
+    return out

@@ -1,12 +1,22 @@
-"""zoo exporter plugin: ONNX export verified against PyTorch.
+"""zoo exporter plugin: ONNX export verified against PyTorch (the distribution zoo-onnx).
 
 Registers the ``onnx`` format for ``zoo export`` and everything zoo does with that format
-afterwards: how a registered export is logged (an MLflow model with the ``onnx`` flavour,
-so plain MLflow loads the graph, and a ``python_function`` flavour that serves images:
-pyfunc.py, serving.py), what ``zoo predict`` runs it with (ONNX Runtime: TensorRT, CUDA
-or CPU) and how its parity report reads. The conversion and the parity gates are zoo's own
-(``zoo.export_onnx``); this plugin is written against zoo's public API like a
-third-party exporter would be.
+afterwards, each part in its own module:
+
+    export.py     the pipeline: convert, the gates, the benchmark (export_onnx)
+    convert.py    torch.onnx.export (dynamo, else legacy), onnx.checker, fp16
+    gates.py      the gates' numbers: ONNX Runtime against eager PyTorch
+    int8.py       static QDQ int8: layer sensitivity, float prefix (int8_bias.py: bias
+                  correction)
+    benchmark.py  ONNX Runtime against PyTorch eager
+    runtime.py    ONNX Runtime: providers, sessions, OnnxModel (what ``zoo predict`` runs)
+    pyfunc.py     the registered export's MLflow model (serving.py: its python_function)
+
+how a registered export is logged (an MLflow model with the ``onnx`` flavour, so plain
+MLflow loads the graph, and a ``python_function`` flavour that serves images), what
+``zoo predict`` runs it with (ONNX Runtime: TensorRT, CUDA or CPU) and how its parity
+report reads. Written against zoo's public API (``import zoo``) like any third-party
+exporter.
 """
 
 from __future__ import annotations
@@ -23,7 +33,11 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-zoo_plugin_api = 2
+    from zoo_onnx.runtime import OnnxModel
+
+__all__ = ["OnnxExporter", "OnnxModel", "export_onnx", "register_exporters"]
+
+zoo_plugin_api = 3  # the public face without ONNX names (zoo 0.1 kept OnnxModel there)
 
 
 class OnnxExporter:
@@ -36,7 +50,9 @@ class OnnxExporter:
     def export(
         self, module: nn.Module, example: torch.Tensor, options: zoo.ExportOptions
     ) -> zoo.ExportResult:
-        return zoo.export_onnx(module, example, options)
+        from zoo_onnx.export import export_onnx
+
+        return export_onnx(module, example, options)
 
     def log_model(
         self, path: Path, *, input_example: np.ndarray | None, run_id: str, model_id: str
@@ -74,9 +90,11 @@ class OnnxExporter:
             mlflow.MlflowClient().log_model_artifacts(model_id, str(local))
         return files
 
-    def open(self, path: Path, *, provider: str = "auto") -> zoo.OnnxModel:
+    def open(self, path: Path, *, provider: str = "auto") -> OnnxModel:
         """An ONNX Runtime session (TensorRT, then CUDA, then CPU for ``auto``)."""
-        return zoo.OnnxModel(path, provider=provider)
+        from zoo_onnx.runtime import OnnxModel
+
+        return OnnxModel(path, provider=provider)
 
     def report_lines(self, result: zoo.ExportResult) -> list[str]:
         report, metrics = result.report, result.metrics
@@ -130,3 +148,17 @@ def _gate_line(key: str, gate: dict[str, Any], checked: dict[str, Any]) -> str:
 @zoo.hookimpl
 def register_exporters(register: Any) -> None:
     register(OnnxExporter())
+
+
+def __getattr__(name: str) -> Any:
+    """``zoo_onnx.OnnxModel`` and ``zoo_onnx.export_onnx``, imported on first use (the
+    names ``zoo.OnnxModel`` and ``zoo.export_onnx`` had; loading the plugin stays light)."""
+    if name == "OnnxModel":
+        from zoo_onnx.runtime import OnnxModel
+
+        return OnnxModel
+    if name == "export_onnx":
+        from zoo_onnx.export import export_onnx
+
+        return export_onnx
+    raise AttributeError(f"module 'zoo_onnx' has no attribute '{name}'")
