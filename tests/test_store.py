@@ -56,18 +56,32 @@ def test_bare_name_lookup_does_not_create_a_store(zoo_home: Path) -> None:
 
 
 def test_store_lock_serialises_processes(tmp_path: Path) -> None:
-    """Two processes taking the lock never overlap (what store creation relies on)."""
+    """Three processes taking the lock never overlap (what store creation relies on).
+
+    Overlap is made certain without the lock, whatever the machine's load: all three
+    wait on a file barrier until each is at the lock, and the one inside waits there for
+    the others to come in too (up to 2 s, which only a working lock uses up: each
+    holder stays that long, so the test takes about 6 s)."""
     script = (
         "import sys, time; from pathlib import Path; from zoo.registry.store import store_lock\n"
-        "log = Path(sys.argv[1])\n"
-        "with store_lock(Path(sys.argv[2])):\n"
-        "    log.open('a').write('in\\n'); time.sleep(0.5); log.open('a').write('out\\n')\n"
+        "log, lock, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]\n"
+        "(log.parent / f'at-lock-{me}').touch()\n"
+        "deadline = time.monotonic() + 120\n"
+        "while len(list(log.parent.glob('at-lock-*'))) < 3:  # the barrier\n"
+        "    assert time.monotonic() < deadline; time.sleep(0.01)\n"
+        "with store_lock(lock):\n"
+        "    with log.open('a') as f: f.write('in\\n')\n"
+        "    inside = time.monotonic() + 2\n"
+        "    while log.read_text().split().count('in') < 3 and time.monotonic() < inside:\n"
+        "        time.sleep(0.01)\n"
+        "    with log.open('a') as f: f.write('out\\n')\n"
     )
     log, lock = tmp_path / "log", tmp_path / "lock"
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(log), str(lock)]) for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", script, str(log), str(lock), str(i)])
+        for i in range(3)
     ]
-    assert all(p.wait(60) == 0 for p in procs)
+    assert all(p.wait(180) == 0 for p in procs)
     assert log.read_text().split() == ["in", "out"] * 3
 
 
