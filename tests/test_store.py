@@ -11,7 +11,7 @@ from base64 import b64encode
 from pathlib import Path
 
 import pytest
-from registry_backends import free_port, stop_group, wait_http
+from registry_backends import start_on_free_port, stop_group
 
 from zoo.cli import run
 from zoo.contract.errors import UsageError
@@ -103,28 +103,30 @@ def test_basic_auth_server_refuses_anonymous_and_accepts_the_admin(tmp_path: Pat
     """A real `mlflow server --app-name basic-auth` with the config zoo writes."""
     from zoo.registry.server import ServerConfig, server_command
 
-    port = free_port()
-    cmd, env = server_command(
-        ServerConfig(
-            backend_store_uri=f"sqlite:///{tmp_path / 'server.db'}",
-            artifacts_destination=str(tmp_path / "artifacts"),
-            port=port,
-            basic_auth=True,
-            auth_dir=str(tmp_path / "auth"),
+    log = tmp_path / "server.log"
+
+    def start(port: int) -> subprocess.Popen[str]:
+        cmd, env = server_command(
+            ServerConfig(
+                backend_store_uri=f"sqlite:///{tmp_path / 'server.db'}",
+                artifacts_destination=str(tmp_path / "artifacts"),
+                port=port,
+                basic_auth=True,
+                auth_dir=str(tmp_path / "auth"),
+            )
         )
-    )
+        return subprocess.Popen(
+            cmd,
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,  # its workers stop with it (stop_group)
+        )
+
+    proc, port = start_on_free_port(start, lambda p: f"http://127.0.0.1:{p}/health", log, 240)
     password = (tmp_path / "auth" / "admin-password").read_text().strip()
     assert oct((tmp_path / "auth" / "admin-password").stat().st_mode)[-3:] == "600"
-    log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        cmd,
-        stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        start_new_session=True,  # its workers stop with it (stop_group)
-    )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, 240, log)
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(url, timeout=30)
