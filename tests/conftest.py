@@ -52,3 +52,20 @@ def _module_leaves_no_store_uri() -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in _MLFLOW_URIS}
     yield
     _restore(saved)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (the README's `-n 2`), each worker's torch and the processes it
+    starts use one thread: two workers on two cores, not four threads fighting for them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Which tests run on one worker (``--dist loadgroup``): each module's tests together
+    (they share module-scoped stores and fine-tunes, built once), and every test of the
+    team server on PostgreSQL together (one server per session, started once)."""
+    for item in items:
+        group = "postgres" if item.get_closest_marker("postgres") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def start_on_free_port(
+    start: Callable[[int], subprocess.Popen[Any]],
+    health: Callable[[int], str],
+    log: Path,
+    timeout: float,
+    tries: int = 3,
+) -> tuple[subprocess.Popen[Any], int]:
+    """A server started by ``start(port)`` answering ``health(port)``. MLflow's servers
+    say which port they bound only in their logs, and a port free when chosen may be
+    taken before the server binds it: then a fresh port, ``tries`` times in all."""
+    for attempt in range(tries):
+        port = free_port()
+        proc = start(port)
+        try:
+            wait_http(health(port), proc, timeout, log)
+            return proc, port
+        except RuntimeError:
+            stop_group(proc)
+            text = log.read_text(errors="replace").lower()
+            taken = "address already in use" in text or "errno 98" in text
+            if not taken or attempt + 1 == tries:
+                raise
+    raise AssertionError("unreachable")
 
 
 def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float, log: Path) -> None:
@@ -111,29 +137,33 @@ def start_pg_server(workdir: Path) -> PgServer:
     database = f"zoo_test_{uuid.uuid4().hex[:10]}"
     _admin(f'CREATE DATABASE "{database}"')
     db_uri = PG_ADMIN_URI.rsplit("/", 1)[0] + f"/{database}"
-    port = free_port()
     artifacts = workdir / "server-artifacts"
     log = workdir / "mlflow-server.log"
     from zoo.registry.server import ServerConfig, server_command
 
-    cmd, env = server_command(
-        ServerConfig(
+    def start(port: int) -> subprocess.Popen[Any]:
+        config = ServerConfig(
             backend_store_uri=db_uri,
             artifacts_destination=str(artifacts),
             port=port,
             allowed_hosts=("registry.test",),
         )
-    )
-    proc = subprocess.Popen(
-        cmd,
-        stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        start_new_session=True,
-    )
+        cmd, env = server_command(config)
+        return subprocess.Popen(
+            cmd,
+            stdout=open(log, "w"),  # lives as long as the server
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
+
+    try:
+        proc, port = start_on_free_port(start, lambda p: f"http://127.0.0.1:{p}/health", log, 240)
+    except RuntimeError:
+        _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        raise
     server = PgServer(f"http://127.0.0.1:{port}", database, proc, artifacts)
     atexit.register(server.stop)
-    wait_http(f"{server.uri}/health", proc, 240, log)
     _SERVER = server
     return server
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -102,7 +103,12 @@ def test_two_processes_split_the_data_and_match_one(tmp_path: Path, zoo_home: Pa
         assert record["seen"] == half  # each process saw half of the training samples
     covered = set(last_epoch[0]["distinct"]) | set(last_epoch[1]["distinct"])
     assert len(covered) == n_train  # and together all of them
-    assert abs(single["metrics"]["val_accuracy"] - double["metrics"]["val_accuracy"]) <= 0.02
+    # the same global batches, so the same model up to the order floats are summed in
+    # (the all-reduce's mean against one process's): at most one borderline validation
+    # image may fall the other way, as in the two-node test below
+    assert single["metrics"]["num_val"] == 24
+    gap = abs(single["metrics"]["val_accuracy"] - double["metrics"]["val_accuracy"])
+    assert gap <= 1 / single["metrics"]["num_val"] + 1e-9, (single["metrics"], double["metrics"])
     assert double["model_uri"] == "models:/double/1"
     # each process's throughput is a metric of the one run
     last = double["history"][-1]
@@ -135,7 +141,9 @@ def test_a_worker_started_from_a_forkserver_ends_when_its_starter_is_killed() ->
     )
     worker = subprocess.Popen([sys.executable, "-c", watch], stdout=subprocess.PIPE, text=True)
     try:
-        assert worker.stdout is not None and worker.stdout.readline() == "watching\n"
+        assert worker.stdout is not None
+        ready, _, _ = select.select([worker.stdout], [], [], 120)  # a hung start fails, not waits
+        assert ready and worker.stdout.readline() == "watching\n"
         assert worker.poll() is None  # alive while its starter is
         starter.kill()
         starter.wait()
@@ -272,10 +280,10 @@ def test_two_nodes_with_separate_homes_make_one_run_one_version_and_match_one_pr
     for home in homes:  # each node read the data into its own home
         assert any((home / "data" / "decoded").rglob("*"))
 
-    one_image = 1 / single["metrics"]["num_val"]
+    # as in the one-node test: at most one borderline validation image apart
     assert single["metrics"]["num_val"] == 24
     gap = abs(single["metrics"]["val_accuracy"] - a["metrics"]["val_accuracy"])
-    assert gap <= one_image + 1e-9, (single["metrics"], a["metrics"])
+    assert gap <= 1 / single["metrics"]["num_val"] + 1e-9, (single["metrics"], a["metrics"])
 
 
 @pytest.mark.slow

@@ -90,11 +90,22 @@ def test_middle_stage_source_metrics_and_a_subset(tmp_path: Path, data: Path, ca
     ref = _import(tmp_path, "timm:test_resnet", "tiny-c")
     rows = _rank(capsys, str(data), ref, "--layers", "final,mid")["rows"]
     assert [r["layer"] for r in rows] == ["final", "layer2"]  # test_resnet: stem, layer1..4, head
-    leep = _rank(capsys, str(data), ref, "--metric", "leep")["rows"][0]
-    nce = _rank(capsys, str(data), ref, "--metric", "nce")["rows"][0]
-    # NCE = -H(y | z) lies between -H(y) (z tells nothing; 3 balanced classes) and 0
-    assert -math.log(3) - 1e-9 <= nce["score"] <= 0
-    assert leep["score"] < 0 and math.isfinite(leep["score"])  # a mean log-probability
+    blank = _import(tmp_path, "timm:test_resnet", "tiny-c0", scale=0.0)
+    leep = {
+        r["reference"]: r["score"]
+        for r in _rank(capsys, str(data), ref, blank, "--metric", "leep")["rows"]
+    }
+    nce = {
+        r["reference"]: r["score"]
+        for r in _rank(capsys, str(data), ref, blank, "--metric", "nce")["rows"]
+    }
+    # a backbone whose weights are all zero predicts the same source distribution for
+    # every image: its labels tell nothing about the classes (3, balanced), so NCE is
+    # -H(y) = -log 3 and LEEP log(1/3), exactly; a backbone that tells images apart
+    # scores above both (NCE = -H(y | z) <= 0)
+    assert math.isclose(nce[blank], -math.log(3), abs_tol=1e-6), nce
+    assert math.isclose(leep[blank], -math.log(3), abs_tol=1e-6), leep
+    assert -math.log(3) + 1e-3 < nce[ref] <= 0 and leep[ref] > leep[blank] + 1e-5
     subset = _rank(capsys, str(data), ref, "--max-images", "12")["rows"][0]
     assert subset["images"] == 12
 

@@ -11,7 +11,7 @@ from base64 import b64encode
 from pathlib import Path
 
 import pytest
-from registry_backends import free_port, stop_group, wait_http
+from registry_backends import start_on_free_port, stop_group
 
 from zoo.cli import run
 from zoo.contract.errors import UsageError
@@ -56,18 +56,32 @@ def test_bare_name_lookup_does_not_create_a_store(zoo_home: Path) -> None:
 
 
 def test_store_lock_serialises_processes(tmp_path: Path) -> None:
-    """Two processes taking the lock never overlap (what store creation relies on)."""
+    """Three processes taking the lock never overlap (what store creation relies on).
+
+    Overlap is made certain without the lock, whatever the machine's load: all three
+    wait on a file barrier until each is at the lock, and the one inside waits there for
+    the others to come in too (up to 2 s, which only a working lock uses up: each
+    holder stays that long, so the test takes about 6 s)."""
     script = (
         "import sys, time; from pathlib import Path; from zoo.registry.store import store_lock\n"
-        "log = Path(sys.argv[1])\n"
-        "with store_lock(Path(sys.argv[2])):\n"
-        "    log.open('a').write('in\\n'); time.sleep(0.5); log.open('a').write('out\\n')\n"
+        "log, lock, me = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]\n"
+        "(log.parent / f'at-lock-{me}').touch()\n"
+        "deadline = time.monotonic() + 120\n"
+        "while len(list(log.parent.glob('at-lock-*'))) < 3:  # the barrier\n"
+        "    assert time.monotonic() < deadline; time.sleep(0.01)\n"
+        "with store_lock(lock):\n"
+        "    with log.open('a') as f: f.write('in\\n')\n"
+        "    inside = time.monotonic() + 2\n"
+        "    while log.read_text().split().count('in') < 3 and time.monotonic() < inside:\n"
+        "        time.sleep(0.01)\n"
+        "    with log.open('a') as f: f.write('out\\n')\n"
     )
     log, lock = tmp_path / "log", tmp_path / "lock"
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(log), str(lock)]) for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", script, str(log), str(lock), str(i)])
+        for i in range(3)
     ]
-    assert all(p.wait(60) == 0 for p in procs)
+    assert all(p.wait(180) == 0 for p in procs)
     assert log.read_text().split() == ["in", "out"] * 3
 
 
@@ -89,28 +103,30 @@ def test_basic_auth_server_refuses_anonymous_and_accepts_the_admin(tmp_path: Pat
     """A real `mlflow server --app-name basic-auth` with the config zoo writes."""
     from zoo.registry.server import ServerConfig, server_command
 
-    port = free_port()
-    cmd, env = server_command(
-        ServerConfig(
-            backend_store_uri=f"sqlite:///{tmp_path / 'server.db'}",
-            artifacts_destination=str(tmp_path / "artifacts"),
-            port=port,
-            basic_auth=True,
-            auth_dir=str(tmp_path / "auth"),
+    log = tmp_path / "server.log"
+
+    def start(port: int) -> subprocess.Popen[str]:
+        cmd, env = server_command(
+            ServerConfig(
+                backend_store_uri=f"sqlite:///{tmp_path / 'server.db'}",
+                artifacts_destination=str(tmp_path / "artifacts"),
+                port=port,
+                basic_auth=True,
+                auth_dir=str(tmp_path / "auth"),
+            )
         )
-    )
+        return subprocess.Popen(
+            cmd,
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,  # its workers stop with it (stop_group)
+        )
+
+    proc, port = start_on_free_port(start, lambda p: f"http://127.0.0.1:{p}/health", log, 240)
     password = (tmp_path / "auth" / "admin-password").read_text().strip()
     assert oct((tmp_path / "auth" / "admin-password").stat().st_mode)[-3:] == "600"
-    log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        cmd,
-        stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        start_new_session=True,  # its workers stop with it (stop_group)
-    )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, 240, log)
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1"
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(url, timeout=30)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from faults.helpers import kill_at_pause, registered, run_zoo, zoo_env
 
@@ -157,12 +157,14 @@ def test_killed_pull_leaves_no_partial_file_and_the_next_pull_verifies(
 
 
 def test_nothing_is_served_from_a_staged_import(tmp_path: Path, zoo_home: Path) -> None:
-    """The local provider ignores staging folders even when they hold a record."""
-    staged = zoo_home / "local" / ".zoo-import-x1y2z3"
-    staged.mkdir(parents=True)
-    (staged / "record.json").write_text("{}")
-    (staged / "model.safetensors").write_bytes(b"")
+    """The local provider ignores staging folders even when they hold a whole import's
+    files (a copy of a finished one), and lists the finished import beside them."""
+    from zoo.cli import run
     from zoo.weights.local import local_models
 
-    assert local_models() == []
-    assert torch.__version__  # torch imported: the provider ran in-process
+    ckpt = _checkpoint(tmp_path)
+    args = ["import", str(ckpt), "--arch", "timm:test_resnet", "--license", "mit"]
+    assert run([*args, "--name", "done"]) == 0
+    staged = zoo_home / "local" / ".zoo-import-x1y2z3"
+    shutil.copytree(zoo_home / "local" / "done", staged)
+    assert [m.name for m in local_models()] == ["done"]
