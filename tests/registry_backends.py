@@ -72,6 +72,37 @@ def start_on_free_port(
     raise AssertionError("unreachable")
 
 
+def start_auth_server(
+    root: Path, allowed_hosts: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[Any], int]:
+    """A real ``mlflow server --app-name basic-auth`` as zoo configures it, on an SQLite
+    store under ``root`` (its admin password in ``root/auth/admin-password``)."""
+    from zoo.registry.server import ServerConfig, server_command
+
+    log = root / "server.log"
+
+    def start(port: int) -> subprocess.Popen[Any]:
+        cmd, env = server_command(
+            ServerConfig(
+                backend_store_uri=f"sqlite:///{root / 'server.db'}",
+                artifacts_destination=str(root / "artifacts"),
+                port=port,
+                basic_auth=True,
+                auth_dir=str(root / "auth"),
+                allowed_hosts=allowed_hosts,
+            )
+        )
+        return subprocess.Popen(
+            cmd,
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            start_new_session=True,  # its workers stop with it (stop_group)
+        )
+
+    return start_on_free_port(start, lambda p: f"http://127.0.0.1:{p}/health", log, 240)
+
+
 def wait_http(url: str, proc: subprocess.Popen[Any], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

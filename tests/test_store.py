@@ -11,7 +11,7 @@ from base64 import b64encode
 from pathlib import Path
 
 import pytest
-from registry_backends import start_on_free_port, stop_group
+from registry_backends import start_auth_server, stop_group
 
 from zoo.cli import run
 from zoo.contract.errors import UsageError
@@ -101,29 +101,7 @@ def test_serve_refuses_open_interface_without_auth_and_prints_its_command(
 @pytest.mark.slow
 def test_basic_auth_server_refuses_anonymous_and_accepts_the_admin(tmp_path: Path) -> None:
     """A real `mlflow server --app-name basic-auth` with the config zoo writes."""
-    from zoo.registry.server import ServerConfig, server_command
-
-    log = tmp_path / "server.log"
-
-    def start(port: int) -> subprocess.Popen[str]:
-        cmd, env = server_command(
-            ServerConfig(
-                backend_store_uri=f"sqlite:///{tmp_path / 'server.db'}",
-                artifacts_destination=str(tmp_path / "artifacts"),
-                port=port,
-                basic_auth=True,
-                auth_dir=str(tmp_path / "auth"),
-            )
-        )
-        return subprocess.Popen(
-            cmd,
-            stdout=open(log, "w"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            start_new_session=True,  # its workers stop with it (stop_group)
-        )
-
-    proc, port = start_on_free_port(start, lambda p: f"http://127.0.0.1:{p}/health", log, 240)
+    proc, port = start_auth_server(tmp_path)
     password = (tmp_path / "auth" / "admin-password").read_text().strip()
     assert oct((tmp_path / "auth" / "admin-password").stat().st_mode)[-3:] == "600"
     try:

@@ -5,43 +5,21 @@ credentials is refused, and zoo without credentials says so in one line."""
 from __future__ import annotations
 
 import http.client
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_backends import free_port, stop_group, wait_http
+from registry_backends import start_auth_server, stop_group
 
 from faults.helpers import expect_error, run_zoo
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    from zoo.registry.server import ServerConfig, server_command
-
-    root = tmp_path_factory.mktemp("team")
-    port = free_port()
-    cmd, env = server_command(
-        ServerConfig(
-            backend_store_uri=f"sqlite:///{root / 'server.db'}",
-            artifacts_destination=str(root / "artifacts"),
-            port=port,
-            basic_auth=True,
-            auth_dir=str(root / "auth"),
-            allowed_hosts=("registry.test",),
-        )
-    )
-    log = root / "server.log"
-    proc = subprocess.Popen(
-        cmd,
-        stdout=open(log, "w"),  # noqa: SIM115 - lives as long as the server
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **env},
-        start_new_session=True,  # its workers stop with it (stop_group)
+    proc, port = start_auth_server(
+        tmp_path_factory.mktemp("team"), allowed_hosts=("registry.test",)
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, 240, log)
         yield port
     finally:
         stop_group(proc)
