@@ -186,7 +186,7 @@ def predict_cmd(
     if as_json:
         emit_json(
             "predictions",
-            model=str(model.path),
+            model=model.source,
             precision=model.precision,
             provider=run.provider,
             notes=[model.taken, *run.notes] if model.taken else run.notes,

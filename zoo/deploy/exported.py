@@ -159,6 +159,9 @@ class ExportedModel:
     format: str = "onnx"
     precision: str | None = None  # as the export's sidecar records it
     taken: str | None = None  # REF named a model and a path here: which one was taken
+    # what was run, as the user can name it again: the registered export's models:/ URI
+    # (its file was a temporary download), else the file's path
+    source: str = ""
 
     @property
     def provider(self) -> str:
@@ -190,8 +193,10 @@ def open_model(ref: str, *, provider: str = "auto", precision: str | None = None
                 "predict with a file written by `zoo export` or a registered version"
             )
         artifact = path if path.is_file() else _artifact_in(folder, meta)
+        source = str(artifact)
     else:
-        artifact, meta, _ = _registered_export(ref, precision)
+        artifact, meta, version = _registered_export(ref, precision)
+        source = str(version.model_uri)
     recorded = meta.get("precision")
     if precision is not None and recorded and recorded != precision:
         raise UsageError(
@@ -216,6 +221,7 @@ def open_model(ref: str, *, provider: str = "auto", precision: str | None = None
         format=fmt,
         precision=str(recorded) if recorded else None,
         taken=taken,
+        source=source,
     )
     _check_fits(model, prep, artifact)
     return model
