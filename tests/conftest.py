@@ -27,6 +27,18 @@ else:
         suppress_health_check=[HealthCheck.too_slow],
     )
     settings.load_profile("zoo")
+    # Hypothesis (6.131 on) also draws some values from the constants it finds in the
+    # project's modules imported so far in the process: which those are depends on what
+    # ran before (under xdist, on which modules a worker was given), so one test could get
+    # other examples from one run to the next. No constants of ours: each test's examples
+    # depend on the test alone. (A private hook: where it is gone, nothing is changed.)
+    try:
+        from hypothesis.internal.conjecture import providers as _providers
+
+        _no_constants = _providers._local_constants
+        _providers._get_local_constants = lambda: _no_constants
+    except (ImportError, AttributeError):
+        pass
 
 
 @pytest.fixture(autouse=True)
