@@ -48,6 +48,9 @@ def ids_of(*kinds: str) -> st.SearchStrategy[str]:
 
 
 known_ids = ids_of(*COMPATIBILITY)
+# a few ids of each kind (and two permissive ones): chains drawn from them often agree
+FEW = sorted({ids[len(ids) // 2] for ids in BY_KIND.values()} | {"mit", "apache-2.0"})
+few_ids = st.sampled_from(FEW)
 alias_keys = st.sampled_from(sorted(k for k in _ALIASES if k))
 blanks = st.text(" \t\n", max_size=2)
 # texts made of the pieces normalisation looks for: its prefixes, the words of its aliases
@@ -76,9 +79,21 @@ def variants(draw: st.DrawFn, ids: st.SearchStrategy[str], spacing: bool = True)
     return key, draw(blanks) + cased + draw(blanks)
 
 
-def test_every_kind_is_drawn_and_has_a_rule() -> None:
-    assert set(BY_KIND) == set(COMPATIBILITY)
-    assert all(len(ids) >= 1 for ids in BY_KIND.values())
+# compat.py's docstring and docs/licenses.md: ancestor kind -> which licences it allows
+DOCUMENTED = {
+    "permissive": "any",
+    "non-commercial": "same",
+    "share-alike": "same",
+    "no-derivatives": "none",
+    "custom": "same",
+    "unknown": "same",
+}
+SAME = [kind for kind, rule in DOCUMENTED.items() if rule == "same"]
+
+
+def test_the_table_is_the_documented_one_and_every_kind_is_drawn() -> None:
+    assert COMPATIBILITY == DOCUMENTED
+    assert set(BY_KIND) == set(DOCUMENTED)
 
 
 @given(known_ids)
@@ -160,9 +175,6 @@ def test_a_no_derivatives_parent_allows_nothing_not_even_itself(
             raise AssertionError(f"{parent} allowed a derivative licensed {licence}")
 
 
-SAME = [kind for kind, rule in COMPATIBILITY.items() if rule == "same"]
-
-
 @given(variants(ids_of(*SAME)), known_ids | texts)
 def test_any_other_parent_allows_itself_in_any_spelling_and_nothing_else(
     parent_variant, derivative: str
@@ -195,13 +207,13 @@ def test_the_decision_is_a_function_of_the_normalised_ids(parent, derivative) ->
 ancestors = st.builds(
     Ancestor,
     reference=st.integers(1, 99).map("models:/m/{}".format),
-    license=known_ids,
+    license=few_ids | known_ids,
 )
 
 
 @given(
     st.lists(ancestors, min_size=1, max_size=4, unique_by=lambda a: a.reference),
-    st.none() | known_ids,
+    st.none() | few_ids | known_ids,
 )
 def test_a_licence_passes_a_chain_exactly_when_every_ancestor_allows_it(
     chain: list[Ancestor], declared: str | None
@@ -232,7 +244,7 @@ def test_a_licence_passes_a_chain_exactly_when_every_ancestor_allows_it(
         min_size=2,
         max_size=3,
     ),
-    st.none() | known_ids,
+    st.none() | few_ids | known_ids,
     st.data(),
 )
 def test_the_order_of_several_parents_changes_no_decision(

@@ -13,6 +13,7 @@ import contextlib
 import string
 from collections.abc import Iterator, Mapping
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -47,6 +48,9 @@ ONE_TAG = NameGrammar.tagged("ARCH[.WEIGHTS]", dotted_tags=False, revisions=Fals
 REPO = NameGrammar.repo()
 LOCAL = NameGrammar.simple(revisions=False)
 GRAMMARS = (SIMPLE, TAGGED, ONE_TAG, REPO, LOCAL, GENERIC)
+each_grammar = pytest.mark.parametrize(
+    "grammar", GRAMMARS, ids=["simple", "tagged", "one-tag", "repo", "local", "generic"]
+)
 
 FIRST = _alphabet(SIMPLE.pattern.fullmatch, lead="")
 NAME = _alphabet(SIMPLE.pattern.fullmatch)
@@ -76,6 +80,8 @@ def _word(first: str, rest: str, max_size: int = 12) -> st.SearchStrategy[str]:
 
 
 schemes = _word(string.ascii_lowercase, SCHEME, 8).filter(lambda s: s != "models")
+# names of one to three dot-separated words (ARCH, ARCH.TAG, ARCH.TAG.MORE), or any word
+dotted = st.lists(_word(FIRST, NAME, 6), min_size=1, max_size=3).map(".".join) | _word(FIRST, NAME)
 revisions = _word(FIRST, REVISION)
 model_names = _word(FIRST, MODEL).map(str.rstrip)  # a name ending in spaces is stripped
 aliases = _word(FIRST, NAME)
@@ -89,14 +95,16 @@ def names_of(draw: st.DrawFn, grammar: NameGrammar) -> str:
     org = ""
     if grammar in (REPO, GENERIC) and draw(st.booleans()):
         org = draw(_word(FIRST, NAME.replace("+", ""), 6)) + "/"
-    name = org + draw(_word(FIRST, NAME))
+    name = org + draw(dotted)
     assume(grammar.pattern.fullmatch(name))
     return name
 
 
 @st.composite
-def provider_refs(draw: st.DrawFn) -> tuple[str, NameGrammar, str, str | None]:
-    grammar = draw(grammars)
+def provider_refs(
+    draw: st.DrawFn, grammar: NameGrammar | None = None
+) -> tuple[str, NameGrammar, str, str | None]:
+    grammar = grammar or draw(grammars)
     revision = draw(st.none() | revisions) if grammar.revisions else None
     return draw(schemes), grammar, draw(names_of(grammar)), revision
 
@@ -116,9 +124,12 @@ def _text(scheme: str, name: str, revision: str | None) -> str:
     return f"{scheme}:{name}" + (f"@{revision}" if revision else "")
 
 
-@given(provider_refs(), st.sampled_from(["", " ", "\t", "\n "]))
-def test_a_well_formed_provider_reference_round_trips(ref_parts, pad: str) -> None:
-    scheme, grammar, name, revision = ref_parts
+@each_grammar
+@given(st.data(), st.sampled_from(["", " ", "\t", "\n "]))
+def test_a_well_formed_provider_reference_round_trips(
+    grammar: NameGrammar, data: st.DataObject, pad: str
+) -> None:
+    scheme, grammar, name, revision = data.draw(provider_refs(grammar), label="reference")
     text = _text(scheme, name, revision)
     ref = parse_ref(pad + text + pad, grammars={scheme: grammar})
     assert (ref.scheme, ref.name, ref.revision) == (scheme, name, revision)
@@ -167,7 +178,8 @@ def test_a_name_outside_its_grammar_is_refused_with_the_grammars_own_line(
         raise AssertionError(f"{text} parsed though its grammar refuses {name!r}")
 
 
-@given(st.sampled_from(GRAMMARS), st.text(NAME + "/@ #\n", max_size=16) | st.text(PROBE))
+@each_grammar
+@given(dotted | st.text(NAME + "/@ #\n", max_size=16) | st.text(PROBE, max_size=16))
 def test_the_common_shapes_accept_what_their_docstrings_say(
     grammar: NameGrammar, name: str
 ) -> None:
@@ -201,7 +213,9 @@ def test_registered_and_bare_references_round_trip(
     assert bare == Ref("bare", name) and str(bare) == name
 
 
-@given(st.integers(0, 2 * MAX_VERSION + 1), model_names)
+@given(
+    st.integers(-2, 2).map(MAX_VERSION.__add__) | st.integers(0, 2 * MAX_VERSION + 1), model_names
+)
 def test_a_version_is_accepted_exactly_from_1_to_the_largest(version: int, name: str) -> None:
     text = f"models:/{name}/{version}"
     try:
@@ -212,7 +226,10 @@ def test_a_version_is_accepted_exactly_from_1_to_the_largest(version: int, name:
         assert 1 <= version <= MAX_VERSION and ref.version == str(version)
 
 
-@given(st.integers(1, MAX_NAME_LENGTH + 80), st.sampled_from(["timm:", "models:/", ""]))
+@given(
+    st.integers(-2, 2).map(MAX_NAME_LENGTH.__add__) | st.integers(1, MAX_NAME_LENGTH + 80),
+    st.sampled_from(["timm:", "models:/", ""]),
+)
 def test_a_name_is_accepted_exactly_up_to_the_longest(length: int, prefix: str) -> None:
     name = "a" * length
     text = f"{prefix}{name}/1" if prefix == "models:/" else f"{prefix}{name}"
