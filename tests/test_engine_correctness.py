@@ -6,6 +6,7 @@ recipe is not registered twice (issue: "results you can trust")."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -206,6 +207,33 @@ def test_ties_in_validation_accuracy_break_on_validation_loss() -> None:
 # ---------------------------------------------------------------- 5. an honest number
 
 
+def _score(result, images: Path, shas: list[str]) -> tuple[int, float]:
+    """(correct predictions, mean loss) of the model ``finetune`` returned on the files of
+    ``shas`` (found here by hashing every file), through the engine's eval preprocessing
+    (resize, centre crop, normalise), in float32, with the run's loss (cross-entropy, its
+    label smoothing)."""
+    import numpy as np
+
+    from zoo.data import Preprocessing, decode_image, eval_crop, resize_for_eval
+
+    pre = Preprocessing.from_info(result.backbone.info, result.recipe["image_size"])
+    files = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in images.rglob("*.png")}
+    classes = sorted(folder.name for folder in images.iterdir())
+    crops, labels = [], []
+    for sha in shas:
+        resized = resize_for_eval(decode_image(files[sha]), pre.resize, pre.interpolation)
+        crops.append(eval_crop(torch.from_numpy(np.array(resized)).permute(2, 0, 1), pre))
+        labels.append(classes.index(files[sha].parent.name))
+    y = torch.tensor(labels)
+    model = result.backbone.model.eval()
+    with torch.no_grad():
+        logits = model(pre.normalize(torch.stack(crops))).float()
+    loss = torch.nn.functional.cross_entropy(
+        logits, y, label_smoothing=result.recipe["label_smoothing"]
+    )
+    return int((logits.argmax(1) == y).sum()), float(loss)
+
+
 def test_a_test_split_is_disjoint_chooses_nothing_and_is_reported(images: Path, capsys) -> None:
     spy = SplitSpy()
     result = finetune(_recipe(images, epochs=5, test_split=0.25), register=False, callbacks=[spy])
@@ -214,7 +242,10 @@ def test_a_test_split_is_disjoint_chooses_nothing_and_is_reported(images: Path, 
     train, val, test = (set(spy.parts[p]) for p in ("train", "val", "test"))
     assert len(test) == 6 and not (test & train) and not (test & val)
     assert result.metrics["num_test"] == 6
-    assert 0.0 <= result.metrics["test_accuracy"] <= 1.0 and "test_loss" in result.metrics
+    # the figures reported are the returned model's on exactly the test files
+    correct, loss = _score(result, images, spy.parts["test"])
+    assert result.metrics["test_accuracy"] == correct / 6
+    assert result.metrics["test_loss"] == pytest.approx(loss, rel=1e-6)  # float rounding
     # the probe's passes over cached features are one record: no epoch was chosen
     assert result.chosen_by == "fixed" and len(result.history) == 1
 

@@ -379,13 +379,13 @@ def _parse_models(text: str) -> Ref:
         name, _, alias = body.partition("@")
         if not alias or "/" in alias or not _SIMPLE_NAME.match(alias):
             raise _bad(text, "an alias holds letters, digits, '_', '-' only", form)
-        if not name or not _MODEL_NAME.match(name):
+        if not name or not _MODEL_NAME.fullmatch(name):
             raise _bad(text, "the model name is missing or malformed", form)
         return Ref("models", name, alias=alias)
     name, slash, version = body.rpartition("/")
     if not slash:
         raise _bad(text, "the version is missing", form)
-    if not name or "/" in name or not _MODEL_NAME.match(name):
+    if not name or "/" in name or not _MODEL_NAME.fullmatch(name):
         raise _bad(text, "the model name is missing or malformed", form)
     if not _VERSION.match(version):
         raise _bad(text, f"'{version}' is not a version number or 'latest'", form)

@@ -41,7 +41,8 @@ def split_dataset(
 
     A class puts ``round(n * test_fraction)`` images in test (at least 1 when asked for),
     then ``round(n * val_fraction)`` in validation (at least 1 when asked for; none with
-    ``val_fraction`` 0), and keeps at least one for training. The same labels, fractions
+    ``val_fraction`` 0), and keeps at least one for training (test gives way first, then
+    validation, in a class too small for all three rounded shares). The same labels, fractions
     and seed give the same split on any machine (NumPy's PCG64 generator); with no test
     set it is :func:`stratified_split`.
     """
@@ -70,7 +71,8 @@ def split_dataset(
                 "per class (training, validation, test): add images or drop --test-split"
             )
         order = members[rng.permutation(n)]
-        n_test = max(round(n * test_fraction), 1) if test_fraction > 0 else 0
+        # never so many that validation (when asked for) or training has none of the class
+        n_test = min(max(round(n * test_fraction), 1), n + 1 - needed) if test_fraction > 0 else 0
         n_val = min(max(round(n * val_fraction), 1), n - n_test - 1) if val_fraction > 0 else 0
         parts["test"].extend(int(i) for i in order[:n_test])
         parts["val"].extend(int(i) for i in order[n_test : n_test + n_val])

@@ -180,12 +180,15 @@ def normalize_license(value: str | None) -> str:
     if value is None:
         return UNKNOWN
     text = str(value).strip().lower()
+    while text.startswith(CUSTOM_PREFIX):  # as read again: custom:custom:x is x
+        text = text[len(CUSTOM_PREFIX) :].strip()
     if text.startswith(("http://", "https://")):
         return license_from_url(text)
-    if text.startswith(CUSTOM_PREFIX):
-        text = text[len(CUSTOM_PREFIX) :].strip()
     known = _known(text)
-    return known if known is not None else text.replace(" ", "-")
+    if known is None:  # "bsd 3" reads as the bsd-3 it is stored as reads: bsd-3-clause
+        slug = text.replace(" ", "-")
+        known = _known(slug) or slug
+    return known
 
 
 def _all_ids() -> list[str]:
