@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,10 +95,60 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ[var] = "1"
 
 
+# Seconds each test took (setup, call and teardown) in a run of the whole suite, written by
+# `python -m pytest -n auto --dist loadgroup --record-durations tests/durations.json`: the
+# groups are handed out longest first. A test it does not name counts as _UNTIMED seconds.
+DURATIONS = Path(__file__).with_name("durations.json")
+_UNTIMED = 2.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-durations",
+        metavar="PATH",
+        help="write each test's seconds (setup + call + teardown) to PATH as JSON",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Which tests run on one worker (``--dist loadgroup``): each module's tests together
     (they share module-scoped stores and fine-tunes, built once), and every test of the
-    team server on PostgreSQL together (one server per session, started once)."""
-    for item in items:
+    team server on PostgreSQL together (one server per session, started once).
+
+    The groups are then ordered longest first, by the recorded durations: xdist hands
+    them out in this order (``--no-loadscope-reorder``, in pyproject's addopts, keeps it
+    from reordering them by test count), so the two-minute end-to-end tests start at once
+    instead of running alone at the end while the other worker idles."""
+    known = json.loads(DURATIONS.read_text(encoding="utf-8")) if DURATIONS.exists() else {}
+    groups: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
         group = "postgres" if item.get_closest_marker("postgres") else item.module.__name__
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+        seconds[group] = seconds.get(group, 0.0) + known.get(item.nodeid, _UNTIMED)
+        first.setdefault(group, i)
+    items.sort(key=lambda item: (-seconds[groups[item.nodeid]], first[groups[item.nodeid]]))
+
+
+_recorded: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Under xdist the controller receives every worker's reports: it adds them up."""
+    _recorded[report.nodeid] = _recorded.get(report.nodeid, 0.0) + report.duration
+
+
+def _without_group(nodeid: str) -> str:
+    """xdist's loadgroup ends a node id with ``@GROUP`` (a module name or ``postgres``);
+    a test id's own ``@`` (``[models:/x@champion]``) is followed by ``]`` or ``/``."""
+    base, _, tail = nodeid.rpartition("@")
+    return base if base and tail and not set(tail) & set("[]/:") else nodeid
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--record-durations")
+    if path and not os.environ.get("PYTEST_XDIST_WORKER") and _recorded:
+        timed = {_without_group(k): round(v, 1) for k, v in sorted(_recorded.items())}
+        Path(path).write_text(json.dumps(timed, indent=0) + "\n", encoding="utf-8")

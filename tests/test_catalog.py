@@ -279,17 +279,20 @@ def test_torchvision_param_counts_match_the_real_models(catalog_home: dict[str, 
 
 
 def test_index_is_rebuilt_when_the_provider_version_changes(catalog_home: dict[str, str]) -> None:
-    index = Path(catalog_home["ZOO_HOME"]) / "catalog" / "timm.json"
-    data = json.loads(index.read_text())
+    index = Path(catalog_home["ZOO_HOME"]) / "catalog" / "timm.jsonl"
+    header, *entries = index.read_text().splitlines()
+    data = json.loads(header)
     real_version = data["provider_version"]
     data["provider_version"] = "0.0.0-recorded-by-an-older-timm"
-    data["entries"] = data["entries"][:1]
-    index.write_text(json.dumps(data))
+    data["references"] = data["references"][:1]
+    index.write_text("\n".join([json.dumps(data), entries[0]]) + "\n")
     models = _list(catalog_home, "resnet50*")
     assert "timm:resnet50.a1_in1k" in {m["reference"] for m in models}
-    rebuilt = json.loads(index.read_text())
+    header, *entries = index.read_text().splitlines()
+    rebuilt = json.loads(header)
     assert rebuilt["provider_version"] == real_version
-    assert len(rebuilt["entries"]) > 1000
+    assert len(rebuilt["references"]) == len(entries) > 1000
+    assert [json.loads(e)["reference"] for e in entries] == rebuilt["references"]
 
 
 def test_index_is_reused_while_the_version_is_unchanged(tmp_path: Path) -> None:
@@ -391,7 +394,7 @@ def test_zoo_writes_nothing_in_the_current_directory(
     )
     assert result.returncode == 0, result.stderr
     assert list(cwd.iterdir()) == []
-    assert (tmp_path / "home" / "catalog" / "timm.json").exists()
+    assert (tmp_path / "home" / "catalog" / "timm.jsonl").exists()
 
 
 def test_hub_is_contacted_only_when_asked_and_offline_says_so_in_one_line(
@@ -414,3 +417,41 @@ def test_hub_is_contacted_only_when_asked_and_offline_says_so_in_one_line(
     lines = offline.stderr.strip().splitlines()
     assert len(lines) == 1 and "Hugging Face Hub" in lines[0] and "local cache" in lines[0]
     assert json.loads(offline.stdout)["notes"]
+
+
+def test_a_listing_prints_aligned_columns_and_parses_only_the_lines_it_matches(
+    tmp_path: Path,
+) -> None:
+    """`zoo list` prints plain columns under a rule (greppable, never wrapped); the index
+    is JSON Lines whose header names every reference, and a pattern is matched there: a
+    line whose reference does not match is never parsed (here it is not even JSON), so
+    the index is neither refused nor rebuilt."""
+    log = tmp_path / "index.log"
+    env = {
+        "ZOO_HOME": str(tmp_path / "home"),
+        "ZOO_EXAMPLE_INDEX_LOG": str(log),
+        "ZOO_LOAD_PLUGINS": "example",
+    }
+    built = run_zoo("list", env=env, plugin_paths=[EXAMPLE_PLUGINS])
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.splitlines() == [
+        "reference        licence       dataset  input  source",
+        "---------------  ------------  -------  -----  -------------------------------",
+        "example:tiny.v1  mit                    32x32  https://example.invalid/tiny-v1",
+        "example:tiny.v2  cc-by-nc-4.0           32x32  https://example.invalid/tiny-v2",
+        "2 models",
+    ]
+    index = tmp_path / "home" / "catalog" / "example.jsonl"
+    header, first, _second = index.read_text().splitlines()
+    assert json.loads(header)["references"] == ["example:tiny.v1", "example:tiny.v2"]
+    index.write_text("\n".join([header, first, "not json: never parsed"]) + "\n")
+    one = run_zoo("list", "*v1", env=env, plugin_paths=[EXAMPLE_PLUGINS])
+    assert one.returncode == 0, one.stderr
+    assert one.stdout.splitlines()[2:] == [
+        "example:tiny.v1  mit               32x32  https://example.invalid/tiny-v1",
+        "1 model",
+    ]
+    assert log.read_text().count("built") == 1  # read, not rebuilt
+    # the unparsed line is read as soon as a listing needs it: an unreadable index is rebuilt
+    both = run_zoo("list", "--json", env=env, plugin_paths=[EXAMPLE_PLUGINS])
+    assert json.loads(both.stdout)["count"] == 2 and log.read_text().count("built") == 2

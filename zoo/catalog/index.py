@@ -1,12 +1,14 @@
 """The catalogue: resolves references through the registered providers.
 
 ``zoo list`` must not pay for importing timm on every call, so each provider's index is
-cached as JSON under ``$ZOO_HOME/catalog/`` and rebuilt when the provider's version (its
-package version) changes. ``zoo info`` likewise: what a provider's ``describe`` answered
-(sizes counted on the meta device, the stage names) is kept beside the index, per
-reference, under the same rule, so asking again imports neither timm nor torch.
-Providers that index local state (the Hugging Face cache, local imports) set
-``cache_index = False`` and are asked on every call.
+cached under ``$ZOO_HOME/catalog/`` and rebuilt when the provider's version (its
+package version) changes. The index is JSON Lines: a header holding every reference, then
+one entry per line, so a listing matches its pattern on the references and parses only
+the lines it shows (timm's index is 1.2 MB; parsed whole it was most of a warm listing).
+``zoo info`` likewise: what a provider's ``describe`` answered (sizes counted on the meta
+device, the stage names) is kept beside the index, per reference, under the same rule, so
+asking again imports neither timm nor torch. Providers that index local state (the
+Hugging Face cache, local imports) set ``cache_index = False`` and are asked on every call.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ __all__ = [
     "resolve",
 ]
 
-INDEX_FORMAT = 2  # 2: entries carry license_source; publishers' statements win
+INDEX_FORMAT = 3  # 2: entries carry license_source; 3: JSON Lines, the references first
 
 # Whether a bare NAME is a registered model: the registry sits above the catalogue, so it
 # is given here (zoo/__init__.py gives zoo.registry.has_model) rather than imported.
@@ -92,7 +94,7 @@ def provider_for(ref: Ref) -> Provider:
 
 
 def index_path(provider_name: str) -> Path:
-    return subdir("catalog") / f"{provider_name}.json"
+    return subdir("catalog") / f"{provider_name}.jsonl"
 
 
 def _index_file(provider_name: str) -> Path:
@@ -100,41 +102,60 @@ def _index_file(provider_name: str) -> Path:
     try:
         return index_path(provider_name)
     except ReadOnlyHomeError:
-        return home() / "catalog" / f"{provider_name}.json"
+        return home() / "catalog" / f"{provider_name}.jsonl"
 
 
 def cached_index(
-    provider: Provider, keep: Callable[[Mapping[str, Any]], bool] | None = None
+    provider: Provider,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    *,
+    named: Callable[[str], bool] | None = None,
 ) -> list[BackboneInfo] | None:
-    """The provider's entries from its on-disk index (only those ``keep`` accepts, tested
-    on the stored records before any is built: a listing reads thousands and shows a
-    few), or None when it must be (re)built."""
+    """The provider's entries from its on-disk index, or None when it must be (re)built.
+
+    ``named`` is asked of each reference in the header, before its line is parsed, and
+    ``keep`` of each parsed record, before an entry is built: a listing reads thousands
+    and shows a few."""
     path = _index_file(provider.name)
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") == INDEX_FORMAT and data.get("provider_version") == (
+        lines = path.read_text(encoding="utf-8").split("\n")
+        header = json.loads(lines[0])
+        if header.get("format") != INDEX_FORMAT or header.get("provider_version") != (
             provider.version()
         ):
-            entries = data["entries"]
-            return [BackboneInfo.from_dict(e) for e in entries if keep is None or keep(e)]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # unreadable index: rebuild it
-    return None
+            return None
+        references = header["references"]
+        if len(lines) < len(references) + 1:
+            return None  # cut short: rebuild it
+        entries = []
+        for line, reference in enumerate(references, start=1):
+            if named is not None and not named(reference):
+                continue
+            record = json.loads(lines[line])
+            if keep is None or keep(record):
+                entries.append(BackboneInfo.from_dict(record))
+        return entries
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None  # unreadable index: rebuild it
 
 
 def _build_index(provider: Provider) -> list[BackboneInfo]:
     entries = list(provider.index())
-    payload = {
+    header = {
         "format": INDEX_FORMAT,
         "provider": provider.name,
         "provider_version": provider.version(),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "entries": [e.to_dict() for e in entries],
+        "references": [e.reference for e in entries],
     }
+    # json.dumps without indent writes no newline: one record per line
+    lines = [json.dumps(header), *(json.dumps(e.to_dict()) for e in entries)]
+    path = _index_file(provider.name)
     with contextlib.suppress(OSError):  # a read-only home: list without caching the index
-        atomic_write_text(_index_file(provider.name), json.dumps(payload))
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        path.with_suffix(".json").unlink(missing_ok=True)  # format 2's file, now unread
     return entries
 
 

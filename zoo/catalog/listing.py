@@ -1,7 +1,8 @@
 """``zoo list``: every provider's entries that match a glob, a licence, pretrained weights.
 
-Each provider's cached index (``index.py``) is filtered on its stored records before any
-is built (a listing reads thousands and shows a few); a stale index is rebuilt, all stale
+Each provider's cached index (``index.py``) is matched on its references before a record
+is parsed, then filtered on the parsed records before any entry is built (a listing reads
+thousands and shows a few); a stale index is rebuilt, all stale
 ones under one progress line; a provider with a remote ``search`` (the Hub) is asked only
 when named, and falls back to what is cached locally when offline.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from zoo.catalog.index import build_indexes, cached_index, index, providers
@@ -38,14 +40,10 @@ def _name_matches(reference: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(ref.split(":", 1)[-1], pat) or fnmatch.fnmatchcase(ref, pat)
 
 
-def _record_filter(
-    pattern: str | None, pretrained: bool, license: str | None
-) -> Callable[[Mapping[str, Any]], bool]:
-    """The listing's filters, on an index's stored records (``BackboneInfo.to_dict``)."""
+def _record_filter(pretrained: bool, license: str | None) -> Callable[[Mapping[str, Any]], bool]:
+    """The listing's other filters, on an index's stored records (``BackboneInfo.to_dict``)."""
 
     def keep(record: Mapping[str, Any]) -> bool:
-        if pattern and not _name_matches(str(record.get("reference", "")), pattern):
-            return False
         if pretrained and not record.get("pretrained", True):
             return False
         return not license or record.get("license") == license
@@ -80,9 +78,10 @@ def list_models(
         p.name for p in selected if provider is not None and callable(getattr(p, "search", None))
     }
     # every stale index is built in one go, under one progress line
-    keep = _record_filter(pattern, pretrained, license)
+    keep = _record_filter(pretrained, license)
+    named = partial(_name_matches, pattern=pattern) if pattern else None
     indexed = {
-        p.name: cached_index(p, keep)
+        p.name: cached_index(p, keep, named=named)
         for p in selected
         if p.name not in searched and getattr(p, "cache_index", True)
     }

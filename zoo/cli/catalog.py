@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.contract.types import BackboneInfo
 
 from zoo.cli.options import TIMEOUT
-from zoo.cli.output import console, emit_json, note, plural, readable
+from zoo.cli.output import aligned, console, emit_json, note, plural, readable
 
 _MAX_ROWS = 200
 
@@ -20,16 +20,12 @@ def _input(e: BackboneInfo) -> str:
     return f"{e.input_size[1]}x{e.input_size[2]}" if e.input_size else ""
 
 
-def _licence(e: BackboneInfo) -> str:
-    return e.license if e.license != "unknown" else "[yellow]unknown[/]"
-
-
 # `zoo list`'s columns: each filled for some entry of every provider that lists any
 # (tests/test_catalog.py checks). Parameter counts are not among them: timm states none,
 # and counting 1,100 architectures would cost minutes; `zoo info` counts one.
 LIST_COLUMNS: tuple[tuple[str, Callable[[BackboneInfo], str]], ...] = (
     ("reference", lambda e: e.reference),
-    ("licence", _licence),
+    ("licence", lambda e: e.license),
     ("dataset", lambda e: e.pretrained_dataset or ""),
     ("input", _input),
     ("source", lambda e: e.source or ""),
@@ -79,22 +75,16 @@ def list_cmd(
             models=[e.to_dict() for e in listing.entries],
         )
         return
-    from rich.table import Table
-
-    table = Table(show_lines=False)
-    for col, _ in LIST_COLUMNS:
-        table.add_column(col, overflow="fold")
-    for e in listing.entries[:_MAX_ROWS]:
-        table.add_row(*(cell(e) for _, cell in LIST_COLUMNS))
-    out = console()
-    out.print(table)
+    rows = [[cell(e) for _, cell in LIST_COLUMNS] for e in listing.entries[:_MAX_ROWS]]
+    if rows:
+        click.echo(aligned([col for col, _ in LIST_COLUMNS], rows))
     shown = min(len(listing.entries), _MAX_ROWS)
     tail = (
         f" (showing {shown}; narrow the pattern or use --json)"
         if shown < len(listing.entries)
         else ""
     )
-    out.print(f"{plural(len(listing.entries), 'model')}{tail}")
+    click.echo(f"{plural(len(listing.entries), 'model')}{tail}")
 
 
 @click.command("info")

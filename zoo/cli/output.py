@@ -1,15 +1,25 @@
-"""Output helpers shared by commands: versioned JSON, rich tables, plain lines under CI."""
+"""Output helpers shared by commands: versioned JSON, tables, plain lines under CI."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
-__all__ = ["SCHEMA_VERSION", "console", "emit_json", "is_plain", "note", "plural", "warn"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "aligned",
+    "console",
+    "emit_json",
+    "is_plain",
+    "note",
+    "plural",
+    "warn",
+]
 
 # Bumped when a --json document changes incompatibly; documented in docs/json.md.
 SCHEMA_VERSION = 1
@@ -40,6 +50,19 @@ def console(stderr: bool = False) -> Any:
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = _PIPE_WIDTH if piped and not os.environ.get("COLUMNS") else None
     return Console(stderr=stderr, soft_wrap=False, highlight=False, width=width)
+
+
+def aligned(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Rows in columns two spaces apart under their headers, as ``pip list`` or ``kubectl
+    get`` print a listing: greppable, never wrapped, and cheap (a listing is what users
+    run most; rich's import and table cost more than the rest of ``zoo list``)."""
+    table = [list(headers), *([c.replace("\n", " ") for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    rule = ["-" * w for w in widths]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in (table[0], rule, *table[1:])
+    )
 
 
 def warn(message: str) -> None:
