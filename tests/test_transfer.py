@@ -25,7 +25,8 @@ import pytest
 
 from zoo.testdata import layout_categories, require_openclipart
 
-pytestmark = pytest.mark.slow
+# about 8 min on an idle 2-core machine, 15 beside a loaded test run: the timeout is generous
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
 def _import_lite0() -> str:

@@ -131,14 +131,20 @@ def test_killed_pull_leaves_no_partial_file_and_the_next_pull_verifies(
         hub.stall[(REPO, "model.safetensors")] = 120.0  # the download hangs mid-way
         proc = subprocess.Popen(
             [sys.executable, "-m", "zoo", "pull", f"hf:{REPO}"],
-            env=zoo_env(HF_ENDPOINT=hub.url),
+            # the metadata request's 10 s default timed out once on a loaded machine (the
+            # pull then exits 3, not cached while offline) before the stalled download began
+            env=zoo_env(HF_ENDPOINT=hub.url, HF_HUB_ETAG_TIMEOUT="120"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while hub.count("GET", "model.safetensors") == 0:
-            assert proc.poll() is None and time.monotonic() < deadline
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(
+                    f"exit {proc.wait()} before the download: {proc.stderr.read()}"
+                )  # type: ignore[union-attr]
             time.sleep(0.1)
         proc.kill()
         proc.wait(30)

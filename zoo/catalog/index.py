@@ -165,7 +165,7 @@ def build_indexes(stale: list[Provider]) -> dict[str, list[BackboneInfo]]:
     from zoo.progress import waiting
 
     folder = _index_file(stale[0].name).parent
-    first = not (folder.is_dir() and any(folder.glob("*.json")))
+    first = not (folder.is_dir() and any(folder.glob("*.jsonl")))
     title = "building the catalogue index" + (
         " (first run)" if first else " (new or updated providers)"
     )
