@@ -138,3 +138,22 @@ def test_cross_validation_takes_two_classes_two_folds_and_classes_with_gaps() ->
     for seed in (3, 4):
         scores, k = cv_scores(x, y, seed=seed, repeats=2)
         assert cv_accuracy(x, y, seed=seed, repeats=2) == (sum(scores) / len(scores), k)
+
+
+def test_the_cv_head_is_standardised_and_its_classifier_the_documented_one() -> None:
+    import numpy as np
+
+    from zoo.engine.evidence import cv_classifier, cv_scores
+
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1, 2], 8)
+    x = rng.normal(size=(24, 3)) + np.eye(3)[y] * 0.8
+    # standardised: a feature's units change nothing (C = 1 would weigh them otherwise)
+    scaled = x * [1e4, 1.0, 1e-4]
+    assert cv_scores(scaled, y, seed=0, repeats=2) == cv_scores(x, y, seed=0, repeats=2)
+    classifier = cv_classifier()  # docs/strategies.md: LogisticRegression, C = 1
+    assert (type(classifier).__name__, classifier.C, classifier.solver) == (
+        "LogisticRegression",
+        1.0,
+        "lbfgs",
+    )
