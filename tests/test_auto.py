@@ -274,3 +274,92 @@ def test_a_small_auto_run_scores_what_its_choice_scores_on_a_test_split_it_never
     for key in ("test_accuracy", "test_loss", "val_accuracy"):
         assert auto.metrics[key] == twin.metrics[key], key
     assert auto.metrics["num_test"] == probe.metrics["num_test"] > 0
+
+
+# ---------------------------------------------- the candidates, field by field (issue 24)
+# Mutation testing (docs/testing.md) found the fields above left unchecked: each
+# candidate's settings, labels and priors (what the dry run's table shows), the median,
+# and the bounds on --unfreeze and on the number of stages.
+
+
+def _counts(**per_class: int) -> SimpleNamespace:
+    return SimpleNamespace(class_counts=per_class, num_train=sum(per_class.values()))
+
+
+def test_auto_offers_exactly_these_candidates_with_the_users_settings_but_the_budget() -> None:
+    from zoo import Candidate
+
+    asked = StrategySettings(None, 7, 0.01, {"budget": "10m", "warmup": 2})
+    options = {"warmup": 2}  # --budget bounds the search, no candidate's plan
+    # the median of 10, 20, 100, 400 images per class is 100: the rule's K is 2 (100-299)
+    found = _auto().candidates(STAGES, asked, _counts(a=400, b=10, c=100, d=20))
+    prior = "100 images per class: the rule of thumb's K is 2"
+    assert found == [
+        Candidate(
+            "linear-probe",
+            StrategySettings(None, 7, 0.01, options),
+            "cheap",
+            (None,),
+            prior="the baseline",
+        ),
+        Candidate(
+            "stage-probe",
+            StrategySettings(None, None, None, options),
+            "cheap",
+            ("stem", "b0", "b1", "b2", "b3", None),
+            prior="every stage's pooled features (Head2Toe)",
+        ),
+        *(
+            Candidate(
+                "partial",
+                StrategySettings(k, 7, 0.01, options),
+                "trial",
+                label=f"partial K={k}",
+                prior=prior,
+            )
+            for k in (2, 1, 3)
+        ),
+    ]
+
+
+def test_several_backbones_get_the_one_multi_backbone_probe() -> None:
+    from zoo import Candidate
+
+    asked = StrategySettings(2, 7, 0.01, {"budget": "1h"})
+    assert _auto().candidates(STAGES, asked, _summary(50), parents=2) == [
+        Candidate(
+            "linear-probe",
+            StrategySettings(None, 7, 0.01, {}),
+            "cheap",
+            (None,),
+            label="multi-backbone probe",
+            prior="2 frozen backbones, features side by side",
+        )
+    ]
+
+
+def test_a_training_split_without_classes_has_a_median_of_zero() -> None:
+    found = _auto().candidates(STAGES, StrategySettings(), _counts())
+    assert found[2].prior == "0 images per class: the rule of thumb's K is 1"
+    assert [c.label for c in found[2:]] == ["partial K=1", "partial K=2", "partial K=3"]
+
+
+def test_auto_needs_a_body_below_the_head_and_unfreeze_may_reach_every_stage() -> None:
+    body_and_head = _auto().candidates(["body", "head"], StrategySettings(), _summary(10))
+    assert [c.label for c in body_and_head if c.cost == "trial"] == ["partial K=1"]
+    with pytest.raises(UsageError) as err:
+        _auto().candidates(["head"], StrategySettings(), _summary(10))
+    assert str(err.value) == (
+        "the backbone exposes 1 stage(s); auto needs at least a body and a head"
+    )
+    every = _auto().candidates(STAGES, StrategySettings(unfreeze=5), _summary(10))
+    assert [c.settings.unfreeze for c in every if c.cost == "trial"] == [1, 2, 3, 4, 5]
+
+
+def test_auto_says_in_full_where_it_is_planned() -> None:
+    with pytest.raises(UsageError) as err:
+        _auto().plan(STAGES, StrategySettings())
+    assert str(err.value) == (
+        "auto is planned by the engine's search over its candidates: run it through "
+        "`zoo finetune --strategy auto`"
+    )

@@ -99,3 +99,61 @@ def test_a_trials_verdicts_are_paired_back_to_the_hold_out_order() -> None:
     assert in_held_order(labels, gathered, expected, 2) == [True, False, True, False, True]
     with pytest.raises(RuntimeError):
         in_held_order([1, 1, 1, 1, 1], preds, expected, 2)
+
+
+# ------------------------------------------------- what the tests refuse (issue 24)
+# Mutation testing (docs/testing.md) found the refusals' words unchecked.
+
+
+def test_the_tests_refuse_candidates_scored_on_different_folds_or_images() -> None:
+    with pytest.raises(ValueError) as err:
+        mcnemar_p([True, False], [True])
+    assert str(err.value) == "both candidates must be scored on the same images"
+    for challenger, baseline in (([0.8], [0.7]), ([0.8, 0.9], [0.7, 0.7, 0.7])):
+        with pytest.raises(ValueError) as err:
+            corrected_t_p(challenger, baseline, 0.25)
+        assert str(err.value) == "need the same J >= 2 folds for both candidates"
+
+
+def test_two_folds_are_enough_and_no_mean_gain_is_no_evidence() -> None:
+    assert corrected_t_p([0.8, 0.9], [0.7, 0.7], 0.5) < 1.0  # J = 2: one degree of freedom
+    assert corrected_t_p([0.7, 0.7, 0.7], [0.7, 0.7, 0.7], 0.25) == 1.0  # no difference
+    assert corrected_t_p([0.75, 0.25, 0.5], [0.5, 0.5, 0.5], 0.25) == 1.0  # gains cancel
+
+
+def test_cross_validation_takes_two_classes_two_folds_and_classes_with_gaps() -> None:
+    import numpy as np
+
+    from zoo.engine.evidence import cv_accuracy, cv_scores
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(12, 3))
+    two = cv_scores(x[:8], np.repeat([0, 1], 4), seed=0, repeats=1)
+    assert two is not None and two[1] == 4 and len(two[0]) == 4
+    pairs = cv_scores(x[:6], np.repeat([0, 1, 2], 2), seed=0, repeats=2)
+    assert pairs is not None and pairs[1] == 2 and len(pairs[0]) == 4  # k = 2, twice
+    gap = cv_scores(x, np.repeat([0, 2], 6), seed=0, repeats=1)  # no image of class 1
+    assert gap is not None and gap[1] == 5
+    y = np.repeat([0, 1, 2], 4)
+    for seed in (3, 4):
+        scores, k = cv_scores(x, y, seed=seed, repeats=2)
+        assert cv_accuracy(x, y, seed=seed, repeats=2) == (sum(scores) / len(scores), k)
+
+
+def test_the_cv_head_is_standardised_and_its_classifier_the_documented_one() -> None:
+    import numpy as np
+
+    from zoo.engine.evidence import cv_classifier, cv_scores
+
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1, 2], 8)
+    x = rng.normal(size=(24, 3)) + np.eye(3)[y] * 0.8
+    # standardised: a feature's units change nothing (C = 1 would weigh them otherwise)
+    scaled = x * [1e4, 1.0, 1e-4]
+    assert cv_scores(scaled, y, seed=0, repeats=2) == cv_scores(x, y, seed=0, repeats=2)
+    classifier = cv_classifier()  # docs/strategies.md: LogisticRegression, C = 1
+    assert (type(classifier).__name__, classifier.C, classifier.solver) == (
+        "LogisticRegression",
+        1.0,
+        "lbfgs",
+    )

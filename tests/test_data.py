@@ -239,3 +239,92 @@ def test_missing_real_data_fails_under_ci_and_skips_locally(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         require_openclipart()
+
+
+# ------------------------------------------------ the split, class by class (issue 24)
+# Mutation testing (docs/testing.md) found split_dataset's per-class counts, its bounds
+# and the split digest left unchecked: split_dataset's docstring says what each class gets.
+
+
+def _per_class(labels: list[int], indices: tuple[int, ...]) -> dict[int, int]:
+    return {c: sum(1 for i in indices if labels[i] == c) for c in sorted(set(labels))}
+
+
+def test_each_class_gives_its_rounded_share_to_test_then_validation_and_keeps_one() -> None:
+    from zoo.data.split import split_dataset
+
+    # class 0: 10 images, 1 test, 2 validation; class 1: 3 images, at least one of each;
+    # class 2: 20 images, 2 test, 4 validation
+    labels = [0] * 10 + [1] * 3 + [2] * 20
+    split = split_dataset(labels, 0.2, seed=0, test_fraction=0.1)
+    assert _per_class(labels, split.test) == {0: 1, 1: 1, 2: 2}
+    assert _per_class(labels, split.val) == {0: 2, 1: 1, 2: 4}
+    assert _per_class(labels, split.train) == {0: 7, 1: 1, 2: 14}
+    assert sorted(split.train + split.val + split.test) == list(range(len(labels)))
+    assert all(list(part) == sorted(part) for part in (split.train, split.val, split.test))
+    # 3 images at 0.5 validation and 0.3 test: one test, and validation leaves one to train
+    tight = split_dataset([0, 0, 0], 0.5, seed=0, test_fraction=0.3)
+    assert (len(tight.train), len(tight.val), len(tight.test)) == (1, 1, 1)
+    # a share that rounds to nothing still gives validation one image, and only one
+    small = split_dataset([0] * 10, 0.05, seed=0)
+    assert (len(small.train), len(small.val), small.test) == (9, 1, ())
+
+
+def test_no_validation_or_no_test_asked_for_takes_none_and_needs_fewer_images() -> None:
+    from zoo.data.split import split_dataset
+
+    labels = [0, 0, 1, 1]  # two images per class: training and one held-out part
+    no_val = split_dataset(labels, 0.0, seed=0, test_fraction=0.5)
+    assert (no_val.val, _per_class(labels, no_val.test)) == ((), {0: 1, 1: 1})
+    no_test = split_dataset(labels, 0.5, seed=0)
+    assert (no_test.test, _per_class(labels, no_test.val)) == ((), {0: 1, 1: 1})
+    # with images to spare, still none for validation
+    assert split_dataset([0] * 5 + [1] * 5, 0.0, seed=0, test_fraction=0.2).val == ()
+
+
+def test_a_class_too_small_for_the_parts_asked_for_is_named() -> None:
+    from zoo.data.split import split_dataset
+
+    expected = (
+        "class {} has 2 image(s); a split with a test set needs at least 3 per class "
+        "(training, validation, test): add images or drop --test-split"
+    )
+    labels = [0, 0, 0, 1, 1]
+    with pytest.raises(DataError) as err:
+        split_dataset(labels, 0.2, seed=0, test_fraction=0.2, classes=["cat", "dog"])
+    assert str(err.value) == expected.format("dog")
+    with pytest.raises(DataError) as err:
+        split_dataset(labels, 0.2, seed=0, test_fraction=0.2)
+    assert str(err.value) == expected.format("1")
+
+
+def test_fractions_outside_their_ranges_are_refused_in_one_line() -> None:
+    from zoo import UsageError
+    from zoo.data.split import split_dataset
+
+    labels = [0] * 10
+    with pytest.raises(UsageError) as err:
+        split_dataset(labels, 1.0, seed=0)
+    assert str(err.value) == "--val-split must be in [0, 1), got 1.0"
+    for val, test in ((0.5, 0.5), (0.0, -0.1), (0.3, 1.2)):
+        with pytest.raises(UsageError) as err:
+            split_dataset(labels, val, seed=0, test_fraction=test)
+        assert str(err.value) == (
+            "--test-split must be in [0, 1) and leave images for training "
+            f"(--val-split {val} + --test-split {test} must be below 1)"
+        )
+
+
+def test_the_split_digest_is_which_files_went_where_and_stays_what_it_was() -> None:
+    from zoo.data.split import Split
+
+    shas = ["aa", "bb", "cc", "dd"]
+    split = Split(train=(0, 3), val=(1,), test=(2,))
+    # pinned: checkpoints (resume) and lineage (dataset.split.digest) recorded it so
+    assert split.digest(shas) == (
+        "sha256:eeaf5e541c9ce9e7b9a4732d11ece7318b52580b5e7244261ae878571723f157"
+    )
+    # by content: the same files, listed in another order, split the same way
+    assert Split(train=(3, 0), val=(1,), test=(2,)).digest(shas) == split.digest(shas)
+    assert Split(train=(0,), val=(1, 3), test=(2,)).digest(shas) != split.digest(shas)
+    assert Split(train=(0, 3), val=(2,), test=(1,)).digest(shas) != split.digest(shas)

@@ -184,3 +184,44 @@ def test_first_party_providers_declare_their_grammars() -> None:
         )
     assert Ref("timm", "resnet50.a1_in1k").tag == "a1_in1k"  # looked up: made in code
     assert Ref("hf", "timm/resnet50.a1_in1k").tag is None
+
+
+# ------------------------------------------------ the shapes' defaults (issue 24)
+# Mutation testing (docs/testing.md) found the common shapes' default forms, refusals and
+# revisions (docs/plugins/register_providers.md's table), and where grammars come from,
+# unchecked.
+
+
+def test_the_common_shapes_default_to_their_documented_forms() -> None:
+    no_rev = "{scheme} names have no revisions"
+    assert NameGrammar.simple() == NameGrammar(
+        "NAME", refs._SIMPLE_NAME, "a name holds letters, digits, '_', '-', '.' only", False,
+        True, no_rev,
+    )  # fmt: skip
+    assert NameGrammar.tagged() == NameGrammar(
+        "ARCH[.TAG]", refs._TAGGED_NAME, "expected an architecture and an optional tag", True,
+        True, no_rev,
+    )  # fmt: skip
+    assert NameGrammar.repo() == NameGrammar(
+        "ORG/REPO[@REVISION]", refs._HF_REPO, "a Hub repo id is ORG/REPO", False, True, no_rev
+    )
+    # what a provider passes is what it gets
+    said = {"revisions": False, "refusal": "r", "no_revisions": "{scheme}: none"}
+    for shape in (NameGrammar.simple, NameGrammar.tagged, NameGrammar.repo):
+        grammar = shape("F", **said)
+        assert (grammar.form, grammar.refusal, grammar.revisions) == ("F", "r", False)
+        assert grammar.refuse("s", "a", "v1") == "s: none"
+
+
+def test_the_registered_grammars_come_from_the_source_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(refs, "_grammar_source", refs._grammar_source)  # put back after
+    shapes = {"shapes": NameGrammar.simple("SHAPE")}
+    refs.answer_grammars(lambda: shapes)
+    assert refs.registered_grammars() == shapes
+    assert forms() == forms(shapes) == f"shapes:SHAPE, {refs._MODELS_FORMS}"
+    with refs.grammars_unasked():
+        assert refs.registered_grammars() is None and forms() == FORMS
+    refs.answer_grammars(None)
+    assert refs.registered_grammars() is None and forms() == FORMS
