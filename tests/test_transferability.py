@@ -248,7 +248,7 @@ def test_knn_standardises_each_dimension_first() -> None:
     expected = knn_accuracy(x, y)
     assert 0.3 < expected < 1.0
     # a shift or a scale of any dimension changes nothing
-    assert knn_accuracy(x + [100.0, -50.0, 3.0, 0.0, 7.0], y) == expected
+    assert knn_accuracy(x + np.array([100.0, -50.0, 3.0, 0.0, 7.0]), y) == expected
     assert knn_accuracy(x * [1000.0, 1.0, 0.01, 5.0, 1.0], y) == expected
     assert knn_accuracy(x, y.astype(np.float64)) == expected  # labels as floats: classes
 
