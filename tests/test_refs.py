@@ -229,3 +229,13 @@ def test_registered_and_bare_references_split_without_asking_a_provider(
     for ref in (Ref("models", "pets.v1", version="1"), Ref("bare", "pets.v1")):
         assert (ref.arch, ref.tag) == ("pets.v1", None)
     assert asked == []
+
+
+def test_a_registered_models_limits_are_inclusive() -> None:
+    top = "models:/pets/2147483647"  # ten digits, the largest version a database holds
+    assert parse_ref(top) == Ref("models", "pets", version="2147483647")
+    assert parse_ref(f"models:/{'p' * 200}/1").name == "p" * 200
+    huge = "models:/pets/" + "9" * 30  # the line quotes 20 digits of it
+    with pytest.raises(BadReferenceError) as err:
+        parse_ref(huge)
+    assert f"version {'9' * 20} is past the largest (2147483647)" in str(err.value)
