@@ -80,11 +80,17 @@ def _restore(saved: dict[str, str | None]) -> None:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _module_leaves_no_store_uri() -> Iterator[None]:
-    """What a module-scoped fixture's in-process zoo call exported ends with the module."""
-    saved = {key: os.environ.get(key) for key in _MLFLOW_URIS}
+def _module_leaves_the_environment_as_it_found_it() -> Iterator[None]:
+    """What a module-scoped fixture or an in-process zoo call exported (a store URI,
+    HF_HUB_OFFLINE, HF_ENDPOINT) ends with the module: a later module on the same worker
+    starts from the same environment whatever ran before it."""
+    saved = dict(os.environ)
     yield
-    _restore(saved)
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -65,7 +65,7 @@ def _stop_after_first_epoch() -> Any:
     return Stop()
 
 
-def _build(base: Path) -> Home:
+def _build(base: Path, mp: pytest.MonkeyPatch) -> Home:
     from zoo.contract.errors import Interrupted
     from zoo.engine import Recipe, finetune
     from zoo.weights.cache import list_records
@@ -73,7 +73,7 @@ def _build(base: Path) -> Home:
     root, hf = base / "home", base / "hf"
     data = make_images(base / "data", classes=2, per_class=8)
     with running_hub() as hub:
-        os.environ["HF_ENDPOINT"] = hub.url
+        mp.setenv("HF_ENDPOINT", hub.url)
         weights = {"model.safetensors": _safetensors_of("test_resnet", 0)}
         hub.add_repo("timm/test_resnet.r160_in1k", weights)
         card = b"---\nlicense: mit\n---\n"
@@ -86,7 +86,7 @@ def _build(base: Path) -> Home:
         assert run(["pull", "hf:acme/tiny-net"]) == 0
         args = ["finetune", "timm:test_resnet", str(data), *FINETUNE, "--name", "pets"]
         assert run([*args, "--strategy", "linear-probe"]) == 0
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    mp.setenv("HF_HUB_OFFLINE", "1")  # undone with the fixture's MonkeyPatch
     by_name = {r.reference.split("@")[0]: r for r in list_records()}
     source = next(f.path for f in by_name["hf:acme/resnet-b"].files if f.name.endswith("tensors"))
     imported = ["import", source, "--arch", "timm:test_resnet", "--license", "mit"]
@@ -136,7 +136,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
         for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "MLFLOW_TRACKING_URI"):
             mp.delenv(name, raising=False)
         reset_plugin_manager()
-        home = _build(base)
+        home = _build(base, mp)
     for folder in (home.root, home.hf):
         shutil.copytree(folder, folder.with_name(folder.name + ".template"), symlinks=True)
     yield home
