@@ -1,8 +1,9 @@
 """Properties of the split (zoo/data/split.py) and of its content key (zoo/data/check.py):
 
-- ``split_dataset``: the parts are disjoint and cover every image; each class puts
-  round(n * test) images in test and round(n * val) in validation (at least one of each
-  when asked for) and keeps at least one for training; the same seed gives the same split.
+- ``split_dataset``: the parts are disjoint and cover every image; each class puts the
+  nearest whole number to n * test in test and to n * val in validation (at least one of
+  each when asked for) and keeps at least one for training; the same seed gives the same
+  split.
 - the content key: the same (file content, label) items, whatever the files are named,
   in whichever order and whichever listing (a folder, a CSV) names them, with copies or
   without, give every file the same part, the one the items sorted by sha256 give.
@@ -46,6 +47,7 @@ def _parts(split: Split) -> dict[str, tuple[int, ...]]:
 @given(class_labels(), fractions, fractions, seeds)
 @example(labels=[0, 0, 0, 1, 1, 1], val=0.0, test=0.85, seed=0)  # a class all in test
 @example(labels=[0, 0, 0, 1, 1, 1], val=0.25, test=0.7, seed=0)  # no validation image
+@example(labels=[0, 0, 0, 0], val=0.4, test=0.5, seed=0)  # shares round to all four images
 def test_a_split_is_disjoint_complete_and_rounds_each_class_as_documented(
     labels: list[int], val: float, test: float, seed: int
 ) -> None:
@@ -68,14 +70,21 @@ def test_a_split_is_disjoint_complete_and_rounds_each_class_as_documented(
     for label, n in Counter(labels).items():
         got = {name: sum(labels[i] == label for i in part) for name, part in parts.items()}
         assert got["train"] >= 1, (label, n, got)
-        if test > 0:
-            assert got["test"] == max(1, min(round(n * test), n - 1 - (val > 0))), (n, got)
-        else:
-            assert got["test"] == 0
-        if val > 0:
-            assert got["val"] == max(1, min(round(n * val), n - got["test"] - 1)), (n, got)
-        else:
-            assert got["val"] == 0
+        # each held-out part is the nearest whole number to its share, unless that is
+        # none (then one) or more than the class can spare (then all it can spare: the
+        # test set gives way first, so validation and training keep one each)
+        room = n - 1 - (val > 0)
+        for part, share, spare in (("test", test, room), ("val", val, n - got["test"] - 1)):
+            if share == 0:
+                assert got[part] == 0, (label, n, got)
+                continue
+            assert 1 <= got[part] <= spare, (part, n, got)
+            if 1 < got[part] < spare:
+                assert abs(got[part] - n * share) <= 0.5, (part, n, share, got)
+            elif got[part] == 1 < spare:  # one: its share rounds to one or to none
+                assert n * share <= 1.5, (part, n, share, got)
+            elif got[part] == spare > 1:  # all it can spare: its share is at least that
+                assert n * share >= spare - 0.5, (part, n, share, got)
 
 
 @given(class_labels(smallest=3), st.sampled_from([0.1, 0.2, 0.3]), st.sampled_from([0.0, 0.2]))
