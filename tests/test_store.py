@@ -48,6 +48,68 @@ def test_tracking_uri_option_and_env_point_elsewhere(
     assert (tmp_path / "other.db").exists()
 
 
+def _dump(db: Path) -> tuple[dict[str, list[str]], dict[str, list[tuple[object, ...]]]]:
+    """The schema (every table, index, trigger: its definition's lines, sorted, since
+    MLflow's own migrations list a table's constraints in an order that changes with
+    PYTHONHASHSEED) and every table's rows."""
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        found = conn.execute("SELECT name, sql FROM sqlite_master").fetchall()
+        schema = {n: sorted(x.strip(", ") for x in (sql or "").splitlines()) for n, sql in found}
+        tables = [name for name, sql in found if sql and sql.startswith("CREATE TABLE")]
+        rows = {t: sorted(conn.execute(f'SELECT * FROM "{t}"'), key=repr) for t in tables}
+    return schema, rows
+
+
+def test_a_new_store_copied_from_the_empty_schema_is_the_store_migrations_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from zoo.contract.plugins import reset_plugin_manager
+    from zoo.registry.store_template import template_path
+
+    def new_store(name: str) -> Path:
+        monkeypatch.setenv("ZOO_HOME", str(tmp_path / name))
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # configure exports it
+        reset_plugin_manager()
+        store.configure()
+        store.client().get_experiment("0")  # MLflow made its Default experiment
+        return tmp_path / name / "mlflow" / "mlflow.db"
+
+    # a cache folder that cannot be written: no template, the store is migrated in place
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))
+    (tmp_path / "a-file").write_text("not a folder\n")
+    migrated = new_store("migrated")
+    assert template_path().parent == tmp_path / "a-file" / "zoo"
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first, copied = new_store("first"), new_store("copied")
+    template = template_path()
+    assert template.parent == tmp_path / "cache" / "zoo" and template.is_file()
+    assert [p.name for p in template.parent.iterdir()] == [template.name]  # nothing half-made
+    assert _dump(template)[1]["experiments"] == []  # no Default experiment in the template
+
+    schema, rows = _dump(migrated)
+    for db in (first, copied):
+        got_schema, got_rows = _dump(db)
+        assert got_schema == schema
+        assert {t: r for t, r in got_rows.items() if t != "experiments"} == {
+            t: r for t, r in rows.items() if t != "experiments"
+        }
+    # each store's Default experiment names its own artifact folder, as after a migration
+    for db in (migrated, first, copied):
+        default = store_client(db).get_experiment("0")
+        assert default.name == "Default"
+        assert default.artifact_location == (db.parent / "artifacts").as_uri() + "/0"
+
+
+def store_client(db: Path) -> object:
+    from mlflow import MlflowClient
+
+    return MlflowClient(f"sqlite:///{db}")
+
+
 def test_bare_name_lookup_does_not_create_a_store(zoo_home: Path) -> None:
     from zoo.registry import has_model
 

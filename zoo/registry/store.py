@@ -189,7 +189,8 @@ def _has_schema(db: Path | None) -> bool:
 
 
 def _create_sqlite_store(uri: str) -> None:
-    """Run MLflow's schema migrations once, under the lock; later calls are a stat()."""
+    """Run MLflow's schema migrations once, under the lock; later calls are a stat(). A new
+    database starts as a copy of the migrated empty schema (:mod:`zoo.registry.store_template`)."""
     lock, mark = _store_files(uri)
     db = sqlite_path(uri)
     if mark.exists() and _has_schema(db):
@@ -202,7 +203,11 @@ def _create_sqlite_store(uri: str) -> None:
         fresh = db is not None and not db.exists()
         try:
             with disk_full(f"the MLflow store {db}"):
-                _migrate(uri)
+                if fresh and db is not None:
+                    from zoo.registry.store_template import copy_empty_schema
+
+                    copy_empty_schema(db)  # the migrations' result, or nothing: then run them
+                _migrate(uri)  # on a copy: checks the schema, makes the Default experiment
         except BaseException:
             if fresh and db is not None:  # a half-made schema: the next run starts clean
                 db.unlink(missing_ok=True)
@@ -211,31 +216,10 @@ def _create_sqlite_store(uri: str) -> None:
 
 
 def _migrate(uri: str) -> None:
-    import logging
+    from zoo.registry.store_template import migrate
 
-    from mlflow.store.model_registry.sqlalchemy_store import (
-        SqlAlchemyStore as RegistryStore,
-    )
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
-
-    # MLflow announces its schema migration ("Creating initial MLflow database tables",
-    # "Updating database tables") at INFO on the user's terminal: zoo made the store, and
-    # says nothing about it unless something goes wrong.
-    quiet = [logging.getLogger(n) for n in ("mlflow.store.db.utils", "alembic")]
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.WARNING)
-    try:
-        # The tracking store creates the Default experiment: give it our artifact root.
-        tracking = TrackingStore(uri, artifact_root(uri).as_uri())
-        registry = RegistryStore(uri)
-    finally:
-        for q, level in zip(quiet, levels, strict=True):
-            q.setLevel(level)
-    for store in (tracking, registry):
-        engine = getattr(store, "engine", None)
-        if engine is not None:
-            engine.dispose()
+    # The tracking store creates the Default experiment: give it our artifact root.
+    migrate(uri, artifact_root(uri).as_uri())
 
 
 def configure(tracking_uri_override: str | None = None) -> str:
