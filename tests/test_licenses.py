@@ -386,6 +386,8 @@ def test_several_parents_need_a_licence_every_parent_chain_allows() -> None:
     with pytest.raises(LicenseError, match="--license"):
         decide_licenses([mit, nc], None, None)
     assert decide_licenses([mit, nc], "mit", "approved by legal") == ("mit", False)
+    with pytest.raises(ValueError, match="at least one parent"):  # not a licence of ""
+        decide_licenses([], "mit", None)
 
 
 @pytest.mark.slow

@@ -186,6 +186,8 @@ def decide_licenses(
     and chain (root first, the parent last). Parents of different licences leave nothing
     to inherit: the derivative's licence must then be declared.
     """
+    if not parents:  # a derivative has a parent: a caller that passes none is wrong
+        raise ValueError("decide_licenses needs at least one parent")
     if len(parents) == 1:
         return decide_license(parents[0][0], declared, override, chain=parents[0][1])
     if declared is None and override is None:
@@ -196,7 +198,5 @@ def decide_licenses(
                 "licence to inherit: declare the derivative's with --license ID (one that "
                 "every parent allows)"
             )
-    decided = ("", True)
-    for parent_license, chain in parents:
-        decided = decide_license(parent_license, declared, override, chain=chain)
-    return decided
+    decided = [decide_license(lic, declared, override, chain=chain) for lic, chain in parents]
+    return decided[-1]
