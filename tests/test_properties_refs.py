@@ -57,6 +57,7 @@ NAME = _alphabet(SIMPLE.pattern.fullmatch)
 REPO_PART = _alphabet(REPO.pattern.fullmatch, tail="b")
 MODEL = _alphabet(refs._MODEL_NAME.fullmatch)
 REVISION = _alphabet(refs._REVISION.fullmatch)
+ALIAS = _alphabet(refs._ALIAS.fullmatch, lead="")
 SCHEME = _alphabet(lambda t: (m := refs._SCHEME.fullmatch(t + ":x")) and m["scheme"] == t)
 # in no name, revision or scheme, and not the grammar's own separators (',' '@' '/' ':')
 FORBIDDEN = "".join(
@@ -71,6 +72,7 @@ def test_the_alphabets_are_the_documented_ones() -> None:
     assert sorted(REPO_PART) == sorted(letters_digits + "_.-/")  # [ORG/]REPO
     assert sorted(MODEL) == sorted(NAME + " ")  # registered model names may hold spaces
     assert sorted(REVISION) == sorted(letters_digits + "_./-")
+    assert sorted(ALIAS) == sorted(letters_digits + "_-")  # as MLflow's alias names
     assert sorted(SCHEME) == sorted(string.ascii_lowercase + string.digits + "_-")
     assert {"\n", "\t", "é", "#", "\xa0"} <= set(FORBIDDEN)
 
@@ -84,7 +86,7 @@ schemes = _word(string.ascii_lowercase, SCHEME, 8).filter(lambda s: s != "models
 dotted = st.lists(_word(FIRST, NAME, 6), min_size=1, max_size=3).map(".".join) | _word(FIRST, NAME)
 revisions = _word(FIRST, REVISION)
 model_names = _word(FIRST, MODEL).map(str.rstrip)  # a name ending in spaces is stripped
-aliases = _word(FIRST, NAME)
+aliases = st.text(ALIAS, min_size=1, max_size=12)
 versions = st.one_of(st.just("latest"), st.integers(1, MAX_VERSION).map(str))
 grammars = st.sampled_from(GRAMMARS)
 

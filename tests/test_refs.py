@@ -162,6 +162,9 @@ MODELS_FORMS = "models:/NAME/VERSION, models:/NAME/latest or models:/NAME@ALIAS"
         ("models:pets/1", "registered models are written with a slash after 'models:'"),
         ("models:/pets@a@b", "an alias holds letters, digits, '_', '-' only"),
         ("models:/pets@a/b", "an alias holds letters, digits, '_', '-' only"),
+        ("models:/pets@a.b", "an alias holds letters, digits, '_', '-' only"),  # as MLflow
+        ("models:/pets@a+b", "an alias holds letters, digits, '_', '-' only"),
+        ("models:/pets@é", "an alias holds letters, digits, '_', '-' only"),
         ("models:/pe:ts@champion", "the model name is missing or malformed"),
         ("models:/@champion", "the model name is missing or malformed"),
         ("models:/pets", "the version is missing"),

@@ -62,6 +62,7 @@ _SIMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # no '/', no '@'
 _TAGGED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*(?<!\.)$")  # ARCH[.TAG], no end '.'
 _ONE_TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+-]*(?:\.[A-Za-z0-9_+-]*)?$")  # one '.'
 _HF_REPO = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*/)?[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ALIAS = re.compile(r"[A-Za-z0-9_-]+")  # as MLflow's alias names (ASCII)
 _NAME_OR_REPO = re.compile(f"{_SIMPLE_NAME.pattern}|{_HF_REPO.pattern}")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+ -]*$")
@@ -377,7 +378,7 @@ def _parse_models(text: str) -> Ref:
     body = text[len("models:/") :]
     if "@" in body:
         name, _, alias = body.partition("@")
-        if not alias or "/" in alias or not _SIMPLE_NAME.match(alias):
+        if not _ALIAS.fullmatch(alias):
             raise _bad(text, "an alias holds letters, digits, '_', '-' only", form)
         if not name or not _MODEL_NAME.fullmatch(name):
             raise _bad(text, "the model name is missing or malformed", form)
