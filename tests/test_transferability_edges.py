@@ -1,7 +1,7 @@
 """Tests mutation testing asked for (docs/testing.md): LogME's stopping rule as its ``tol``
 says, LogME on features that fit every class exactly, a one-class k-NN whose neighbours
 point exactly the other way, LEEP with an image given no probability, and the subsample
-of no labels. The triage of every survivor: /work/runs/triage-transferability.md."""
+of no labels."""
 
 from __future__ import annotations
 
