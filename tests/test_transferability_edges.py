@@ -92,3 +92,30 @@ def test_leep_stays_finite_when_an_image_gets_no_probability() -> None:
 def test_the_subsample_of_no_labels_is_empty_whatever_the_cap(cap: int) -> None:
     keep = stratified_subsample(np.array([], dtype=np.int64), cap)
     assert len(keep) == 0
+
+
+def test_two_images_of_one_class_vote_for_it_whatever_its_number() -> None:
+    """Standardised, two images point exactly away from each other (cosine -1): the
+    neighbour's vote is tiny but still for its class, not for class 0 by default."""
+    for labels in ([3, 3], [1, 1], [0, 0]):
+        assert knn_accuracy([[0.0], [1.0]], labels) == 1.0
+        assert knn_accuracy([[0, 0, 0], [1, 1, 1]], labels) == 1.0
+
+
+def test_features_that_carry_nothing_give_the_evidence_of_noise_alone() -> None:
+    """All-zero features (a dead layer): LogME is the evidence of each one-hot target
+    under Gaussian noise fitted by maximum likelihood, computed here by hand."""
+    labels = [0, 0, 1, 1, 2, 2]
+    n = len(labels)
+    per_class = []
+    for k in range(3):
+        target = [1.0 if y == k else 0.0 for y in labels]
+        res2 = sum(t * t for t in target)
+        beta = n / res2
+        per_class.append(
+            (n / 2 * math.log(beta) - beta / 2 * res2 - n / 2 * math.log(2 * math.pi)) / n
+        )
+    expected = sum(per_class) / 3
+    assert math.isclose(logme([[0.0] * 4] * n, labels), expected, rel_tol=1e-9)
+    # and features that do carry the labels score higher
+    assert logme([[1.0 if y == k else 0.0 for k in range(3)] for y in labels], labels) > expected

@@ -62,6 +62,8 @@ def logme_evidence(
     import numpy as np
 
     alpha, beta = 1.0, 1.0
+    if not len(s2):  # features that carry nothing (all zero): only the noise is fitted,
+        beta, iterations = n / (residual + _EPS), 0  # and alpha cancels out of the evidence
     for _ in range(iterations):
         t = alpha + beta * s2
         gamma = float(np.sum(beta * s2 / t))
@@ -215,7 +217,9 @@ def knn_accuracy(
         sims[np.arange(len(rows)), rows] = -np.inf  # leave the image itself out
         near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         votes = np.zeros((len(rows), num_classes))
-        weights = np.take_along_axis(sims, near, axis=1) + 1.0  # cosine in [-1, 1] -> >= 0
+        # cosine in [-1, 1] -> a weight > 0: a neighbour pointing exactly the other way
+        # (two images of a class, standardised) still votes for its class, however little
+        weights = np.maximum(np.take_along_axis(sims, near, axis=1) + 1.0, _EPS)
         np.add.at(votes, (np.repeat(np.arange(len(rows)), k), y[near].ravel()), weights.ravel())
         correct += int((votes.argmax(axis=1) == y[rows]).sum())
     return correct / n
