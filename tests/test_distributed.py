@@ -211,14 +211,20 @@ def test_bad_multi_node_options_are_one_line_usage_errors(
 def _two_nodes(
     data: Path, homes: list[Path], store: str, *args: str, **extra: str
 ) -> list[tuple[int, dict, str]]:
-    """The same command on two "nodes" (one process each), started at once."""
-    port = free_port()
-    nodes = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-endpoint", f"127.0.0.1:{port}"]
-    procs = [
-        _zoo(data, *args, *nodes, env=_env(home, MLFLOW_TRACKING_URI=store, **extra))
-        for home in homes
-    ]
-    return [_done(p) for p in procs]
+    """The same command on two "nodes" (one process each), started at once. The
+    rendezvous port is free when chosen, but another process may take it before torchrun
+    binds it: then both start again on a fresh port (at most three tries)."""
+    for _ in range(3):
+        port = free_port()
+        nodes = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+        procs = [
+            _zoo(data, *args, *nodes, env=_env(home, MLFLOW_TRACKING_URI=store, **extra))
+            for home in homes
+        ]
+        results = [_done(p) for p in procs]
+        if not any("address already in use" in err.lower() for _, _, err in results):
+            break
+    return results
 
 
 def test_the_launch_says_how_many_processes_on_how_many_nodes() -> None:
