@@ -47,6 +47,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_taken(log_text: str) -> bool:
+    """Does a server's log say its port was taken: the OS's EADDRINUSE, or zoo's own
+    refusal of a busy port (`zoo serve`, `zoo ui`)?"""
+    text = log_text.lower()
+    return "address already in use" in text or "errno 98" in text or " is in use: " in text
+
+
 def start_on_free_port(
     start: Callable[[int], subprocess.Popen[Any]],
     health: Callable[[int], str],
@@ -66,7 +73,7 @@ def start_on_free_port(
         except RuntimeError:
             stop_group(proc)
             text = log.read_text(errors="replace").lower()
-            taken = "address already in use" in text or "errno 98" in text
+            taken = port_taken(text)
             if not taken or attempt + 1 == tries:
                 raise
     raise AssertionError("unreachable")

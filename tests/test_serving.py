@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.registry_backends import free_port
+from tests.registry_backends import free_port, port_taken
 from tests.serving_setup import (
     CLASSES,
     MODEL_URI,
@@ -229,13 +229,28 @@ def test_a_dead_server_is_reported_by_its_first_error_not_its_wrappers(tmp_path:
     assert first_error(log) == "stopped by the operator"
 
 
-def _wait_for_line(log: Path, proc: subprocess.Popen[bytes], text: str, limit: float) -> None:
-    deadline = time.monotonic() + limit
-    while text not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"no {text!r} from zoo serve:\n{log.read_text(errors='replace')}")
-        time.sleep(0.5)
+def _serve_on_a_free_port(
+    args: list[str], env: dict[str, str], log: Path, tries: int = 3
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`zoo serve ARGS --port P`, once it says it serves. A port free when chosen may be
+    taken before zoo binds it (zoo then refuses it in one line): a fresh port, ``tries``
+    times in all."""
+    for attempt in range(tries):
+        port = free_port()
+        command = [sys.executable, "-m", "zoo", "serve", *args, "--port", str(port)]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        ready, deadline = f"on http://127.0.0.1:{port}/invocations", time.monotonic() + 600
+        while ready not in (said := log.read_text(errors="replace")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                if port_taken(said) and attempt + 1 < tries:
+                    break
+                pytest.fail(f"no {ready!r} from zoo serve:\n{said}")
+            time.sleep(0.5)
+        else:
+            return proc, port
+    raise AssertionError("unreachable")
 
 
 @pytest.mark.slow
@@ -249,14 +264,10 @@ def test_zoo_serve_answers_as_zoo_predict_and_stops_with_its_workers_on_sigterm(
     with one line quoting the server's cause."""
     files = served["images"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    port = free_port()
     log = tmp_path / "zoo-serve.log"
-    command = [sys.executable, "-m", "zoo", "serve", "tiny", "--port", str(port)]
-    command += ["--workers", "2", "--provider", "cpu", "--root", str(files[0].parent)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    args = ["tiny", "--workers", "2", "--provider", "cpu", "--root", str(files[0].parent)]
+    proc, port = _serve_on_a_free_port(args, env, log)
     try:
-        _wait_for_line(log, proc, f"on http://127.0.0.1:{port}/invocations", 600)
         group = server_group(proc.pid)
         assert len(group_members(group)) >= 4  # mlflow's CLI, uvicorn, its 2 workers
         url = f"http://127.0.0.1:{port}/invocations"

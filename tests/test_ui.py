@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_backends import free_port, missing_service, wait_http
+from registry_backends import missing_service, start_on_free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -88,17 +88,20 @@ def browser(tmp_path: Path) -> Any:
 @pytest.fixture
 def ui(tmp_path: Path) -> Any:
     """`zoo ui` on a free loopback port, as a user starts it."""
-    port = free_port()
     zoo_exe = shutil.which("zoo", path=str(Path(sys.executable).parent)) or "zoo"
     log = tmp_path / "zoo-ui.log"
-    proc = subprocess.Popen(
-        [zoo_exe, "ui", "--port", str(port)],
-        stdout=open(log, "w"),  # noqa: SIM115 - closed with the process
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+
+    def start(port: int) -> subprocess.Popen[Any]:
+        return subprocess.Popen(
+            [zoo_exe, "ui", "--port", str(port)],
+            stdout=open(log, "w"),  # closed with the process
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    # a port taken between its choice and zoo's bind: a fresh one (start_on_free_port)
+    proc, port = start_on_free_port(start, lambda p: f"http://127.0.0.1:{p}/health", log, 180)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, 180, log)
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
