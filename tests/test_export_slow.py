@@ -8,6 +8,7 @@ must give PyTorch's top-1 on 200 real validation images and run at batch 1 and 7
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,8 @@ def test_lite0_derivative_int8_export_is_gated_on_agreement_and_accuracy(
 ) -> None:
     monkeypatch.setenv("ZOO_HOME", str(lite0_derivative["home"]))
     out = tmp_path / "int8"
+    assert run(["registry", "list", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)["versions"]
     code = run(["export", "clipart", "--precision", "int8", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     if code == 0:
@@ -122,10 +125,19 @@ def test_lite0_derivative_int8_export_is_gated_on_agreement_and_accuracy(
         assert int8["calibration_images"] > 0 and int8["validation_images"] == 200
         m = onnx.load(str(out / "model.onnx"))
         assert any(n.op_type == "QuantizeLinear" for n in m.graph.node)
-    else:  # refused: says which gate, leaves nothing
-        assert code == 4
-        assert "int8" in captured.err and "export refused" in captured.err
+    else:  # refused: the gate it names was missed by the figures it quotes, nothing left
+        assert code == 4, captured.err
+        (line,) = [x for x in captured.err.splitlines() if x.startswith("zoo: error:")]
+        agreement = re.search(r"int8 top-1 agrees with PyTorch on ([\d.]+)%", line)
+        drop = re.search(r"is ([\d.]+) points below fp32", line)
+        assert agreement or drop, line
+        if agreement:
+            assert float(agreement[1]) <= 95.0, line  # the 95% gate (quoted to 0.1%)
+        if drop:
+            assert float(drop[1]) >= 2.0, line  # at most 2 points (quoted to 0.1)
         assert not out.exists()
+        assert run(["registry", "list", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["versions"] == before  # nothing registered
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224"])
