@@ -97,8 +97,12 @@ def test_a_new_store_copied_from_the_empty_schema_is_the_store_migrations_make(
         assert {t: r for t, r in got_rows.items() if t != "experiments"} == {
             t: r for t, r in rows.items() if t != "experiments"
         }
+    # a template damaged since it was made is made again, not copied
+    template.write_bytes(b"not a database")
+    again = new_store("after-damage")
+    assert _dump(again)[0] == schema and _dump(template)[1]["experiments"] == []
     # each store's Default experiment names its own artifact folder, as after a migration
-    for db in (migrated, first, copied):
+    for db in (migrated, first, copied, again):
         default = store_client(db).get_experiment("0")
         assert default.name == "Default"
         assert default.artifact_location == (db.parent / "artifacts").as_uri() + "/0"

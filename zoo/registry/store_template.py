@@ -48,22 +48,30 @@ def copy_empty_schema(db: Path) -> bool:
 
 def _template() -> Path:
     path = template_path()
-    if path.is_file():
+    if path.is_file() and _intact(path):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    # built beside its final name and moved there whole: processes making it at once
-    # each write their own file, and every reader sees a complete one
-    fd, raw = tempfile.mkstemp(prefix=".building-", suffix=".db", dir=path.parent)
-    os.close(fd)
-    building = Path(raw)
+    # built in a folder of its own beside its final name and moved there whole: processes
+    # making it at once each build their own, and every reader sees a complete file
+    building = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))
     try:
-        building.unlink()  # MLflow creates the database file itself
-        _migrate_empty(building)
-        os.replace(building, path)
+        _migrate_empty(building / "schema.db")
+        os.replace(building / "schema.db", path)
     finally:
-        with contextlib.suppress(OSError):
-            building.unlink()
+        shutil.rmtree(building, ignore_errors=True)
     return path
+
+
+def _intact(db: Path) -> bool:
+    """A readable SQLite file that records its schema's revision (a template damaged
+    since it was made is built again, not copied)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+            (ok,) = conn.execute("PRAGMA quick_check").fetchone()
+            revision = conn.execute("SELECT * FROM alembic_version").fetchone()
+            return bool(ok == "ok" and revision)
+    except sqlite3.Error:
+        return False
 
 
 def migrate(uri: str, artifact_uri: str) -> None:
