@@ -61,21 +61,7 @@ def _done(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, dict,
 
 
 def _finetune(data: Path, home: Path, name: str, *extra: str) -> dict:
-    code, result, err = _done(
-        _zoo(
-            data,
-            "--strategy",
-            "full",
-            "--epochs",
-            "4",
-            "--lr",
-            "0.003",
-            "--name",
-            name,
-            *extra,
-            env=_env(home),
-        )
-    )
+    code, result, err = _done(_zoo(data, *RECIPE, "--name", name, *extra, env=_env(home)))
     assert code == 0, err[-3000:]
     return result
 
@@ -87,10 +73,26 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
+RECIPE = ["--strategy", "full", "--epochs", "4", "--lr", "0.003"]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The data both DDP comparisons use, and what one process makes of it (RECIPE),
+    trained once for the module."""
+    root = tmp_path_factory.mktemp("one-process")
+    data = make_images(root / "data", classes=3, per_class=40)
+    code, result, err = _done(_zoo(data, *RECIPE, "--name", "single", env=_env(root / "home")))
+    assert code == 0, err[-3000:]
+    assert result["world_size"] == 1 and result["metrics"]["num_val"] == 24
+    return data, result
+
+
 @pytest.mark.slow
-def test_two_processes_split_the_data_and_match_one(tmp_path: Path, zoo_home: Path) -> None:
-    data = make_images(tmp_path / "data", classes=3, per_class=40)
-    single = _finetune(data, zoo_home, "single")
+def test_two_processes_split_the_data_and_match_one(
+    one_process: tuple[Path, dict], zoo_home: Path
+) -> None:
+    data, single = one_process
     double = _finetune(data, zoo_home, "double", "--nproc-per-node", "2")
 
     assert single["world_size"] == 1
@@ -243,7 +245,7 @@ def test_the_launch_says_how_many_processes_on_how_many_nodes() -> None:
 
 @pytest.mark.slow
 def test_two_nodes_with_separate_homes_make_one_run_one_version_and_match_one_process(
-    tmp_path: Path, zoo_home: Path, monkeypatch: pytest.MonkeyPatch
+    one_process: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two torchrun invocations on loopback, each with its own ZOO_HOME, one SQLite
     tracking store: one MLflow run, one registered version, the checkpoints in rank 0's
@@ -253,17 +255,11 @@ def test_two_nodes_with_separate_homes_make_one_run_one_version_and_match_one_pr
     0, 2, 4, ... and 1, 3, 5, ... of the same permutation, and averages the gradients);
     they differ only in BatchNorm's batch statistics (over 4 images per process, not 8)
     and in rounding, so the validation accuracy may differ by one of its 24 images."""
-    data = make_images(tmp_path / "data", classes=3, per_class=40)
+    data, single = one_process
     store = f"sqlite:///{tmp_path / 'shared-store' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    recipe = ["--strategy", "full", "--epochs", "4", "--lr", "0.003"]
-    code, single, err = _done(
-        _zoo(data, *recipe, "--name", "one", env=_env(zoo_home, MLFLOW_TRACKING_URI=store))
-    )
-    assert code == 0, err[-3000:]
-
     homes = [tmp_path / "node-a", tmp_path / "node-b"]
-    results = _two_nodes(data, homes, store, *recipe, "--name", "two")
+    results = _two_nodes(data, homes, store, *RECIPE, "--name", "two")
     for code, _, err in results:
         assert code == 0, err[-3000:]
         assert "zoo: torchrun: starting 1 process on this node, 2 in all on 2 nodes" in err
