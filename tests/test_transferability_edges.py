@@ -117,5 +117,6 @@ def test_features_that_carry_nothing_give_the_evidence_of_noise_alone() -> None:
         )
     expected = sum(per_class) / 3
     assert math.isclose(logme([[0.0] * 4] * n, labels), expected, rel_tol=1e-9)
+    assert math.isclose(logme(np.zeros((n, 0)), labels), expected, rel_tol=1e-9)  # no features
     # and features that do carry the labels score higher
     assert logme([[1.0 if y == k else 0.0 for k in range(3)] for y in labels], labels) > expected
