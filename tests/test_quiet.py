@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.finetune_helpers import make_images
-from tests.registry_backends import free_port
+from tests.registry_backends import free_port, port_taken
 from tests.serving_setup import PHOTOS, group_members, post, register_tiny, server_group
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,12 +250,19 @@ class Terminal:
         self.raw += chunk
         return bool(chunk)
 
-    def read_until(self, pattern: str, timeout: float) -> None:
+    def wait_for(self, pattern: str, timeout: float) -> bool:
+        """True once a screen line matches ``pattern``; False if the terminal closes or
+        ``timeout`` passes first."""
         deadline = time.monotonic() + timeout
         while not any(re.fullmatch(pattern, line) for line in screen_lines(self.text)):
             if time.monotonic() > deadline or not self._read(1.0):
-                self.kill()
-                pytest.fail(f"zoo {' '.join(self.args)}: no line {pattern!r}:\n{self.text}")
+                return False
+        return True
+
+    def read_until(self, pattern: str, timeout: float) -> None:
+        if not self.wait_for(pattern, timeout):
+            self.kill()
+            pytest.fail(f"zoo {' '.join(self.args)}: no line {pattern!r}:\n{self.text}")
 
     def ctrl_c(self) -> None:
         """What a terminal's Ctrl-C does: SIGINT to the foreground process group."""
@@ -274,6 +281,24 @@ class Terminal:
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _on_a_free_port(
+    args: list[str], env: dict[str, str], cwd: Path, ready: str, tries: int = 3
+) -> tuple[Terminal, int]:
+    """`zoo ARGS --port P` on a terminal, once it prints a line matching ``ready``. A port
+    free when chosen may be taken before zoo binds it (zoo refuses it in one line): a
+    fresh port, ``tries`` times in all."""
+    for attempt in range(tries):
+        port = free_port()
+        term = Terminal([*args, "--port", str(port)], env, cwd)
+        if term.wait_for(ready, 600):
+            return term, port
+        term.kill()
+        term.finish(60)  # closes its side of the terminal
+        if not port_taken(term.text) or attempt + 1 == tries:
+            pytest.fail(f"zoo {' '.join(term.args)}: no line {ready!r}:\n{term.text}")
+    raise AssertionError("unreachable")
 
 
 def _assert_only_zoo_lines(raw: str, shapes: tuple[str, ...], what: str) -> None:
@@ -335,9 +360,8 @@ def test_export_serve_and_ui_print_only_zoo_lines_on_a_terminal(tmp_path: Path) 
     for step in ("converting to ONNX", "fp32 gate", "registering it"):
         assert any(re.match(SPINNER + step, line) for line in shown), step
 
-    port = free_port()
-    serve = Terminal(["serve", "tiny", "--port", str(port), "--workers", "2"], env, tmp_path)
-    serve.read_until(rf"zoo: serving tiny\.onnx v1 .* on {URL}/invocations", 600)
+    ready = rf"zoo: serving tiny\.onnx v1 .* on {URL}/invocations"
+    serve, port = _on_a_free_port(["serve", "tiny", "--workers", "2"], env, tmp_path, ready)
     group = server_group(serve.proc.pid)
     assert len(group_members(group)) >= 4  # mlflow's CLI, uvicorn, its 2 workers
     image = base64.b64encode(PHOTOS[0].read_bytes()).decode("ascii")
@@ -355,9 +379,7 @@ def test_export_serve_and_ui_print_only_zoo_lines_on_a_terminal(tmp_path: Path) 
     # and a shutdown leave nothing (no access log, no INFO, no import-time warning).
     assert _server_log(serve.text) == []
 
-    port = free_port()
-    ui = Terminal(["ui", "--port", str(port)], env, tmp_path)
-    ui.read_until(rf"zoo: MLflow UI on {URL}", 600)
+    ui, port = _on_a_free_port(["ui"], env, tmp_path, rf"zoo: MLflow UI on {URL}")
     assert _get(f"http://127.0.0.1:{port}/health") == 200  # it answers once printed
     group = server_group(ui.proc.pid)
     assert _get(f"http://127.0.0.1:{port}/") == 200
