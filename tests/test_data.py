@@ -286,8 +286,8 @@ def test_a_class_too_small_for_the_parts_asked_for_is_named() -> None:
     from zoo.data.split import split_dataset
 
     expected = (
-        "class {} has 2 image(s); a split with a test set needs at least 3 per class "
-        "(training, validation, test): add images or drop --test-split"
+        "class {} has 2 image(s); a split into training, validation, test needs at least 3 "
+        "per class: add images or drop --test-split"
     )
     labels = [0, 0, 0, 1, 1]
     with pytest.raises(DataError) as err:
@@ -296,6 +296,19 @@ def test_a_class_too_small_for_the_parts_asked_for_is_named() -> None:
     with pytest.raises(DataError) as err:
         split_dataset(labels, 0.2, seed=0, test_fraction=0.2)
     assert str(err.value) == expected.format("1")
+    # the parts asked for, and so the count, are what the line names
+    with pytest.raises(DataError) as err:
+        split_dataset([0, 0, 1], 0.0, seed=0, test_fraction=0.5, classes=["cat", "dog"])
+    assert str(err.value) == (
+        "class dog has 1 image(s); a split into training, test needs at least 2 per class: "
+        "add images or drop --test-split"
+    )
+    with pytest.raises(DataError) as err:
+        split_dataset([0, 0, 1], 0.3, seed=0, classes=["cat", "dog"])
+    assert str(err.value) == (
+        "class dog has 1 image(s); a split into training, validation needs at least 2 per "
+        "class: add images or set --val-split 0"
+    )
 
 
 def test_fractions_outside_their_ranges_are_refused_in_one_line() -> None:

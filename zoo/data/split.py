@@ -66,9 +66,13 @@ def split_dataset(
         n = len(members)
         if n < needed:
             name = classes[label] if classes else str(label)
+            wanted = (
+                ["training"] + ["validation"] * (val_fraction > 0) + ["test"] * (test_fraction > 0)
+            )
+            fix = "drop --test-split" if test_fraction > 0 else "set --val-split 0"
             raise DataError(
-                f"class {name} has {n} image(s); a split with a test set needs at least 3 "
-                "per class (training, validation, test): add images or drop --test-split"
+                f"class {name} has {n} image(s); a split into {', '.join(wanted)} needs at "
+                f"least {needed} per class: add images or {fix}"
             )
         order = members[rng.permutation(n)]
         # never so many that validation (when asked for) or training has none of the class
