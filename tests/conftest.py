@@ -84,13 +84,9 @@ def _module_leaves_the_environment_as_it_found_it() -> Iterator[None]:
     """What a module-scoped fixture or an in-process zoo call exported (a store URI,
     HF_HUB_OFFLINE, HF_ENDPOINT) ends with the module: a later module on the same worker
     starts from the same environment whatever ran before it."""
-    saved = dict(os.environ)
+    saved: dict[str, str | None] = dict(os.environ)
     yield
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    for key, value in saved.items():
-        if os.environ.get(key) != value:
-            os.environ[key] = value
+    _restore(dict.fromkeys(set(os.environ) - set(saved)) | saved)  # new ones removed
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -72,9 +72,7 @@ def start_on_free_port(
             return proc, port
         except RuntimeError:
             stop_group(proc)
-            text = log.read_text(errors="replace").lower()
-            taken = port_taken(text)
-            if not taken or attempt + 1 == tries:
+            if not port_taken(log.read_text(errors="replace")) or attempt + 1 == tries:
                 raise
     raise AssertionError("unreachable")
 
