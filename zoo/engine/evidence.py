@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "cv_scores",
     "mcnemar_p",
     "per_test_alpha",
+    "small_fit_threads",
 ]
 
 AUTO_ALPHA = 0.05  # the conventional level; not tuned on any figure (docs/protocol.md)
@@ -47,6 +49,29 @@ AUTO_FOLDS = 5  # k of the k-fold cross-validation of cheap candidates
 # found one k-fold run's verdicts poorly replicable and recommend 10 repetitions with the
 # corrected t-test; the second evaluation saw a one-run lead (p = 0.006) not carry to test
 AUTO_REPEATS = 10
+
+
+# A problem of at most this many numbers (rows x columns) is fitted with BLAS on one
+# thread. Below it a matrix product takes well under a millisecond, and handing it to a
+# thread pool costs more than it saves: auto's 100 CV fits on 182 images of 1,776 stage
+# features took 3.6 CPU-s each with OpenBLAS's default pool and 0.1 on one thread, the
+# same coefficients to 1e-6 (bench/cv_threads.py); on a busy machine the pool's spinning
+# threads made the README's `--strategy auto --dry-run` minutes long. Above it (tens of
+# thousands of images) the pool pays again. Not tuned on any figure of docs/protocol.md.
+SMALL_FIT = 4_000_000
+
+
+@contextmanager
+def small_fit_threads(rows: int, cols: int) -> Iterator[None]:
+    """BLAS on one thread while a fit of ``rows`` x ``cols`` numbers runs, when that is
+    small (``SMALL_FIT``); the thread pools as they were otherwise and afterwards."""
+    if rows * cols > SMALL_FIT:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def per_test_alpha(challengers: int, alpha: float = AUTO_ALPHA) -> float:
@@ -107,7 +132,7 @@ def cv_scores(
     if k < 2 or len(counts[counts > 0]) < 2:
         return None
     cv = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), small_fit_threads(*x.shape):
         warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
         scores = cross_val_score(cv_head(), x, y, cv=cv, scoring="accuracy")
     return [float(v) for v in scores], k

@@ -26,7 +26,7 @@ from zoo.contract.types import Phase
 from zoo.engine import evaluate
 from zoo.engine.batches import image_batches, tensor_batches
 from zoo.engine.caches import substituted
-from zoo.engine.evidence import cv_classifier
+from zoo.engine.evidence import cv_classifier, small_fit_threads
 from zoo.engine.features import classifier, frozen_prefix, head_features, stage_probe
 from zoo.engine.optimize import build_optimizer, set_trainable, warmup_cosine
 from zoo.engine.seeding import epoch_seed, seed_everything
@@ -350,7 +350,7 @@ def fit_lbfgs(head: Any, x: Any, y: Any) -> None:
     import torch
 
     clf = cv_classifier()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), small_fit_threads(*x.shape):
         warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
         clf.fit(x.detach().cpu().double().numpy(), y.detach().cpu().numpy())
     coef = np.asarray(clf.coef_, dtype=np.float64)

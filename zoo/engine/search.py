@@ -42,6 +42,7 @@ from zoo.engine.evidence import (
     cv_scores,
     mcnemar_p,
     per_test_alpha,
+    small_fit_threads,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -367,7 +368,7 @@ def _refit_right(
     where = {r: i for i, r in enumerate(rows)}
     a = np.array([where[r] for r in inner])
     b = np.array([where[r] for r in held])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), small_fit_threads(len(a), x.shape[1]):
         warnings.simplefilter("ignore")
         head = cv_head().fit(x[a], y[a])
     return [bool(v) for v in head.predict(x[b]) == y[b]]
