@@ -11,9 +11,9 @@ input's tags, beside MLflow's context tag ``training``: MLflow keeps one profile
 the first run's split for every later run on the same data (docs/registry.md "Datasets").
 
 The registered epoch's metrics are logged (by zoo/engine/tracking.py, once the version
-exists) with the dataset and the version's logged model, so ``mlflow.search_logged_models(datasets=[{"dataset_name": ..., "dataset_digest":
-...}])`` finds the model, and ``mlflow.search_runs(filter_string="dataset.digest = '...'")``
-the run.
+exists) with the dataset and the version's logged model, so
+``mlflow.search_logged_models(datasets=[{"dataset_name": ..., "dataset_digest": ...}])``
+finds the model, and ``mlflow.search_runs(filter_string="dataset.digest = '...'")`` the run.
 """
 
 from __future__ import annotations
