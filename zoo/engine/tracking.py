@@ -80,9 +80,11 @@ class Tracking(Listener):
         if state.run_id:
             try:
                 mc.get_run(state.run_id)
-                return
             except Exception:
                 state.run_id = None
+            else:  # its dataset too (MLflow links it once; a run older than datasets gains it)
+                self.log_dataset()
+                return
         run = mc.create_run(
             store.experiment_id(EXPERIMENT),
             run_name=f"finetune {state.recipe.model_name()}",
