@@ -109,8 +109,9 @@ def list_cmd(license_: str | None, base: str | None, dataset: str | None, as_jso
 def _digest_of(path: Any) -> str:
     """A data folder's or CSV's digest, as a fine-tune computes it (nothing cached)."""
     from zoo.data import load_dataset
+    from zoo.progress import make_progress
 
-    return load_dataset(path, cache=False).digest
+    return load_dataset(path, cache=False, progress=make_progress()).digest
 
 
 def _row(v: Any) -> dict[str, Any]:
