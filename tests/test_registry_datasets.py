@@ -30,7 +30,7 @@ from registry_backends import (  # noqa: F401 - fixtures
 
 from zoo.cli import run
 
-pytestmark = pytest.mark.usefixtures("use_backend")
+on_both_backends = pytest.mark.usefixtures("use_backend")
 
 COMMON = ["--random-init", "--epochs", "1", "--image-size", "32", "--batch-size", "4"]
 
@@ -89,6 +89,7 @@ def _experiment() -> str:
     return str(exp.experiment_id)
 
 
+@on_both_backends
 def test_plain_mlflow_search_runs_by_dataset_digest(trained: dict[str, Any]) -> None:
     import mlflow
 
@@ -107,6 +108,7 @@ def test_plain_mlflow_search_runs_by_dataset_digest(trained: dict[str, Any]) -> 
         assert {r.info.run_id for r in both} == {v.run_id for v in versions}
 
 
+@on_both_backends
 def test_the_dataset_entity_carries_digest_source_profile_and_split(
     trained: dict[str, Any],
 ) -> None:
@@ -136,6 +138,7 @@ def test_the_dataset_entity_carries_digest_source_profile_and_split(
             assert tags["zoo.split_digest"] == split["digest"]
 
 
+@on_both_backends
 def test_plain_mlflow_search_logged_models_by_dataset(trained: dict[str, Any]) -> None:
     import mlflow
     from mlflow import MlflowClient
@@ -170,6 +173,7 @@ def _listed(capsys: pytest.CaptureFixture[str], query: str) -> tuple[str, set[st
     return doc["dataset"]["digest"], {v["model_uri"] for v in doc["versions"]}
 
 
+@on_both_backends
 def test_zoo_registry_list_by_digest_prefix_and_path(
     trained: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -187,6 +191,7 @@ def test_zoo_registry_list_by_digest_prefix_and_path(
         assert all(v.model_uri.split("/")[1] in out for v in versions)
 
 
+@on_both_backends
 def test_zoo_registry_list_refuses_what_is_neither_digest_nor_data(
     trained: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -197,6 +202,7 @@ def test_zoo_registry_list_refuses_what_is_neither_digest_nor_data(
         assert len(err.strip().splitlines()) == 1
 
 
+@on_both_backends
 def test_zoo_registry_show_lists_the_datasets(
     trained: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -222,19 +228,18 @@ def test_an_ambiguous_prefix_is_refused_in_one_line() -> None:
 
 @pytest.mark.slow
 def test_a_store_of_the_previous_release_lists_and_shows_without_datasets(
-    backend: Backend, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """tests/fixtures/compat-home.tar.gz (tests/test_compat_home.py): its fine-tune has a
     dataset digest tag and no MLflow dataset: --dataset finds it by the tag, show says
     the datasets are absent."""
-    if backend.name != "sqlite":
-        pytest.skip("the fixture is an embedded store")
     archive = Path(__file__).parent / "fixtures" / "compat-home.tar.gz"
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path, filter="data")
     home = tmp_path / "home"
     env = {**os.environ, "ZOO_HOME": str(home), "CI": "true", "NO_COLOR": "1", "COLUMNS": "300"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("ZOO_TRACKING_URI", None)
 
     def zoo(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "zoo", *args]
