@@ -63,14 +63,27 @@ def registry_group() -> None:
 @tracking_uri_option
 @click.option("--license", "license_", metavar="ID", help="Only versions with this licence.")
 @click.option("--base", metavar="REF", help="Only derivatives of this base model.")
+@click.option(
+    "--dataset",
+    metavar="DIGEST|PATH",
+    help="Only versions trained on this data set: its digest (sha256:HEX, the 32-hex form "
+    "MLflow shows, or a unique prefix) or its folder/CSV (hashed as `zoo finetune` does).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
-def list_cmd(license_: str | None, base: str | None, as_json: bool) -> None:
+def list_cmd(license_: str | None, base: str | None, dataset: str | None, as_json: bool) -> None:
     """List registered versions with parent, base model and licence."""
     from zoo.registry import list_versions
 
     versions = list_versions(license=license_, base=base)
+    extra: dict[str, Any] = {}
+    if dataset is not None:
+        from zoo.registry.datasets import versions_on
+
+        digest, versions = versions_on(versions, dataset, digest_of=_digest_of)
+        extra["dataset"] = {"query": dataset, "digest": digest}
     if as_json:
-        emit_json("registry_list", count=len(versions), versions=[_row(v) for v in versions])
+        rows = [_row(v) for v in versions]
+        emit_json("registry_list", count=len(versions), versions=rows, **extra)
         return
     from rich.table import Table
 
@@ -88,8 +101,17 @@ def list_cmd(license_: str | None, base: str | None, as_json: bool) -> None:
             ", ".join(v.aliases),
         )
     console().print(table)
-    console().print(plural(len(versions), "version"))
+    trained_on = f" trained on {extra['dataset']['digest']}" if extra.get("dataset") else ""
+    console().print(plural(len(versions), "version") + trained_on)
     _warn_unknown(versions)
+
+
+def _digest_of(path: Any) -> str:
+    """A data folder's or CSV's digest, as a fine-tune computes it (nothing cached)."""
+    from zoo.data import load_dataset
+    from zoo.progress import make_progress
+
+    return load_dataset(path, cache=False, progress=make_progress()).digest
 
 
 def _row(v: Any) -> dict[str, Any]:
@@ -109,6 +131,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
     REF is models:/NAME/N, models:/NAME/latest, models:/NAME@ALIAS or a registered NAME.
     """
     from zoo.registry import get_version
+    from zoo.registry.datasets import describe, run_datasets
     from zoo.registry.leakage_finding import seen_note
     from zoo.registry.modelcard import chosen_by_text, evaluation_text
     from zoo.registry.records import parents_of
@@ -139,6 +162,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
         ("strategy settings", readable(strategy["settings"]) if strategy.get("settings") else ""),
         ("strategy plugin", v.tags.get("zoo.strategy_plugin", "")),
         ("dataset digest", str(dataset.get("digest") or "")),
+        ("datasets", "\n".join(map(describe, run_datasets(v.run_id))) or "none recorded"),
         ("classes", ", ".join(v.class_names)),
         ("metrics", ", ".join(f"{k}={val:.4g}" for k, val in (lin.get("metrics") or {}).items())),
         ("leakage", seen_note(lin)),  # an ancestor trained on this version's test images

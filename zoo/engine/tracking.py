@@ -53,8 +53,9 @@ class Tracking(Listener):
         def conclude() -> dict[str, Any]:  # rank 0
             cm_png, curves_png, matrix_json = figure_files(state)
             files = [(cm_png, "figures"), (curves_png, "figures"), (matrix_json, None)]
-            self.log_final(result.metrics, files)
+            self.log_files(files)
             done = register.register(state, result, experiment=EXPERIMENT, again=self.again)
+            self.log_final(result.metrics, None if done.get("already_registered") else done)
             self.end("FINISHED")
             return done
 
@@ -79,9 +80,11 @@ class Tracking(Listener):
         if state.run_id:
             try:
                 mc.get_run(state.run_id)
-                return
             except Exception:
                 state.run_id = None
+            else:  # its dataset too (MLflow links it once; a run older than datasets gains it)
+                self.log_dataset()
+                return
         run = mc.create_run(
             store.experiment_id(EXPERIMENT),
             run_name=f"finetune {state.recipe.model_name()}",
@@ -106,6 +109,7 @@ class Tracking(Listener):
                 params[f"evidence.{key}"] = str(value)
         for key, value in params.items():
             mc.log_param(state.run_id, key, value)
+        self.log_dataset()
         import yaml
 
         effective = state.recipe.to_dict()
@@ -127,17 +131,55 @@ class Tracking(Listener):
             if key not in {"epoch", "phase", "phase_epoch"} and isinstance(value, (int, float)):
                 mc.log_metric(self.state.run_id, key, float(value), step=step)
 
-    def log_final(self, metrics: dict[str, float], files: list[tuple[Path, str | None]]) -> None:
+    def log_files(self, files: list[tuple[Path, str | None]]) -> None:
+        """The run's figures and confusion matrix (before registering: the version holds
+        them too)."""
+        if not self.state.run_id:
+            return
+        mc = self._client()
+        for path, artifact_path in files:
+            mc.log_artifact(self.state.run_id, str(path), artifact_path=artifact_path)
+
+    def log_final(self, metrics: dict[str, float], version: dict[str, Any] | None) -> None:
         """The registered epoch's metrics (``final.val_accuracy`` beside the per-epoch
-        series) and the run's figures and confusion matrix."""
+        series), logged once registration made the version: linked to its logged model
+        and to the run's dataset (MLflow 3's logged-model metrics, which
+        ``search_logged_models`` filters by dataset). ``version``: None when another host
+        registered the recipe (nothing of this run to link)."""
+        from zoo.registry.datasets import dataset_key
+        from zoo.registry.records import TAG
+
         run_id = self.state.run_id
         if not run_id:
             return
         mc = self._client()
+        model_id, name, digest = None, None, None
+        if version is not None:
+            mv = mc.get_model_version(version["name"], str(version["version"]))
+            model_id = (mv.tags or {}).get(TAG.MODEL_ID)
+            name, digest = dataset_key(mc.get_run(run_id)) or (None, None)
         for key, value in metrics.items():
-            mc.log_metric(run_id, f"final.{key}" if key == "val_accuracy" else key, value)
-        for path, artifact_path in files:
-            mc.log_artifact(run_id, str(path), artifact_path=artifact_path)
+            mc.log_metric(
+                run_id,
+                f"final.{key}" if key == "val_accuracy" else key,
+                float(value),
+                dataset_name=name,
+                dataset_digest=digest,
+                model_id=model_id,
+            )
+
+    def log_dataset(self) -> None:
+        """The run's data as an MLflow dataset input (zoo/registry/datasets.py)."""
+        from zoo.registry.datasets import dataset_input
+
+        state = self.state
+        split = state.split
+        shas = [s.sha256 for s in state.data.samples]
+        counts = {"train": len(split.train), "validation": len(split.val), "test": len(split.test)}
+        found = dataset_input(
+            state.data, state.recipe.data, counts, split.digest(shas), state.recipe.seed
+        )
+        self._client().log_inputs(state.run_id, datasets=[found])
 
     def end(self, status: str) -> None:
         if not self.state.run_id:

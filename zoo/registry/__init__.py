@@ -5,9 +5,9 @@ resolution, the lineage record, the Markdown description), ``modelcard`` (Huggin
 model card), ``write`` and ``write_export`` (registering a trained model, an export),
 ``read`` (looking up, zoo's reload), ``tree`` (lineage trees), ``maintain`` (aliases,
 deletes, the invariant scan), ``store`` with ``store_health`` and ``store_guard`` (the
-MLflow store), ``server`` and ``supervise`` (the MLflow server zoo starts), ``leakage``
-(splits against ancestors' images). Importing this package imports no mlflow or torch;
-the functions do.
+MLflow store), ``server`` and ``supervise`` (the MLflow server zoo starts), ``datasets``
+(a run's data as an MLflow dataset, versions by data set), ``leakage`` (splits against
+ancestors' images). Importing this package imports no mlflow or torch; the functions do.
 """
 
 from __future__ import annotations
