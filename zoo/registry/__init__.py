@@ -2,12 +2,13 @@
 
 Modules, one job each: ``records`` (the version record, tag names), ``lineage`` (parent
 resolution, the lineage record), ``describe`` (the Markdown description, children listed
-as they register), ``picture`` (the lineage drawn), ``modelcard`` (Hugging Face model card), ``write`` and ``write_export`` (registering a trained model, an export),
-``read`` (looking up, zoo's reload), ``tree`` (lineage trees), ``maintain`` (aliases,
-deletes, the invariant scan), ``store`` with ``store_health`` and ``store_guard`` (the
-MLflow store), ``server`` and ``supervise`` (the MLflow server zoo starts), ``leakage``
-(splits against ancestors' images). Importing this package imports no mlflow or torch;
-the functions do.
+as they register), ``picture`` (the lineage drawn), ``modelcard`` (Hugging Face model
+card), ``write`` and ``write_export`` (registering a trained model, an export), ``read``
+(looking up, zoo's reload), ``tree`` (lineage trees), ``maintain`` (aliases, deletes,
+the invariant scan), ``store`` with ``store_health`` and ``store_guard`` (the MLflow
+store), ``server`` and ``supervise`` (the MLflow server zoo starts), ``leakage`` (splits
+against ancestors' images). Importing this package imports no mlflow or torch; the
+functions do.
 """
 
 from __future__ import annotations
