@@ -124,6 +124,11 @@ def test_chain_lineage_and_plain_mlflow_load_match_zoo_reload(
     assert v2.tags["zoo.parent_sha256"] == v1.tags["zoo.weights_sha256"]
     assert v2.lineage["chain"] == [f"{BASE}@0123abcd", f"models:/{name}/1"]
     assert v1.license == "apache-2.0" and v2.license == "cc-by-nc-4.0"
+    # the parent's description lists its child, on this backend too (issue 25)
+    from zoo.registry import get_version
+
+    listed = get_version(v1.model_uri).description.partition("Derived from this version")[2]
+    assert f"[models:/{name}/2](#/models/{name}/versions/2)" in listed
 
     code, out, _ = _cli(capsys, "registry", "lineage", name)
     assert code == 0

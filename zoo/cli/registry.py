@@ -1,5 +1,6 @@
-"""`zoo registry ...` (list, show, lineage, alias, delete, check; `serve` is in
-zoo/cli/registry_server.py); `zoo ui` is in zoo/cli/serve.py with `zoo serve`."""
+"""`zoo registry ...` (list, show, where, alias, delete, check; `lineage` is in
+zoo/cli/registry_lineage.py, `serve` in zoo/cli/registry_server.py); `zoo ui` is in
+zoo/cli/serve.py with `zoo serve`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any, TypeVar
 import click
 
 from zoo.cli.output import console, emit_json, note, plural, readable, warn
+from zoo.cli.registry_lineage import license_cell as _license_cell
+from zoo.cli.registry_lineage import lineage_cmd
+from zoo.cli.registry_lineage import warn_unknown as _warn_unknown
 from zoo.cli.registry_server import serve_cmd
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,16 +38,6 @@ def tracking_uri_option(func: F) -> F:
     )(func)
 
 
-def _license_cell(license_id: str) -> str:
-    return "[yellow]unknown ⚠[/]" if license_id == "unknown" else license_id
-
-
-def _warn_unknown(versions: list[Any]) -> None:
-    for v in versions:
-        if v.license_warning:
-            warn(v.license_warning)
-
-
 @click.group("registry")
 @tracking_uri_option
 def registry_group() -> None:
@@ -53,6 +47,7 @@ def registry_group() -> None:
       zoo registry list --license cc-by-nc-4.0
       zoo registry show models:/pets-classifier/2
       zoo registry lineage pets-classifier
+      zoo registry lineage timm:resnet50 --format svg -o tree.svg
 
     The store is the embedded one under ZOO_HOME unless --tracking-uri or
     MLFLOW_TRACKING_URI names a server.
@@ -194,51 +189,6 @@ def _parent_rows(v: Any) -> list[tuple[str, str]]:
     return [("parents", "\n".join(lines))]
 
 
-@registry_group.command("lineage")
-@tracking_uri_option
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
-def lineage_cmd(name: str, as_json: bool) -> None:
-    """Tree from the root base model to every derivative of NAME, with licences.
-
-    Exports (ONNX, ...) appear under the version they were made from.
-    """
-    from zoo.registry.tree import lineage_trees
-
-    roots = lineage_trees(name)
-    if as_json:
-        emit_json("registry_lineage", name=name, roots=[r.to_dict() for r in roots])
-        return
-    from rich.tree import Tree
-
-    out = console()
-    unknown = []
-    for root in roots:
-        tree = Tree(f"[bold]{root.reference}[/]  {_license_cell(root.license)}")
-
-        def add(branch: Any, node: Any) -> None:
-            for child in node.children:
-                v = child.version
-                bits = [f"[bold]{child.reference}[/]", _license_cell(child.license)]
-                if v.relation == "export":
-                    bits.append(f"export ({v.tags.get('zoo.format', '?')})")
-                elif v.tags.get("zoo.strategy"):
-                    bits.append(f"strategy {v.tags['zoo.strategy']}")
-                if v.aliases:
-                    bits.append("@" + ", @".join(v.aliases))
-                if v.tags.get("zoo.license_override"):
-                    bits.append(f"[magenta]licence override: {v.tags['zoo.license_override']}[/]")
-                if child.also_under:
-                    bits.append(f"(also under {', '.join(child.also_under)})")
-                if child.license == "unknown":
-                    unknown.append(v)
-                add(branch.add("  ".join(bits)), child)
-
-        add(tree, root)
-        out.print(tree)
-    _warn_unknown(unknown)
-
-
 @registry_group.command("where")
 @tracking_uri_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
@@ -371,6 +321,7 @@ def _clean_staging() -> list[str]:
     return [str(p) for p in [*clean_imports(), *clean_exports(subdir("exports"))]]
 
 
+registry_group.add_command(tracking_uri_option(lineage_cmd))
 registry_group.add_command(serve_cmd)
 
 COMMANDS = [registry_group]

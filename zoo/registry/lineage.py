@@ -1,4 +1,5 @@
-"""The lineage record of a derivative: where it comes from, how it was made, its licence.
+"""The lineage record of a derivative: where it comes from, how it was made, its licence
+(its Markdown description: :mod:`zoo.registry.describe`, re-exported here).
 
 A parent is a provider reference pinned to a revision and weights SHA-256
 (``timm:arch.tag@rev``), ``local:NAME`` with its SHA-256, or another registered version
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
-from urllib.parse import quote
 
 from zoo.contract.errors import IntegrityError, NotFoundError
 from zoo.contract.refs import parse_ref
 from zoo.licenses.compat import Ancestor
 from zoo.licenses.ids import UNKNOWN, normalize_license
+from zoo.registry.describe import describe_markdown, version_link
 from zoo.registry.records import RegisteredVersion, parents_of
 
 __all__ = [
@@ -305,78 +306,3 @@ def build_record(
     if architecture:
         record["architecture"] = dict(architecture)
     return record
-
-
-def version_link(model_uri: str) -> str:
-    """The MLflow UI's page for ``models:/NAME/N`` (a hash route, relative to the UI)."""
-    ref = parse_ref(model_uri)
-    return f"#/models/{quote(ref.name, safe='')}/versions/{ref.version}"
-
-
-def _code(text: Any) -> str:
-    return f"`{text}`" if text not in (None, "") else "—"
-
-
-def describe_markdown(record: Mapping[str, Any]) -> str:
-    """The version description the MLflow UI shows: the lineage, readable on its own."""
-    base = record.get("base") or {}
-    lic = record.get("license") or {}
-    strategy = record.get("strategy") or {}
-    dataset = record.get("dataset") or {}
-    parent_md = ", ".join(_parent_md(p) for p in parents_of(record)) or "—"
-    plugin = strategy.get("plugin") or {}
-    plugin_txt = " ".join(str(p) for p in (plugin.get("distribution"), plugin.get("version")) if p)
-    strategy_md = _code(strategy.get("name")) + (f" from {plugin_txt}" if plugin_txt else "")
-    dataset_md = _code(dataset.get("digest"))
-    classes = dataset.get("classes")
-    counts = dataset.get("counts")
-    if classes:
-        total = sum(counts.values()) if isinstance(counts, Mapping) else None
-        dataset_md += f" ({len(classes)} classes" + (f", {total} images)" if total else ")")
-    license_md = f"**{lic.get('id', UNKNOWN)}**"
-    if lic.get("id", UNKNOWN) == UNKNOWN:
-        license_md += " ⚠️ unknown: check the base model's terms before shipping"
-    elif lic.get("inherited"):
-        license_md += " (inherited from the parent)"
-    relation = record.get("relation", "finetune")
-    lines = [
-        f"**zoo {relation}** of {parent_md}",
-        "",
-        "| lineage | |",
-        "|---|---|",
-        f"| Parent | {parent_md} |",
-        f"| Base model | {_code(base.get('reference'))} |",
-        f"| Relation | {relation} |",
-    ]
-    if relation != "export":
-        lines += [f"| Strategy | {strategy_md} |", f"| Dataset digest | {dataset_md} |"]
-    lines.append(f"| Licence | {license_md} |")
-    if lic.get("override"):
-        lines.append(
-            f"| Licence override | {lic['override']} (parent licence {lic.get('parent')}) |"
-        )
-    metrics = record.get("metrics") or {}
-    if metrics:
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
-        lines.append(f"| Metrics | {shown} |")
-    chain = record.get("chain") or []
-    if len(chain) > 1 and len(parents_of(record)) < 2:  # several parents: a DAG, listed above
-        lines += ["", "Chain: " + " → ".join(_chain_item(c) for c in chain)]
-    return "\n".join(lines) + "\n"
-
-
-def _parent_md(parent: Mapping[str, Any]) -> str:
-    reference = str(parent.get("reference") or "")
-    if parent.get("kind") == "registered":
-        out = f"[{reference}]({version_link(reference)})"
-    else:
-        out = _code(reference)
-    if parent.get("sha256"):
-        out += f" (sha256 `{str(parent['sha256'])[:16]}…`)"
-    return out
-
-
-def _chain_item(reference: str) -> str:
-    if reference.startswith("models:/"):
-        return f"[{reference}]({version_link(reference)})"
-    return f"`{reference}`"

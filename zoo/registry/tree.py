@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.contract.errors import NotFoundError
-from zoo.contract.refs import JOINER
+from zoo.contract.refs import JOINER, parse_ref
 from zoo.registry.read import list_versions
 from zoo.registry.records import TAG, RegisteredVersion, parents_of
 
-__all__ = ["LineageNode", "lineage_trees"]
+__all__ = ["LineageNode", "children_of", "derivative_trees", "lineage_trees", "parent_keys"]
 
 
 @dataclass
@@ -45,7 +45,7 @@ class LineageNode:
         return out
 
 
-def _parent_keys(v: RegisteredVersion) -> list[str]:
+def parent_keys(v: RegisteredVersion) -> list[str]:
     """Every parent of ``v`` (several for a multi-backbone probe; the tag joins them)."""
     if v.relation == "export":
         key = v.tags.get(TAG.DERIVED_FROM) or v.parent
@@ -68,6 +68,32 @@ def _root_license(root: str, everything: list[RegisteredVersion]) -> str:
     return "unknown"
 
 
+def children_of(model_uri: str) -> list[RegisteredVersion]:
+    """Versions made from ``model_uri`` (fine-tunes, exports, multi-parent versions that
+    name it among their parents), by name and number."""
+    kids = [v for v in list_versions() if model_uri in parent_keys(v)]
+    return sorted(kids, key=lambda v: (v.name, v.version))
+
+
+def _grow(roots: list[str], everything: list[RegisteredVersion]) -> list[LineageNode]:
+    by_parent: dict[str, list[RegisteredVersion]] = {}
+    for v in everything:
+        for key in parent_keys(v):
+            by_parent.setdefault(key, []).append(v)
+
+    def build(node: LineageNode, seen: set[str]) -> LineageNode:
+        for child in sorted(by_parent.get(node.reference, []), key=lambda v: (v.name, v.version)):
+            if child.model_uri in seen:
+                continue
+            seen.add(child.model_uri)
+            others = [p for p in parent_keys(child) if p != node.reference]
+            item = LineageNode(child.model_uri, child.license, child, also_under=others)
+            node.children.append(build(item, seen))
+        return node
+
+    return [build(LineageNode(r, _root_license(r, everything)), set()) for r in roots]
+
+
 def lineage_trees(name: str) -> list[LineageNode]:
     """One tree per root base of ``name``'s versions, with every descendant of that root
     (other registered models fine-tuned from the same chain included)."""
@@ -77,22 +103,25 @@ def lineage_trees(name: str) -> list[LineageNode]:
         raise NotFoundError(
             f"no registered model named '{name}': see `zoo registry list` for the names"
         )
-    by_parent: dict[str, list[RegisteredVersion]] = {}
-    for v in everything:
-        for key in _parent_keys(v):
-            by_parent.setdefault(key, []).append(v)
+    return _grow(sorted({root for v in mine for root in _roots(v)}), everything)
 
-    def build(node: LineageNode, seen: set[str]) -> LineageNode:
-        for child in sorted(by_parent.get(node.reference, []), key=lambda v: (v.name, v.version)):
-            if child.model_uri in seen:
-                continue
-            seen.add(child.model_uri)
-            others = [p for p in _parent_keys(child) if p != node.reference]
-            item = LineageNode(child.model_uri, child.license, child, also_under=others)
-            node.children.append(build(item, seen))
-        return node
 
-    roots: list[LineageNode] = []
-    for base in sorted({root for v in mine for root in _roots(v)}):
-        roots.append(build(LineageNode(base, _root_license(base, everything)), set()))
-    return roots
+def derivative_trees(reference: str) -> list[LineageNode]:
+    """Every registered derivative of the catalogue reference ``reference`` (any model
+    name), one tree per pinned revision of it that versions were made from; ``[]`` when
+    nothing registered derives from it. A reference without ``@REV`` matches every
+    revision; one with a revision matches that one."""
+    wanted = parse_ref(reference)
+    everything = list_versions()
+    keys = {key for v in everything for key in parent_keys(v) if not key.startswith("models:/")}
+
+    def matches(key: str) -> bool:
+        try:
+            have = parse_ref(key)
+        except Exception:  # a parent recorded in a form this zoo no longer parses
+            return key == reference
+        if wanted.revision is not None:
+            return str(have) == str(wanted)
+        return (have.scheme, have.name) == (wanted.scheme, wanted.name)
+
+    return _grow(sorted(k for k in keys if matches(k)), everything)

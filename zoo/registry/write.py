@@ -26,14 +26,10 @@ from typing import Any
 
 from zoo.contract.errors import IntegrityError, UsageError
 from zoo.licenses.compat import decide_licenses
-from zoo.registry.lineage import (
-    Pin,
-    build_record,
-    describe_markdown,
-    resolve_parents,
-    strategy_plugin_of,
-)
+from zoo.registry.describe import describe_markdown, list_in_parents
+from zoo.registry.lineage import Pin, build_record, resolve_parents, strategy_plugin_of
 from zoo.registry.modelcard import model_card
+from zoo.registry.picture import SVG_FILE, lineage_svg
 from zoo.registry.read import WEIGHTS_FILE, get_version, sha256_file
 from zoo.registry.records import TAG, RegisteredVersion, from_model_version
 from zoo.registry.store import client, experiment_id
@@ -222,6 +218,7 @@ def _finish(
     mc.set_tag(run_id, TAG.RUN_REGISTRATION, f"{mv.name}/{mv.version}")
     if created_run:
         mc.set_terminated(run_id, "FINISHED")
+    list_in_parents(mc, record, f"models:/{mv.name}/{mv.version}")  # never undoes it
     return from_model_version(mc.get_model_version(mv.name, mv.version))
 
 
@@ -367,6 +364,7 @@ def _write_extras(
 
     (staging / LINEAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True), "utf-8")
     (staging / CARD_FILE).write_text(model_card(name, record), "utf-8")
+    (staging / SVG_FILE).write_bytes(lineage_svg(record, name=name, get_version=get_version))
     for inner, src in (artifacts or {}).items():
         dst = staging / inner
         if (
