@@ -103,6 +103,7 @@ def test_deterministic_version_reproduces_to_the_same_weights_sha256(
     assert report["kind"] == "registry_reproduce"
     assert report["weights_sha256"]["reproduced"] == _registered_sha(uri)
     assert report["identical"] is True and report["deterministic"] is True
+    assert report["notes"] == []  # same libraries, device kind and process count: nothing said
     assert report["data"] == str(store.data.resolve())  # the recorded path, by default
     assert {m["name"] for m in report["metrics"]} >= {"val_accuracy", "val_loss"}
     assert all(m["difference"] == 0 for m in report["metrics"])
@@ -157,6 +158,45 @@ def test_a_version_without_a_recipe_is_refused_in_one_line(
 ) -> None:
     """Registered through the library (as older zoo versions and other tools did): its
     lineage records no recipe, so there is nothing to train again."""
+    _register_through_the_library("rp-library")
+    before = _versions(capsys)
+    code, out, err = _cli(capsys, "registry", "reproduce", "models:/rp-library/1")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "records no recipe" in err and "Traceback" not in err
+    assert _versions(capsys) == before
+    code, _, err = _cli(capsys, "registry", "reproduce", "models:/no-such/1")
+    assert code == 3 and err.count("\n") == 1
+
+
+def test_causes_for_other_bytes_are_said_and_the_metrics_compared(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A version whose lineage says it trained elsewhere (other libraries, a GPU, two
+    processes) and whose weights are not the ones this recipe gives: each cause is one
+    line before the run, the metrics are set side by side, and --check exits 4."""
+    from mlflow import MlflowClient
+
+    version = _register_through_the_library("rp-elsewhere")
+    lineage = _lineage_of("models:/rp/1")
+    lineage["versions"]["torch"] = "1.0.0"
+    lineage["strategy"]["settings"]["runtime"] = {"device": "cuda", "processes": 2}
+    lineage["metrics"]["val_accuracy"] = 0.25
+    MlflowClient().set_model_version_tag(
+        version.name, str(version.version), "zoo.lineage", json.dumps(lineage)
+    )
+    code, out, err = _cli(capsys, "registry", "reproduce", version.model_uri, "--check")
+    assert code == 4
+    before_run = err.split("reproducing")[0]
+    assert "library versions differ from the recorded ones (torch 1.0.0 -> " in before_run
+    assert "was trained on cuda, reproduced on cpu" in before_run
+    assert "was trained on 2 processes" in before_run
+    assert "weights differ" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("val_accuracy "))
+    assert row[1] == "0.25" and float(row[3]) == pytest.approx(float(row[2]) - 0.25)
+    assert err.strip().splitlines()[-1].startswith("zoo: error: the reproduced weights of")
+
+
+def _register_through_the_library(name: str) -> Any:
     import torch
 
     from zoo import registry
@@ -165,9 +205,9 @@ def test_a_version_without_a_recipe_is_refused_in_one_line(
 
     ref = parse_ref("timm:test_resnet.r160_in1k")
     model = provider_for(ref).build(ref, num_classes=2, pretrained=False).model
-    registry.register_derivative(
+    return registry.register_derivative(
         model,
-        name="rp-library",
+        name=name,
         parent=str(ref),
         strategy="linear-probe",
         strategy_settings={"epochs": 1},
@@ -177,13 +217,6 @@ def test_a_version_without_a_recipe_is_refused_in_one_line(
         preprocessing=None,
         class_names=["a", "b"],
     )
-    before = _versions(capsys)
-    code, out, err = _cli(capsys, "registry", "reproduce", "models:/rp-library/1")
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and "records no recipe" in err and "Traceback" not in err
-    assert _versions(capsys) == before
-    code, _, err = _cli(capsys, "registry", "reproduce", "models:/no-such/1")
-    assert code == 3 and err.count("\n") == 1
 
 
 def _lineage_of(uri: str) -> dict[str, Any]:
