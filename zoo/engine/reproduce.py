@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.contract.errors import DataError
+from zoo.contract.errors import DataError, Interrupted
 from zoo.engine.events import Callback
 from zoo.engine.reproduce_plan import Reproduction, plan_reproduction
 from zoo.progress import say
@@ -62,6 +62,11 @@ def reproduce(
             tell(f"reproducing {plan.model_uri} in {folder} (from scratch; nothing is registered)")
             result = finetune(plan.recipe, register=False, callbacks=[watch], folder=folder)
             sha = watch.sha256
+        except Interrupted:  # the loop's line says "re-run to continue": not here
+            raise Interrupted(
+                f"the reproduction of {plan.model_uri} was interrupted; its folder is removed "
+                "and nothing was registered: run the command again (it starts from scratch)"
+            ) from None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return _report(plan, result, digest, sha, watch.notes, time.monotonic() - start)
