@@ -153,6 +153,24 @@ def test_the_lineage_records_what_reproduce_needs(store: Store) -> None:
     assert lineage["strategy"]["settings"]["runtime"] == {"device": "cpu", "processes": 1}
 
 
+def test_a_version_trained_from_a_csv_manifest_reproduces_from_it(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lineage's ``dataset.path`` is the manifest itself (``root`` is its folder)."""
+    manifest = store.root / "manifest.csv"
+    images = sorted(store.data.rglob("*.png"))
+    rows = [f"data/{p.relative_to(store.data)},{p.parent.name}" for p in images]
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n", "utf-8")
+    args = ["timm:test_resnet", str(manifest), "--name", "rp-csv", *TINY]
+    assert run(["finetune", *args, "--config", str(store.root / "recipe.yaml")]) == 0
+    capsys.readouterr()
+    code, out, err = _cli(capsys, "registry", "reproduce", "models:/rp-csv/1", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["data"] == str(manifest.resolve()) and report["identical"] is True
+    assert report["weights_sha256"]["reproduced"] == _registered_sha("models:/rp-csv/1")
+
+
 def test_a_version_without_a_recipe_is_refused_in_one_line(
     store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
