@@ -13,6 +13,7 @@ from zoo.cli.output import console, emit_json, note, plural, readable, warn
 from zoo.cli.registry_lineage import license_cell as _license_cell
 from zoo.cli.registry_lineage import lineage_cmd
 from zoo.cli.registry_lineage import warn_unknown as _warn_unknown
+from zoo.cli.registry_reproduce import reproduce_cmd
 from zoo.cli.registry_server import serve_cmd
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -313,15 +314,18 @@ def check_cmd(clean: bool, verify: bool, as_json: bool) -> None:
 
 
 def _clean_staging() -> list[str]:
-    """Leftovers of killed `zoo import` (local/) and `zoo export` ($ZOO_HOME/exports)."""
+    """Leftovers of killed `zoo import` (local/), `zoo export` ($ZOO_HOME/exports) and
+    `zoo registry reproduce` ($ZOO_HOME/reproduce)."""
     from zoo.deploy.export import clean_staging as clean_exports
-    from zoo.disk.paths import subdir
+    from zoo.disk.paths import home, remove_stale_staging, subdir
     from zoo.weights.local import clean_staging as clean_imports
 
-    return [str(p) for p in [*clean_imports(), *clean_exports(subdir("exports"))]]
+    reproduced = remove_stale_staging(home() / "reproduce", "run-")
+    return [str(p) for p in [*clean_imports(), *clean_exports(subdir("exports")), *reproduced]]
 
 
 registry_group.add_command(tracking_uri_option(lineage_cmd))
 registry_group.add_command(serve_cmd)
+registry_group.add_command(tracking_uri_option(reproduce_cmd))
 
 COMMANDS = [registry_group]

@@ -26,6 +26,8 @@ with checkpoints, MLflow metrics, registration); ``launch`` runs it under torchr
     context.py     device, precision, processes (Dist, Runtime)
     distributed.py torchrun launch (one node or several), the worker's entry point
     seeding.py     per-epoch seeds and RNG state
+    reproduce.py   `zoo registry reproduce`: a version trained again from its lineage
+    reproduce_plan.py  its recipe rebuilt from the lineage, the causes for other bytes
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from zoo.contract.errors import DataError, UsageError
 from zoo.engine import checkpoint
@@ -35,6 +36,7 @@ def finetune(
     again: bool = False,
     register: bool = True,
     callbacks: Sequence[Callback] = (),
+    folder: Path | None = None,
 ) -> FinetuneResult:
     """Run (or resume) one fine-tuning recipe and register its best epoch.
 
@@ -48,6 +50,10 @@ def finetune(
     command waits, then finds the result. Under torchrun the launching process holds the
     lock (``distributed.launch_torchrun``), so the ranks never wait for each other on
     it. The lock is taken once the recipe is set up: a refusal writes nothing.
+
+    ``folder``: train in this (empty) folder instead of the recipe's checkpoint folder
+    (``run_dir``): nothing of an earlier run of the same recipe is found, resumed or
+    overwritten, and the recipe's lock is not taken (``zoo registry reproduce``).
     """
     if resume and restart:
         raise UsageError(
@@ -55,10 +61,11 @@ def finetune(
             "recipe's checkpoint, --restart discards it; pass one of them"
         )
     start = time.monotonic()
-    state = prepare(recipe, register=register, callbacks=callbacks)  # refusals write nothing
+    # refusals write nothing
+    state = prepare(recipe, register=register, callbacks=callbacks, folder=folder)
     _same_data_everywhere(state)
     state.listeners = wire(state, callbacks, again=again)
-    if "LOCAL_RANK" in os.environ:
+    if "LOCAL_RANK" in os.environ or folder is not None:
         return run(state, start, resume=resume, restart=restart, again=again)
     with checkpoint.recipe_lock(recipe):
         return run(state, start, resume=resume, restart=restart, again=again)

@@ -8,6 +8,7 @@ not registered twice (``registered_by_recipe``): the result names that version.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.engine.batches import example
@@ -43,7 +44,10 @@ def register(
     settings["recipe"] = {
         k: v for k, v in state.recipe.to_dict().items() if k not in _NOT_IN_LINEAGE
     }
+    # what `zoo registry reproduce` runs again: where it trained (a cause of other bytes)
+    settings["runtime"] = {"device": state.rt.device.type, "processes": state.dist.world}
     dataset = state.data.record()
+    dataset["path"] = str(Path(state.recipe.data).expanduser().resolve())  # folder or CSV
     dataset["split"] = {
         "val_split": state.recipe.val_split,
         "test_split": state.recipe.test_split,

@@ -72,11 +72,13 @@ def prepare(
     progress: Callable[[], Any] = _progress,
     trials: bool = True,
     leakage: bool = True,
+    folder: Path | None = None,
 ) -> RunState:
     """The run's state, its plan made; ``trials=False`` (a dry run): a choosing strategy's
     search scores only its cheap candidates and lists the trials it would run;
     ``leakage=False`` (a caller that trains nothing, such as rank): no check of the
-    ancestors' held-out images (zoo/registry/leakage.py)."""
+    ancestors' held-out images (zoo/registry/leakage.py); ``folder``: the run's folder
+    instead of the recipe's own (``run_dir``)."""
     import torch
 
     if recipe.deterministic:
@@ -134,7 +136,7 @@ def prepare(
         recipe=recipe,
         dist=dist,
         rt=rt,
-        dir=run_dir(recipe),
+        dir=folder if folder is not None else run_dir(recipe),
         data=data,
         split=split,
         pre=pre,
