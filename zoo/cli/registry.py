@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from zoo.cli.output import console, emit_json, note, plural, readable, warn
+from zoo.cli.registry_push import push_cmd
 from zoo.cli.registry_server import serve_cmd
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -196,6 +197,9 @@ def lineage_cmd(name: str, as_json: bool) -> None:
             for child in node.children:
                 v = child.version
                 bits = [f"[bold]{child.reference}[/]", _license_cell(child.license)]
+                if v is None:  # a pushed repo a version here was fine-tuned from
+                    add(branch.add("  ".join([*bits, "(not in this store)"])), child)
+                    continue
                 if v.relation == "export":
                     bits.append(f"export ({v.tags.get('zoo.format', '?')})")
                 elif v.tags.get("zoo.strategy"):
@@ -348,5 +352,6 @@ def _clean_staging() -> list[str]:
 
 
 registry_group.add_command(serve_cmd)
+registry_group.add_command(push_cmd)
 
 COMMANDS = [registry_group]
