@@ -12,7 +12,23 @@ from zoo.cli.output import emit_json, note
 __all__ = ["push_cmd"]
 
 
+def _use_tracking_uri(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:  # as zoo/cli/registry.py's tracking_uri_option (which imports this module)
+        from zoo.registry.store import configure
+
+        configure(value)
+
+
 @click.command("push")
+@click.option(
+    "--tracking-uri",
+    metavar="URI",
+    expose_value=False,
+    is_eager=True,
+    callback=_use_tracking_uri,
+    help="MLflow server or database holding the version (default: $MLFLOW_TRACKING_URI, "
+    "else the embedded store under ZOO_HOME).",
+)
 @click.argument("ref", metavar="models:/NAME/N")
 @click.argument("target", metavar="hf:ORG/REPO")
 @click.option("--private", is_flag=True, help="Create the repo private (when it is new).")

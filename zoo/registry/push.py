@@ -164,7 +164,7 @@ def hub_card(version: RegisteredVersion, base_model: str | None) -> str:
     from zoo.registry.modelcard import model_card
 
     card = ModelCard(model_card(version.name, version.lineage))
-    data = card.data
+    data: Any = card.data  # a ModelCardData (ModelCard.card_data_class)
     for key, value in _card_license(version.license).items():
         setattr(data, key, value)
     if base_model:

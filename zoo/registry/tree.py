@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from zoo.contract.errors import NotFoundError
@@ -80,7 +81,7 @@ def _pushed_links(everything: list[RegisteredVersion]) -> dict[str, dict[str, st
             for a in (v.lineage.get("license") or {}).get("ancestors") or ()
             if isinstance(a, dict)
         }
-        for above, below in zip(chain, chain[1:], strict=False):
+        for above, below in pairwise(chain):
             if not below.startswith("models:/"):
                 links.setdefault(above, {})[below] = str(licences.get(below) or "unknown")
     return links

@@ -40,7 +40,8 @@ class Upstream:
 
 def upstream_lineage(reference: str) -> Upstream | None:
     """The pulled repo's upstream lineage, from the local cache record of ``reference``
-    (pinned), or None (not pulled, no ``lineage.json``, or not one zoo wrote)."""
+    (pinned), or None (not pulled, no ``lineage.json``, or not one `zoo registry push`
+    wrote: it has ``pushed``)."""
     try:
         ref = parse_ref(reference)
     except Exception:
@@ -57,6 +58,8 @@ def upstream_lineage(reference: str) -> Upstream | None:
         record = json.loads(path.read_text(encoding="utf-8")) if path else None
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or not (record.get("base") or {}).get("reference"):
+    if not isinstance(record, dict) or "pushed" not in record:  # not one zoo pushed
+        return None
+    if not (record.get("base") or {}).get("reference"):
         return None
     return Upstream(record)
