@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,13 +121,29 @@ def test_push_pull_finetune_keeps_the_lineage(
 
         # refused in one line, nothing sent: a module zoo composed, a licence forbidding it
         commits = len(hub.commits)
-        probe = ["finetune", "models:/pets/1", str(data), "--name", "probe"]
-        assert run([*probe, "--strategy", "stage-probe", "--image-size", "32"]) == 0
-        code, _, err = _out(capsys, "registry", "push", "models:/probe/1", "hf:acme/probe")
-        assert code == 2 and "stage-probe" in err and "cannot describe" in err, err
+        _refuses_what_the_hub_cannot_describe(v1)
         nd = ["finetune", "models:/pets/1", str(data), "--name", "nd", "--license", "cc-by-nd-4.0"]
         assert run([*nd, *COMMON]) == 0
         code, _, err = _out(capsys, "registry", "push", "models:/nd/1", "hf:acme/nd")
         assert code == 5 and "forbids distributing derivatives" in err, err
         assert len(err.strip().splitlines()) == 1
-        assert len(hub.commits) == commits and not {"acme/probe", "acme/nd"} & set(hub.repos)
+        assert len(hub.commits) == commits and "acme/nd" not in hub.repos
+
+
+def _refuses_what_the_hub_cannot_describe(version: Any) -> None:
+    """A multi-stage probe's or a multi-backbone probe's record (the real version's, with
+    the `architecture` or the second parent such a fine-tune records) is refused before
+    any model is built or request sent."""
+    from dataclasses import replace
+
+    from zoo.contract.errors import UsageError
+    from zoo.registry.push import _refuse_unpushable
+
+    probe = {"kind": "stage-probe", "taps": ["layer1", "layer2"]}
+    for lineage in (
+        {**version.lineage, "architecture": probe},
+        {**version.lineage, "parents": [version.lineage["parent"]] * 2},
+    ):
+        with pytest.raises(UsageError, match="cannot describe"):
+            _refuse_unpushable(replace(version, lineage=lineage))
+    _refuse_unpushable(version)  # the plain fine-tune passes
