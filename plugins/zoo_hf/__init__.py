@@ -247,7 +247,7 @@ class HfProvider:
         if config is not None:
             _refuse_unless_buildable(ref.name, config)
         # lineage.json: what `zoo registry push` wrote (the repo's lineage upstream)
-        optional = ("README.md", "lineage.json")
+        optional: tuple[str, ...] = ("README.md", "lineage.json")
         if fmt != formats.TIMM:
             optional += (PROCESSOR,)
 
