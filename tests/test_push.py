@@ -91,6 +91,7 @@ def test_push_pull_finetune_keeps_the_lineage(
         assert card.data.eval_results  # model-index metrics parse
         pushed = json.loads(repo.files["lineage.json"])
         assert pushed["pushed"]["from"] == "models:/pets/1"
+        _timm_loads_it(hub.url, tmp_path, weights)
 
         # pull builds it; info shows where it comes from
         assert run(["pull", "hf:acme/pets"]) == 0
@@ -147,3 +148,27 @@ def _refuses_what_the_hub_cannot_describe(version: Any) -> None:
         with pytest.raises(UsageError, match="cannot describe"):
             _refuse_unpushable(replace(version, lineage=lineage))
     _refuse_unpushable(version)  # the plain fine-tune passes
+
+
+def _timm_loads_it(endpoint: str, tmp_path: Path, weights: bytes) -> None:
+    """timm itself builds the pushed repo from its config.json and weights (a process of
+    its own: huggingface_hub reads HF_ENDPOINT at import)."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load
+
+    script = (
+        "import json, timm; m = timm.create_model('hf-hub:acme/pets', pretrained=True); "
+        "print(json.dumps({'classes': m.num_classes, "
+        "'sum': float(m.get_classifier().weight.double().sum())}))"
+    )
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_CACHE": str(tmp_path / "timm-hf")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    fc = load(weights)["fc.weight"]
+    assert got["classes"] == 2 and got["sum"] == pytest.approx(float(fc.double().sum()))
