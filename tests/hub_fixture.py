@@ -9,6 +9,9 @@ It speaks the part of the Hub's protocol that ``huggingface_hub``'s downloads us
     GET /api/agent-harnesses -> 404 (the client asks once; a 404 is fine)
     GET /torchvision/{filename}  plain files, Range supported (ZOO_TORCHVISION_MIRROR)
 
+and the part its uploads use (repo creation, preupload, LFS batch and upload, the NDJSON
+commit): tests/hub_write.py.
+
 Tests create repos, then switch on faults: wrong bytes under the right ETag, a
 connection cut after N bytes (once), Range headers ignored (200 and the whole body), a
 stall before the body (a server slower than the client's timeout). Every request is
@@ -28,6 +31,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
+
+from tests.hub_write import HubWriteAPI
 
 _LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".onnx")
 _RESOLVE = re.compile(r"^/(?P<repo>.+?)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
@@ -58,7 +63,7 @@ class Request:
     range: str | None
 
 
-class FakeHub:
+class FakeHub(HubWriteAPI):
     """The server's state; ``url`` is its base URL (``HF_ENDPOINT``)."""
 
     def __init__(self) -> None:
@@ -72,6 +77,7 @@ class FakeHub:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self.url = ""
+        self._init_write()
 
     # ----------------------------------------------------------------------- set-up
     def add_repo(self, repo_id: str, files: dict[str, bytes]) -> str:
@@ -133,6 +139,14 @@ class FakeHub:
             def do_GET(self) -> None:
                 hub._record(self)
                 hub._serve(self, body=True)
+
+            def do_POST(self) -> None:
+                hub._record(self)
+                hub._write(self, "POST")
+
+            def do_PUT(self) -> None:
+                hub._record(self)
+                hub._write(self, "PUT")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

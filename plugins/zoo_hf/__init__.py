@@ -246,7 +246,10 @@ class HfProvider:
         fmt = formats.repo_format(config) if config else None
         if config is not None:
             _refuse_unless_buildable(ref.name, config)
-        optional = ("README.md",) if fmt == formats.TIMM else ("README.md", PROCESSOR)
+        # lineage.json: what `zoo registry push` wrote (the repo's lineage upstream)
+        optional: tuple[str, ...] = ("README.md", "lineage.json")
+        if fmt != formats.TIMM:
+            optional += (PROCESSOR,)
 
         def card_license(paths: dict[str, Path]) -> str:
             readme = paths.get("README.md")

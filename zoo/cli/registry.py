@@ -13,6 +13,7 @@ from zoo.cli.output import console, emit_json, note, plural, readable, warn
 from zoo.cli.registry_lineage import license_cell as _license_cell
 from zoo.cli.registry_lineage import lineage_cmd
 from zoo.cli.registry_lineage import warn_unknown as _warn_unknown
+from zoo.cli.registry_push import push_cmd
 from zoo.cli.registry_reproduce import reproduce_cmd
 from zoo.cli.registry_server import serve_cmd
 
@@ -327,5 +328,6 @@ def _clean_staging() -> list[str]:
 registry_group.add_command(tracking_uri_option(lineage_cmd))
 registry_group.add_command(serve_cmd)
 registry_group.add_command(tracking_uri_option(reproduce_cmd))
+registry_group.add_command(push_cmd)
 
 COMMANDS = [registry_group]

@@ -54,6 +54,9 @@ def _text(roots: list[Any]) -> None:
             for child in node.children:
                 v = child.version
                 bits = [f"[bold]{child.reference}[/]", license_cell(child.license)]
+                if v is None:  # a pushed repo a version here was fine-tuned from
+                    add(branch.add("  ".join([*bits, "(not in this store)"])), child)
+                    continue
                 if v.relation == "export":
                     bits.append(f"export ({v.tags.get('zoo.format', '?')})")
                 elif v.tags.get("zoo.strategy"):

@@ -119,6 +119,15 @@ def resolve_parent(
         )
     license_id = normalize_license(parent_license) if parent_license else _catalog_license(str(ref))
     kind = "local" if ref.scheme == "local" else "provider"
+    from zoo.registry.upstream import upstream_lineage
+
+    up = upstream_lineage(str(ref))  # a repo `zoo registry push` wrote: its base is ours
+    if up is not None:
+        return ParentInfo(
+            reference=str(ref), kind=kind, sha256=parent_sha256, license=license_id,
+            base=up.base, base_sha256=up.base_sha256, base_license=up.base_license,
+            chain=(*up.chain, str(ref)), licenses=(*up.ancestors, Ancestor(str(ref), license_id)),
+        )  # fmt: skip
     return ParentInfo(
         reference=str(ref),
         kind=kind,

@@ -131,7 +131,10 @@ def tree_graph(roots: Iterable[Any]) -> Graph:
 
     def visit(node: Any) -> None:
         for child in node.children:
-            graph.add(_version_node(child.version))
+            if child.version is None:  # a pushed repo a version here was fine-tuned from
+                graph.add(Node(child.reference, child.license, "base", "not in this store"))
+            else:
+                graph.add(_version_node(child.version))
             graph.link(node.reference, child.reference)
             visit(child)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from zoo.contract.errors import NotFoundError
@@ -68,6 +69,24 @@ def _root_license(root: str, everything: list[RegisteredVersion]) -> str:
     return "unknown"
 
 
+def _pushed_links(everything: list[RegisteredVersion]) -> dict[str, dict[str, str]]:
+    """Links through references that are no version here: a fine-tune of a repo `zoo
+    registry push` wrote records its chain through it (root -> hf:ORG/REPO@REV), so the
+    repo is a node between the root and the fine-tune. above -> {reference: licence}."""
+    links: dict[str, dict[str, str]] = {}
+    for v in everything:
+        chain = [str(c) for c in v.lineage.get("chain") or ()]
+        licences = {
+            a.get("reference"): a.get("license")
+            for a in (v.lineage.get("license") or {}).get("ancestors") or ()
+            if isinstance(a, dict)
+        }
+        for above, below in pairwise(chain):
+            if not below.startswith("models:/"):
+                links.setdefault(above, {})[below] = str(licences.get(below) or "unknown")
+    return links
+
+
 def children_of(model_uri: str) -> list[RegisteredVersion]:
     """Versions made from ``model_uri`` (fine-tunes, exports, multi-parent versions that
     name it among their parents), by name and number."""
@@ -81,6 +100,8 @@ def _grow(roots: list[str], everything: list[RegisteredVersion]) -> list[Lineage
         for key in parent_keys(v):
             by_parent.setdefault(key, []).append(v)
 
+    links = _pushed_links(everything)
+
     def build(node: LineageNode, seen: set[str]) -> LineageNode:
         for child in sorted(by_parent.get(node.reference, []), key=lambda v: (v.name, v.version)):
             if child.model_uri in seen:
@@ -89,6 +110,10 @@ def _grow(roots: list[str], everything: list[RegisteredVersion]) -> list[Lineage
             others = [p for p in parent_keys(child) if p != node.reference]
             item = LineageNode(child.model_uri, child.license, child, also_under=others)
             node.children.append(build(item, seen))
+        for ref, license_id in sorted(links.get(node.reference, {}).items()):
+            if ref not in seen:
+                seen.add(ref)
+                node.children.append(build(LineageNode(ref, license_id), seen))
         return node
 
     return [build(LineageNode(r, _root_license(r, everything)), set()) for r in roots]
