@@ -1,5 +1,6 @@
 """`zoo registry ...` (list, show, lineage, alias, delete, check; `serve` is in
-zoo/cli/registry_server.py); `zoo ui` is in zoo/cli/serve.py with `zoo serve`."""
+zoo/cli/registry_server.py, `copy` in zoo/cli/registry_copy.py); `zoo ui` is in
+zoo/cli/serve.py with `zoo serve`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from zoo.cli.output import console, emit_json, note, plural, readable, warn
+from zoo.cli.registry_copy import copy_cmd
 from zoo.cli.registry_server import serve_cmd
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -348,5 +350,6 @@ def _clean_staging() -> list[str]:
 
 
 registry_group.add_command(serve_cmd)
+registry_group.add_command(tracking_uri_option(copy_cmd))  # the source store
 
 COMMANDS = [registry_group]
