@@ -70,6 +70,29 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         yield {"home": root / "home", "name": name, "root": root}
 
 
+def _register_two_parent_version(name: str) -> str:
+    """models:/N/4 with parents N/1 and N/2 (as a multi-backbone version records them)."""
+    import torch
+
+    from zoo import registry
+    from zoo.registry.lineage import Pin
+
+    model, parent = registry.load_model(f"models:/{name}/2")
+    v = registry.register_derivative(
+        model,
+        name=name,
+        parents=[Pin(f"models:/{name}/1"), Pin(f"models:/{name}/2")],
+        strategy="linear-probe",
+        strategy_settings={},
+        dataset=None,
+        metrics=None,
+        input_example=torch.zeros(2, 3, 32, 32),
+        preprocessing=parent.preprocessing,
+        class_names=list(parent.class_names),
+    )
+    return v.model_uri
+
+
 def _source_env(mp: pytest.MonkeyPatch, source: dict[str, Any]) -> None:
     mp.setenv("ZOO_HOME", str(source["home"]))
     mp.setenv("CI", "true")
@@ -298,3 +321,33 @@ def test_a_store_written_by_the_previous_release_copies(
     assert "compat.onnx" in json.dumps(_json(capsys, "registry", "lineage", "compat"))
     report = _json(capsys, "registry", "check", "--verify")
     assert report["ok"] and report["versions"] == 2
+
+
+def test_every_parent_of_a_version_of_several_is_copied_and_re_pointed(
+    source: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """N/4 has parents N/1 and N/2. N/3's copy came first (N/2 -> 1, N/3 -> 2): N/4's
+    copy reuses N/2's, copies N/1 (-> 3), and its parent tag names both re-pointed."""
+    name = source["name"]
+    dest = f"sqlite:///{tmp_path / 'dest.db'}"
+    _source_env(monkeypatch, source)
+    four = _register_two_parent_version(name)
+    capsys.readouterr()
+    _json(capsys, "registry", "copy", f"models:/{name}/3", "--to", dest)
+    done = _json(capsys, "registry", "copy", four, "--to", dest)
+    assert [(v["source"], v["destination"], v["copied"]) for v in done["versions"]] == [
+        (f"models:/{name}/1", f"models:/{name}/3", True),
+        (f"models:/{name}/2", f"models:/{name}/1", False),
+        (four, f"models:/{name}/4", True),
+    ]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dest)
+    got = _json(capsys, "registry", "show", f"models:/{name}/4")["version"]
+    assert got["parent"] == f"models:/{name}/3,models:/{name}/1"
+    assert [p["reference"] for p in got["lineage"]["parents"]] == [
+        f"models:/{name}/3",
+        f"models:/{name}/1",
+    ]
+    assert _json(capsys, "registry", "check", "--verify")["ok"]
