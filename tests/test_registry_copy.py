@@ -351,3 +351,28 @@ def test_every_parent_of_a_version_of_several_is_copied_and_re_pointed(
         f"models:/{name}/1",
     ]
     assert _json(capsys, "registry", "check", "--verify")["ok"]
+
+
+def test_the_licence_is_decided_again_on_the_destination(
+    source: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The destination's copy of the parent says no derivatives: the child (declared
+    cc-by-nc-4.0) is refused there in one line, exit 5, and no version is made."""
+    from mlflow import MlflowClient
+
+    name = source["name"]
+    dest = f"sqlite:///{tmp_path / 'dest.db'}"
+    _source_env(monkeypatch, source)
+    _json(capsys, "registry", "copy", f"models:/{name}/2", "--to", dest)
+    MlflowClient(tracking_uri=dest, registry_uri=dest).set_model_version_tag(
+        name, "1", "zoo.license", "cc-by-nc-nd-4.0"
+    )
+    code, out, err = _cli(capsys, "registry", "copy", f"models:/{name}/3", "--to", dest)
+    assert code == 5 and out == "", err
+    assert "cc-by-nc-nd-4.0" in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dest)
+    listed = _json(capsys, "registry", "list")["versions"]
+    assert [v["model_uri"] for v in listed] == [f"models:/{name}/1"]
