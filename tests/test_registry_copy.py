@@ -373,6 +373,7 @@ def test_the_licence_is_decided_again_on_the_destination(
     code, out, err = _cli(capsys, "registry", "copy", f"models:/{name}/3", "--to", dest)
     assert code == 5 and out == "", err
     assert "cc-by-nc-nd-4.0" in err and len(err.strip().splitlines()) == 1, err
+    assert "--license-override" not in err  # a fine-tune's fix, not a copy's
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dest)
     listed = _json(capsys, "registry", "list")["versions"]
     assert [v["model_uri"] for v in listed] == [f"models:/{name}/1"]

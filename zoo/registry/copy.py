@@ -192,7 +192,12 @@ def recheck_license(dmc: Any, record: Mapping[str, Any], uri: str) -> None:
             [(p.license, p.licenses) for p in infos], declared, lic.get("override")
         )
     except LicenseError as exc:
-        raise LicenseError(f"{uri} cannot be copied: on the destination, {exc}") from None
+        reason = str(exc).split("; pass --license-override", 1)[0]
+        raise LicenseError(
+            f"{uri} cannot be copied: on the destination, {reason[:1].lower()}{reason[1:]}. "
+            "The destination's copies of its parents differ from the source's: correct "
+            "them there, or copy to another store"
+        ) from None
     if decided != lic["id"]:
         raise LicenseError(
             f"{uri} is licensed {lic['id']}, but its parents' chain on the destination "
