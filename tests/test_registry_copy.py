@@ -304,11 +304,13 @@ def test_a_store_written_by_the_previous_release_copies(
     }
     before = _hash_tree(home / "mlflow")
     dest = f"sqlite:///{tmp_path / 'dest.db'}"
+    alone = _json(capsys, "registry", "copy", "models:/compat/1", "--to", dest)
+    assert [v["source"] for v in alone["versions"]] == ["models:/compat/1"]  # no export
     done = _json(capsys, "registry", "copy", "models:/compat/1", "--to", dest, "--with-exports")
     assert _hash_tree(home / "mlflow") == before
-    assert [(v["source"], v["destination"]) for v in done["versions"]] == [
-        ("models:/compat/1", "models:/compat/1"),
-        ("models:/compat.onnx/1", "models:/compat.onnx/1"),
+    assert [(v["source"], v["destination"], v["copied"]) for v in done["versions"]] == [
+        ("models:/compat/1", "models:/compat/1", False),
+        ("models:/compat.onnx/1", "models:/compat.onnx/1", True),
     ]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dest)
     for ref, have in src.items():
