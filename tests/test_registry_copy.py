@@ -192,7 +192,10 @@ def test_copy_keeps_lineage_licences_and_weights(
 
 
 def test_copy_carries_the_run_and_leaves_the_source_untouched(
-    copied: dict[str, Any], source: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    copied: dict[str, Any],
+    source: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlflow import MlflowClient
 
@@ -217,6 +220,15 @@ def test_copy_carries_the_run_and_leaves_the_source_untouched(
     assert d_run.data.params == params
     digests = [(d.dataset.name, d.dataset.digest) for d in s_run.inputs.dataset_inputs]
     assert [(d.dataset.name, d.dataset.digest) for d in d_run.inputs.dataset_inputs] == digests
+    import mlflow
+    import yaml
+
+    location = dmc.get_logged_model(there.tags["zoo.model_id"]).artifact_location
+    mlmodel = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"{location}/MLmodel", tracking_uri=copied["dest"], dst_path=str(tmp_path)
+    )
+    points = yaml.safe_load(Path(mlmodel).read_text(encoding="utf-8"))
+    assert (points["run_id"], points["model_id"]) == (there.run_id, there.tags["zoo.model_id"])
     run_files = {f.path for f in smc.list_artifacts(src.run_id)}
     assert run_files and {f.path for f in dmc.list_artifacts(there.run_id)} == run_files
 

@@ -125,6 +125,18 @@ def _rewrite_lineage(files: Path, name: str, record: Mapping[str, Any]) -> None:
         (files / CARD_FILE).write_text(model_card(name, record), "utf-8")
 
 
+def _point_mlmodel(path: Path, run_id: str, model_id: str) -> None:
+    """MLflow's MLmodel names the run and logged model that hold it: the copy's own (MLflow
+    looks the logged model up by that id, e.g. for a model's info)."""
+    if not path.is_file():
+        return
+    from mlflow.models import Model
+
+    model = Model.load(str(path))
+    model.run_id, model.model_id = run_id, model_id
+    model.save(str(path))
+
+
 def _remove_stale(dmc: Any, ident: Mapping[str, Any]) -> None:
     """Runs an interrupted copy of the same version left pending: removed, as
     `zoo registry check --clean` removes unfinished registrations."""
@@ -269,6 +281,7 @@ def copy_one(
         _copy_run_data(smc, dmc, run, run_id, {str(lm.model_id): model_id}, mapping)
         if any(run_files.iterdir()):
             dmc.log_artifacts(run_id, str(run_files))
+        _point_mlmodel(files / "MLmodel", run_id, model_id)
         dmc.log_model_artifacts(model_id, str(files))
         _verify_upload(dmc, v, model_id, tmp, dst_uri)
     dmc.finalize_logged_model(model_id, "READY")
