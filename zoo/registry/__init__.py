@@ -4,7 +4,8 @@ Modules, one job each: ``records`` (the version record, tag names), ``lineage`` 
 resolution, the lineage record, the Markdown description), ``modelcard`` (Hugging Face
 model card), ``write`` and ``write_export`` (registering a trained model, an export),
 ``read`` (looking up, zoo's reload), ``tree`` (lineage trees), ``maintain`` (aliases,
-deletes, the invariant scan), ``store`` with ``store_health`` and ``store_guard`` (the
+deletes, the invariant scan), ``copy`` with ``copy_write`` (a version and its
+ancestors into another store), ``store`` with ``store_health`` and ``store_guard`` (the
 MLflow store), ``server`` and ``supervise`` (the MLflow server zoo starts), ``leakage``
 (splits against ancestors' images). Importing this package imports no mlflow or torch;
 the functions do.
