@@ -1,6 +1,6 @@
-"""`zoo registry ...` (list, show, where, alias, delete, check; `lineage` is in
-zoo/cli/registry_lineage.py, `serve` in zoo/cli/registry_server.py); `zoo ui` is in
-zoo/cli/serve.py with `zoo serve`."""
+"""`zoo registry ...` (list, show, where, alias, delete, check; `lineage`, `serve`, `copy`,
+`push` and `reproduce` each in zoo/cli/registry_<name>.py); `zoo ui` is in zoo/cli/serve.py
+with `zoo serve`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from zoo.cli.output import console, emit_json, note, plural, readable, warn
+from zoo.cli.registry_copy import copy_cmd
 from zoo.cli.registry_lineage import license_cell as _license_cell
 from zoo.cli.registry_lineage import lineage_cmd
 from zoo.cli.registry_lineage import warn_unknown as _warn_unknown
@@ -329,5 +330,6 @@ registry_group.add_command(tracking_uri_option(lineage_cmd))
 registry_group.add_command(serve_cmd)
 registry_group.add_command(tracking_uri_option(reproduce_cmd))
 registry_group.add_command(push_cmd)
+registry_group.add_command(tracking_uri_option(copy_cmd))  # the source store
 
 COMMANDS = [registry_group]

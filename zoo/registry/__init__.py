@@ -1,14 +1,16 @@
 """zoo's model registry on MLflow: derivatives with their lineage and licence.
 
 Modules, one job each: ``records`` (the version record, tag names), ``lineage`` (parent
-resolution, the lineage record), ``describe`` (the Markdown description, children listed
-as they register), ``picture`` (the lineage drawn), ``modelcard`` (Hugging Face model
-card), ``write`` and ``write_export`` (registering a trained model, an export), ``read``
-(looking up, zoo's reload), ``tree`` (lineage trees), ``maintain`` (aliases, deletes,
-the invariant scan), ``store`` with ``store_health`` and ``store_guard`` (the MLflow
-store), ``server`` and ``supervise`` (the MLflow server zoo starts), ``datasets`` (a
-run's data as an MLflow dataset, versions by data set), ``leakage`` (splits against
-ancestors' images). Importing this package imports no mlflow or torch; the functions do.
+resolution, the lineage record), ``describe`` (the Markdown description, children listed as
+they register), ``picture`` (the lineage drawn), ``modelcard`` (Hugging Face model card),
+``write`` and ``write_export`` (registering a trained model, an export), ``read`` (looking
+up, zoo's reload), ``tree`` (lineage trees), ``maintain`` (aliases, deletes, the invariant
+scan), ``copy`` with ``copy_write`` (a version and its ancestors into another store),
+``push`` and ``upstream`` (a version onto the Hugging Face Hub; the lineage a pushed repo
+carries back), ``store`` with ``store_health`` and ``store_guard`` (the MLflow store),
+``server`` and ``supervise`` (the MLflow server zoo starts), ``datasets`` (a run's data as
+an MLflow dataset, versions by data set), ``leakage`` (splits against ancestors' images).
+Importing this package imports no mlflow or torch; the functions do.
 """
 
 from __future__ import annotations

@@ -39,6 +39,9 @@ class TAG:
     # precision the version's metrics were computed in: "fp32" (fine-tunes since the
     # evaluation record), an export's own precision; absent on older versions
     EVAL_PRECISION = "zoo.eval_precision"
+    # `zoo registry copy`: JSON {"store", "version", "sha256"} of the version copied
+    # (on the copy's version and on its run); a re-run finds the copy by it
+    COPIED_FROM = "zoo.copied_from"
 
     # On runs: "pending NAME" while registering, "NAME/N" once the version exists.
     RUN_REGISTRATION = "zoo.registration"

@@ -44,6 +44,7 @@ __all__ = [
     "embedded_uri",
     "experiment_id",
     "is_embedded",
+    "open_other",
     "ready_to_write",
     "recorded_artifact_root",
     "sqlite_path",
@@ -329,6 +330,19 @@ def _check_uri(uri: str) -> None:
         )
 
 
+def open_other(uri: str) -> Any:
+    """An ``MlflowClient`` on a store other than zoo's (``zoo registry copy``'s
+    destination): the URI checked, the store healthy, an SQLite one created as zoo
+    creates its own; MLflow's current tracking URI is left as it is."""
+    _check_uri(uri)
+    check_health(uri)
+    if sqlite_path(uri) is not None:
+        _create_sqlite_store(uri)
+    from mlflow import MlflowClient
+
+    return Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
+
+
 def client() -> Any:
     """An ``MlflowClient`` on zoo's store (configured first); a server refusing zoo's
     credentials is a :class:`zoo.SecurityError` naming the variables to set."""
@@ -338,13 +352,14 @@ def client() -> Any:
     return Guarded(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
 
 
-def experiment_id(name: str = DEFAULT_EXPERIMENT) -> str:
+def experiment_id(name: str = DEFAULT_EXPERIMENT, uri: str | None = None) -> str:
     """Get or create experiment ``name``; on an SQLite store its artifacts stay beside it.
 
     On a server the server's artifact root decides (``--artifacts-destination``).
-    Concurrent creators race safely: the loser reads the winner's experiment.
+    Concurrent creators race safely: the loser reads the winner's experiment. ``uri``:
+    a store opened with :func:`open_other` instead of zoo's own.
     """
-    uri = configure()
+    uri = uri or configure()
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
