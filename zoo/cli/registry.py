@@ -100,7 +100,7 @@ def list_cmd(license_: str | None, base: str | None, dataset: str | None, as_jso
         )
     console().print(table)
     trained_on = f" trained on {extra['dataset']['digest']}" if extra.get("dataset") else ""
-    console().print(plural(len(versions), "version") + trained_on)
+    console().print(plural(len(versions), "version") + trained_on, soft_wrap=True)
     _warn_unknown(versions)
 
 

@@ -113,9 +113,13 @@ def _read_source(smc: Any, v: RegisteredVersion, run: Any, tmp: Path) -> tuple[A
     return lm, files, run_files
 
 
-def _rewrite_lineage(files: Path, name: str, record: Mapping[str, Any]) -> None:
-    """lineage.json and the model card, re-pointed (the weights stay byte for byte)."""
+def _rewrite_lineage(files: Path, name: str, record: Mapping[str, Any], dmc: Any) -> None:
+    """lineage.json, the model card and the lineage picture, re-pointed (the weights stay
+    byte for byte). The picture is drawn again from the destination's copies of the
+    ancestors (copied before this version), so its numbers are the destination's."""
     from zoo.registry.modelcard import model_card
+    from zoo.registry.picture import SVG_FILE, lineage_svg
+    from zoo.registry.records import from_model_version
     from zoo.registry.write import CARD_FILE, LINEAGE_FILE
 
     if (files / LINEAGE_FILE).exists():
@@ -123,6 +127,21 @@ def _rewrite_lineage(files: Path, name: str, record: Mapping[str, Any]) -> None:
         (files / LINEAGE_FILE).write_text(text, "utf-8")
     if (files / CARD_FILE).exists():
         (files / CARD_FILE).write_text(model_card(name, record), "utf-8")
+    if (files / SVG_FILE).exists():
+
+        def on_destination(uri: str) -> Any:
+            from mlflow.exceptions import MlflowException
+
+            from zoo.contract.errors import NotFoundError
+
+            model, _, number = str(uri).removeprefix("models:/").rpartition("/")
+            try:
+                return from_model_version(dmc.get_model_version(model, number))
+            except MlflowException as exc:  # drawn from what the child recorded
+                raise NotFoundError(f"{uri} is not in the destination") from exc
+
+        picture = lineage_svg(record, name=name, get_version=on_destination)
+        (files / SVG_FILE).write_bytes(picture)
 
 
 def _point_mlmodel(path: Path, run_id: str, model_id: str) -> None:
@@ -263,7 +282,7 @@ def copy_one(
         tmp = Path(folder)
         lm, files, run_files = _read_source(smc, v, run, tmp)
         if record != dict(v.lineage):
-            _rewrite_lineage(files, v.name, record)
+            _rewrite_lineage(files, v.name, record, dmc)
         # The destination is written from here on.
         exp_id = store.experiment_id(experiment, uri=dst_uri)
         _remove_stale(dmc, ident)

@@ -75,6 +75,8 @@ def _pushed_links(everything: list[RegisteredVersion]) -> dict[str, dict[str, st
     repo is a node between the root and the fine-tune. above -> {reference: licence}."""
     links: dict[str, dict[str, str]] = {}
     for v in everything:
+        if len(parents_of(v.lineage)) > 1:  # its chain joins its parents' chains: no path
+            continue
         chain = [str(c) for c in v.lineage.get("chain") or ()]
         licences = {
             a.get("reference"): a.get("license")
