@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 COLOURS = [(220, 40, 40), (40, 40, 220), (40, 200, 40), (200, 200, 40)]
 
@@ -39,3 +40,12 @@ def stage_of(backbone, key: str) -> int:
             if t is target:
                 return i
     raise KeyError(key)
+
+
+def module_home_env(mp: Any, root: Path) -> None:
+    """A module-scoped fixture's own zoo home under ``root`` (``mp``: a MonkeyPatch), offline
+    as conftest's per-test home is."""
+    mp.setenv("ZOO_HOME", str(root / "home"))
+    mp.setenv("CI", "true")
+    mp.setenv("HF_HUB_CACHE", str(root / "hf-cache"))
+    mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: no real hub

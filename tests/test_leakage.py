@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.clihelp import show_rows
-from tests.finetune_helpers import make_images
+from tests.finetune_helpers import make_images, module_home_env
 from zoo.cli import run
 
 V1 = "models:/lk/1"
@@ -37,10 +37,7 @@ class Lineage:
 
 
 def _env(mp: pytest.MonkeyPatch, root: Path) -> None:
-    mp.setenv("ZOO_HOME", str(root / "home"))
-    mp.setenv("CI", "true")
-    mp.setenv("HF_HUB_CACHE", str(root / "hf-cache"))
-    mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # closed port: no real hub
+    module_home_env(mp, root)
 
 
 @pytest.fixture(scope="module")
