@@ -38,6 +38,7 @@ class Tracking(Listener):
         self.state = state
         self.active = state.dist.main
         self.again = again  # register a new version even if the store has this recipe's
+        self.dataset: tuple[str, str] | None = None  # (name, digest) as logged by log_dataset
 
     def on_run_start(self, state: RunState) -> None:
         def start() -> str | None:  # rank 0
@@ -146,7 +147,6 @@ class Tracking(Listener):
         and to the run's dataset (MLflow 3's logged-model metrics, which
         ``search_logged_models`` filters by dataset). ``version``: None when another host
         registered the recipe (nothing of this run to link)."""
-        from zoo.registry.datasets import dataset_key
         from zoo.registry.records import TAG
 
         run_id = self.state.run_id
@@ -157,7 +157,7 @@ class Tracking(Listener):
         if version is not None:
             mv = mc.get_model_version(version["name"], str(version["version"]))
             model_id = (mv.tags or {}).get(TAG.MODEL_ID)
-            name, digest = dataset_key(mc.get_run(run_id)) or (None, None)
+            name, digest = self.dataset or (None, None)
         for key, value in metrics.items():
             mc.log_metric(
                 run_id,
@@ -180,6 +180,7 @@ class Tracking(Listener):
             state.data, state.recipe.data, counts, split.digest(shas), state.recipe.seed
         )
         self._client().log_inputs(state.run_id, datasets=[found])
+        self.dataset = (found.dataset.name, found.dataset.digest)
 
     def end(self, status: str) -> None:
         if not self.state.run_id:

@@ -35,7 +35,6 @@ __all__ = [
     "CONTEXT",
     "MLFLOW_DIGEST_CHARS",
     "dataset_input",
-    "dataset_key",
     "describe",
     "mlflow_digest",
     "resolve_digest",
@@ -122,18 +121,6 @@ def dataset_input(
         **{SPLIT_TAGS[part]: str(n) for part, n in split.items() if part in SPLIT_TAGS},
     }
     return DatasetInput(ds._to_mlflow_entity(), [InputTag(k, v) for k, v in tags.items()])
-
-
-def dataset_key(run: Any) -> tuple[str, str] | None:
-    """(name, digest) of the zoo dataset an MLflow run logged, or None."""
-    for di in run.inputs.dataset_inputs:
-        if _is_zoo(di):
-            return di.dataset.name, di.dataset.digest
-    return None
-
-
-def _is_zoo(dataset_input: Any) -> bool:
-    return any(t.key == TAG.DATASET_DIGEST for t in dataset_input.tags or ())
 
 
 def run_datasets(run_id: str | None) -> list[dict[str, Any]]:
