@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import prefork
+
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLE_PLUGINS = FIXTURES / "plugins"  # zoo_example + deliberately broken plugins
 DUPLICATE_PLUGIN = FIXTURES / "duplicate"
@@ -21,17 +23,23 @@ def run_zoo(
     plugin_paths: Iterable[Path] = (),
     timeout: float = 300,
     input: str | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`python -m zoo ARGS` with the test's environment (ZOO_HOME etc.) plus ``env``.
 
     ``plugin_paths`` go on PYTHONPATH: folders holding a plugin module and its
     ``*.dist-info`` with entry_points.txt, which importlib.metadata discovers for real.
+    The process is forked from an interpreter that has imported torch, MLflow and the
+    like once (tests/prefork.py); ``fresh=True`` starts a new interpreter instead, for a
+    test of what a new process prints or imports.
     """
     full_env = dict(os.environ)
     full_env.update(env or {})
     paths = [str(p) for p in plugin_paths]
     if paths:
         full_env["PYTHONPATH"] = os.pathsep.join([*paths, full_env.get("PYTHONPATH", "")])
+    if not fresh and prefork.enabled():
+        return prefork.run(["-m", "zoo", *args], env=full_env, timeout=timeout, input=input)
     return subprocess.run(
         [sys.executable, "-m", "zoo", *args],
         capture_output=True,

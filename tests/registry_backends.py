@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import prefork
 import pytest
 
 PG_ADMIN_URI = os.environ.get("ZOO_TEST_PG_URI", "postgresql://zoo:zoo@127.0.0.1:5432/zoo")
@@ -267,14 +268,21 @@ def unique_name(prefix: str = "pets") -> str:
 
 def run_worker(
     *args: str, env: dict[str, str] | None = None, wait: bool = True, timeout: float = 300
-) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+) -> Any:
+    """``python tests/registry_worker.py ARGS`` (forked from the preloaded interpreter of
+    tests/prefork.py: 8 of them at once would spend most of their time importing torch
+    and MLflow); stdout and stderr on one text pipe, as Popen(stderr=STDOUT) gives."""
+    full_env = {**os.environ, **(env or {})}
+    if prefork.enabled():
+        proc: Any = prefork.spawn([str(WORKER), *args], env=full_env, stderr_to_stdout=True)
+    else:
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=full_env,
+        )
     if wait:
         proc.wait(timeout)
     return proc

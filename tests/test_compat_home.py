@@ -19,6 +19,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import prefork
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -31,6 +32,8 @@ def _zoo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env |= {"OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("ZOO_TRACKING_URI", None)
+    if prefork.enabled():  # tests/prefork.py: torch and MLflow imported once
+        return prefork.run(["-m", "zoo", *args], env=env, timeout=600)
     return subprocess.run(
         [sys.executable, "-m", "zoo", *args], env=env, capture_output=True, text=True,
         timeout=600,

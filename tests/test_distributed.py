@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
+import prefork
 import pytest
 
 from tests.finetune_helpers import make_images
@@ -41,12 +43,15 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _zoo(
-    data: Path, *args: str, env: dict[str, str], session: bool = False
-) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "zoo", "finetune", COMMON[0], str(data), *COMMON[1:], *args]
+def _zoo(data: Path, *args: str, env: dict[str, str], session: bool = False) -> Any:
+    """The launching ``zoo finetune`` (torchrun's workers are fresh interpreters): forked
+    from tests/prefork.py's preloaded interpreter, in a process group of its own, as a
+    terminal's job is; without prefork, a Popen (its own group only with ``session``)."""
+    argv = ["-m", "zoo", "finetune", COMMON[0], str(data), *COMMON[1:], *args]
+    if prefork.enabled():
+        return prefork.spawn(argv, env=env)
     return subprocess.Popen(
-        cmd,
+        [sys.executable, *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -55,7 +60,7 @@ def _zoo(
     )
 
 
-def _done(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, dict, str]:
+def _done(proc: Any, timeout: float = 900) -> tuple[int, dict, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, (json.loads(out) if out.strip() else {}), err
 

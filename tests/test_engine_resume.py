@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import prefork
 import pytest
 import torch
 
@@ -56,9 +58,23 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
+def _start(cmd: list[str], env: dict[str, str]) -> Any:
+    """``cmd`` (``python SCRIPT ARGS``) forked from tests/prefork.py's preloaded
+    interpreter (a Popen where that is off)."""
+    if prefork.enabled():
+        return prefork.spawn(cmd[1:], env=env)
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    if prefork.enabled():
+        return prefork.run(cmd[1:], env=env, timeout=600)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
 def _run_until(cmd: list[str], env: dict[str, str], needle: str, sig: int) -> tuple[int, str]:
     """Start cmd, send ``sig`` when ``needle`` appears on stderr; (exit code, stderr)."""
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = _start(cmd, env)
     seen = []
     assert proc.stderr is not None
     for line in proc.stderr:
@@ -95,9 +111,7 @@ def test_sigkill_after_epoch_2_then_same_command_resumes_bit_exactly(
     data: Path, config: Path, zoo_home: Path
 ) -> None:
     env = _env(zoo_home)
-    clean = subprocess.run(
-        _cmd(data, config, "straight"), env=env, capture_output=True, text=True, timeout=600
-    )
+    clean = _run(_cmd(data, config, "straight"), env)
     assert clean.returncode == 0, clean.stderr
 
     code, err = _run_until(
@@ -110,9 +124,7 @@ def test_sigkill_after_epoch_2_then_same_command_resumes_bit_exactly(
     assert len(states) == 1
     assert torch.load(states[0], weights_only=True)["completed"] == 2
 
-    again = subprocess.run(
-        _cmd(data, config, "killed"), env=env, capture_output=True, text=True, timeout=600
-    )
+    again = _run(_cmd(data, config, "killed"), env)
     assert again.returncode == 0, again.stderr
     assert "resuming from the checkpoint of epoch 2" in again.stderr
     assert "epoch 1/5" not in again.stderr and "epoch 3/5 (second): started" in again.stderr
@@ -133,26 +145,14 @@ def test_ctrl_c_saves_the_last_epoch_and_exits_130(
     assert code == 130, err
     assert "the checkpoint of epoch 2 is saved in" in err
     assert "Re-run the same command (or add --resume)" in err
-    again = subprocess.run(
-        _cmd(data, config, "interrupted", "--resume"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = _run(_cmd(data, config, "interrupted", "--resume"), env)
     assert again.returncode == 0, again.stderr
     assert "resuming from the checkpoint of epoch 2" in again.stderr
 
 
 def test_nan_loss_stops_without_registering(data: Path, config: Path, zoo_home: Path) -> None:
     env = _env(zoo_home)
-    proc = subprocess.run(
-        _cmd(data, config, "diverged", "--lr", "1e30"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run(_cmd(data, config, "diverged", "--lr", "1e30"), env)
     assert proc.returncode == 1, proc.stderr
     assert "the loss became" in proc.stderr and "nothing was registered" in proc.stderr
     from zoo.registry import has_model
@@ -163,12 +163,6 @@ def test_nan_loss_stops_without_registering(data: Path, config: Path, zoo_home: 
 def test_resume_without_a_checkpoint_is_a_usage_error(
     data: Path, config: Path, zoo_home: Path
 ) -> None:
-    proc = subprocess.run(
-        _cmd(data, config, "fresh", "--resume"),
-        env=_env(zoo_home),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run(_cmd(data, config, "fresh", "--resume"), _env(zoo_home))
     assert proc.returncode == 2
     assert "no checkpoint of this recipe" in proc.stderr

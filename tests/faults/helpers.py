@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import prefork
 import pytest
 
 from clihelp import run_zoo
@@ -92,17 +93,18 @@ def registered(name: str | None = None) -> list[str]:
     return [v.model_uri for v in list_versions(name)]
 
 
-def kill_at_pause(
-    args: Sequence[str], sentinel: Path, *, env: dict[str, str] | None = None
-) -> subprocess.Popen[str]:
+def kill_at_pause(args: Sequence[str], sentinel: Path, *, env: dict[str, str] | None = None) -> Any:
     """Run tests/faults/worker.py ARGS; SIGKILL it once it writes ``sentinel``."""
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env or zoo_env(),
-    )
+    if prefork.enabled():  # tests/prefork.py: torch and MLflow imported once
+        proc: Any = prefork.spawn([str(WORKER), *args], env=env or zoo_env(), stderr_to_stdout=True)
+    else:
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env or zoo_env(),
+        )
     deadline = time.monotonic() + 300
     while not sentinel.exists():
         if proc.poll() is not None:
