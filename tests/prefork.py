@@ -175,7 +175,7 @@ _SERVER: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
-def _server_socket() -> str:
+def server_socket() -> str:
     """The path of this process's server, started on first use."""
     with _LOCK:
         proc = _SERVER.get("proc")
@@ -221,7 +221,7 @@ def spawn(
     """Start ``python *target`` (``["-m", "zoo", ...]`` or ``[SCRIPT, ...]``) forked
     from the server, its stdout and stderr on pipes (stderr into stdout when asked)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.connect(_server_socket())
+    conn.connect(server_socket())
     read_out, write_out = os.pipe()
     read_err, write_err = (None, None) if stderr_to_stdout else os.pipe()
     if stdin:
@@ -239,13 +239,7 @@ def spawn(
     socket.send_fds(conn, [_HEADER.pack(len(header)) + header], fds)
     for fd in {read_in, write_out, *(x for x in (write_err,) if x is not None)}:
         os.close(fd)
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = conn.recv(1)
-        if not chunk:
-            raise RuntimeError("the prefork server refused the command")
-        line += chunk
-    pid = int(line.split()[1])
+    pid = _read_pid(conn)
     return Forked(
         conn,
         pid,
@@ -470,6 +464,46 @@ def _exit(code: Any) -> None:
         os._exit(status)
 
 
+def _client(target: list[str]) -> None:
+    """``python tests/prefork.py client -m zoo ARGS``: a stand-in for ``python -m zoo
+    ARGS`` in a shell script (the README's story): this process's own standard streams
+    go to the child, signals it gets are passed on, and it exits as the child did."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.connect(os.environ["ZOO_TEST_PREFORK_SOCKET"])
+    header = json.dumps({"argv": target, "env": dict(os.environ), "cwd": os.getcwd()})
+    data = header.encode("utf-8")
+    streams = [fd if _open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
+    socket.send_fds(conn, [_HEADER.pack(len(data)) + data], streams)
+    child = Forked(conn, _read_pid(conn), None, None, None)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, _frame: child.send_signal(number))
+    code = child.wait()
+    if code < 0:  # killed by a signal: end the same way
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    sys.exit(code)
+
+
+def _open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _read_pid(conn: socket.socket) -> int:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = conn.recv(1)
+        if not chunk:
+            raise RuntimeError("the prefork server refused the command")
+        line += chunk
+    return int(line.split()[1])
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         _serve(sys.argv[2])
+    elif sys.argv[1:2] == ["client"]:
+        _client(sys.argv[2:])

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import prefork
 import pytest
+
+import prefork
 
 PG_ADMIN_URI = os.environ.get("ZOO_TEST_PG_URI", "postgresql://zoo:zoo@127.0.0.1:5432/zoo")
 WORKER = Path(__file__).with_name("registry_worker.py")

@@ -19,8 +19,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import prefork
 import pytest
+
+import prefork
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import prefork
 import pytest
 
+import prefork
 from tests.finetune_helpers import make_images
 from tests.registry_backends import free_port
 

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import prefork
 import pytest
 import torch
 
+import prefork
 from tests.finetune_helpers import make_images
 
 RECIPE = """\

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+import prefork
+
 README = Path(__file__).parents[1] / "README.md"
 
 # Why a block may be kept out; a new reason is a deliberate change to this list.
@@ -88,9 +90,16 @@ def test_every_marker_names_its_reason_and_sits_above_a_block() -> None:
 
 
 def _shims(folder: Path) -> Path:
-    """`zoo` and `python` on PATH are this interpreter (a venv's or the checkout's)."""
+    """`zoo` and `python` on PATH are this interpreter (a venv's or the checkout's).
+
+    `zoo` runs forked from tests/prefork.py's preloaded interpreter: its commands,
+    environment, folder, streams, signals and exit status are the shell's, without
+    seconds of imports each (what a fresh process prints is test_quiet.py's)."""
     folder.mkdir()
-    for name, line in (("zoo", "-m zoo"), ("python", "")):
+    zoo = "-m zoo"
+    if prefork.enabled():
+        zoo = f'"{Path(prefork.__file__).resolve()}" client -m zoo'
+    for name, line in (("zoo", zoo), ("python", "")):
         shim = folder / name
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" {line} "$@"\n', encoding="utf-8")
         shim.chmod(shim.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -106,6 +115,8 @@ def test_the_readme_runs_in_order_offline(tmp_path: Path, zoo_home: Path) -> Non
     work = tmp_path / "work"
     work.mkdir()
     env = dict(os.environ)
+    if prefork.enabled():
+        env["ZOO_TEST_PREFORK_SOCKET"] = prefork.server_socket()
     env.update(
         PATH=os.pathsep.join([str(_shims(tmp_path / "bin")), env.get("PATH", "")]),
         HF_HUB_OFFLINE="1",  # the conftest already points HF_ENDPOINT at a closed port

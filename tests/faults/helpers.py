@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import prefork
 import pytest
 
+import prefork
 from clihelp import run_zoo
 
 WORKER = Path(__file__).with_name("worker.py")
