@@ -17,9 +17,10 @@ What differs from a fresh interpreter, and why that is safe for the tests that u
   not preloaded, nor is zoo itself (a test may put another checkout or plugins first on
   PYTHONPATH: the child rebuilds sys.path from its own PYTHONPATH, as `python` does).
 - Warnings or log lines the preloaded libraries print while importing went to the
-  server's stderr, not the child's: tests that check what a fresh process prints
-  (test_quiet.py, test_readme.py, the golden outputs) start real interpreters
-  (``fresh=True`` or their own subprocess calls).
+  server's stderr, not the child's: tests that check what a fresh process prints or
+  imports (test_quiet.py, the import checks of test_cli.py and test_catalog.py) start
+  real interpreters (``fresh=True`` or their own subprocess calls). The README's story
+  and the golden outputs check exit codes and JSON documents, which do not depend on it.
 
 ``ZOO_TEST_PREFORK=0`` turns it off (every call starts a fresh interpreter).
 """
