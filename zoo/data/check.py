@@ -31,7 +31,7 @@ from typing import Any
 from zoo.contract.errors import DataError, Interrupted
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.sources import Listing, list_files
-from zoo.data.verdicts import Result, Store, look_up, open_store, take_in
+from zoo.data.verdicts import CheckWork, Result, Store, look_up, open_store, take_in
 from zoo.data.workers import guarded, interrupt_workers, pool_context, worker_init
 from zoo.disk.lock import hold_caches
 from zoo.disk.paths import ReadOnlyHomeError, atomic_writer, home, is_writable, subdir
@@ -73,30 +73,6 @@ class Duplicate:
 
     path: str
     same_as: str
-
-
-@dataclass(frozen=True)
-class CheckWork:
-    """What one check did: its files, the verdicts it took from the store without opening
-    the file (unchanged since they were made), the files it read and decoded."""
-
-    files: int = 0
-    unchanged: int = 0
-    read: int = 0
-    decoded: int = 0
-    seconds: float = 0.0
-    processes: int = 1
-
-    def line(self) -> str:
-        done = f"checked {self.files:,} files in {self.seconds:.1f} s: "
-        if self.unchanged:
-            done += f"{self.unchanged:,} unchanged since the last check, "
-        done += f"{self.read:,} read ({self.decoded:,} decoded"
-        if self.read and self.seconds > 0:
-            rate = self.read / self.seconds
-            done += f"; {rate:,.0f} a second on {self.processes} process"
-            done += "es" if self.processes > 1 else ""
-        return done + ")"
 
 
 @dataclass(frozen=True)

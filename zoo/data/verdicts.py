@@ -21,15 +21,15 @@ folder), ``$ZOO_HOME/data/verdicts/<16 hex of the root's SHA-256>.sqlite``.
   once it has not been used for its age (each check that uses it touches it), two runs
   on different folders never wait for each other, and a store is as big as its folder.
 
-Trusting a row: the identity must match, and the row must not be "racily clean" (git's
-rule): a file changed again within the same timestamp tick as the ``stat`` that made the
-row would keep its stamps. A row serves only if the file's mtime and ctime are older than
-``seen_ns`` by more than the tick (2 s where the stamps are whole seconds, as on FAT, HFS+
-or ext3; 100 ms elsewhere, above the kernel's clock tick); other files are read again,
-and their new row is trusted from then on. A file whose stamps are in the future (clock
-skew) is read each time until they are past. What stays untrusted: a file rewritten with
-the same size and its stamps set back to the old ones, within one tick, by hand; a
-network share whose server clock lags this machine's by more than the tick.
+Trusting a row: the identity must match (any write, chmod, rename or link changes the
+ctime at least), and the row must not be "racily clean" (git's rule): a file changed again
+within the timestamp tick of the ``stat`` that made the row keeps its stamps. A row serves
+only if the file's mtime and ctime are older than ``seen_ns`` by more than the tick (2 s
+where stamps are whole seconds: FAT, HFS+, ext3; 100 ms elsewhere, above the kernel's
+clock tick); other files are read again, and their new row is trusted from then on (a
+file stamped in the future is read each time until it is past). What can slip through: a
+file changed twice within one tick, the second time to the same size, on a share whose
+server clock lags this machine's by more than the tick.
 
 Never in the way: a home that cannot be written gets no store (the check runs as
 without one); a store that is not a database or is malformed is deleted and begun
@@ -47,6 +47,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -55,6 +56,7 @@ from zoo.disk.paths import is_writable, subdir
 
 __all__ = [
     "RULES",
+    "CheckWork",
     "Identity",
     "Store",
     "describe",
@@ -108,6 +110,31 @@ class Row(NamedTuple):
     seen_ns: int
     sha256: str | None
     reason: str | None
+
+
+@dataclass(frozen=True)
+class CheckWork:
+    """What one check did: its files, the verdicts it took from the store without opening
+    the file (unchanged since they were made), the files it read and decoded."""
+
+    files: int = 0
+    unchanged: int = 0
+    read: int = 0
+    decoded: int = 0
+    seconds: float = 0.0
+    processes: int = 1
+
+    def line(self) -> str:
+        took = f"{self.seconds:.2f}" if self.seconds < 1 else f"{self.seconds:.1f}"
+        done = f"checked {self.files:,} files in {took} s: "
+        if self.unchanged:
+            done += f"{self.unchanged:,} unchanged since the last check, "
+        done += f"{self.read:,} read ({self.decoded:,} decoded"
+        if self.read and self.seconds > 0:
+            rate = self.read / self.seconds
+            done += f"; {rate:,.0f} a second on {self.processes} process"
+            done += "es" if self.processes > 1 else ""
+        return done + ")"
 
 
 def _s64(n: int) -> int:
