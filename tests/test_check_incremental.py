@@ -119,17 +119,33 @@ def test_a_rerun_reads_only_the_new_and_changed_files_with_a_fresh_checks_verdic
     assert _verdicts(_check(data)) == _verdicts(fresh) and _opened(reads) == []
 
 
+def test_a_csv_elsewhere_listing_the_same_files_shares_their_verdicts(
+    data: Path, reads: list[str], tmp_path: Path
+) -> None:
+    # `zoo rank` lists the files it kept in a CSV in a temporary folder: the store is the
+    # files' folder's, not the listing's
+    first = _check(data)
+    manifest = tmp_path / "elsewhere" / "checked.csv"
+    manifest.parent.mkdir()
+    rows = [f"{s.path},{first.classes[s.label]}" for s in first.samples]
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    reads.clear()
+    again = _check(manifest)
+    assert _opened(reads) == [] and again.work.unchanged == len(first.samples)
+    assert again.digest == first.digest
+
+
 def test_a_touched_chmodded_or_rewritten_file_is_read_again_even_if_its_stamps_look_old(
     data: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the first check's clock runs an hour ahead (a share whose server's clock lags):
     # every later change stamps the files before the rows' time, so the identity alone
     # (size, mtime, ctime, inode, device) tells what changed
-    import zoo.data.verdicts as verdicts
+    import zoo.data.incremental as incremental
 
     now = time.time_ns
     with monkeypatch.context() as mp:
-        mp.setattr(verdicts.time, "time_ns", lambda: now() + 3600 * 10**9)
+        mp.setattr(incremental.time, "time_ns", lambda: now() + 3600 * 10**9)
         first = _check(data)
     reads.clear()
     touched, chmodded, rewritten = (data / "class0" / f"img00{i}.png" for i in (1, 2, 6))
@@ -209,10 +225,10 @@ def test_a_deleted_or_damaged_store_is_begun_anew(
 _CONCURRENT = """
 import json, os, sys, time
 from pathlib import Path
-from zoo.data import check_listing, list_files, verdicts
+from zoo.data import check_listing, incremental, list_files
 from zoo.progress import LineProgress
 
-verdicts._FLUSH = 3  # many small transactions: the two processes' writes interleave
+incremental._FLUSH = 3  # many small transactions: the two processes' writes interleave
 ready, go = Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()
 while not go.exists():

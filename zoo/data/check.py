@@ -30,8 +30,9 @@ from typing import Any
 
 from zoo.contract.errors import DataError, Interrupted
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
+from zoo.data.incremental import CheckWork, Result, look_up, take_in
 from zoo.data.sources import Listing, list_files
-from zoo.data.verdicts import CheckWork, Result, Store, look_up, open_store, take_in
+from zoo.data.verdicts import Store, open_store, shared_folder
 from zoo.data.workers import guarded, interrupt_workers, pool_context, worker_init
 from zoo.disk.lock import hold_caches
 from zoo.disk.paths import ReadOnlyHomeError, atomic_writer, home, is_writable, subdir
@@ -289,7 +290,9 @@ def check_listing(
     begun = time.monotonic()
     caching = cache and _home_writable()  # a read-only home: checked, nothing kept
     out_dir = str(decoded_cache_dir(resize, interpolation)) if caching else None
-    store, said = open_store(listing.root) if caching else (None, None)
+    store, said = (
+        open_store(shared_folder(listing.paths, listing.root)) if caching else (None, None)
+    )
     if said and progress is not None:
         say(said)
     if workers is None:

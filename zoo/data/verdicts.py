@@ -7,8 +7,9 @@ be used. A later check that finds the same identity takes the verdict from the r
 without opening the file (zoo.data.check also wants the file's decoded array to be
 there); any other file is read, hashed and decoded, and its row replaced.
 
-Where, and why this way: one SQLite database per data root (a folder, or a CSV's
-folder), ``$ZOO_HOME/data/verdicts/<16 hex of the root's SHA-256>.sqlite``.
+Where, and why this way: one SQLite database per data folder (the deepest folder holding
+every listed file: a folder and a CSV listing the same files share it, wherever the CSV
+lies), ``$ZOO_HOME/data/verdicts/<16 hex of the folder's SHA-256>.sqlite``.
 
 - A million rows, looked up by path, 500 paths a query: the check's cost on a warm
   folder is a ``stat`` per file and a B-tree lookup, not a read. A file that is rewritten
@@ -17,7 +18,7 @@ folder), ``$ZOO_HOME/data/verdicts/<16 hex of the root's SHA-256>.sqlite``.
   never wait and never see half a transaction; writes go in transactions of whole rows
   (``INSERT OR REPLACE``) while the other waits up to a minute; each row is a fresh
   verdict of the file it names, whichever process wrote it last.
-- One store per root, not one for the home: `zoo home prune` removes a folder's store
+- One store per data folder, not one for the home: `zoo home prune` removes a folder's store
   once it has not been used for its age (each check that uses it touches it), two runs
   on different folders never wait for each other, and a store is as big as its folder.
 
@@ -45,34 +46,29 @@ import contextlib
 import hashlib
 import os
 import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from zoo.disk.lock import hold_caches
 from zoo.disk.paths import is_writable, subdir
 
 __all__ = [
     "RULES",
-    "CheckWork",
     "Identity",
+    "Row",
     "Store",
     "describe",
     "identity",
-    "look_up",
     "open_store",
     "racy",
+    "shared_folder",
     "store_files",
-    "take_in",
 ]
 
 RULES = "1"  # what decode_image accepts; bump when that changes
 SUFFIX = ".sqlite"
 _BUSY_S = 60.0  # how long a write waits for another process's transaction
-_CHUNK = 2048  # files stat'ed and looked up at a time
-_FLUSH = 512  # rows written in one transaction
 _LOOKUP = 500  # paths per query (SQLite allows 32,766 variables; old builds 999)
 _COARSE_TICK_NS = 2_000_000_000  # whole-second stamps: FAT's 2 s
 _FINE_TICK_NS = 100_000_000  # nanosecond stamps from a clock that ticks every 1-10 ms
@@ -94,9 +90,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-Result = tuple[str, "str | None", "str | None"]  # (path, sha256, reason it is bad)
-
-
 class Identity(NamedTuple):
     size: int
     mtime_ns: int
@@ -110,31 +103,6 @@ class Row(NamedTuple):
     seen_ns: int
     sha256: str | None
     reason: str | None
-
-
-@dataclass(frozen=True)
-class CheckWork:
-    """What one check did: its files, the verdicts it took from the store without opening
-    the file (unchanged since they were made), the files it read and decoded."""
-
-    files: int = 0
-    unchanged: int = 0
-    read: int = 0
-    decoded: int = 0
-    seconds: float = 0.0
-    processes: int = 1
-
-    def line(self) -> str:
-        took = f"{self.seconds:.2f}" if self.seconds < 1 else f"{self.seconds:.1f}"
-        done = f"checked {self.files:,} files in {took} s: "
-        if self.unchanged:
-            done += f"{self.unchanged:,} unchanged since the last check, "
-        done += f"{self.read:,} read ({self.decoded:,} decoded"
-        if self.read and self.seconds > 0:
-            rate = self.read / self.seconds
-            done += f"; {rate:,.0f} a second on {self.processes} process"
-            done += "es" if self.processes > 1 else ""
-        return done + ")"
 
 
 def _s64(n: int) -> int:
@@ -270,6 +238,16 @@ def _connect(db: Path, root: str) -> sqlite3.Connection:
     return conn
 
 
+def shared_folder(paths: Sequence[str], fallback: str) -> str:
+    """The deepest folder holding every path: a store's key, the same for a folder and
+    for a CSV (wherever it lies, `zoo rank`'s manifests in a temporary folder too) that
+    list the same files."""
+    try:  # in string order, every path lies between the first and the last
+        return os.path.commonpath([os.path.dirname(min(paths)), os.path.dirname(max(paths))])
+    except ValueError:  # no paths
+        return fallback
+
+
 def open_store(root: str) -> tuple[Store | None, str | None]:
     """The store of data root ``root``, and a line to say (a damaged store begun anew, a
     store that cannot be opened); no store where the home cannot be written."""
@@ -319,75 +297,3 @@ def describe(db: Path) -> str | None:
     finally:
         conn.close()
     return str(found[0]) if found else None
-
-
-def _serves(row: Row, found: Identity, out_dir: str | None) -> bool:
-    """Does the stored row stand for the file as it is now (and its decoded array)?"""
-    if row.identity != found or racy(found, row.seen_ns):
-        return False
-    if row.sha256 is None:
-        return row.reason is not None  # a bad file stays bad, for the same reason
-    return out_dir is None or os.path.exists(os.path.join(out_dir, f"{row.sha256}.npy"))
-
-
-def look_up(
-    store: Store | None,
-    paths: Sequence[str],
-    results: list[Result | None],
-    out_dir: str | None,
-    progress: Any,
-) -> list[tuple[int, Identity | None, int]]:
-    """Fill ``results`` with the verdicts the store still holds (the progress advanced by
-    them); return the files to read: (index, identity, the clock before its stat) each.
-    Without a store nothing is stat'ed."""
-    if store is None:
-        return [(i, None, 0) for i in range(len(paths))]
-    pending: list[tuple[int, Identity | None, int]] = []
-    for start in range(0, len(paths), _CHUNK):
-        chunk = paths[start : start + _CHUNK]
-        seen = time.time_ns()  # before the stats: the rows' reference for racy files
-        rows = store.lookup(chunk)
-        for offset, path in enumerate(chunk):
-            try:
-                found: Identity | None = identity(os.stat(path))
-            except OSError:
-                found = None  # missing or unreadable: the read says why
-            row = rows.get(path)
-            if found is not None and row is not None and _serves(row, found, out_dir):
-                results[start + offset] = (path, row.sha256, row.reason)
-            else:
-                pending.append((start + offset, found, seen))
-        if progress is not None:
-            progress.advance(sum(1 for r in results[start : start + _CHUNK] if r is not None))
-    return pending
-
-
-def take_in(
-    store: Store | None,
-    pending: Sequence[tuple[int, Identity | None, int]],
-    checked: Iterable[tuple[str, str | None, str | None, bool, bool]],
-    results: list[Result | None],
-    progress: Any,
-) -> tuple[int, int]:
-    """Put the files read (``checked``: path, sha256, reason, decoded, lasting, in the
-    order of ``pending``) into ``results`` and their rows into the store, a transaction
-    every few hundred, and whatever stops the check; returns (read, decoded)."""
-    read = decoded = 0
-    rows: list[tuple[str, Identity, int, str | None, str | None]] = []
-    try:
-        for (index, found, seen), (path, digest, reason, did, lasting) in zip(
-            pending, checked, strict=True
-        ):
-            results[index] = (path, digest, reason)
-            read, decoded = read + 1, decoded + did
-            if store is not None and found is not None and lasting:
-                rows.append((path, found, seen, digest, reason))
-                if len(rows) >= _FLUSH:
-                    store.remember(rows)
-                    rows = []
-            if progress is not None:
-                progress.advance(1)
-    finally:
-        if store is not None:
-            store.remember(rows)
-    return read, decoded
