@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -197,21 +198,23 @@ def _unique(listing: Listing, samples: list[Sample]) -> tuple[list[Sample], list
     rows. Of identical files the one with the smallest relative path is kept; identical
     bytes under two labels are an error naming both files.
     """
-    kept: dict[str, Sample] = {}
+    kept: list[Sample] = []
     dropped: list[Duplicate] = []
-    for sample in sorted(samples, key=lambda s: (s.sha256, listing.relpath(s.path))):
-        first = kept.get(sample.sha256)
-        if first is None:
-            kept[sample.sha256] = sample
-        elif first.label != sample.label:
-            raise DataError(
-                f"{first.path} ({listing.classes[first.label]}) and {sample.path} "
-                f"({listing.classes[sample.label]}) are the same image under two labels: "
-                "remove one of them or fix its label"
-            )
-        else:
+    for _sha, same in groupby(sorted(samples, key=lambda s: s.sha256), lambda s: s.sha256):
+        group = list(same)
+        if len(group) > 1:  # relative paths only where they decide (0.03 ms a file)
+            group.sort(key=lambda s: listing.relpath(s.path))
+        first = group[0]
+        kept.append(first)
+        for sample in group[1:]:
+            if first.label != sample.label:
+                raise DataError(
+                    f"{first.path} ({listing.classes[first.label]}) and {sample.path} "
+                    f"({listing.classes[sample.label]}) are the same image under two labels: "
+                    "remove one of them or fix its label"
+                )
             dropped.append(Duplicate(sample.path, first.path))
-    return list(kept.values()), dropped
+    return kept, dropped
 
 
 def _home_writable() -> bool:
