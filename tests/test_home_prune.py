@@ -196,7 +196,7 @@ def _age(paths: list[Path], days: float) -> None:
 
 def _caches(root: Path) -> list[Path]:
     found = [*root.glob("features/*"), *root.glob("prefix/*"), *root.glob("stage-features/*")]
-    return sorted(found + list(root.glob("data/decoded/*/*")))
+    return sorted(found + list(root.glob("data/decoded/*/*")) + list(root.glob("data/verdicts/*")))
 
 
 # ------------------------------------------------------------------------------ du
@@ -228,6 +228,7 @@ def test_du_counts_every_file_of_the_home_once_by_kind(
     assert figures("checkpoints-unfinished")[0] >= 1
     assert figures("artifacts") == size("mlflow/artifacts/")
     assert figures("decoded") == size("data/decoded/") and kinds["decoded"]["files"] == 2 * 16
+    assert figures("verdicts") == size("data/verdicts/") and kinds["verdicts"]["files"] == 1
     assert figures("features") == size("features/") and kinds["features"]["files"] >= 1
     assert figures("imports") == size("local/") and figures("weights") == size("cache/")
     for kind in ("store", "run-records", "catalog"):
@@ -256,7 +257,10 @@ def test_the_dry_run_removes_nothing_and_lists_exactly_what_the_removal_removes(
     assert dry["dry_run"] is True
     assert _files(home.root) == before and _files(home.hf) == hf_before
     listed = _removed_paths(dry)
-    assert {i["kind"] for i in dry["items"]} == {"checkpoints", "features", "decoded", "weights"}
+    kinds = {"checkpoints", "features", "decoded", "verdicts", "weights"}
+    assert {i["kind"] for i in dry["items"]} == kinds
+    (store,) = [i for i in dry["items"] if i["kind"] == "verdicts"]
+    assert store["what"].endswith(f"the image check's verdicts of {home.data}")
     assert dry["bytes"] == sum(i["bytes"] for i in dry["items"]) > 0
 
     done = _prune(capsys, "--older-than", "0d", "--unreferenced-weights", "--yes")

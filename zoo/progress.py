@@ -35,23 +35,36 @@ def _amount(total: float, unit: str) -> str:
     return f"{total:g} {unit}"
 
 
+def _duration(seconds: float) -> str:
+    """``8 s``, ``3 min 5 s``, ``2 h 10 min``: a time left, as people say it."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{max(seconds, 1)} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 class LineProgress:
-    """Plain lines: one at start, about every 10% (at most every 2 s), one at the end."""
+    """Plain lines: one at start, one about every 10% or every minute (at most every 2 s)
+    with the rate and the time left, one at the end."""
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
         self.description = ""
         self.total: float | None = None
+        self.unit = "items"
         self.done = 0.0
         self._last = 0.0
+        self._last_done = 0.0
         self._next_fraction = 0.1
 
     def _say(self, text: str) -> None:
         print(f"zoo: {self.description}: {text}", file=self.stream, flush=True)
 
     def start(self, description: str, total: float | None, unit: str = "items") -> None:
-        self.description, self.total, self.done = description, total, 0.0
-        self._next_fraction, self._last = 0.1, time.monotonic()
+        self.description, self.total, self.done, self.unit = description, total, 0.0, unit
+        self._next_fraction, self._last, self._last_done = 0.1, time.monotonic(), 0.0
         self._say("started" + (f" ({_amount(total, unit)})" if total else ""))
 
     def advance(self, amount: float) -> None:
@@ -60,19 +73,37 @@ class LineProgress:
             return
         fraction = self.done / self.total
         now = time.monotonic()
-        if fraction >= self._next_fraction and now - self._last >= 2.0:
-            self._say(f"{fraction:.0%}")
-            self._last = now
+        elapsed = now - self._last
+        if (fraction >= self._next_fraction or elapsed >= 60.0) and elapsed >= 2.0:
+            self._say(f"{fraction:.0%}{self._pace(elapsed)}")
+            self._last, self._last_done = now, self.done
             self._next_fraction = fraction + 0.1
+
+    def _pace(self, elapsed: float) -> str:
+        """`` (8,000/20,000 images, 1,234 images/s, about 10 s left)``: the rate since the
+        previous line (what is done from a cache goes fast: the rate follows the work)."""
+        assert self.total
+        rate = (self.done - self._last_done) / elapsed
+        if self.unit == "bytes":
+            return f" ({_amount(self.done, 'bytes')} of {_amount(self.total, 'bytes')})"
+        pace = f" ({self.done:,.0f}/{self.total:,.0f} {self.unit}, {rate:,.0f} {self.unit}/s"
+        if rate > 0 and self.done < self.total:
+            pace += f", about {_duration((self.total - self.done) / rate)} left"
+        return pace + ")"
 
     def finish(self) -> None:
         self._say("done")
 
 
 class RichProgress:
-    """A rich progress bar on stderr."""
+    """A rich progress bar on stderr: what it counts, and for counts (not bytes) the rate;
+    the time left."""
 
     def __init__(self) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+
+    def _make(self, unit: str) -> Any:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -82,6 +113,7 @@ class RichProgress:
             TextColumn,
             TimeRemainingColumn,
         )
+        from rich.text import Text
 
         class CountColumn(ProgressColumn):
             """Sizes for downloads (unit="bytes"); N/M for images, steps, epochs."""
@@ -94,17 +126,29 @@ class RichProgress:
                 column = self.as_bytes if task.fields.get("unit") == "bytes" else self.as_count
                 return column.render(task)
 
-        self._progress = Progress(
+        class RateColumn(ProgressColumn):
+            """``1,234 images/s``: rich's estimate over the last 30 s."""
+
+            def render(self, task: Any) -> Any:
+                speed = task.finished_speed or task.speed
+                unit = task.fields.get("unit", "items")
+                shown = f"{speed:,.0f} {unit}/s" if speed and unit != "bytes" else ""
+                return Text(shown, style="progress.data.speed")
+
+        # downloads keep the row they had (their size tells the pace); counts get a rate
+        rate = [] if unit == "bytes" else [RateColumn()]
+        return Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             CountColumn(),
+            *rate,
             TimeRemainingColumn(),
             transient=False,
         )
-        self._task: Any = None
 
     def start(self, description: str, total: float | None, unit: str = "items") -> None:
         if self._task is None:
+            self._progress = self._make(unit)
             self._progress.start()
         self._task = self._progress.add_task(description, total=total, unit=unit)
 
@@ -113,7 +157,8 @@ class RichProgress:
             self._progress.advance(self._task, amount)
 
     def finish(self) -> None:
-        self._progress.stop()
+        if self._progress is not None:
+            self._progress.stop()
         self._task = None
 
 

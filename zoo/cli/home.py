@@ -84,9 +84,9 @@ def du_cmd(as_json: bool) -> None:
 
     Kinds: the registry store and its artifacts, exports, pulled weights, local imports,
     checkpoints of registered and of unfinished runs, run records, feature, stage-feature
-    and frozen-prefix caches, decoded images, catalogue indexes, logs, other. Every file
-    counts once, by its size; pulled Hub files in the Hugging Face cache are shown apart
-    (they are outside the home). Writes nothing.
+    and frozen-prefix caches, decoded images, image check verdicts, catalogue indexes,
+    logs, other. Every file counts once, by its size; pulled Hub files in the Hugging Face
+    cache are shown apart (they are outside the home). Writes nothing.
     """
     from zoo.disk.paths import existing_home
     from zoo.upkeep.usage import human, measure
@@ -140,8 +140,9 @@ def prune_cmd(older_than: float, unreferenced_weights: bool, yes: bool, as_json:
     Removes:
       checkpoints of runs that registered a version (each run keeps its result.json:
         the same finetune command prints the registered version, trains nothing);
-      feature, stage-feature and frozen-prefix caches and decoded images not used
-        for --older-than (default 7d; they are recomputed when needed);
+      feature, stage-feature and frozen-prefix caches, decoded images and image
+        check verdicts not used for --older-than (default 7d; they are recomputed
+        when needed);
       with --unreferenced-weights, pulled weights nothing refers to.
     Never: the registry store and its artifacts, exports, local imports, run records,
     checkpoints of unfinished runs, pulled weights a lineage or local import refers to.

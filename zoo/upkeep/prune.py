@@ -6,9 +6,10 @@ What goes:
   version: the run keeps its ``result.json``, so the same command prints the registered
   version instead of training again (zoo.engine.checkpoint.finished); nothing reads those
   checkpoints once the run has finished (``--again`` discards them);
-- feature, stage-feature and frozen-prefix caches and decoded images not used (read or
-  written, as the file system's times say) for ``older_than`` seconds; they are
-  recomputed when needed;
+- feature, stage-feature and frozen-prefix caches, decoded images and the image check's
+  verdict stores (one a data folder: its database, WAL and shared-memory files go
+  together) not used (read or written, as the file system's times say; a check touches
+  its store) for ``older_than`` seconds; they are recomputed when needed;
 - with ``unreferenced_weights``: pulled weights that no registered version's lineage (in
   the store zoo uses now), no local import and no unfinished run refers to, removed as
   `zoo cache rm` removes them;
@@ -138,6 +139,8 @@ def _last_used(path: Path) -> float | None:
 
 
 def _caches(plan: Plan, now: float) -> None:
+    from zoo.data import verdicts
+
     fresh, fresh_bytes = 0, 0
 
     def old(files: list[Path]) -> list[Path]:
@@ -165,6 +168,19 @@ def _caches(plan: Plan, now: float) -> None:
         if files:
             what = f"data/decoded/{variant.name}: {len(files)} images"
             plan.items.append(Item("decoded", what, [str(f) for f in files], _size(files)))
+    for db in sorted((plan.root / "data" / "verdicts").glob(f"*{verdicts.SUFFIX}")):
+        files = verdicts.store_files(db)
+        used = [u for u in map(_last_used, files) if u is not None]
+        if not used:
+            continue
+        if now - max(used) < plan.older_than:
+            fresh, fresh_bytes = fresh + len(files), fresh_bytes + _size(files)
+            continue
+        root = verdicts.describe(db)
+        what = f"data/verdicts/{db.name}: the image check's verdicts" + (
+            f" of {root}" if root else ""
+        )
+        plan.items.append(Item("verdicts", what, [str(f) for f in files], _size(files)))
     if fresh:
         plan.kept.append(
             f"{fresh} cache file{'s' if fresh > 1 else ''} used within the last "
@@ -184,7 +200,7 @@ def _skip_caches(plan: Plan) -> None:
     who = f"pid {', '.join(map(str, pids))}" if pids else "another zoo process"
     plan.skipped.append(
         Skip(
-            "feature, stage-feature and prefix caches, decoded images",
+            "feature, stage-feature and prefix caches, decoded images, check verdicts",
             f"in use by {who} (a zoo finetune or rank): left alone; prune again once it "
             "has finished",
         )

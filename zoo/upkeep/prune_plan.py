@@ -13,9 +13,10 @@ __all__ = ["Item", "Plan", "Skip"]
 @dataclass
 class Item:
     """One thing prune removes, whole: a run's checkpoints, a cache file, one size of
-    decoded images, a pulled model."""
+    decoded images, a data folder's verdict store, a pulled model."""
 
-    kind: str  # checkpoints | features | stage-features | prefix | decoded | weights | leftover
+    # checkpoints | features | stage-features | prefix | decoded | verdicts | weights | leftover
+    kind: str
     what: str
     paths: list[str]  # absolute
     bytes: int

@@ -14,6 +14,7 @@ followed. The kinds follow where zoo writes (the modules named below own each pl
     runs/KEY/ (the rest)       run records: result.json, figures, recipe, the lock
     features/ stage-features/ prefix/   the engine's tensor caches (zoo.engine.caches)
     data/decoded/              decoded, resized images (zoo.data.check)
+    data/verdicts/             the image check's verdicts by file identity (zoo.data.verdicts)
     catalog/                   provider indexes (zoo.catalog.index)
     logs/, *.log               logs
     anything else              other (locks, staging folders)
@@ -63,6 +64,7 @@ KINDS: dict[str, str] = {
     "stage-features": "stage-feature caches",
     "prefix": "frozen-prefix caches",
     "decoded": "decoded images",
+    "verdicts": "image check verdicts",
     "catalog": "catalogue indexes",
     "logs": "logs",
     "other": "other (locks, staging)",
@@ -137,8 +139,8 @@ def classify(parts: tuple[str, ...], registered: dict[str, bool]) -> str:
             done = registered.get(parts[1])
             return "checkpoints-registered" if done else "checkpoints-unfinished"
         return "run-records"
-    if top == "data" and len(parts) > 2 and parts[1] == "decoded":
-        return "decoded"
+    if top == "data" and len(parts) > 2 and parts[1] in ("decoded", "verdicts"):
+        return parts[1]
     simple = {"exports": "exports", "cache": "weights", "local": "imports", "catalog": "catalog"}
     if top in simple and len(parts) > 1:
         return simple[top]
