@@ -255,6 +255,27 @@ def _text(fd: int) -> io.TextIOWrapper:
     return io.TextIOWrapper(io.FileIO(fd, "rb"), encoding="utf-8", errors="replace")
 
 
+def start(
+    target: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    stderr_to_stdout: bool = False,
+) -> Any:
+    """:func:`spawn`, or where prefork is off a ``subprocess.Popen`` of ``python
+    *target`` with the same pipes (text)."""
+    if enabled():
+        return spawn(target, env=env, cwd=cwd, stderr_to_stdout=stderr_to_stdout)
+    return subprocess.Popen(
+        [sys.executable, *target],
+        env=None if env is None else dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if stderr_to_stdout else subprocess.PIPE,
+        text=True,
+    )
+
+
 def run(
     target: Sequence[str],
     *,

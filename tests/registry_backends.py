@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -274,16 +273,7 @@ def run_worker(
     tests/prefork.py: 8 of them at once would spend most of their time importing torch
     and MLflow); stdout and stderr on one text pipe, as Popen(stderr=STDOUT) gives."""
     full_env = {**os.environ, **(env or {})}
-    if prefork.enabled():
-        proc: Any = prefork.spawn([str(WORKER), *args], env=full_env, stderr_to_stdout=True)
-    else:
-        proc = subprocess.Popen(
-            [sys.executable, str(WORKER), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=full_env,
-        )
+    proc = prefork.start([str(WORKER), *args], env=full_env, stderr_to_stdout=True)
     if wait:
         proc.wait(timeout)
     return proc

@@ -477,20 +477,9 @@ def test_nodes_whose_copies_of_the_data_differ_are_refused_on_every_node(
                 "-m", "zoo", "finetune", "timm:test_resnet", "pets", *COMMON[1:],
                 "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pets",
             ]  # fmt: skip
-            env = _env(tmp_path / node / "home")
-            if prefork.enabled():
-                procs.append(prefork.spawn(cmd, env=env, cwd=tmp_path / node))
-            else:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, *cmd],
-                        cwd=tmp_path / node,
-                        env=env,
-                        stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE,
-                        text=True,
-                    )
-                )
+            procs.append(
+                prefork.start(cmd, env=_env(tmp_path / node / "home"), cwd=tmp_path / node)
+            )
         results = [_done(proc, timeout=600) for proc in procs]
         if not any("address already in use" in err.lower() for _, _, err in results):
             break

@@ -95,16 +95,8 @@ def registered(name: str | None = None) -> list[str]:
 
 def kill_at_pause(args: Sequence[str], sentinel: Path, *, env: dict[str, str] | None = None) -> Any:
     """Run tests/faults/worker.py ARGS; SIGKILL it once it writes ``sentinel``."""
-    if prefork.enabled():  # tests/prefork.py: torch and MLflow imported once
-        proc: Any = prefork.spawn([str(WORKER), *args], env=env or zoo_env(), stderr_to_stdout=True)
-    else:
-        proc = subprocess.Popen(
-            [sys.executable, str(WORKER), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env or zoo_env(),
-        )
+    # forked from tests/prefork.py's interpreter: torch and MLflow imported once
+    proc = prefork.start([str(WORKER), *args], env=env or zoo_env(), stderr_to_stdout=True)
     deadline = time.monotonic() + 300
     while not sentinel.exists():
         if proc.poll() is not None:
