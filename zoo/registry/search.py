@@ -73,7 +73,7 @@ def with_aliases(mc: Any, found: list[RegisteredVersion]) -> list[RegisteredVers
             if not token:
                 break
     else:
-        models = [rm for n in names for rm in mc.search_registered_models(f"name = {quoted(n)}")]
+        models = [rm for got in _each_model(mc, names) for rm in got]
     aliases: dict[tuple[str, int], list[str]] = {}
     for rm in models:
         for alias, version in (rm.aliases or {}).items():
@@ -82,6 +82,23 @@ def with_aliases(mc: Any, found: list[RegisteredVersion]) -> list[RegisteredVers
         replace(v, aliases=tuple(sorted(aliases[_key(v)]))) if _key(v) in aliases else v
         for v in found
     ]
+
+
+def _each_model(mc: Any, names: list[str]) -> list[Any]:
+    """MLflow's answer for each model name: on a server, several requests at once (each
+    waits on the network; MLflow's HTTP session pools its connections)."""
+
+    def one(name: str) -> list[Any]:
+        return list(mc.search_registered_models(f"name = {quoted(name)}"))
+
+    from zoo.registry.store import tracking_uri
+
+    if len(names) < 2 or not tracking_uri().startswith(("http://", "https://")):
+        return [one(n) for n in names]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        return list(pool.map(one, names))
 
 
 def find(*filters: VersionFilter) -> list[RegisteredVersion]:
