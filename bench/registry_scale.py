@@ -15,8 +15,11 @@ PostgreSQL one is written straight through MLflow's SqlAlchemyStore (the client 
 it). Its database is new and dropped at the end, unless --keep-db (then it is reused
 by the next run with the same --versions).
 
-Each figure is a whole process as a user runs it (`python -m zoo registry ...`), warm
-(one run first, not counted), the median of --repeat.
+Each figure is a whole process as a user runs it (`python -m zoo registry ...`, from a
+folder of its own: PYTHONPATH decides which zoo), warm (one run first, not counted), the
+median of --repeat; a command that fails is reported as failed, with its last line.
+--before PATH times another zoo tree (e.g. `git archive` of an earlier commit) on the
+same stores, after this one.
 
     python bench/registry_scale.py [--versions 10000] [--repeat 5]
         [--backends sqlite,postgres] [--store-dir DIR] [--keep-db] [--before PATH]
@@ -519,17 +522,21 @@ class PgStore:
 
 
 def commands(s: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """The commands timed; listings of the whole store last (a server still busy with
+    one its client gave up on would slow the next command)."""
     return [
-        ("list", ["registry", "list"]),
-        ("list --json", ["registry", "list", "--json"]),
-        ("list --license cc-by-nc-4.0", ["registry", "list", "--license", "cc-by-nc-4.0"]),
         (f"show {s['version']}", ["registry", "show", s["version"]]),
         (f"lineage {s['name']}", ["registry", "lineage", s["name"]]),
         (f"lineage {s['base']}", ["registry", "lineage", s["base"]]),
+        ("list --license cc-by-nc-4.0", ["registry", "list", "--license", "cc-by-nc-4.0"]),
+        ("list --json --limit 100", ["registry", "list", "--json", "--limit", "100"]),
+        ("list", ["registry", "list"]),
+        ("list --json (every version)", ["registry", "list", "--json"]),
     ]
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str]) -> float | str:
+    """Seconds the command took, or why it failed (its exit code and last line)."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "zoo", *args],
@@ -541,8 +548,19 @@ def timed(args: list[str], env: dict[str, str]) -> float:
     )
     took = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"zoo {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"exit {done.returncode} after {took:.1f} s: {last[:300]}"
     return took
+
+
+def _median(runs: list[float | str]) -> float | str:
+    """The median of the runs, or the first failure when any run failed."""
+    failed = [r for r in runs if isinstance(r, str)]
+    return failed[0] if failed else statistics.median(r for r in runs if isinstance(r, float))
+
+
+def _cell(t: float | str) -> str:
+    return f"{t:6.2f} s" if isinstance(t, float) else "failed"
 
 
 def zoo_of(env: dict[str, str]) -> str:
@@ -556,26 +574,25 @@ def zoo_of(env: dict[str, str]) -> str:
 
 def measure(
     backend: str, store_env: dict[str, str], s: dict[str, str], repeat: int, trees: dict[str, str]
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, float | str]]:
     """Median seconds per command and zoo tree (``trees``: column -> PYTHONPATH, "" for
-    the environment's own), the trees alternated in each repeat (load affects each alike)."""
+    the environment's own). One tree after the other, not alternated: a command the
+    server gives up on (the client's timeout) keeps its one worker busy after the client
+    has gone, which would slow the other tree's next command."""
     base = {k: v for k, v in os.environ.items() if k not in {"ZOO_HOME", "MLFLOW_TRACKING_URI"}}
     base.update(CI="true", COLUMNS="160", **store_env)
-    envs = {col: {**base, **({"PYTHONPATH": path} if path else {})} for col, path in trees.items()}
-    for col, env in envs.items():
+    out: dict[str, dict[str, float | str]] = {col: {} for col in trees}
+    for col, path in trees.items():
+        env = {**base, **({"PYTHONPATH": path} if path else {})}
         print(f"  {backend}, {col}: zoo from {zoo_of(env)}", file=sys.stderr, flush=True)
-    out: dict[str, dict[str, float]] = {col: {} for col in trees}
-    for label, args in commands(s):
-        runs: dict[str, list[float]] = {col: [] for col in trees}
-        for env in envs.values():
+        for label, args in commands(s):
             timed(args, env)  # warm: imports compiled, pages cached
-        for _ in range(repeat):
-            for col, env in envs.items():
-                runs[col].append(timed(args, env))
-        for col in trees:
-            out[col][label] = statistics.median(runs[col])
-        figures = "  ".join(f"{col} {out[col][label]:6.2f} s" for col in trees)
-        print(f"  {backend:8s} zoo {' '.join(args):60s} {figures}", file=sys.stderr, flush=True)
+            out[col][label] = _median([timed(args, env) for _ in range(repeat)])
+            print(
+                f"  {backend:8s} {col:6s} zoo {' '.join(args):60s} {_cell(out[col][label])}",
+                file=sys.stderr,
+                flush=True,
+            )
     return out
 
 
@@ -596,7 +613,7 @@ def main() -> None:
     parser.add_argument(
         "--before",
         metavar="PATH",
-        help="another zoo source tree (its PYTHONPATH) timed beside this one, alternated",
+        help="another zoo source tree (its PYTHONPATH) timed after this one, on the same store",
     )
     opts = parser.parse_args()
     os.environ.setdefault("CI", "true")
@@ -604,7 +621,7 @@ def main() -> None:
     backends = [b.strip() for b in opts.backends.split(",") if b.strip()]
     trees = {"now": ""} | ({"before": opts.before} if opts.before else {})
     s = subjects(opts.versions)
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict[str, float | str]]] = {}
     for backend in backends:
         if backend == "sqlite":
             store = sqlite_store(opts.store_dir, opts.versions)
@@ -635,14 +652,21 @@ def main() -> None:
         print(f"zoo {col}: {zoo_of({**env, **({'PYTHONPATH': path} if path else {})})}")
     columns = [(b, col) for b in backends for col in trees]
     print(f"{'zoo registry ...':48s}" + "".join(f"{b + ' ' + col:>16s}" for b, col in columns))
+    failures = []
     for label, _ in commands(s):
         cells = ""
         for b, col in columns:
             t = results[b][col][label]
-            cells += f"{t:13.2f} s{'' if t < GOALS[b] else '!':1s} "
+            if isinstance(t, str):
+                failures.append(f"{b} {col}: zoo registry {label}: {t}")
+                cells += f"{'failed':>15s}! "
+            else:
+                cells += f"{t:13.2f} s{'' if t < GOALS[b] else '!':1s} "
         print(f"{label:48s}{cells}")
     goals = ", ".join(f"{GOALS[b]:.0f} s on {b}" for b in backends)
     print(f"goal: under {goals} ('!': missed)")
+    for line in failures:
+        print(f"failed: {line}")
 
 
 if __name__ == "__main__":
