@@ -1,4 +1,4 @@
-"""`zoo registry ...` (list, show, where, alias, delete, check; `lineage`, `serve`, `copy`,
+"""`zoo registry ...` (show, where, alias, delete, check; `list`, `lineage`, `serve`, `copy`,
 `push` and `reproduce` each in zoo/cli/registry_<name>.py); `zoo ui` is in zoo/cli/serve.py
 with `zoo serve`."""
 
@@ -14,6 +14,7 @@ from zoo.cli.registry_copy import copy_cmd
 from zoo.cli.registry_lineage import license_cell as _license_cell
 from zoo.cli.registry_lineage import lineage_cmd
 from zoo.cli.registry_lineage import warn_unknown as _warn_unknown
+from zoo.cli.registry_list import list_cmd
 from zoo.cli.registry_push import push_cmd
 from zoo.cli.registry_reproduce import reproduce_cmd
 from zoo.cli.registry_server import serve_cmd
@@ -26,6 +27,7 @@ def _use_tracking_uri(ctx: click.Context, _param: click.Parameter, value: str | 
         from zoo.registry.store import configure
 
         configure(value)
+        ctx.meta["zoo.tracking_uri"] = value  # a next-page command names the store too
 
 
 def tracking_uri_option(func: F) -> F:
@@ -57,68 +59,6 @@ def registry_group() -> None:
     """
 
 
-@registry_group.command("list")
-@tracking_uri_option
-@click.option("--license", "license_", metavar="ID", help="Only versions with this licence.")
-@click.option("--base", metavar="REF", help="Only derivatives of this base model.")
-@click.option(
-    "--dataset",
-    metavar="DIGEST|PATH",
-    help="Only versions trained on this data set: its digest (sha256:HEX, the 32-hex form "
-    "MLflow shows, or a unique prefix) or its folder/CSV (hashed as `zoo finetune` does).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (docs/json.md).")
-def list_cmd(license_: str | None, base: str | None, dataset: str | None, as_json: bool) -> None:
-    """List registered versions with parent, base model and licence."""
-    from zoo.registry import list_versions
-
-    versions = list_versions(license=license_, base=base)
-    extra: dict[str, Any] = {}
-    if dataset is not None:
-        from zoo.registry.datasets import versions_on
-
-        digest, versions = versions_on(versions, dataset, digest_of=_digest_of)
-        extra["dataset"] = {"query": dataset, "digest": digest}
-    if as_json:
-        rows = [_row(v) for v in versions]
-        emit_json("registry_list", count=len(versions), versions=rows, **extra)
-        return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("model", "version", "licence", "relation", "parent", "base", "aliases"):
-        table.add_column(col, overflow="fold")
-    for v in versions:
-        table.add_row(
-            v.name,
-            str(v.version),
-            _license_cell(v.license),
-            v.relation,
-            v.parent or "",
-            v.base or "",
-            ", ".join(v.aliases),
-        )
-    console().print(table)
-    trained_on = f" trained on {extra['dataset']['digest']}" if extra.get("dataset") else ""
-    console().print(plural(len(versions), "version") + trained_on, soft_wrap=True)
-    _warn_unknown(versions)
-
-
-def _digest_of(path: Any) -> str:
-    """A data folder's or CSV's digest, as a fine-tune computes it (nothing cached)."""
-    from zoo.data import load_dataset
-    from zoo.progress import make_progress
-
-    return load_dataset(path, cache=False, progress=make_progress()).digest
-
-
-def _row(v: Any) -> dict[str, Any]:
-    d = v.to_dict()
-    d.pop("lineage", None)
-    d.pop("tags", None)
-    return d
-
-
 @registry_group.command("show")
 @tracking_uri_option
 @click.argument("ref")
@@ -129,7 +69,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
     REF is models:/NAME/N, models:/NAME/latest, models:/NAME@ALIAS or a registered NAME.
     """
     from zoo.registry import get_version
-    from zoo.registry.datasets import describe, run_datasets
+    from zoo.registry.datasets import describe
     from zoo.registry.leakage_finding import seen_note
     from zoo.registry.modelcard import chosen_by_text, evaluation_text
     from zoo.registry.records import parents_of
@@ -160,7 +100,7 @@ def show_cmd(ref: str, as_json: bool) -> None:
         ("strategy settings", readable(strategy["settings"]) if strategy.get("settings") else ""),
         ("strategy plugin", v.tags.get("zoo.strategy_plugin", "")),
         ("dataset digest", str(dataset.get("digest") or "")),
-        ("datasets", "\n".join(map(describe, run_datasets(v.run_id))) or "none recorded"),
+        ("datasets", "\n".join(map(describe, _run_datasets(v.run_id))) or "none recorded"),
         ("classes", ", ".join(v.class_names)),
         ("metrics", ", ".join(f"{k}={val:.4g}" for k, val in (lin.get("metrics") or {}).items())),
         ("leakage", seen_note(lin)),  # an ancestor trained on this version's test images
@@ -175,6 +115,15 @@ def show_cmd(ref: str, as_json: bool) -> None:
             table.add_row(key, value)
     console().print(table)
     _warn_unknown([v])
+
+
+def _run_datasets(run_id: str | None) -> list[dict[str, Any]]:
+    """The run's datasets: from an SQLite store's tables, else through MLflow."""
+    from zoo.registry import sqlite_read
+    from zoo.registry.datasets import run_datasets
+
+    direct = sqlite_read.run_datasets(run_id)
+    return run_datasets(run_id) if direct is None else direct
 
 
 def _parent_rows(v: Any) -> list[tuple[str, str]]:
@@ -326,6 +275,7 @@ def _clean_staging() -> list[str]:
     return [str(p) for p in [*clean_imports(), *clean_exports(subdir("exports")), *reproduced]]
 
 
+registry_group.add_command(tracking_uri_option(list_cmd))
 registry_group.add_command(tracking_uri_option(lineage_cmd))
 registry_group.add_command(serve_cmd)
 registry_group.add_command(tracking_uri_option(reproduce_cmd))

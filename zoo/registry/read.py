@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlparse
 
 from zoo.contract.errors import IntegrityError, NotFoundError, SecurityError, UsageError
 from zoo.contract.refs import Ref, parse_ref
+from zoo.registry.paging import quoted
 from zoo.registry.records import TAG, RegisteredVersion, from_model_version
 from zoo.registry.store import client
 
@@ -73,20 +74,34 @@ def _to_registered(ref: str | Ref) -> Ref:
 
 
 def get_version(ref: str | Ref) -> RegisteredVersion:
-    """``models:/NAME/N``, ``models:/NAME/latest``, ``models:/NAME@ALIAS`` or bare ``NAME``."""
-    from mlflow.exceptions import MlflowException
+    """``models:/NAME/N``, ``models:/NAME/latest``, ``models:/NAME@ALIAS`` or bare ``NAME``.
+
+    One version is read, whatever the store holds: on an SQLite store directly
+    (:mod:`zoo.registry.sqlite_read`), elsewhere with one or two MLflow requests."""
+    from zoo.registry import sqlite_read
 
     parsed = _to_registered(ref)
+    latest = parsed.alias is None and parsed.version in (None, "latest")
+    number = None if latest or parsed.alias is not None else _number(parsed.version)
+    if latest or parsed.alias is not None or number is not None:
+        direct = sqlite_read.one(parsed.name, number, parsed.alias)
+        if direct is not None:
+            if not direct:
+                raise _not_found(_missing(parsed, latest))
+            return direct[0]
+    from mlflow.exceptions import MlflowException
+
     mc = client()
     try:
         if parsed.alias is not None:
             mv = mc.get_model_version_by_alias(parsed.name, parsed.alias)
-        elif parsed.version in (None, "latest"):
-            versions = mc.search_model_versions(f"name = '{_quote(parsed.name)}'")
-            if not versions:
-                raise _not_found(f"no registered model named '{parsed.name}'")
-            mv = max(versions, key=lambda v: int(v.version))
-            mv = mc.get_model_version(mv.name, mv.version)  # search omits aliases
+        elif latest:
+            found = mc.search_model_versions(
+                f"name = {quoted(parsed.name)}", max_results=1, order_by=["version_number DESC"]
+            )
+            if not found:
+                raise _not_found(_missing(parsed, latest))
+            mv = mc.get_model_version(found[0].name, found[0].version)  # search omits aliases
         else:
             mv = mc.get_model_version(parsed.name, parsed.version)
     except MlflowException as exc:
@@ -96,8 +111,17 @@ def get_version(ref: str | Ref) -> RegisteredVersion:
     return from_model_version(mv)
 
 
-def _quote(name: str) -> str:
-    return name.replace("'", "\\'")
+def _number(version: str | None) -> int | None:
+    try:
+        return int(str(version))
+    except ValueError:
+        return None  # MLflow says what is wrong with it
+
+
+def _missing(parsed: Ref, latest: bool) -> str:
+    if latest:
+        return f"no registered model named '{parsed.name}'"
+    return f"no registered version '{parsed}'"
 
 
 def list_versions(
@@ -107,131 +131,42 @@ def list_versions(
     base: str | None = None,
     filter_string: str | None = None,
 ) -> list[RegisteredVersion]:
-    """Every version (of one model), filtered on the licence or base model tags."""
-    clauses = []
-    if name:
-        clauses.append(f"name = '{_quote(name)}'")
+    """Every version (of one model), filtered on the licence or base model tags, by name
+    and number. ``filter_string``: MLflow's own filter, asked of MLflow (whatever the
+    store)."""
+    from zoo.registry.paging import VersionFilter, base_stem
+    from zoo.registry.search import find, with_aliases
+
+    tags: tuple[tuple[str, str], ...] = ()
     if license:
         from zoo.licenses.ids import normalize_license
 
-        clauses.append(f"tags.`{TAG.LICENSE}` = '{normalize_license(license)}'")
-    if filter_string:
-        clauses.append(filter_string)
-    fast = None if filter_string else _sqlite_versions()
-    if fast is not None:
-        out = [v for v in fast if not name or v.name == name]
-        if license:
-            from zoo.licenses.ids import normalize_license
-
-            out = [v for v in out if v.tags.get(TAG.LICENSE) == normalize_license(license)]
-        if base:
-            out = [v for v in out if _same_base(v.base, base)]
-        return sorted(out, key=lambda v: (v.name, v.version))
+        tags = ((TAG.LICENSE, normalize_license(license)),)
+    wanted = VersionFilter(name=name, tags=tags, base=base_stem(base) if base else None)
+    if filter_string is None:
+        return find(wanted)
     mc = client()
-    found = mc.search_model_versions(" AND ".join(clauses) or None)
-    out = [from_model_version(mv) for mv in found]
-    if base:
-        out = [v for v in out if _same_base(v.base, base)]
-    aliases = _aliases_by_model({v.name for v in out})
-    out = [_with_aliases(v, aliases.get((v.name, v.version), ())) for v in out]
-    return sorted(out, key=lambda v: (v.name, v.version))
-
-
-def _sqlite_versions() -> list[RegisteredVersion] | None:
-    """Every version of an SQLite store, read with Python's own sqlite3, read-only.
-
-    Importing MLflow costs 2-4 s, far more than reading a few hundred versions, so
-    listings of an SQLite store (the embedded one included) read its tables directly:
-    ``model_versions``, ``model_version_tags``, ``registered_model_aliases``, as MLflow's
-    SQL store keeps them (deleted versions are marked ``Deleted_Internal``; with MLflow's
-    workspaces, the ``default`` one). Anything unexpected (no store yet, another
-    workspace, a schema this code does not know) returns None: the caller asks MLflow.
-    """
-    import os
-    import sqlite3
-    from types import SimpleNamespace
-
-    from zoo.registry import store
-
-    uri = store.tracking_uri()
-    db = store.sqlite_path(uri)
-    if db is None or not db.is_file():
-        return None
-    if store.is_embedded(uri) and not store.embedded_exists():
-        return None
-    # As configure() would: a moved home, a damaged or emptied database are refused
-    # here too, so this reader and MLflow's agree (never "0 versions" over lost ones).
-    store.check_health(uri)
-    if os.environ.get("MLFLOW_WORKSPACE", "default") not in ("", "default"):
-        return None
-    try:
-        conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error:
-        return None
-    try:
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(model_versions)")}
-        where = " WHERE workspace = 'default'" if "workspace" in columns else ""
-        rows = conn.execute(
-            "SELECT name, version, creation_time, description, run_id, source, current_stage "
-            f"FROM model_versions{where}"
-        ).fetchall()
-        tags: dict[tuple[str, int], dict[str, str]] = {}
-        for name, version, key, value in conn.execute(
-            f"SELECT name, version, key, value FROM model_version_tags{where}"
-        ):
-            tags.setdefault((name, int(version)), {})[key] = value
-        aliases: dict[tuple[str, int], list[str]] = {}
-        for name, alias, version in conn.execute(
-            f"SELECT name, alias, version FROM registered_model_aliases{where}"
-        ):
-            aliases.setdefault((name, int(version)), []).append(alias)
-    except sqlite3.Error:
-        return None
-    finally:
-        conn.close()
-    out = []
-    for name, version, created, description, run_id, source, stage in rows:
-        if stage == "Deleted_Internal":
-            continue
-        key = (name, int(version))
-        mv = SimpleNamespace(
-            name=name,
-            version=int(version),
-            run_id=run_id,
-            tags=tags.get(key, {}),
-            source=source,
-            description=description,
-            aliases=sorted(aliases.get(key, ())),
-            creation_timestamp=created,
-        )
-        out.append(from_model_version(mv))
-    return out
-
-
-def _same_base(have: str | None, want: str) -> bool:
-    if not have:
-        return False
-    return have == want or have.split("@", 1)[0] == want.split("@", 1)[0]
-
-
-def _aliases_by_model(names: set[str]) -> dict[tuple[str, int], tuple[str, ...]]:
-    mc = client()
-    out: dict[tuple[str, int], list[str]] = {}
-    for name in names:
-        rm = mc.get_registered_model(name)
-        for alias, version in (rm.aliases or {}).items():
-            out.setdefault((name, int(version)), []).append(alias)
-    return {k: tuple(sorted(v)) for k, v in out.items()}
-
-
-def _with_aliases(v: RegisteredVersion, aliases: tuple[str, ...]) -> RegisteredVersion:
-    from dataclasses import replace
-
-    return replace(v, aliases=aliases) if aliases else v
+    clauses = [c for c in (wanted.mlflow_filter(), filter_string) if c]
+    found, token = [], None
+    while True:
+        got = mc.search_model_versions(" AND ".join(clauses), max_results=1000, page_token=token)
+        found += [v for v in map(from_model_version, got) if wanted.matches(v)]
+        token = got.token
+        if not token:
+            break
+    return with_aliases(mc, sorted(found, key=lambda v: (v.name, v.version)))
 
 
 def list_models() -> list[str]:
-    return sorted(rm.name for rm in client().search_registered_models())
+    """Every registered model's name (MLflow answers a page of them at a time)."""
+    mc = client()
+    names, token = [], None
+    while True:
+        got = mc.search_registered_models(max_results=1000, page_token=token)
+        names += [rm.name for rm in got]
+        token = got.token
+        if not token:
+            return sorted(names)
 
 
 def sha256_file(path: Path) -> str:

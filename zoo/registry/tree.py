@@ -8,8 +8,9 @@ from typing import Any
 
 from zoo.contract.errors import NotFoundError
 from zoo.contract.refs import JOINER, parse_ref
-from zoo.registry.read import list_versions
+from zoo.registry.paging import VersionFilter
 from zoo.registry.records import TAG, RegisteredVersion, parents_of
+from zoo.registry.search import find
 
 __all__ = ["LineageNode", "children_of", "derivative_trees", "lineage_trees", "parent_keys"]
 
@@ -91,9 +92,25 @@ def _pushed_links(everything: list[RegisteredVersion]) -> dict[str, dict[str, st
 
 def children_of(model_uri: str) -> list[RegisteredVersion]:
     """Versions made from ``model_uri`` (fine-tunes, exports, multi-parent versions that
-    name it among their parents), by name and number."""
-    kids = [v for v in list_versions() if model_uri in parent_keys(v)]
-    return sorted(kids, key=lambda v: (v.name, v.version))
+    name it among their parents), by name and number: the store is asked for the
+    versions whose parent tags name it, not for every version."""
+    asked = find(
+        VersionFilter(contains=((TAG.PARENT, model_uri),)),
+        VersionFilter(tags=((TAG.DERIVED_FROM, model_uri),)),
+    )
+    return [v for v in asked if model_uri in parent_keys(v)]
+
+
+def under_roots(roots: set[str] | list[str]) -> list[RegisteredVersion]:
+    """Every version whose chain starts at one of ``roots`` (a version's roots are its
+    ``zoo.base``, several joined by commas; a version zoo did not register is its own
+    root, and a root is no node's child): what the trees of those roots hold, asked of
+    the store by base."""
+    if not roots:
+        return []
+    wanted = set(roots)
+    asked = find(*(VersionFilter(contains=((TAG.BASE, r),)) for r in sorted(wanted)))
+    return [v for v in asked if wanted & set(_roots(v))]
 
 
 def _grow(roots: list[str], everything: list[RegisteredVersion]) -> list[LineageNode]:
@@ -124,13 +141,13 @@ def _grow(roots: list[str], everything: list[RegisteredVersion]) -> list[Lineage
 def lineage_trees(name: str) -> list[LineageNode]:
     """One tree per root base of ``name``'s versions, with every descendant of that root
     (other registered models fine-tuned from the same chain included)."""
-    everything = list_versions()
-    mine = [v for v in everything if v.name == name]
+    mine = find(VersionFilter(name=name))
     if not mine:
         raise NotFoundError(
             f"no registered model named '{name}': see `zoo registry list` for the names"
         )
-    return _grow(sorted({root for v in mine for root in _roots(v)}), everything)
+    roots = sorted({root for v in mine for root in _roots(v)})
+    return _grow(roots, under_roots(roots))
 
 
 def derivative_trees(reference: str) -> list[LineageNode]:
@@ -139,8 +156,9 @@ def derivative_trees(reference: str) -> list[LineageNode]:
     nothing registered derives from it. A reference without ``@REV`` matches every
     revision; one with a revision matches that one."""
     wanted = parse_ref(reference)
-    everything = list_versions()
-    keys = {key for v in everything for key in parent_keys(v) if not key.startswith("models:/")}
+    # the versions that name a parent like it (the store's filter; matched exactly below)
+    named = find(VersionFilter(contains=((TAG.PARENT, wanted.name),)))
+    keys = {key for v in named for key in parent_keys(v) if not key.startswith("models:/")}
 
     def matches(key: str) -> bool:
         try:
@@ -151,4 +169,8 @@ def derivative_trees(reference: str) -> list[LineageNode]:
             return str(have) == str(wanted)
         return (have.scheme, have.name) == (wanted.scheme, wanted.name)
 
-    return _grow(sorted(k for k in keys if matches(k)), everything)
+    roots = sorted(k for k in keys if matches(k))
+    # a derivative's descendants share its roots (zoo.base): a pushed repo's fine-tunes
+    # are rooted at the repo's own base, not at the repo
+    bases = {r for v in named for r in _roots(v) if set(parent_keys(v)) & set(roots)}
+    return _grow(roots, under_roots(bases))
