@@ -5,8 +5,8 @@ resolution, the lineage record), ``describe`` (the Markdown description, childre
 they register), ``picture`` (the lineage drawn), ``modelcard`` (Hugging Face model card),
 ``write`` and ``write_export`` (registering a trained model, an export), ``read`` (looking
 up, zoo's reload), ``search`` with ``paging`` and ``sqlite_read`` (versions by filter, a page
-at a time, asked of the store), ``tree`` (lineage trees), ``maintain`` (aliases, deletes, the invariant
-scan), ``copy`` with ``copy_write`` (a version and its ancestors into another store),
+at a time, asked of the store), ``tree`` (lineage trees), ``maintain`` (aliases, deletes,
+the invariant scan), ``copy`` with ``copy_write`` (a version and its ancestors into another store),
 ``push`` and ``upstream`` (a version onto the Hugging Face Hub; the lineage a pushed repo
 carries back), ``store`` with ``store_health`` and ``store_guard`` (the MLflow store),
 ``server`` and ``supervise`` (the MLflow server zoo starts), ``datasets`` (a run's data as
