@@ -318,8 +318,11 @@ def _serve(path: str) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, _term)
+    parent = os.getppid()
     try:
-        while not stop:
+        # the test process that started it may end without its atexit functions (xdist
+        # ends its workers with os._exit; a SIGKILL): then the server ends on its own
+        while not stop and os.getppid() == parent:
             for key, _ in sel.select(1.0):
                 kind, data = key.data
                 if kind == "accept":
