@@ -639,7 +639,9 @@ def main() -> None:
     commit, dirty = git_commit(ROOT)
     cmd = (
         f"python bench/registry_scale.py --versions {opts.versions} --repeat {opts.repeat} "
-        f"--backends {','.join(backends)}" + (f" --before {opts.before}" if opts.before else "")
+        f"--backends {','.join(backends)} --store-dir {opts.store_dir}"
+        + (" --keep-db" if opts.keep_db else "")
+        + (f" --before {opts.before}" if opts.before else "")
     )
     print(f"command: {cmd}")
     print(
