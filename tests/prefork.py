@@ -119,9 +119,6 @@ class Forked:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def communicate(
         self, input: str | None = None, timeout: float | None = None
     ) -> tuple[str | None, str | None]:

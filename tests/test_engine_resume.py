@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -58,14 +57,6 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def _start(cmd: list[str], env: dict[str, str]) -> Any:
-    """``cmd`` (``python SCRIPT ARGS``) forked from tests/prefork.py's preloaded
-    interpreter (a Popen where that is off)."""
-    if prefork.enabled():
-        return prefork.spawn(cmd[1:], env=env)
-    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-
 def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     if prefork.enabled():
         return prefork.run(cmd[1:], env=env, timeout=600)
@@ -74,7 +65,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 def _run_until(cmd: list[str], env: dict[str, str], needle: str, sig: int) -> tuple[int, str]:
     """Start cmd, send ``sig`` when ``needle`` appears on stderr; (exit code, stderr)."""
-    proc = _start(cmd, env)
+    proc = prefork.start(cmd[1:], env=env)  # forked from the preloaded interpreter
     seen = []
     assert proc.stderr is not None
     for line in proc.stderr:
