@@ -150,14 +150,42 @@ def test_auto_scores_candidates_on_training_rows_only_and_trains_what_it_chose(
     table = {row["candidate"]: row for row in settings["search"]}
     assert table["linear-probe"]["how"] == "5-fold CV x10"
     assert table["partial K=1"]["how"] == "inner hold-out (4)"
+    # each cheap head scored as its strategy registers it: the probe's passes (epochs=1
+    # here) by the recipe's optimizer, the multi-stage probe's regression
+    assert table["linear-probe"]["head"] == "adamw, 1 passes, lr 0.001"
+    assert table["stage-probe"]["head"] == "L2 logistic regression (L-BFGS)"
     assert [row["chosen"] for row in settings["search"]].count(True) == 1
     assert settings["evidence"]["train_images"] == 18
     # the registered figures are exactly those of the chosen plan run directly
     decision = settings["decision"]
     unfreeze = {"unfreeze": settings["unfreeze"]} if "unfreeze" in settings else {}
+    if decision == "stage-probe":  # fitted to convergence: it takes no --epochs
+        common.pop("epochs")
     twin = finetune(Recipe(strategy=decision, **unfreeze, **common, **split), register=False)
     for key in ("test_accuracy", "test_loss", "val_accuracy", "val_loss"):
         assert auto.metrics[key] == twin.metrics[key], key
+
+
+def test_the_probes_cv_head_trains_like_the_probe_and_leaves_the_runs_rng_alone() -> None:
+    import numpy as np
+    import torch
+
+    from zoo.engine.head_fit import HeadFit
+
+    rng = np.random.default_rng(0)
+    y = np.tile(np.arange(4), 30)  # every class in both parts
+    x = rng.normal(size=(120, 16)).astype(np.float32)
+    x[np.arange(120), y] += 3.0  # one informative column per class
+    fit = HeadFit("passes", passes=30, lr=1e-2, weight_decay=0.05, warmup_epochs=0.5,
+                  label_smoothing=0.1, seed=3)  # fmt: skip
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    learnt = fit.predict(x[:80], y[:80], x[80:])
+    assert torch.equal(torch.get_rng_state(), before)  # the run's own RNG is untouched
+    assert (learnt == y[80:]).mean() >= 0.9
+    assert np.array_equal(learnt, fit.predict(x[:80], y[:80], x[80:]))  # seeded
+    still = HeadFit("passes", passes=30, lr=0.0, seed=3).predict(x[:80], y[:80], x[80:])
+    assert (still == y[80:]).mean() < 0.6  # no steps: the untrained head's guesses
 
 
 def _finetune(capsys, *args: str) -> tuple[int, str, str]:
@@ -263,6 +291,8 @@ def test_a_small_auto_run_scores_what_its_choice_scores_on_a_test_split_it_never
     twin = probe
     if decision != "linear-probe":
         unfreeze = {"unfreeze": settings["unfreeze"]} if "unfreeze" in settings else {}
+        if decision == "stage-probe":  # fitted to convergence: it takes no --epochs
+            common.pop("epochs", None)
         twin = finetune(Recipe(strategy=decision, **unfreeze, **common, **split), register=False)
     with capsys.disabled():
         print(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -118,12 +118,18 @@ def mcnemar_p(challenger_right: Sequence[bool], baseline_right: Sequence[bool]) 
 
 
 def cv_scores(
-    x: Any, y: Any, seed: int, folds: int = AUTO_FOLDS, repeats: int = AUTO_REPEATS
+    x: Any,
+    y: Any,
+    seed: int,
+    folds: int = AUTO_FOLDS,
+    repeats: int = AUTO_REPEATS,
+    predict: Callable[[Any, Any, Any], Any] | None = None,
 ) -> tuple[list[float], int] | None:
-    """Per-fold accuracies of a standardised L2 logistic regression over ``repeats``
-    stratified k-fold CVs (k * repeats figures; the folds depend on ``y`` and ``seed``
-    only, so two candidates' folds pair up), and k; None when a class has fewer than two
-    images (no fold could hold it out)."""
+    """Per-fold accuracies over ``repeats`` stratified k-fold CVs (k * repeats figures;
+    the folds depend on ``y`` and ``seed`` only, so two candidates' folds pair up), and k;
+    None when a class has fewer than two images (no fold could hold it out). Each fold
+    fits ``predict(x_train, y_train, x_test) -> labels`` (the candidate's own head,
+    zoo/engine/head_fit.py); by default the standardised L2 logistic regression."""
     import numpy as np
     from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
 
@@ -132,6 +138,8 @@ def cv_scores(
     if k < 2 or len(counts[counts > 0]) < 2:
         return None
     cv = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
+    if predict is not None:
+        return [float(np.mean(predict(x[a], y[a], x[b]) == y[b])) for a, b in cv.split(x, y)], k
     with warnings.catch_warnings(), small_fit_threads(*x.shape):
         warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
         scores = cross_val_score(cv_head(), x, y, cv=cv, scoring="accuracy")

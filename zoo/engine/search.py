@@ -24,7 +24,6 @@ Validation and test images are never looked at: the reported figures stay unbias
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,12 +37,11 @@ from zoo.engine.evidence import (
     AUTO_REPEATS,
     corrected_t_p,
     cv_accuracy,
-    cv_head,
     cv_scores,
     mcnemar_p,
     per_test_alpha,
-    small_fit_threads,
 )
+from zoo.engine.head_fit import HeadFit, head_fit
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.engine.state import RunState
@@ -76,6 +74,7 @@ class Outcome:
     note: str = ""
     chosen: bool = False
     folds: list[float] = field(default_factory=list)  # per-fold accuracies, every repeat
+    head: HeadFit | None = None  # how a cheap candidate's head was fitted on each fold
     p: float | None = None  # the one-sided p-value against what it challenged
 
     @property
@@ -87,6 +86,8 @@ class Outcome:
         out["how"] = self.how
         out |= {"score": None if self.score is None else round(self.score, 4)}
         out |= {"p": None if self.p is None else round(self.p, 4)}
+        if self.head is not None:
+            out["head"] = self.head.label
         return out | {"note": self.note, "chosen": self.chosen}
 
 
@@ -211,7 +212,7 @@ def search(
     table = [Outcome(c) for c in cands]
     alpha = per_test_alpha(len(table) - 1)  # shared by every challenger offered
     cheap = [o for o in table if o.candidate.cost == "cheap"]
-    k = _score_cheap(s, cheap, rows, seed)
+    k = _score_cheap(s, cheap, rows, seed, installed)
     winner, reason, fallback = _cheap_winner(cheap, installed, alpha, k, len(rows))
     chosen = winner
     tried = [o for o in table if o.candidate.cost != "cheap"]
@@ -239,7 +240,7 @@ def search(
                     planned += needs
                 continue
             if base is None:  # the cheap winner, refitted on the same inner split
-                base = _refit_right(s, winner.candidate, rows, inner, held)
+                base = _refit_right(s, winner, rows, inner, held)
             if not s.fits(out, needs):
                 continue
             _fire(state, out, [*inner, *held])
@@ -288,9 +289,12 @@ def search(
     )
 
 
-def _score_cheap(s: _Search, cheap: list[Outcome], rows: list[int], seed: int) -> int:
+def _score_cheap(
+    s: _Search, cheap: list[Outcome], rows: list[int], seed: int, installed: dict[str, Any]
+) -> int:
     """Repeated k-fold CV of each cheap candidate (the baseline always; the others as the budget
-    allows), on the same folds; returns k (0 when nothing could be cross-validated)."""
+    allows), on the same folds, each fold fitting the head as the candidate's plan fits it
+    (head_fit.py); returns k (0 when nothing could be cross-validated)."""
     k = 0
     for i, out in enumerate(cheap):
         if i > 0 and not s.fits(out, _cheap_cost(s, out.candidate)):
@@ -298,7 +302,10 @@ def _score_cheap(s: _Search, cheap: list[Outcome], rows: list[int], seed: int) -
         t0 = time.monotonic()
         x, y = _features(s, out.candidate)
         _fire(s.state, out, rows)
-        scored = cv_scores(x, y, seed)
+        strategy = installed.get(out.candidate.strategy)
+        plan = strategy.plan(s.state.names, out.candidate.settings) if strategy else None
+        out.head = head_fit(plan, s.state.recipe)
+        scored = cv_scores(x, y, seed, predict=out.head.predict)
         if i == 0:
             s.probe_cv_seconds = time.monotonic() - t0
         if scored is None:
@@ -358,20 +365,18 @@ def _cheap_winner(
 
 
 def _refit_right(
-    s: _Search, cand: Candidate, rows: list[int], inner: list[int], held: list[int]
+    s: _Search, winner: Outcome, rows: list[int], inner: list[int], held: list[int]
 ) -> list[bool]:
-    """The cheap candidate fitted on the inner split: right or wrong on each hold-out
-    image, in ``held``'s order."""
+    """The cheap winner fitted on the inner split as its CV fitted it: right or wrong on
+    each hold-out image, in ``held``'s order."""
     import numpy as np
 
-    x, y = _features(s, cand)
+    x, y = _features(s, winner.candidate)
     where = {r: i for i, r in enumerate(rows)}
     a = np.array([where[r] for r in inner])
     b = np.array([where[r] for r in held])
-    with warnings.catch_warnings(), small_fit_threads(len(a), x.shape[1]):
-        warnings.simplefilter("ignore")
-        head = cv_head().fit(x[a], y[a])
-    return [bool(v) for v in head.predict(x[b]) == y[b]]
+    fit = winner.head or HeadFit("lbfgs")
+    return [bool(v) for v in fit.predict(x[a], y[a], x[b]) == y[b]]
 
 
 def _report(state: RunState, table: list[Outcome], reason: str, fallback: str) -> None:
@@ -382,6 +387,9 @@ def _report(state: RunState, table: list[Outcome], reason: str, fallback: str) -
         mark = "  <- chosen" if o.chosen else ""
         note = f"  ({o.note})" if o.note else ""
         state.note(f"  {o.label:<{width}}  {o.how:<22} {score:>5}{mark}{note}")
+    heads = [f"{o.label}: {o.head.label}" for o in table if o.head is not None]
+    if heads:
+        state.note(f"  (each head fitted on the folds as it registers: {'; '.join(heads)})")
     state.note(reason)
     if fallback:
         state.note(fallback)
