@@ -47,14 +47,11 @@ same files (idempotent: a finished layout is kept and reported).
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
-import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _icons import keep_icons
 from _layout import Layout, cache_dir, fetch_package, finished, publish, staging
 
 ICONS_PACKAGE = "oxygen-icon-theme"
@@ -108,40 +105,6 @@ CHESS_PACKAGES = ("pychess", "scid-data")  # Debian 12: 1.0.3-1, 1:4.7.4+dfsg1-2
 CHESS_MIN, CHESS_PER_CLASS, CHESS_SEED = 30, 50, 0
 
 
-def _keep_icons(
-    base: Path, categories: tuple[str, ...], tmp: Path, min_icons: int = 0
-) -> dict[str, int]:
-    """Copy each category's icons into TMP/category, leaving out symbolic links (aliases
-    of another icon), icon names filed under two of CATEGORIES, and byte-identical copies
-    (the first one met is kept; categories in the order given, files sorted). A category
-    keeping fewer than MIN_ICONS is left out whole. Returns the count per category kept."""
-    files: dict[str, list[Path]] = {}
-    owners: dict[str, set[str]] = {}  # icon name -> categories holding it
-    for category in categories:
-        found = sorted(p for p in (base / category).rglob("*.png") if not p.is_symlink())
-        if not found:
-            sys.exit(f"bench/datasets.py: no icons under {base / category}")
-        files[category] = found
-        for path in found:
-            owners.setdefault(path.stem, set()).add(category)
-    seen: set[str] = set()
-    counts: dict[str, int] = {}
-    for category, found in files.items():
-        (tmp / category).mkdir()
-        counts[category] = 0
-        for path in found:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if len(owners[path.stem]) > 1 or digest in seen:
-                continue  # one name under two labels; or a byte-identical copy
-            seen.add(digest)
-            shutil.copyfile(path, tmp / category / path.name)
-            counts[category] += 1
-        if counts[category] < min_icons:
-            shutil.rmtree(tmp / category)
-            del counts[category]
-    return counts
-
-
 def layout_icons(dest: Path, categories: tuple[str, ...] = ICON_CATEGORIES) -> Layout:
     """The oxygen 128x128 icons as one folder per category (copies, not links)."""
     root, deb = fetch_package(ICONS_PACKAGE)
@@ -150,7 +113,7 @@ def layout_icons(dest: Path, categories: tuple[str, ...] = ICON_CATEGORIES) -> L
         return Layout("icons", dest, done, source)
     base = root / "usr" / "share" / "icons" / "oxygen" / "base" / ICON_SIZE
     tmp = staging(dest)
-    counts = _keep_icons(base, categories, tmp)
+    counts = keep_icons(base, categories, tmp)
     publish(tmp, dest, source)
     return Layout("icons", dest, counts, source)
 
@@ -165,51 +128,24 @@ def layout_gnome_icons(dest: Path) -> Layout:
         return Layout("gnome-icons", dest, done, source)
     categories = tuple(sorted(d.name for d in base.iterdir() if d.is_dir()))
     tmp = staging(dest)
-    counts = _keep_icons(base, categories, tmp, GNOME_MIN_ICONS)
+    counts = keep_icons(base, categories, tmp, GNOME_MIN_ICONS)
     publish(tmp, dest, source)
     return Layout("gnome-icons", dest, counts, source)
-
-
-def _read_idx(path: Path) -> object:
-    import numpy as np
-
-    data = gzip.decompress(path.read_bytes())
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def layout_fashion(
     dest: Path, per_class: int = FASHION_PER_CLASS, seed: int = FASHION_SEED
 ) -> Layout:
     """A seeded, class-stratified subsample of Fashion-MNIST's training idx files as PNGs."""
-    import numpy as np
-    from PIL import Image
+    from _fashion import fashion_subsample
 
     root, deb = fetch_package(FASHION_PACKAGE)
     source = f"{deb}, train-*-idx*-ubyte.gz, {per_class} per class, seed {seed}"
     if (done := finished(dest)) is not None:
         return Layout("fashion", dest, done, source)
     folder = root / "usr" / "share" / "datasets" / "fashion-mnist"
-    images = _read_idx(folder / "train-images-idx3-ubyte.gz")
-    labels = _read_idx(folder / "train-labels-idx1-ubyte.gz")
-    rng = np.random.default_rng(seed)
     tmp = staging(dest)
-    counts: dict[str, int] = {}
-    seen: set[bytes] = set()
-    for label, name in enumerate(FASHION_CLASSES):
-        (tmp / name).mkdir()
-        members = np.flatnonzero(labels == label)  # type: ignore[operator]
-        counts[name] = 0
-        for index in rng.permutation(members):
-            pixels = images[index]  # type: ignore[index]
-            if pixels.tobytes() in seen:
-                continue  # a byte-identical image: kept once
-            seen.add(pixels.tobytes())
-            Image.fromarray(pixels, mode="L").save(tmp / name / f"{int(index):05d}.png")
-            counts[name] += 1
-            if counts[name] == per_class:
-                break
+    counts = fashion_subsample(folder, tmp, FASHION_CLASSES, per_class, seed)
     publish(tmp, dest, source)
     return Layout("fashion", dest, counts, source)
 
@@ -218,34 +154,16 @@ def layout_glyphs(dest: Path) -> Layout:
     """The letters A-J of a seeded sample of GLYPH_FONTS fonts, one 64x64 PNG per
     (font, letter), under A/ ... J/ (file name: the font file's)."""
     import _glyphs
-    import numpy as np
 
     roots = {package: fetch_package(package) for package in GLYPH_PACKAGES}
     debs = ", ".join(deb for _, deb in roots.values())
     source = f"{debs}; {GLYPH_FONTS} fonts, seed {GLYPH_SEED}"
     if (done := finished(dest)) is not None:
         return Layout("glyphs", dest, done, source)
-    rendered: dict[Path, list[bytes]] = {}  # sorted by path: package, then file
-    for path in sorted(p for root, _ in roots.values() for p in _glyphs.font_files(root)):
-        images = _glyphs.render_all(path) if _glyphs.qualifies(path) else None
-        if images is not None:
-            rendered[path] = images
-    fonts, _copies = _glyphs.distinct(rendered)
-    if len(fonts) > GLYPH_FONTS:
-        rng = np.random.default_rng(GLYPH_SEED)
-        fonts = [fonts[i] for i in sorted(rng.choice(len(fonts), GLYPH_FONTS, replace=False))]
+    rendered = _glyphs.drawn_fonts((root for root, _ in roots.values()), _glyphs.LETTERS)
+    classes = {letter: letter for letter in _glyphs.LETTERS}
     tmp = staging(dest)
-    seen: set[bytes] = set()
-    counts = {letter: 0 for letter in _glyphs.LETTERS}
-    for letter in counts:
-        (tmp / letter).mkdir()
-    for path in fonts:
-        for letter, image in zip(_glyphs.LETTERS, rendered[path], strict=True):
-            if image in seen:
-                continue  # the same outline in another file: kept once
-            seen.add(image)
-            (tmp / letter / f"{path.stem}.png").write_bytes(image)
-            counts[letter] += 1
+    counts = _glyphs.lay_out(tmp, rendered, classes, GLYPH_FONTS, GLYPH_SEED)
     publish(tmp, dest, source)
     return Layout("glyphs", dest, counts, source)
 
