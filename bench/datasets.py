@@ -1,7 +1,7 @@
 """The evaluation sets of docs/protocol.md, laid out as image folders from Debian packages.
 
     python bench/datasets.py [DEST] [--sets icons fashion gnome-icons glyphs emoji schematics
-                                         art4apps chess]
+                                         art4apps chess symbola]
 
 Nothing in zoo was tuned on these images (docs/protocol.md); zoo's own test images
 (openclipart, `python -m zoo.testdata where`) are the development set. The packages are
@@ -40,7 +40,10 @@ same files (idempotent: a finished layout is kept and reported).
 - `chess` (bench/_chess.py): the chess pieces of pychess's chess fonts and scid's piece
   sets, one class per piece type (both colours in it), 64x64 grayscale; a design that
   redraws an earlier one, or draws a piece as nothing, is left out.
-  These four: classes of at least *_MIN images, no image under two classes, byte-identical
+- `symbola` (bench/_symbola.py): Symbola's monochrome emoji (the emoji of `emoji`, those
+  the font maps), one class per group of emoji-test.txt, 64x64 grayscale like `glyphs`;
+  an emoji that is a near copy of one in another group is left out of both.
+  These five: classes of at least *_MIN images, no image under two classes, byte-identical
   copies kept once, each class capped at *_PER_CLASS by a seeded sample (bench/_capped.py).
 """
 
@@ -103,6 +106,13 @@ ART4APPS_PACKAGE = "pysiogame"  # Debian 12: 4.20.01-1
 ART4APPS_MIN, ART4APPS_PER_CLASS, ART4APPS_SEED = 30, 50, 0
 CHESS_PACKAGES = ("pychess", "scid-data")  # Debian 12: 1.0.3-1, 1:4.7.4+dfsg1-2
 CHESS_MIN, CHESS_PER_CLASS, CHESS_SEED = 30, 50, 0
+SYMBOLA_PACKAGES = ("fonts-symbola", "unicode-data")  # Debian 12: 2.60-1.1 (Symbola 9.17)
+# Distinct emoji per group after the leave-outs: smileys-and-emotion 136, people-and-body
+# 124, animals-and-nature 111, food-and-drink 104, travel-and-places 199, activities 66,
+# objects 197, symbols 190, flags 5. Any minimum from 67 to 104 keeps the same 7 groups,
+# each of at least 100 images (activities would join at 66, as the only class under 100);
+# 125 per class, so at most 875 images.
+SYMBOLA_MIN, SYMBOLA_PER_CLASS, SYMBOLA_SEED = 100, 125, 0
 
 
 def layout_icons(dest: Path, categories: tuple[str, ...] = ICON_CATEGORIES) -> Layout:
@@ -245,6 +255,21 @@ def layout_chess(dest: Path) -> Layout:
     )
 
 
+def layout_symbola(dest: Path) -> Layout:
+    """Symbola's emoji by emoji-test.txt group (bench/_symbola.py)."""
+    import _symbola
+
+    (font_root, font_deb), (text_root, text_deb) = map(fetch_package, SYMBOLA_PACKAGES)
+    rule = f"groups of >= {SYMBOLA_MIN}, {SYMBOLA_PER_CLASS} per class, seed {SYMBOLA_SEED}"
+    return _capped_layout(
+        "symbola",
+        dest,
+        f"{font_deb}, {text_deb}; {rule}",
+        lambda: _symbola.collect(font_root, text_root),
+        (SYMBOLA_MIN, SYMBOLA_PER_CLASS, SYMBOLA_SEED),
+    )
+
+
 def subset(layout: Layout, dest: Path, classes: int, per_class: int) -> Layout:
     """The first `classes` classes and `per_class` files of each (sorted by name), as
     symbolic links: bench/choose.py's --smoke."""
@@ -282,10 +307,13 @@ def layout(name: str, dest_root: Path | None = None) -> Layout:
         return layout_art4apps(dest_root / f"art4apps-{ART4APPS_PER_CLASS}-seed{ART4APPS_SEED}")
     if name == "chess":
         return layout_chess(dest_root / f"chess-{CHESS_PER_CLASS}-seed{CHESS_SEED}")
+    if name == "symbola":
+        return layout_symbola(dest_root / f"symbola-{SYMBOLA_PER_CLASS}-seed{SYMBOLA_SEED}")
     raise SystemExit(f"bench/datasets.py: unknown set {name!r}; the sets are {', '.join(SETS)}")
 
 
-SETS = ("icons", "fashion", "gnome-icons", "glyphs", "emoji", "schematics", "art4apps", "chess")
+SETS = ("icons", "fashion", "gnome-icons", "glyphs", "emoji", "schematics", "art4apps", "chess",
+        "symbola")  # fmt: skip
 
 
 def main() -> None:
