@@ -1,7 +1,7 @@
 """The evaluation sets of docs/protocol.md, laid out as image folders from Debian packages.
 
     python bench/datasets.py [DEST] [--sets icons fashion gnome-icons glyphs emoji schematics
-                                         art4apps chess symbola]
+                                         art4apps chess symbola digits]
 
 Nothing in zoo was tuned on these images (docs/protocol.md); zoo's own test images
 (openclipart, `python -m zoo.testdata where`) are the development set. The packages are
@@ -45,6 +45,9 @@ same files (idempotent: a finished layout is kept and reported).
   an emoji that is a near copy of one in another group is left out of both.
   These five: classes of at least *_MIN images, no image under two classes, byte-identical
   copies kept once, each class capped at *_PER_CLASS by a seeded sample (bench/_capped.py).
+- `digits`: the digits 0-9 drawn from the fonts of DIGIT_PACKAGES as `glyphs` draws its
+  letters (bench/_glyphs.py), no near copy of another font nor of a `glyphs` font's
+  digits; a seeded sample of DIGIT_FONTS font files, one folder per digit (zero ... nine).
 """
 
 from __future__ import annotations
@@ -113,6 +116,38 @@ SYMBOLA_PACKAGES = ("fonts-symbola", "unicode-data")  # Debian 12: 2.60-1.1 (Sym
 # each of at least 100 images (activities would join at 66, as the only class under 100);
 # 125 per class, so at most 875 images.
 SYMBOLA_MIN, SYMBOLA_PER_CLASS, SYMBOLA_SEED = 100, 125, 0
+# Fonts for `digits` (Debian 12), none in GLYPH_PACKAGES. Left out whole as redrawings
+# of other fonts' outlines, measured on the digits (mean absolute difference to the
+# closest glyph font's, in grey levels; the 4.0 test of bench/_glyphs.py alone would keep
+# some files of most): fonts-texgyre and fonts-freefont-ttf (URW's: from 0.07 and 1.6),
+# fonts-liberation and fonts-croscore (Liberation's: 0.2, 0.9), fonts-stix (Nimbus
+# Roman's: 0.6), fonts-adf-verana and fonts-hack (DejaVu's: 0.5, 1.8), fonts-lato
+# (Carlito redraws Lato: 4.5), fonts-adf-switzera (DejaVu Sans Mono's digits: 5.7); and
+# of other candidates', fonts-karmilla (Karla's: 1.6), fonts-elstob (Junicode's: 4.8),
+# fonts-averia-sans-gwf and -serif-gwf (Averia's: 3.9). Not fonts-lmodern: 73 files of
+# one design (Computer Modern) in optical sizes, 56 passing the 4.0 test, a fifth of all.
+# Among these packages and the glyph fonts, the closest digits of two packages are 5.7
+# apart (Roboto Thin, Roboto Slab Thin).
+DIGIT_PACKAGES = (
+    "fonts-adf-accanthis", "fonts-adf-baskervald", "fonts-adf-gillius", "fonts-anonymous-pro",
+    "fonts-bebas-neue", "fonts-blankenburg", "fonts-bwht", "fonts-cabin", "fonts-cardo",
+    "fonts-comfortaa", "fonts-comic-neue", "fonts-courier-prime", "fonts-dkg-handwriting",
+    "fonts-dosis", "fonts-dustin", "fonts-ebgaramond", "fonts-fanwood", "fonts-firacode",
+    "fonts-go", "fonts-humor-sans", "fonts-inconsolata", "fonts-jetbrains-mono",
+    "fonts-league-spartan", "fonts-linuxlibertine", "fonts-lobstertwo", "fonts-noto-mono",
+    "fonts-ocr-a", "fonts-ocr-b", "fonts-oldstandard", "fonts-open-sans", "fonts-paratype",
+    "fonts-quicksand", "fonts-roboto-slab", "fonts-roboto-unhinted", "fonts-sil-andika",
+    "fonts-sil-charis", "fonts-sil-gentium", "fonts-vollkorn", "fonts-yanone-kaffeesatz",
+)  # fmt: skip
+# Folders named for the digits in words (the glyph names): a folder "3" could be read
+# as a number or taken for a class index by a tool reading zoo's output; a word cannot.
+DIGIT_CLASSES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                 "nine")  # fmt: skip
+# Of the DIGIT_PACKAGES' 287 font files, 280 qualify (7 of fonts-dustin's map no digits,
+# or scrambled ones), all draw ink, and 264 are distinct (16 near copies within their
+# package: Anonymous Pro Minus, Go Smallcaps, adjacent weights); a seeded sample of 100
+# (1,000 images, 100 per class, no two byte-identical).
+DIGIT_FONTS, DIGIT_SEED = 100, 0
 
 
 def layout_icons(dest: Path, categories: tuple[str, ...] = ICON_CATEGORIES) -> Layout:
@@ -176,6 +211,27 @@ def layout_glyphs(dest: Path) -> Layout:
     counts = _glyphs.lay_out(tmp, rendered, classes, GLYPH_FONTS, GLYPH_SEED)
     publish(tmp, dest, source)
     return Layout("glyphs", dest, counts, source)
+
+
+def layout_digits(dest: Path) -> Layout:
+    """The digits 0-9 of a seeded sample of DIGIT_FONTS fonts, one 64x64 PNG per (font,
+    digit), under zero/ ... nine/ (file name: the font file's); no font whose digits
+    are a near copy of a GLYPH_PACKAGES font's."""
+    import _glyphs
+
+    roots = {package: fetch_package(package) for package in DIGIT_PACKAGES}
+    debs = ", ".join(deb for _, deb in roots.values())
+    source = f"{debs}; {DIGIT_FONTS} fonts, seed {DIGIT_SEED}"
+    if (done := finished(dest)) is not None:
+        return Layout("digits", dest, done, source)
+    glyph_fonts = (fetch_package(package)[0] for package in GLYPH_PACKAGES)
+    reference = _glyphs.drawn_fonts(glyph_fonts, _glyphs.DIGITS)
+    rendered = _glyphs.drawn_fonts((root for root, _ in roots.values()), _glyphs.DIGITS)
+    classes = dict(zip(_glyphs.DIGITS, DIGIT_CLASSES, strict=True))
+    tmp = staging(dest)
+    counts = _glyphs.lay_out(tmp, rendered, classes, DIGIT_FONTS, DIGIT_SEED, reference)
+    publish(tmp, dest, source)
+    return Layout("digits", dest, counts, source)
 
 
 def _capped_layout(
@@ -309,11 +365,13 @@ def layout(name: str, dest_root: Path | None = None) -> Layout:
         return layout_chess(dest_root / f"chess-{CHESS_PER_CLASS}-seed{CHESS_SEED}")
     if name == "symbola":
         return layout_symbola(dest_root / f"symbola-{SYMBOLA_PER_CLASS}-seed{SYMBOLA_SEED}")
+    if name == "digits":
+        return layout_digits(dest_root / f"digits-{DIGIT_FONTS}-seed{DIGIT_SEED}")
     raise SystemExit(f"bench/datasets.py: unknown set {name!r}; the sets are {', '.join(SETS)}")
 
 
 SETS = ("icons", "fashion", "gnome-icons", "glyphs", "emoji", "schematics", "art4apps", "chess",
-        "symbola")  # fmt: skip
+        "symbola", "digits")  # fmt: skip
 
 
 def main() -> None:
