@@ -32,7 +32,7 @@ RENDER_PX = 256  # drawn at this font size first, then reduced (area-averaged)
 # against black circle and record button (Symbols) 1.5, sparkling heart (Smileys; the
 # heart suit with sparkles cut out) against heart suit 6.8; the next closest pair of
 # different groups 14.1 (black nib, Objects; left arrow, Symbols: two shapes). Within a
-# group near copies are kept (the clock faces, 2.1-3.9 apart; mirrored arrows).
+# group near copies are kept (the clock faces, 2.1-3.5 from the closest; mirrored arrows).
 NEAR_COPY = 10.0
 
 

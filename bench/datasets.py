@@ -124,10 +124,11 @@ SYMBOLA_MIN, SYMBOLA_PER_CLASS, SYMBOLA_SEED = 100, 125, 0
 # Roman's: 0.6), fonts-adf-verana and fonts-hack (DejaVu's: 0.5, 1.8), fonts-lato
 # (Carlito redraws Lato: 4.5), fonts-adf-switzera (DejaVu Sans Mono's digits: 5.7); and
 # of other candidates', fonts-karmilla (Karla's: 1.6), fonts-elstob (Junicode's: 4.8),
-# fonts-averia-sans-gwf and -serif-gwf (Averia's: 3.9). Not fonts-lmodern: 73 files of
-# one design (Computer Modern) in optical sizes, 56 passing the 4.0 test, a fifth of all.
-# Among these packages and the glyph fonts, the closest digits of two packages are 5.7
-# apart (Roboto Thin, Roboto Slab Thin).
+# fonts-averia-sans-gwf and -serif-gwf (averages of font sets overlapping Averia's: 3.9,
+# 6.0 from its digits). Not fonts-lmodern: 73 files of one design (Computer Modern) in
+# optical sizes, 56 passing the 4.0 test, a fifth of all. Among these packages and the
+# glyph fonts, the closest digits of two packages are 5.7 apart (Roboto Thin, Roboto
+# Slab Thin).
 DIGIT_PACKAGES = (
     "fonts-adf-accanthis", "fonts-adf-baskervald", "fonts-adf-gillius", "fonts-anonymous-pro",
     "fonts-bebas-neue", "fonts-blankenburg", "fonts-bwht", "fonts-cabin", "fonts-cardo",
@@ -143,10 +144,10 @@ DIGIT_PACKAGES = (
 # as a number or taken for a class index by a tool reading zoo's output; a word cannot.
 DIGIT_CLASSES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
                  "nine")  # fmt: skip
-# Of the DIGIT_PACKAGES' 287 font files, 280 qualify (7 of fonts-dustin's map no digits,
-# or scrambled ones), all draw ink, and 264 are distinct (16 near copies within their
-# package: Anonymous Pro Minus, Go Smallcaps, adjacent weights); a seeded sample of 100
-# (1,000 images, 100 per class, no two byte-identical).
+# Of the DIGIT_PACKAGES' 287 font files, 280 qualify (7 of fonts-dustin's do not map all
+# ten digits, or map them scrambled), all draw ink, and 264 are distinct (16 near copies
+# within their package: Anonymous Pro Minus, Go Smallcaps, adjacent weights); a seeded
+# sample of 100 (1,000 images, 100 per class, no two byte-identical).
 DIGIT_FONTS, DIGIT_SEED = 100, 0
 
 
