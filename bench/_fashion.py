@@ -32,7 +32,7 @@ def fashion_subsample(
     seen: set[bytes] = set()
     for label, name in enumerate(classes):
         (tmp / name).mkdir()
-        members = np.flatnonzero(labels == label)  # type: ignore[operator]
+        members = np.flatnonzero(labels == label)
         counts[name] = 0
         for index in rng.permutation(members):
             pixels = images[index]  # type: ignore[index]
