@@ -16,6 +16,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from _capped import near_copies
+
 BASE = "usr/share/games/pysiogame/res/images/art4apps"
 SIZE = 128  # the image: SIZE x SIZE pixels, RGB (the drawings are 200x200 JPEGs)
 SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -48,46 +50,17 @@ def render(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def shared(found: dict[str, dict[str, bytes]]) -> set[tuple[str, str]]:
-    """(class, file) of every drawing closer than NEAR_COPY to a drawing of another class
-    (or to its mirror image)."""
-    import numpy as np
-    from PIL import Image
-
-    keys = [(label, file) for label in sorted(found) for file in sorted(found[label])]
-    thumbs = np.stack(
-        [
-            np.asarray(
-                Image.open(io.BytesIO(found[label][file]))
-                .convert("L")
-                .resize((THUMB, THUMB), Image.Resampling.BOX),
-                dtype=np.float32,
-            ).ravel()
-            for label, file in keys
-        ]
-    )
-    mirrored = thumbs.reshape(-1, THUMB, THUMB)[:, :, ::-1].reshape(len(keys), -1)
-    labels = np.array([label for label, _ in keys])
-    out: set[tuple[str, str]] = set()
-    for i, key in enumerate(keys):
-        apart = np.abs(thumbs[i + 1 :] - thumbs[i]).mean(axis=1)
-        apart = np.minimum(apart, np.abs(thumbs[i + 1 :] - mirrored[i]).mean(axis=1))
-        near = apart < NEAR_COPY
-        for j in np.flatnonzero(near & (labels[i + 1 :] != labels[i])):
-            out.update((key, keys[i + 1 + int(j)]))
-    return out
-
-
 def collect(root: Path) -> dict[str, dict[str, bytes]]:
     """Every drawing under each category folder of the unpacked package, by class (the
     folder's name): {category: {"cat.png": PNG bytes}} (the file's stem, ".png");
-    SKIPPED, links and the drawings `shared` finds left out, folders and files sorted."""
+    SKIPPED, links and the near copies across classes (NEAR_COPY, bench/_capped.py) left
+    out, folders and files sorted."""
     found: dict[str, dict[str, bytes]] = {}
     folders = (d for d in (root / BASE).iterdir() if d.is_dir() and d.name not in SKIPPED)
     for category in sorted(folders):
         files = (p for p in category.iterdir() if p.suffix.lower() in SUFFIXES)
         for path in sorted(p for p in files if p.is_file() and not p.is_symlink()):
             found.setdefault(category.name, {})[f"{path.stem}.png"] = render(path)
-    for label, file in shared(found):
+    for label, file in near_copies(found, THUMB, NEAR_COPY):
         del found[label][file]
     return found

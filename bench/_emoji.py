@@ -15,11 +15,12 @@ SKIPPED_GROUPS = ("Component",)  # skin-tone and hair swatches: not pictures of 
 _VS16 = 0xFE0F  # variation selector: presentation, not a different emoji
 
 
-def qualifying(emoji_test: Path) -> list[tuple[str, int]]:
-    """(subgroup, code point) of every fully-qualified emoji of emoji-test.txt that is ONE
-    code point once U+FE0F is dropped: no skin-tone modifier, no ZWJ sequence, no flag
-    (two regional indicators), no keycap; the Component group left out. In file order."""
-    found: list[tuple[str, int]] = []
+def qualifying_groups(emoji_test: Path) -> list[tuple[str, str, int]]:
+    """(group, subgroup, code point) of every fully-qualified emoji of emoji-test.txt that
+    is ONE code point once U+FE0F is dropped: no skin-tone modifier, no ZWJ sequence, no
+    flag (two regional indicators), no keycap; the Component group left out. In file
+    order (the `symbola` set's classes are the groups, bench/_symbola.py)."""
+    found: list[tuple[str, str, int]] = []
     group = subgroup = ""
     for line in emoji_test.read_text(encoding="utf-8").splitlines():
         if line.startswith("# group:"):
@@ -31,8 +32,13 @@ def qualifying(emoji_test: Path) -> list[tuple[str, int]]:
             status = rest.split("#", 1)[0].strip()
             codes = [int(c, 16) for c in points.split() if int(c, 16) != _VS16]
             if status == "fully-qualified" and len(codes) == 1 and group not in SKIPPED_GROUPS:
-                found.append((subgroup, codes[0]))
+                found.append((group, subgroup, codes[0]))
     return found
+
+
+def qualifying(emoji_test: Path) -> list[tuple[str, int]]:
+    """(subgroup, code point) of :func:`qualifying_groups`'s emoji, in file order."""
+    return [(subgroup, code) for _, subgroup, code in qualifying_groups(emoji_test)]
 
 
 def class_name(subgroup: str) -> str:

@@ -1,11 +1,13 @@
-"""The letters of the `glyphs` set (bench/datasets.py): which fonts qualify, and how one
-letter of one font becomes a 64x64 grayscale PNG. Deterministic: no randomness here (the
-seeded choice of fonts is bench/datasets.py's); the bytes depend only on the font file,
-Pillow and the FreeType it bundles."""
+"""The characters of the `glyphs` set (the letters A-J) and of the `digits` set (0-9)
+(bench/datasets.py): which fonts qualify, how one character of one font becomes a 64x64
+grayscale PNG, which fonts are near copies of another, and a set's folders. Deterministic
+but for the seeded choice of fonts (:func:`lay_out`'s SEED); the bytes depend only on
+the font files, Pillow and the FreeType it bundles."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 K = TypeVar("K")
 
 LETTERS = "ABCDEFGHIJ"  # notMNIST's ten classes
+DIGITS = "0123456789"
 SIZE = 64  # the image: SIZE x SIZE pixels, grayscale
 FILL = 0.8  # the glyph's longer side spans FILL * SIZE pixels
 RENDER_PX = 256  # drawn at this font size first, then reduced (area-averaged)
@@ -35,18 +38,23 @@ def font_files(root: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file() and not p.is_symlink())
 
 
-def qualifies(path: Path) -> bool:
-    """The cmap maps every one of A-J, to the glyphs named A-J, and the font is not a
-    symbol font: a symbol font maps A, B, C to Alpha, Beta, Chi, a dingbat font to a10,
-    a29..., and either may say Pictorial in its panose."""
+def qualifies(path: Path, chars: str = LETTERS) -> bool:
+    """The cmap maps every one of CHARS to a glyph named for that character by the Adobe
+    Glyph List (A, zero, uni0030, zero.alt), and the font is not a symbol font: a symbol
+    font maps A, B, C to Alpha, Beta, Chi, a dingbat font A or 0 to a10, a105..., and
+    either may say Pictorial in its panose."""
+    from fontTools.agl import toUnicode
     from fontTools.ttLib import TTFont
 
     with TTFont(path, lazy=True) as font:
         cmap = font.getBestCmap() or {}
-        names = [cmap.get(ord(letter)) for letter in LETTERS]
+        names = [cmap.get(ord(char)) for char in chars]
         panose = getattr(font.get("OS/2"), "panose", None)
         symbol = panose is not None and panose.bFamilyType == _PANOSE_SYMBOL
-    return names == list(LETTERS) and not symbol
+    named = all(
+        name is not None and toUnicode(name) == c for name, c in zip(names, chars, strict=True)
+    )
+    return named and not symbol
 
 
 def drawn(font: Any, char: str) -> Image.Image:
@@ -79,13 +87,13 @@ def fitted(gray: Image.Image, size: int, fill: float) -> Image.Image | None:
     return out
 
 
-def render(path: Path, letter: str) -> bytes | None:
-    """One letter, black on white, as PNG bytes: drawn at RENDER_PX, then :func:`fitted`
-    into SIZE x SIZE with FILL. None when the glyph has no ink."""
+def render(path: Path, char: str) -> bytes | None:
+    """One character, black on white, as PNG bytes: drawn at RENDER_PX, then
+    :func:`fitted` into SIZE x SIZE with FILL. None when the glyph has no ink."""
     from PIL import ImageFont
 
     font = ImageFont.truetype(str(path), RENDER_PX, layout_engine=ImageFont.Layout.BASIC)
-    out = fitted(drawn(font, letter), SIZE, FILL)
+    out = fitted(drawn(font, char), SIZE, FILL)
     if out is None:
         return None
     buffer = io.BytesIO()
@@ -93,11 +101,11 @@ def render(path: Path, letter: str) -> bytes | None:
     return buffer.getvalue()
 
 
-def render_all(path: Path) -> list[bytes] | None:
-    """The ten letters of one font, or None when one has no ink."""
+def render_all(path: Path, chars: str = LETTERS) -> list[bytes] | None:
+    """The CHARS of one font, or None when one has no ink."""
     images: list[bytes] = []
-    for letter in LETTERS:
-        image = render(path, letter)
+    for char in chars:
+        image = render(path, char)
         if image is None:
             return None
         images.append(image)
@@ -128,7 +136,62 @@ def first_of_each(
     return [key for key, _ in kept], copies
 
 
-def distinct(fonts: dict[Path, list[bytes]]) -> tuple[list[Path], list[tuple[Path, Path]]]:
-    """The fonts (in the order given) that are no near copy of an earlier kept one, and
-    (left out, the kept font it copies) for the others."""
-    return first_of_each({path: _pixels(images) for path, images in fonts.items()}, NEAR_COPY)
+def distinct(
+    fonts: dict[Path, list[bytes]], reference: dict[Path, list[bytes]] | None = None
+) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """The fonts (in the order given) that are no near copy of an earlier kept one nor of
+    any REFERENCE font (another set's fonts, drawing the same characters), and (left out,
+    the font it copies) for the others."""
+    pixels = {(True, path): _pixels(images) for path, images in (reference or {}).items()}
+    pixels |= {(False, path): _pixels(images) for path, images in fonts.items()}
+    kept, copies = first_of_each(pixels, NEAR_COPY)
+    return (
+        [path for ref, path in kept if not ref],
+        [(path, other) for (ref, path), (_, other) in copies if not ref],
+    )
+
+
+def drawn_fonts(roots: Iterable[Path], chars: str) -> dict[Path, list[bytes]]:
+    """CHARS of every qualifying font file under ROOTS (unpacked packages) whose every
+    character draws ink, sorted by path (package, then file)."""
+    rendered: dict[Path, list[bytes]] = {}
+    for path in sorted(p for root in roots for p in font_files(root)):
+        images = render_all(path, chars) if qualifies(path, chars) else None
+        if images is not None:
+            rendered[path] = images
+    return rendered
+
+
+def lay_out(
+    tmp: Path,
+    rendered: dict[Path, list[bytes]],
+    classes: dict[str, str],
+    fonts: int,
+    seed: int,
+    reference: dict[Path, list[bytes]] | None = None,
+) -> dict[str, int]:
+    """A seeded sample of FONTS of RENDERED's :func:`distinct` fonts (in path order),
+    written as TMP/<class>/<font file's stem, spaces as dashes>.png; CLASSES maps each
+    character (in the order drawn) to its folder. A byte-identical image (the same outline
+    in two files) is kept once. Returns the count per class."""
+    import numpy as np
+
+    kept, _copies = distinct(rendered, reference)
+    if len(kept) > fonts:
+        rng = np.random.default_rng(seed)
+        kept = [kept[i] for i in sorted(rng.choice(len(kept), fonts, replace=False))]
+    seen: set[bytes] = set()
+    counts = dict.fromkeys(classes.values(), 0)
+    for folder in counts:
+        (tmp / folder).mkdir()
+    for path in kept:
+        for folder, image in zip(classes.values(), rendered[path], strict=True):
+            target = tmp / folder / f"{path.stem.replace(' ', '-')}.png"
+            if image in seen:
+                continue  # the same outline in another file: kept once
+            if target.exists():
+                raise SystemExit(f"bench/datasets.py: two sampled fonts are named {target.name}")
+            seen.add(image)
+            target.write_bytes(image)
+            counts[folder] += 1
+    return counts

@@ -1,7 +1,7 @@
 """The evaluation sets of docs/protocol.md, laid out as image folders from Debian packages.
 
     python bench/datasets.py [DEST] [--sets icons fashion gnome-icons glyphs emoji schematics
-                                         art4apps chess]
+                                         art4apps chess symbola digits]
 
 Nothing in zoo was tuned on these images (docs/protocol.md); zoo's own test images
 (openclipart, `python -m zoo.testdata where`) are the development set. The packages are
@@ -40,21 +40,24 @@ same files (idempotent: a finished layout is kept and reported).
 - `chess` (bench/_chess.py): the chess pieces of pychess's chess fonts and scid's piece
   sets, one class per piece type (both colours in it), 64x64 grayscale; a design that
   redraws an earlier one, or draws a piece as nothing, is left out.
-  These four: classes of at least *_MIN images, no image under two classes, byte-identical
+- `symbola` (bench/_symbola.py): Symbola's monochrome emoji (the emoji of `emoji`, those
+  the font maps), one class per group of emoji-test.txt, 64x64 grayscale like `glyphs`;
+  an emoji that is a near copy of one in another group is left out of both.
+  These five: classes of at least *_MIN images, no image under two classes, byte-identical
   copies kept once, each class capped at *_PER_CLASS by a seeded sample (bench/_capped.py).
+- `digits`: the digits 0-9 drawn from the fonts of DIGIT_PACKAGES as `glyphs` draws its
+  letters (bench/_glyphs.py), no near copy of another font nor of a `glyphs` font's
+  digits; a seeded sample of DIGIT_FONTS font files, one folder per digit (zero ... nine).
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
-import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _icons import keep_icons
 from _layout import Layout, cache_dir, fetch_package, finished, publish, staging
 
 ICONS_PACKAGE = "oxygen-icon-theme"
@@ -106,40 +109,46 @@ ART4APPS_PACKAGE = "pysiogame"  # Debian 12: 4.20.01-1
 ART4APPS_MIN, ART4APPS_PER_CLASS, ART4APPS_SEED = 30, 50, 0
 CHESS_PACKAGES = ("pychess", "scid-data")  # Debian 12: 1.0.3-1, 1:4.7.4+dfsg1-2
 CHESS_MIN, CHESS_PER_CLASS, CHESS_SEED = 30, 50, 0
-
-
-def _keep_icons(
-    base: Path, categories: tuple[str, ...], tmp: Path, min_icons: int = 0
-) -> dict[str, int]:
-    """Copy each category's icons into TMP/category, leaving out symbolic links (aliases
-    of another icon), icon names filed under two of CATEGORIES, and byte-identical copies
-    (the first one met is kept; categories in the order given, files sorted). A category
-    keeping fewer than MIN_ICONS is left out whole. Returns the count per category kept."""
-    files: dict[str, list[Path]] = {}
-    owners: dict[str, set[str]] = {}  # icon name -> categories holding it
-    for category in categories:
-        found = sorted(p for p in (base / category).rglob("*.png") if not p.is_symlink())
-        if not found:
-            sys.exit(f"bench/datasets.py: no icons under {base / category}")
-        files[category] = found
-        for path in found:
-            owners.setdefault(path.stem, set()).add(category)
-    seen: set[str] = set()
-    counts: dict[str, int] = {}
-    for category, found in files.items():
-        (tmp / category).mkdir()
-        counts[category] = 0
-        for path in found:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if len(owners[path.stem]) > 1 or digest in seen:
-                continue  # one name under two labels; or a byte-identical copy
-            seen.add(digest)
-            shutil.copyfile(path, tmp / category / path.name)
-            counts[category] += 1
-        if counts[category] < min_icons:
-            shutil.rmtree(tmp / category)
-            del counts[category]
-    return counts
+SYMBOLA_PACKAGES = ("fonts-symbola", "unicode-data")  # Debian 12: 2.60-1.1 (Symbola 9.17)
+# Distinct emoji per group after the leave-outs: smileys-and-emotion 136, people-and-body
+# 124, animals-and-nature 111, food-and-drink 104, travel-and-places 199, activities 66,
+# objects 197, symbols 190, flags 5. Any minimum from 67 to 104 keeps the same 7 groups,
+# each of at least 100 images (activities would join at 66, as the only class under 100);
+# 125 per class, so at most 875 images.
+SYMBOLA_MIN, SYMBOLA_PER_CLASS, SYMBOLA_SEED = 100, 125, 0
+# Fonts for `digits` (Debian 12), none in GLYPH_PACKAGES. Left out whole as redrawings
+# of other fonts' outlines, measured on the digits (mean absolute difference to the
+# closest glyph font's, in grey levels; the 4.0 test of bench/_glyphs.py alone would keep
+# some files of most): fonts-texgyre and fonts-freefont-ttf (URW's: from 0.07 and 1.6),
+# fonts-liberation and fonts-croscore (Liberation's: 0.2, 0.9), fonts-stix (Nimbus
+# Roman's: 0.6), fonts-adf-verana and fonts-hack (DejaVu's: 0.5, 1.8), fonts-lato
+# (Carlito redraws Lato: 4.5), fonts-adf-switzera (DejaVu Sans Mono's digits: 5.7); and
+# of other candidates', fonts-karmilla (Karla's: 1.6), fonts-elstob (Junicode's: 4.8),
+# fonts-averia-sans-gwf and -serif-gwf (averages of font sets overlapping Averia's: 3.9,
+# 6.0 from its digits). Not fonts-lmodern: 73 files of one design (Computer Modern) in
+# optical sizes, 56 passing the 4.0 test, a fifth of all. Among these packages and the
+# glyph fonts, the closest digits of two packages are 5.7 apart (Roboto Thin, Roboto
+# Slab Thin).
+DIGIT_PACKAGES = (
+    "fonts-adf-accanthis", "fonts-adf-baskervald", "fonts-adf-gillius", "fonts-anonymous-pro",
+    "fonts-bebas-neue", "fonts-blankenburg", "fonts-bwht", "fonts-cabin", "fonts-cardo",
+    "fonts-comfortaa", "fonts-comic-neue", "fonts-courier-prime", "fonts-dkg-handwriting",
+    "fonts-dosis", "fonts-dustin", "fonts-ebgaramond", "fonts-fanwood", "fonts-firacode",
+    "fonts-go", "fonts-humor-sans", "fonts-inconsolata", "fonts-jetbrains-mono",
+    "fonts-league-spartan", "fonts-linuxlibertine", "fonts-lobstertwo", "fonts-noto-mono",
+    "fonts-ocr-a", "fonts-ocr-b", "fonts-oldstandard", "fonts-open-sans", "fonts-paratype",
+    "fonts-quicksand", "fonts-roboto-slab", "fonts-roboto-unhinted", "fonts-sil-andika",
+    "fonts-sil-charis", "fonts-sil-gentium", "fonts-vollkorn", "fonts-yanone-kaffeesatz",
+)  # fmt: skip
+# Folders named for the digits in words (the glyph names): a folder "3" could be read
+# as a number or taken for a class index by a tool reading zoo's output; a word cannot.
+DIGIT_CLASSES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                 "nine")  # fmt: skip
+# Of the DIGIT_PACKAGES' 287 font files, 280 qualify (7 of fonts-dustin's do not map all
+# ten digits, or map them scrambled), all draw ink, and 264 are distinct (16 near copies
+# within their package: Anonymous Pro Minus, Go Smallcaps, adjacent weights); a seeded
+# sample of 100 (1,000 images, 100 per class, no two byte-identical).
+DIGIT_FONTS, DIGIT_SEED = 100, 0
 
 
 def layout_icons(dest: Path, categories: tuple[str, ...] = ICON_CATEGORIES) -> Layout:
@@ -150,7 +159,7 @@ def layout_icons(dest: Path, categories: tuple[str, ...] = ICON_CATEGORIES) -> L
         return Layout("icons", dest, done, source)
     base = root / "usr" / "share" / "icons" / "oxygen" / "base" / ICON_SIZE
     tmp = staging(dest)
-    counts = _keep_icons(base, categories, tmp)
+    counts = keep_icons(base, categories, tmp)
     publish(tmp, dest, source)
     return Layout("icons", dest, counts, source)
 
@@ -165,51 +174,24 @@ def layout_gnome_icons(dest: Path) -> Layout:
         return Layout("gnome-icons", dest, done, source)
     categories = tuple(sorted(d.name for d in base.iterdir() if d.is_dir()))
     tmp = staging(dest)
-    counts = _keep_icons(base, categories, tmp, GNOME_MIN_ICONS)
+    counts = keep_icons(base, categories, tmp, GNOME_MIN_ICONS)
     publish(tmp, dest, source)
     return Layout("gnome-icons", dest, counts, source)
-
-
-def _read_idx(path: Path) -> object:
-    import numpy as np
-
-    data = gzip.decompress(path.read_bytes())
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def layout_fashion(
     dest: Path, per_class: int = FASHION_PER_CLASS, seed: int = FASHION_SEED
 ) -> Layout:
     """A seeded, class-stratified subsample of Fashion-MNIST's training idx files as PNGs."""
-    import numpy as np
-    from PIL import Image
+    from _fashion import fashion_subsample
 
     root, deb = fetch_package(FASHION_PACKAGE)
     source = f"{deb}, train-*-idx*-ubyte.gz, {per_class} per class, seed {seed}"
     if (done := finished(dest)) is not None:
         return Layout("fashion", dest, done, source)
     folder = root / "usr" / "share" / "datasets" / "fashion-mnist"
-    images = _read_idx(folder / "train-images-idx3-ubyte.gz")
-    labels = _read_idx(folder / "train-labels-idx1-ubyte.gz")
-    rng = np.random.default_rng(seed)
     tmp = staging(dest)
-    counts: dict[str, int] = {}
-    seen: set[bytes] = set()
-    for label, name in enumerate(FASHION_CLASSES):
-        (tmp / name).mkdir()
-        members = np.flatnonzero(labels == label)  # type: ignore[operator]
-        counts[name] = 0
-        for index in rng.permutation(members):
-            pixels = images[index]  # type: ignore[index]
-            if pixels.tobytes() in seen:
-                continue  # a byte-identical image: kept once
-            seen.add(pixels.tobytes())
-            Image.fromarray(pixels, mode="L").save(tmp / name / f"{int(index):05d}.png")
-            counts[name] += 1
-            if counts[name] == per_class:
-                break
+    counts = fashion_subsample(folder, tmp, FASHION_CLASSES, per_class, seed)
     publish(tmp, dest, source)
     return Layout("fashion", dest, counts, source)
 
@@ -218,36 +200,39 @@ def layout_glyphs(dest: Path) -> Layout:
     """The letters A-J of a seeded sample of GLYPH_FONTS fonts, one 64x64 PNG per
     (font, letter), under A/ ... J/ (file name: the font file's)."""
     import _glyphs
-    import numpy as np
 
     roots = {package: fetch_package(package) for package in GLYPH_PACKAGES}
     debs = ", ".join(deb for _, deb in roots.values())
     source = f"{debs}; {GLYPH_FONTS} fonts, seed {GLYPH_SEED}"
     if (done := finished(dest)) is not None:
         return Layout("glyphs", dest, done, source)
-    rendered: dict[Path, list[bytes]] = {}  # sorted by path: package, then file
-    for path in sorted(p for root, _ in roots.values() for p in _glyphs.font_files(root)):
-        images = _glyphs.render_all(path) if _glyphs.qualifies(path) else None
-        if images is not None:
-            rendered[path] = images
-    fonts, _copies = _glyphs.distinct(rendered)
-    if len(fonts) > GLYPH_FONTS:
-        rng = np.random.default_rng(GLYPH_SEED)
-        fonts = [fonts[i] for i in sorted(rng.choice(len(fonts), GLYPH_FONTS, replace=False))]
+    rendered = _glyphs.drawn_fonts((root for root, _ in roots.values()), _glyphs.LETTERS)
+    classes = {letter: letter for letter in _glyphs.LETTERS}
     tmp = staging(dest)
-    seen: set[bytes] = set()
-    counts = {letter: 0 for letter in _glyphs.LETTERS}
-    for letter in counts:
-        (tmp / letter).mkdir()
-    for path in fonts:
-        for letter, image in zip(_glyphs.LETTERS, rendered[path], strict=True):
-            if image in seen:
-                continue  # the same outline in another file: kept once
-            seen.add(image)
-            (tmp / letter / f"{path.stem}.png").write_bytes(image)
-            counts[letter] += 1
+    counts = _glyphs.lay_out(tmp, rendered, classes, GLYPH_FONTS, GLYPH_SEED)
     publish(tmp, dest, source)
     return Layout("glyphs", dest, counts, source)
+
+
+def layout_digits(dest: Path) -> Layout:
+    """The digits 0-9 of a seeded sample of DIGIT_FONTS fonts, one 64x64 PNG per (font,
+    digit), under zero/ ... nine/ (file name: the font file's); no font whose digits
+    are a near copy of a GLYPH_PACKAGES font's."""
+    import _glyphs
+
+    roots = {package: fetch_package(package) for package in DIGIT_PACKAGES}
+    debs = ", ".join(deb for _, deb in roots.values())
+    source = f"{debs}; {DIGIT_FONTS} fonts, seed {DIGIT_SEED}"
+    if (done := finished(dest)) is not None:
+        return Layout("digits", dest, done, source)
+    glyph_fonts = (fetch_package(package)[0] for package in GLYPH_PACKAGES)
+    reference = _glyphs.drawn_fonts(glyph_fonts, _glyphs.DIGITS)
+    rendered = _glyphs.drawn_fonts((root for root, _ in roots.values()), _glyphs.DIGITS)
+    classes = dict(zip(_glyphs.DIGITS, DIGIT_CLASSES, strict=True))
+    tmp = staging(dest)
+    counts = _glyphs.lay_out(tmp, rendered, classes, DIGIT_FONTS, DIGIT_SEED, reference)
+    publish(tmp, dest, source)
+    return Layout("digits", dest, counts, source)
 
 
 def _capped_layout(
@@ -327,6 +312,21 @@ def layout_chess(dest: Path) -> Layout:
     )
 
 
+def layout_symbola(dest: Path) -> Layout:
+    """Symbola's emoji by emoji-test.txt group (bench/_symbola.py)."""
+    import _symbola
+
+    (font_root, font_deb), (text_root, text_deb) = map(fetch_package, SYMBOLA_PACKAGES)
+    rule = f"groups of >= {SYMBOLA_MIN}, {SYMBOLA_PER_CLASS} per class, seed {SYMBOLA_SEED}"
+    return _capped_layout(
+        "symbola",
+        dest,
+        f"{font_deb}, {text_deb}; {rule}",
+        lambda: _symbola.collect(font_root, text_root),
+        (SYMBOLA_MIN, SYMBOLA_PER_CLASS, SYMBOLA_SEED),
+    )
+
+
 def subset(layout: Layout, dest: Path, classes: int, per_class: int) -> Layout:
     """The first `classes` classes and `per_class` files of each (sorted by name), as
     symbolic links: bench/choose.py's --smoke."""
@@ -364,10 +364,15 @@ def layout(name: str, dest_root: Path | None = None) -> Layout:
         return layout_art4apps(dest_root / f"art4apps-{ART4APPS_PER_CLASS}-seed{ART4APPS_SEED}")
     if name == "chess":
         return layout_chess(dest_root / f"chess-{CHESS_PER_CLASS}-seed{CHESS_SEED}")
+    if name == "symbola":
+        return layout_symbola(dest_root / f"symbola-{SYMBOLA_PER_CLASS}-seed{SYMBOLA_SEED}")
+    if name == "digits":
+        return layout_digits(dest_root / f"digits-{DIGIT_FONTS}-seed{DIGIT_SEED}")
     raise SystemExit(f"bench/datasets.py: unknown set {name!r}; the sets are {', '.join(SETS)}")
 
 
-SETS = ("icons", "fashion", "gnome-icons", "glyphs", "emoji", "schematics", "art4apps", "chess")
+SETS = ("icons", "fashion", "gnome-icons", "glyphs", "emoji", "schematics", "art4apps", "chess",
+        "symbola", "digits")  # fmt: skip
 
 
 def main() -> None:
