@@ -105,6 +105,45 @@ def test_a_server_that_never_answers_fails_after_zoo_store_timeout() -> None:
     expect_error(proc, 3, uri, "timed out", "2 s")
 
 
+def test_a_server_that_stops_answering_mid_command_fails_in_one_line() -> None:
+    """The server answers zoo's first contact (the health check) and then nothing: the
+    listing's request times out, reported as the server lost (exit 3), not "unexpected"."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class FirstContactOnly(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path.startswith("/api/2.0/mlflow/experiments/search"):
+                body = json.dumps({"experiments": []}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:  # every other call: no answer until the test ends
+                release.wait(120)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FirstContactOnly)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        env = {"MLFLOW_TRACKING_URI": uri, "ZOO_STORE_TIMEOUT": "2"}
+        proc = run_zoo("registry", "list", env=env, timeout=120)
+    finally:
+        release.set()
+        server.shutdown()
+    expect_error(proc, 3, uri, "stopped answering", "timed out", "ZOO_STORE_TIMEOUT")
+
+
 def test_a_file_store_is_refused_before_the_data_is_read(images: Path, tmp_path: Path) -> None:
     uri = (tmp_path / "mlruns").as_uri()
     err = _finetune(images, "--name", "on-file", env={"MLFLOW_TRACKING_URI": uri})

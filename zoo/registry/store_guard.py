@@ -1,5 +1,6 @@
 """MLflow's failures as zoo's one line: a server's refusal (HTTP 401/403) naming the
-variables to set, and no traceback logged by MLflow before it raises.
+variables to set, a server that stops answering mid-command (timed out, connection
+refused: exit 3), and no traceback logged by MLflow before it raises.
 
 MLflow raises refusals deep inside a call as ``MlflowException``; every call zoo makes
 through :func:`zoo.registry.store.client` goes through :class:`Guarded`.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["Guarded", "quiet_db_error_log", "refused"]
+__all__ = ["Guarded", "quiet_db_error_log", "refused", "unreachable"]
 
 
 class Guarded:
@@ -31,7 +32,16 @@ class Guarded:
             except Exception as exc:
                 reason = refused(exc)
                 if reason is None:
-                    raise
+                    lost = unreachable(exc, self._uri)
+                    if lost is None:
+                        raise
+                    from zoo.contract.errors import OfflineError
+
+                    raise OfflineError(
+                        f"the MLflow server {self._uri} stopped answering ({lost}) while zoo "
+                        f"was calling {name}: check that it is up, or give it longer with "
+                        "ZOO_STORE_TIMEOUT (seconds)"
+                    ) from None
                 from zoo.contract.errors import SecurityError
 
                 raise SecurityError(
@@ -41,6 +51,20 @@ class Guarded:
                 ) from None
 
         return call
+
+
+def unreachable(exc: BaseException, uri: str) -> str | None:
+    """Why a server's REST call failed on the network (timed out, connection refused...),
+    or None when it did not (an answer MLflow refused, a local store's error)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    text = str(exc)
+    if "API request to" not in text:  # MLflow's words for a request that got no answer
+        return None
+    from zoo.registry.store_health import network_reason
+
+    reason = network_reason(text)
+    return None if reason == "no answer" else reason
 
 
 def refused(exc: BaseException) -> str | None:

@@ -164,7 +164,7 @@ def check_server(uri: str) -> None:
             raise_on_status=False,
         )
     except MlflowException as exc:
-        reason = _reason(str(exc))
+        reason = network_reason(str(exc))
         raise OfflineError(
             f"the MLflow server {uri} cannot be reached ({reason}, waited up to "
             f"{timeout:g} s): start it or check MLFLOW_TRACKING_URI / --tracking-uri "
@@ -178,7 +178,9 @@ def check_server(uri: str) -> None:
         )
 
 
-def _reason(text: str) -> str:
+def network_reason(text: str) -> str:
+    """Why a request failed, from its error's text: 'connection refused', 'timed out',
+    'unknown host'... ('no answer' when the text names none)."""
     lowered = text.lower()
     for needle, reason in (
         ("connection refused", "connection refused"),
