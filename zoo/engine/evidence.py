@@ -123,13 +123,14 @@ def cv_scores(
     seed: int,
     folds: int = AUTO_FOLDS,
     repeats: int = AUTO_REPEATS,
-    predict: Callable[[Any, Any, Any], Any] | None = None,
+    fit_folds: Callable[[Any, Any, list[tuple[Any, Any]]], list[Any]] | None = None,
 ) -> tuple[list[float], int] | None:
     """Per-fold accuracies over ``repeats`` stratified k-fold CVs (k * repeats figures;
     the folds depend on ``y`` and ``seed`` only, so two candidates' folds pair up), and k;
-    None when a class has fewer than two images (no fold could hold it out). Each fold
-    fits ``predict(x_train, y_train, x_test) -> labels`` (the candidate's own head,
-    zoo/engine/head_fit.py); by default the standardised L2 logistic regression."""
+    None when a class has fewer than two images (no fold could hold it out).
+    ``fit_folds(x, y, [(train rows, test rows)...])`` fits the candidate's own head on
+    every fold and returns each fold's predicted labels (zoo/engine/head_fit.py); by
+    default the standardised L2 logistic regression."""
     import numpy as np
     from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
 
@@ -138,8 +139,10 @@ def cv_scores(
     if k < 2 or len(counts[counts > 0]) < 2:
         return None
     cv = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
-    if predict is not None:
-        return [float(np.mean(predict(x[a], y[a], x[b]) == y[b])) for a, b in cv.split(x, y)], k
+    if fit_folds is not None:
+        folds_ = list(cv.split(x, y))
+        predicted = fit_folds(x, y, folds_)
+        return [float(np.mean(p == y[b])) for p, (_, b) in zip(predicted, folds_, strict=True)], k
     with warnings.catch_warnings(), small_fit_threads(*x.shape):
         warnings.simplefilter("ignore")  # sklearn's convergence notes stay off the terminal
         scores = cross_val_score(cv_head(), x, y, cv=cv, scoring="accuracy")

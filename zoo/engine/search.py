@@ -305,7 +305,7 @@ def _score_cheap(
         strategy = installed.get(out.candidate.strategy)
         plan = strategy.plan(s.state.names, out.candidate.settings) if strategy else None
         out.head = head_fit(plan, s.state.recipe)
-        scored = cv_scores(x, y, seed, predict=out.head.predict)
+        scored = cv_scores(x, y, seed, fit_folds=out.head.predict_folds)
         if i == 0:
             s.probe_cv_seconds = time.monotonic() - t0
         if scored is None:
