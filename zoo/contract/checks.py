@@ -230,6 +230,7 @@ CONTRACTS: dict[str, Contract] = {
             "images": _accepts(("path",)),
             "read": _accepts(("path", "name")),
         },
+        optional={"count": _accepts(("path",))},
     ),
 }
 

@@ -301,6 +301,11 @@ class DataSource(Protocol):
         ...
 
 
+# A data source's optional member: ``count(path) -> int | None``, how many images
+# ``images`` will yield when that is known cheaply (Parquet metadata, a saved dataset's
+# length): the check's progress then shows a total and the time left.
+
+
 RegisterProvider = Callable[[Provider], None]
 RegisterStrategy = Callable[[Strategy], None]
 RegisterExporter = Callable[[Exporter], None]

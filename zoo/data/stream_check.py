@@ -183,7 +183,8 @@ def check_stream(
     who = f"plugin '{plugin}': data source '{source.name}'"
     images = (_valid(image, who, seen) for image in source.images(path))
     if progress is not None:
-        progress.start("checking images", None, unit="images")
+        total = source.count(path) if hasattr(source, "count") else None
+        progress.start("checking images", total if isinstance(total, int) else None, "images")
     try:
         for batch, checked, used in _checked(images, job, workers):
             processes = used

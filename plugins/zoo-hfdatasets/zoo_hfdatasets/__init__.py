@@ -201,7 +201,7 @@ class HFImageDataset:
                 f"split's folder, e.g. {path / (splits[0] if splits else 'train')}"
             )
         if layout == "saved":
-            dataset = _saved(path)
+            dataset = _opened(path)
             with _quiet():
                 yield from _rows(dataset, dataset.features, path, "")
             return
@@ -210,6 +210,20 @@ class HFImageDataset:
             prefix = "" if path.is_file() else f"{file.name}/"
             with _quiet():
                 yield from _rows(stream, stream.features or {}, file, prefix)
+
+    def count(self, path: Path) -> int | None:
+        """Rows: a saved dataset's length, or the Parquet files' metadata (not their data)."""
+        layout = _layout(path)
+        if layout == "saved":
+            return len(_opened(path))
+        if layout != "parquet":
+            return None
+        import pyarrow.parquet as pq
+
+        try:
+            return sum(pq.read_metadata(file).num_rows for file in _parquet_files(path))
+        except (OSError, ValueError):  # unreadable: images() says so, in one line
+            return None
 
     def read(self, path: Path, name: str) -> bytes:
         parts = name.split("/")
