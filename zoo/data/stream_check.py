@@ -116,7 +116,7 @@ def _checked(
         if count >= checking._INLINE_BELOW:
             break
     if workers <= 1 or count < checking._INLINE_BELOW:
-        for batch in [*first, *batches]:
+        for batch in _chain(first, batches):  # streamed, never listed whole
             yield batch, _batch([i.data for i in batch], job), 1
         return
     for batch, results in _in_pool(_chain(first, batches), job, workers):
