@@ -35,6 +35,7 @@ def _lint(cwd: Path, pythonpath: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_tree_keeps_every_contract() -> None:
     plugins = [ROOT / "plugins", ROOT / "plugins/zoo-effnet-lite", ROOT / "plugins/zoo-peft"]
+    plugins += [ROOT / "plugins/zoo-webdataset", ROOT / "plugins/zoo-hfdatasets"]
     done = _lint(ROOT, ":".join(map(str, [ROOT, *plugins])))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout

@@ -80,12 +80,31 @@ def check_register_commands(pm: PluginManager) -> None:
     assert pm.plugins["example"].registered["command"] == ["example-hello"]
 
 
+def check_register_data_sources(pm: PluginManager) -> None:
+    import tempfile
+    import zipfile
+
+    source = pm.data_sources()["example-zip"]
+    assert pm.owner("data_source", "example-zip") == "example"
+    assert pm.plugins["example"].registered["data_source"] == ["example-zip"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pets.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("cat/1.png", b"a cat")
+            archive.writestr("dog/2.png", b"a dog")
+        assert source.claims(path) and not source.claims(Path(tmp))
+        found = [(i.name, i.label, i.data) for i in source.images(path)]
+        assert found == [("cat/1.png", "cat", b"a cat"), ("dog/2.png", "dog", b"a dog")]
+        assert source.read(path, "dog/2.png") == b"a dog"
+
+
 HOOK_CHECKS: dict[str, Callable[[PluginManager], None]] = {
     "register_providers": check_register_providers,
     "register_strategies": check_register_strategies,
     "register_exporters": check_register_exporters,
     "register_commands": check_register_commands,
     "register_metrics": check_register_metrics,
+    "register_data_sources": check_register_data_sources,
 }
 
 

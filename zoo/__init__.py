@@ -30,7 +30,15 @@ from zoo.contract.errors import (
     ZooError,
 )
 from zoo.contract.hookspecs import PLUGIN_API, hookimpl
-from zoo.contract.protocols import Backbone, Exporter, Metric, Progress, Provider, Strategy
+from zoo.contract.protocols import (
+    Backbone,
+    DataSource,
+    Exporter,
+    Metric,
+    Progress,
+    Provider,
+    Strategy,
+)
 from zoo.contract.refs import NameGrammar, Ref, parse_ref
 from zoo.contract.types import (
     BackboneInfo,
@@ -41,6 +49,7 @@ from zoo.contract.types import (
     FileRecord,
     Phase,
     PulledWeights,
+    SourceImage,
     StrategySettings,
     TrainingPlan,
     TrainingSummary,
@@ -128,6 +137,7 @@ __all__ = [
     "Candidate",
     "CheckSet",
     "DataError",
+    "DataSource",
     "ExportOptions",
     "ExportResult",
     "Exporter",
@@ -150,6 +160,7 @@ __all__ = [
     "PulledWeights",
     "Ref",
     "SecurityError",
+    "SourceImage",
     "Strategy",
     "StrategySettings",
     "TrainingError",

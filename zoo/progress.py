@@ -47,7 +47,8 @@ def _duration(seconds: float) -> str:
 
 class LineProgress:
     """Plain lines: one at start, one about every 10% or every minute (at most every 2 s)
-    with the rate and the time left, one at the end."""
+    with the rate and the time left, one at the end; without a total, one a minute with
+    the count and the rate."""
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
@@ -69,11 +70,15 @@ class LineProgress:
 
     def advance(self, amount: float) -> None:
         self.done += amount
-        if not self.total:
-            return
-        fraction = self.done / self.total
         now = time.monotonic()
         elapsed = now - self._last
+        if not self.total:  # a count without an end (a stream): a line every minute
+            if elapsed >= 60.0:
+                rate = (self.done - self._last_done) / elapsed
+                self._say(f"{self.done:,.0f} {self.unit} ({rate:,.0f} {self.unit}/s)")
+                self._last, self._last_done = now, self.done
+            return
+        fraction = self.done / self.total
         if (fraction >= self._next_fraction or elapsed >= 60.0) and elapsed >= 2.0:
             self._say(f"{fraction:.0%}{self._pace(elapsed)}")
             self._last, self._last_done = now, self.done

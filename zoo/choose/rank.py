@@ -53,9 +53,15 @@ def middle_stage(names: Sequence[str]) -> str:
 def subset_manifest(data: str, max_images: int, out_dir: Path) -> str:
     """A CSV of at most ``max_images`` files of ``data``, the same share of each class,
     chosen by content (sha256) so the subset does not depend on the listing order."""
-    from zoo.data import list_files
+    from zoo.data import data_source_for, list_files
     from zoo.weights.download import sha256_file
 
+    found = data_source_for(data) if Path(data).exists() else None
+    if found is not None:
+        raise UsageError(
+            f"--max-images takes a folder or a CSV; {data} is read by the data source "
+            f"'{found[0]}': rank on all of its images (leave --max-images out)"
+        )
     listing = list_files(data)
     by_class: dict[int, list[tuple[str, str]]] = {}
     for path, label in zip(listing.paths, listing.labels, strict=True):
@@ -73,7 +79,10 @@ def subset_manifest(data: str, max_images: int, out_dir: Path) -> str:
 def kept_manifest(dataset: Any, out_dir: Path) -> str | None:
     """A CSV of the files a check kept (no bad file, one file of each duplicate), so that
     the backbones after the first read checked data and have nothing to say about it
-    again; None when a name would not come back from a CSV row as it is."""
+    again; None when a name would not come back from a CSV row as it is, or the images
+    came from a data source (then each backbone reads the source again)."""
+    if dataset.kind not in ("folder", "csv"):
+        return None  # a data source's images are no files a CSV could name
     rows = []
     for sample in dataset.samples:
         label = dataset.classes[sample.label]

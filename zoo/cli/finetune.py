@@ -203,8 +203,10 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune REF on the labelled images in DATA and register the best epoch.
 
-    DATA is a folder with one sub-folder per class (nested folders allowed) or a CSV
-    manifest of path,label rows. Files that do not decode are skipped and listed; the run
+    DATA is a folder with one sub-folder per class (nested folders allowed), a CSV
+    manifest of path,label rows, or what an installed data source plugin reads (a folder
+    of WebDataset *.tar shards, a saved or Parquet Hugging Face dataset: zoo plugins
+    --hook register_data_sources). Files that do not decode are skipped and listed; the run
     fails when more than 25% are bad; identical files count once. The split follows the
     files (their content), not the order they are listed in. The registered epoch is the
     one with the best validation accuracy; --test-split holds out a test set that chose

@@ -3,10 +3,10 @@
 Every check raises :class:`zoo.PluginError` with one line naming the plugin, the object
 and the member at fault, so ``zoo plugins`` can show it and the CLI can print it.
 
-- Registered providers, strategies and exporters are checked member by member (callables
-  callable, names in the reference grammar, strings and tuples of strings where the
-  protocol says so, a provider's optional ``grammar`` a well-formed
-  :class:`zoo.NameGrammar`), then against the ``runtime_checkable`` protocol itself.
+- Registered providers, strategies, exporters, metrics and data sources are checked
+  member by member (callables callable, names in the reference grammar, strings and
+  tuples of strings where the protocol says so, a provider's optional ``grammar`` a
+  well-formed :class:`zoo.NameGrammar`), then against the ``runtime_checkable`` protocol.
 - A strategy's ``plan`` and its optional members (``zoo.contract.protocols``,
   ``STRATEGY_EXTRAS``) must accept the arguments zoo passes them; the registry then hands
   it out as a ``zoo.contract.strategy.DeclaredStrategy``, which knows which it has.
@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zoo.contract.errors import BadReferenceError, PluginError, ZooError
-from zoo.contract.protocols import STRATEGY_EXTRAS, Backbone, Exporter, Metric, Provider
+from zoo.contract.protocols import (
+    STRATEGY_EXTRAS,
+    Backbone,
+    DataSource,
+    Exporter,
+    Metric,
+    Provider,
+)
 from zoo.contract.refs import NameGrammar, parse_ref
 from zoo.contract.strategy import signature, takes_summary
 
@@ -155,7 +162,7 @@ Check = Callable[[Any], "str | None"]
 class Contract:
     """What one kind of registered object must (and may) have."""
 
-    kind: str  # "provider", "strategy", "exporter"
+    kind: str  # "provider", "strategy", "exporter", "metric", "data_source"
     hook: str  # the registration hook, for the docs link
     protocol: type | None  # checked with isinstance once the members pass
     required: Mapping[str, Check]
@@ -211,6 +218,19 @@ CONTRACTS: dict[str, Contract] = {
             "export": _callable,
         },
         optional={"log_model": _callable, "open": _callable, "report_lines": _callable},
+    ),
+    "data_source": Contract(
+        "data_source",
+        "register_data_sources",
+        DataSource,
+        required={
+            "name": _bare_name,
+            "summary": _text,
+            "claims": _accepts(("path",)),
+            "images": _accepts(("path",)),
+            "read": _accepts(("path", "name")),
+        },
+        optional={"count": _accepts(("path",))},
     ),
 }
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import click
 
     from zoo.contract.protocols import (
+        RegisterDataSource,
         RegisterExporter,
         RegisterMetric,
         RegisterProvider,
@@ -38,8 +39,10 @@ hookimpl = pluggy.HookimplMarker("zoo")
 # exporters may log, run and summarise their own format; 3: the public face names no ONNX
 # symbol (``zoo.OnnxModel`` and ``zoo.export_onnx`` are the zoo-onnx distribution's, for
 # one release still reached through ``zoo`` with a DeprecationWarning), ``zoo.exact_fp32``
-# is public, and an exporter's runtime may declare ``input_shape`` and ``output_width``.
-PLUGIN_API = 3
+# is public, and an exporter's runtime may declare ``input_shape`` and ``output_width``;
+# 4: the hook ``register_data_sources`` (a plugin implementing it declares 4, so that an
+# older zoo refuses it in one line naming the upgrade instead of "an unknown hook").
+PLUGIN_API = 4
 
 # ----------------------------------------------------------------------------- catalogue
 
@@ -69,6 +72,24 @@ def register_strategies(register: RegisterStrategy) -> None:
     returns a :class:`zoo.TrainingPlan` (phases: which stages train in each epoch, at which
     learning rates) that the engine applies (docs/strategies.md). Return nothing.
     Duplicate names raise :class:`zoo.PluginError` naming both plugins.
+    """
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+@hookspec
+def register_data_sources(register: RegisterDataSource) -> None:
+    """Register data sources: labelled images in files zoo does not read itself.
+
+    Called once per process, the first time zoo reads a DATA path that is not a CSV
+    manifest (``zoo finetune``, ``zoo rank``, ``zoo export --calibration``). Call
+    ``register(source)`` once per :class:`zoo.DataSource`; ``source.name`` is recorded as
+    the data's source. zoo asks each source whether it ``claims`` the path (before taking
+    a folder as a folder of class folders), then reads every image the one that claims it
+    yields as it reads a folder's files (docs/plugins/register_data_sources.md). Return
+    nothing. Duplicate names raise :class:`zoo.PluginError` naming both plugins (plugin
+    API 4).
     """
 
 

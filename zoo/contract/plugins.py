@@ -10,7 +10,7 @@
   (zoo.contract.source); what a plugin prints while imported or registering is captured
   (``zoo plugins`` notes it; stdout stays clean for --json); ``sys.exit()`` in a plugin
   marks it failed instead of ending zoo.
-- Registries (providers, strategies, exporters, metrics) are owned here: every
+- Registries (providers, strategies, exporters, metrics, data sources) are owned here: every
   registration is validated. A name registered twice: zoo's own plugin (distribution
   transfer-zoo) keeps it and the other plugin is marked ``conflict``; between two third
   parties, both are marked ``conflict`` and neither is used. A plugin's registrations
@@ -39,7 +39,7 @@ from zoo.contract.call import PluginObject
 from zoo.contract.checks import check_registration, grammar_of
 from zoo.contract.errors import PluginError
 from zoo.contract.hookspecs import PLUGIN_API
-from zoo.contract.protocols import Exporter, Metric, Provider
+from zoo.contract.protocols import DataSource, Exporter, Metric, Provider
 from zoo.contract.records import NameRegistry, PluginInfo, distribution_of
 from zoo.contract.refs import NameGrammar, answer_grammars, grammars_unasked
 from zoo.contract.source import NOT_DECLARED, captured, declared_api
@@ -63,6 +63,7 @@ KINDS = {
     "strategy": "register_strategies",
     "exporter": "register_exporters",
     "metric": "register_metrics",
+    "data_source": "register_data_sources",
 }
 T = TypeVar("T")
 
@@ -301,6 +302,9 @@ class PluginManager:
 
     def metrics(self) -> dict[str, Metric]:
         return self._registry("metric").items
+
+    def data_sources(self) -> dict[str, DataSource]:
+        return self._registry("data_source").items
 
     def owner(self, kind: str, name: str) -> str | None:
         """Which plugin registered a provider/strategy/exporter name."""

@@ -9,6 +9,7 @@ strings), so the CLI can import it on its start-up path.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from zoo.contract.types import (
@@ -18,6 +19,7 @@ from zoo.contract.types import (
     ExportResult,
     Phase,
     PulledWeights,
+    SourceImage,
     StrategySettings,
     TrainingPlan,
     TrainingSummary,
@@ -33,6 +35,7 @@ __all__ = [
     "STRATEGY_EXTRAS",
     "Backbone",
     "Chooses",
+    "DataSource",
     "Exporter",
     "FinalizesModel",
     "Metric",
@@ -40,6 +43,7 @@ __all__ = [
     "PreparesModel",
     "Progress",
     "Provider",
+    "RegisterDataSource",
     "RegisterExporter",
     "RegisterMetric",
     "RegisterProvider",
@@ -269,7 +273,41 @@ class Metric(Protocol):
     def score(self, *, features: Any, labels: Any, source_probs: Any = None) -> float: ...
 
 
+@runtime_checkable
+class DataSource(Protocol):
+    """Labelled images kept in files zoo does not read itself (tar shards, Arrow, Parquet):
+    a DATA path that is neither a CSV manifest nor a plain folder of class folders is
+    offered to every registered source (docs/plugins/register_data_sources.md).
+
+    zoo hashes and decodes the bytes ``images`` yields exactly as it does a folder's files,
+    so the same images give the same dataset digest, split and duplicates whatever holds
+    them; ``read`` is asked for one image again only when its decoded array is gone.
+    """
+
+    name: str  # recorded as the dataset's source in the lineage, e.g. "webdataset"
+    summary: str
+
+    def claims(self, path: Path) -> bool:
+        """Is ``path`` (a folder or a file) this source's? Cheap: names, not contents."""
+        ...
+
+    def images(self, path: Path) -> Iterable[SourceImage]:
+        """Every image of ``path`` with its class name, streamed (one pass, in a stable
+        order); a :class:`zoo.DataError` in one line for data that cannot be used."""
+        ...
+
+    def read(self, path: Path, name: str) -> bytes:
+        """The bytes of the image ``images`` named ``name``."""
+        ...
+
+
+# A data source's optional member: ``count(path) -> int | None``, how many images
+# ``images`` will yield when that is known cheaply (Parquet metadata, a saved dataset's
+# length): the check's progress then shows a total and the time left.
+
+
 RegisterProvider = Callable[[Provider], None]
 RegisterStrategy = Callable[[Strategy], None]
 RegisterExporter = Callable[[Exporter], None]
 RegisterMetric = Callable[[Metric], None]
+RegisterDataSource = Callable[[DataSource], None]

@@ -235,3 +235,19 @@ class Candidate:
     features: tuple[str | None, ...] = (None,)
     label: str = ""  # how the table names it (default: the strategy's name)
     prior: str = ""  # why the strategy offers it
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One labelled image a data source reads (``register_data_sources``, plugin API 4).
+
+    ``name`` is where it lies, relative to DATA (DATA's folder when DATA is a file), with
+    ``/`` between parts: ``shard-000.tar/cat-0001.jpg``; zoo shows it in its lines and
+    records, and hands it back to the source's ``read`` to read the image again. ``data``
+    is the image file's bytes as stored (zoo hashes and decodes them exactly as it does a
+    file's); ``label`` its class name.
+    """
+
+    name: str
+    label: str
+    data: bytes

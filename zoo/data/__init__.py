@@ -2,6 +2,7 @@
 
     listing = list_files("./pets")                 # folder of class folders, or a CSV
     dataset = check_listing(listing, resize=256)   # decode once (parallel), skip bad files
+    dataset = load_dataset("./shards", resize=256) # the same, or what a data source reads
     train, val = stratified_split(dataset.labels, 0.2, seed=0)
     ImageSamples(dataset, train, Preprocessing.from_info(info), train=True)
 
@@ -19,9 +20,9 @@ from zoo.data.check import (
     check_listing,
     dataset_digest,
     decoded_cache_dir,
-    load_dataset,
 )
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval, to_rgb
+from zoo.data.load import data_source_for, load_dataset, read_image
 from zoo.data.preprocess import Preprocessing, eval_crop, train_crop
 from zoo.data.samples import ImageSamples, load_resized
 from zoo.data.sources import Listing, list_files, read_manifest, scan_folder
@@ -39,6 +40,7 @@ __all__ = [
     "Sample",
     "Split",
     "check_listing",
+    "data_source_for",
     "dataset_digest",
     "decode_image",
     "decoded_cache_dir",
@@ -46,6 +48,7 @@ __all__ = [
     "list_files",
     "load_dataset",
     "load_resized",
+    "read_image",
     "read_manifest",
     "resize_for_eval",
     "scan_folder",

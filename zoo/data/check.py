@@ -32,7 +32,7 @@ from typing import Any
 from zoo.contract.errors import DataError, Interrupted
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.incremental import CheckWork, Result, look_up, take_in
-from zoo.data.sources import Listing, list_files
+from zoo.data.sources import Listing
 from zoo.data.verdicts import Store, open_store, shared_folder
 from zoo.data.workers import guarded, interrupt_workers, pool_context, worker_init
 from zoo.disk.lock import hold_caches
@@ -46,9 +46,10 @@ __all__ = [
     "Duplicate",
     "ImageDataset",
     "Sample",
+    "check_bytes",
     "check_listing",
+    "dataset_of",
     "decoded_cache_dir",
-    "load_dataset",
 ]
 
 # A run fails when more than this fraction of the candidate files cannot be used.
@@ -86,7 +87,7 @@ class ImageDataset:
     """
 
     root: str
-    kind: str  # "folder" or "csv"
+    kind: str  # "folder", "csv", or the data source's name (zoo.data.load)
     classes: tuple[str, ...]
     samples: tuple[Sample, ...]
     bad: tuple[BadFile, ...] = ()
@@ -150,31 +151,39 @@ def _read(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
+def check_bytes(
+    data: bytes, out_dir: str | None, resize: int | tuple[int, int], interpolation: str
+) -> tuple[str | None, str | None, bool]:
+    """(sha256, reason, decoded) for one image's bytes, storing the resized array when
+    out_dir is set: a file's, or an image a data source read (zoo.data.stream_check)."""
+    import numpy as np
+
+    digest = hashlib.sha256(data).hexdigest()
+    target = Path(out_dir) / f"{digest}.npy" if out_dir else None
+    if target is not None and target.exists():
+        return digest, None, False
+    try:
+        img = decode_image(data)
+    except ImageDecodeError as exc:
+        return None, exc.reason, True
+    if target is not None:
+        arr = np.ascontiguousarray(np.asarray(resize_for_eval(img, resize, interpolation)))
+        with atomic_writer(target) as fh:
+            np.save(fh, arr, allow_pickle=False)
+    return digest, None, True
+
+
 def _check_one(
     path: str, out_dir: str | None, resize: int | tuple[int, int], interpolation: str
 ) -> tuple[str, str | None, str | None, bool, bool]:
     """(path, sha256, reason, decoded, lasting) for one file, storing the resized array
     when out_dir is set; ``lasting``: the verdict holds until the file changes (not a
     failure to read it)."""
-    import numpy as np
-
     try:
         data = _read(path)
     except OSError as exc:
         return path, None, f"unreadable ({exc.strerror or exc})", False, False
-    digest = hashlib.sha256(data).hexdigest()
-    target = Path(out_dir) / f"{digest}.npy" if out_dir else None
-    if target is not None and target.exists():
-        return path, digest, None, False, True
-    try:
-        img = decode_image(data)
-    except ImageDecodeError as exc:
-        return path, None, exc.reason, True, True
-    if target is not None:
-        arr = np.ascontiguousarray(np.asarray(resize_for_eval(img, resize, interpolation)))
-        with atomic_writer(target) as fh:
-            np.save(fh, arr, allow_pickle=False)
-    return path, digest, None, True, True
+    return path, *check_bytes(data, out_dir, resize, interpolation), True
 
 
 def _utf8_name(path: str) -> bool:
@@ -324,7 +333,19 @@ def check_listing(
         for line in (store.problem if store else None, work.line() if paths else None):
             if line:
                 say(line)
+    return dataset_of(listing, results, out_dir, work, max_bad_fraction)
 
+
+def dataset_of(
+    listing: Listing,
+    results: Sequence[Result | None],
+    out_dir: str | None,
+    work: CheckWork,
+    max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
+) -> ImageDataset:
+    """The checked dataset from each listed file's (path, sha256, reason): the bad ones
+    counted against ``max_bad_fraction``, identical ones counted once, the classes checked
+    (:func:`check_listing`'s refusals), the digest made."""
     samples: list[Sample] = []
     bad: list[BadFile] = []
     for result, label in zip(results, listing.labels, strict=True):
@@ -374,8 +395,3 @@ def check_listing(
         digest=dataset_digest(listing.classes, samples),
         work=work,
     )
-
-
-def load_dataset(data: str | Path, **kwargs: Any) -> ImageDataset:
-    """List and check a folder or CSV manifest (see :func:`check_listing` for options)."""
-    return check_listing(list_files(data), **kwargs)

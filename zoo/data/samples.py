@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo.contract.errors import DataError
 from zoo.data.check import ImageDataset
 from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
+from zoo.data.load import read_image
 from zoo.data.preprocess import Preprocessing, eval_crop, train_crop
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +32,7 @@ def load_resized(dataset: ImageDataset, index: int, pre: Preprocessing) -> torch
     else:
         sample = dataset.samples[index]
         try:
-            img = decode_image(Path(sample.path))
+            img = decode_image(read_image(dataset, index))
         except ImageDecodeError as exc:
             raise DataError(
                 f"{sample.path} changed since it was checked and no longer decodes "

@@ -1,4 +1,5 @@
-"""Where labelled images come from: a class-per-folder tree or a CSV manifest.
+"""Where labelled images come from: a class-per-folder tree or a CSV manifest (other
+containers, such as tar shards, are read by data source plugins: zoo.data.load).
 
 - Folder: ``DATA/CLASS/...`` — every top-level sub-folder is a class; images may sit in
   nested folders below it. Hidden files and folders (``.name``) are ignored. Every other
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from zoo.contract.errors import DataError, NotFoundError
 
-__all__ = ["Listing", "list_files", "read_manifest", "scan_folder"]
+__all__ = ["Listing", "hidden", "list_files", "read_manifest", "scan_folder"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Listing:
     """Candidate files and their labels, before any decoding."""
 
     root: str  # the folder, or the CSV file's folder
-    kind: str  # "folder" or "csv"
+    kind: str  # "folder", "csv", or the data source's name (zoo.data.stream_check)
     classes: tuple[str, ...]  # sorted class names; labels index this
     paths: tuple[str, ...]  # absolute paths
     labels: tuple[int, ...]
@@ -36,13 +37,14 @@ class Listing:
             return path
 
 
-def _hidden(part: str) -> bool:
+def hidden(part: str) -> bool:
+    """Left out of a folder's listing: hidden names and macOS's resource folders."""
     return part.startswith(".") or part == "__MACOSX"
 
 
 def scan_folder(root: Path) -> Listing:
     root = root.expanduser().resolve()
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name))
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not hidden(p.name))
     if not class_dirs:
         raise DataError(
             f"{root} has no class folders: lay images out as {root}/CLASS/IMAGE "
@@ -75,7 +77,7 @@ def _files_under(folder: str) -> list[tuple[str, ...]]:
         except PermissionError:
             continue
         for entry in listed:
-            if _hidden(entry.name):
+            if hidden(entry.name):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):

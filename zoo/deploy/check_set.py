@@ -16,6 +16,7 @@ from zoo.contract.types import CheckSet
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from zoo.data.check import ImageDataset
     from zoo.data.preprocess import Preprocessing
     from zoo.deploy.source import Source
 
@@ -26,14 +27,21 @@ CALIBRATION_IMAGES = 128  # training images int8 is calibrated on (at most), eve
 RANDOM_IMAGES = 16  # random inputs when there are no real images: batches 1, 2, 7 and 6
 
 
-def _stack(paths: Sequence[str], prep: Preprocessing) -> torch.Tensor:
+def _stack(dataset: ImageDataset, indices: Sequence[int], prep: Preprocessing) -> torch.Tensor:
+    """The images as the export's runtime gets them: files decoded in parallel, a data
+    source's images (tar shards, Parquet) from the bytes it reads again."""
     import numpy as np
     import torch
 
-    from zoo.deploy.images import decode_images
+    from zoo.data import read_image
+    from zoo.deploy.images import decode_images, load_image
 
+    if dataset.kind not in ("folder", "csv"):
+        arrays = [load_image(read_image(dataset, i), prep) for i in indices]
+        return torch.from_numpy(np.stack(arrays))
+    paths = [Path(dataset.samples[i].path) for i in indices]
     arrays = []
-    for path, array, error in decode_images([Path(p) for p in paths], prep):
+    for path, array, error in decode_images(paths, prep):
         if array is None:
             raise UsageError(f"{path}: {error}")
         arrays.append(array)
@@ -91,12 +99,12 @@ def build_check_set(
     some = f"{len(val)} of the {total}" if len(val) < total else f"all {total}"
     say(f"check set: {some} validation images and {len(train)} calibration images from {root}")
     step(f"decoding {len(val)} validation and {len(train)} calibration images")
-    validation = _stack([dataset.samples[i].path for i in val], prep)
+    validation = _stack(dataset, val, prep)
     return CheckSet(
         images=validation,
         real=True,
         labels=tuple(labels[i] for i in val),
-        calibration=_stack([dataset.samples[i].path for i in train], prep),
+        calibration=_stack(dataset, train, prep),
         validation=validation,
         validation_labels=tuple(labels[i] for i in val),
     )
