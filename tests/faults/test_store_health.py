@@ -115,7 +115,7 @@ def test_a_server_that_stops_answering_mid_command_fails_in_one_line() -> None:
     release = threading.Event()
 
     class FirstContactOnly(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:  # http.server's name
             if self.path.startswith("/api/2.0/mlflow/experiments/search"):
                 body = json.dumps({"experiments": []}).encode()
                 self.send_response(200)
