@@ -23,7 +23,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
@@ -34,7 +33,7 @@ from zoo.data.decode import ImageDecodeError, decode_image, resize_for_eval
 from zoo.data.incremental import CheckWork, Result, look_up, take_in
 from zoo.data.sources import Listing
 from zoo.data.verdicts import Store, open_store, shared_folder
-from zoo.data.workers import guarded, interrupt_workers, pool_context, worker_init
+from zoo.data.workers import checking_pool, guarded
 from zoo.disk.lock import hold_caches
 from zoo.disk.paths import ReadOnlyHomeError, atomic_writer, home, is_writable, subdir
 from zoo.progress import say
@@ -241,24 +240,8 @@ def _in_pool(
     jobs: list[tuple[str, str | None, int | tuple[int, int], str]], workers: int
 ) -> Iterator[tuple[str, str | None, str | None, bool, bool]]:
     """Results in order, from worker processes that die with this one (workers.py)."""
-    import multiprocessing
-
-    others = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=pool_context(),
-        initializer=worker_init,
-        initargs=(os.getpid(),),
-    )
-    try:
+    with checking_pool(workers) as pool:
         yield from pool.map(_star, jobs, chunksize=8)
-    except BaseException:
-        # Ctrl-C or a failure: drop what has not started and stop the workers' current
-        # files (they skip the rest), then wait for them to exit
-        interrupt_workers(p for p in multiprocessing.active_children() if p not in others)
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
 
 
 def _check_files(

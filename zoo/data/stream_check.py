@@ -22,7 +22,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from zoo.data.check import (
 )
 from zoo.data.incremental import CheckWork, Result
 from zoo.data.sources import Listing
-from zoo.data.workers import guarded, interrupt_workers, pool_context, worker_init
+from zoo.data.workers import checking_pool, guarded
 from zoo.progress import say
 
 __all__ = ["check_stream"]
@@ -77,17 +77,8 @@ def _in_pool(
 ) -> Iterator[tuple[list[SourceImage], list[Checked]]]:
     """Each batch with its results, in order, from worker processes that die with this
     one; at most ``_AHEAD`` batches a worker are read ahead of the results."""
-    import multiprocessing
-
-    others = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=pool_context(),
-        initializer=worker_init,
-        initargs=(os.getpid(),),
-    )
     ahead: deque[tuple[list[SourceImage], Future[list[Checked]]]] = deque()
-    try:
+    with checking_pool(workers) as pool:
         for batch in batches:
             ahead.append((batch, pool.submit(_star, ([i.data for i in batch], job))))
             if len(ahead) >= _AHEAD * workers:
@@ -96,11 +87,6 @@ def _in_pool(
         while ahead:
             done, future = ahead.popleft()
             yield done, future.result()
-    except BaseException:
-        interrupt_workers(p for p in multiprocessing.active_children() if p not in others)
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
 
 
 def _checked(

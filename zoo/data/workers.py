@@ -33,11 +33,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 __all__ = [
     "avoid_fork",
+    "checking_pool",
     "die_with",
     "forks",
     "forkserver",
@@ -161,3 +162,28 @@ def interrupt_workers(workers: Iterable[Any]) -> None:
         if pid:
             with contextlib.suppress(OSError):  # gone already
                 os.kill(pid, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def checking_pool(workers: int) -> Iterator[Any]:
+    """A ``ProcessPoolExecutor`` of ``workers`` check workers that die with this process
+    (``worker_init``). On Ctrl-C, a failure or a consumer that stops early, what has not
+    started is dropped and the workers' current files are stopped (they skip the rest),
+    then they are waited for."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    others = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=pool_context(),
+        initializer=worker_init,
+        initargs=(os.getpid(),),
+    )
+    try:
+        yield pool
+    except BaseException:
+        interrupt_workers(p for p in multiprocessing.active_children() if p not in others)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
