@@ -152,6 +152,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import git_commit, setup
 
+    import zoo
     from zoo.testdata import CATEGORIES
 
     ref, data = setup(args.per_class, CATEGORIES)
@@ -168,7 +169,7 @@ def main() -> None:
         runs.append(json.loads(out.read_text(encoding="utf-8")))
     names = sorted({k for r in runs for k in r}, key=lambda k: -sum(r.get(k, 0.0) for r in runs))
     files = sum(1 for p in data.rglob("*") if p.is_file())
-    commit, dirty = git_commit()
+    commit, dirty = git_commit(Path(zoo.__file__).parent)  # the zoo measured
     print(f"zoo {shlex.join(command[:2])} DATA --strategy linear-probe, {files} files")
     print(f"commit {commit[:7]}{' (uncommitted changes)' if dirty else ''}; CPU seconds:")
     for name in names:
