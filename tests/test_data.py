@@ -21,6 +21,7 @@ from zoo.data import (
     list_files,
     load_dataset,
     stratified_split,
+    to_rgb,
 )
 from zoo.data.decode import ImageDecodeError
 
@@ -57,6 +58,31 @@ def test_palette_with_transparency_grayscale_and_la() -> None:
     assert gray.mode == "RGB" and gray.getpixel((1, 1)) == (77, 77, 77)
     la = decode_image(_png(Image.new("LA", (3, 3), (0, 0))))
     assert la.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_transparency_is_pillows_alpha_composite_on_white_for_every_value_and_alpha() -> None:
+    v, a = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgba = Image.fromarray(np.stack([v, 255 - v, v // 2 + 7, a], -1).astype(np.uint8), "RGBA")
+    la = Image.fromarray(np.stack([v, a], -1).astype(np.uint8), "LA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    for img in (rgba, la):  # decode composites with one masked paste: the same bytes
+        expected = Image.alpha_composite(white, img.convert("RGBA")).convert("RGB")
+        assert np.array_equal(np.asarray(decode_image(_png(img))), np.asarray(expected))
+
+
+def test_exif_orientation_turns_the_image_and_to_rgb_leaves_its_input_alone() -> None:
+    img = Image.new("RGB", (8, 4), (0, 0, 0))
+    img.putpixel((0, 0), (255, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", exif=exif.tobytes())
+    out = decode_image(buf.getvalue())
+    assert out.size == (4, 8) and out.getpixel((3, 0)) == (255, 255, 255)
+    opened = Image.open(io.BytesIO(buf.getvalue()))
+    turned = to_rgb(opened)
+    assert turned.size == (4, 8) and opened.size == (8, 4)
+    assert to_rgb(img) is not img and np.array_equal(np.asarray(to_rgb(img)), np.asarray(img))
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped() -> None:

@@ -423,3 +423,26 @@ def test_export_checks_on_the_engines_own_split_and_never_on_the_test_set(images
     test = stacked("test")
     for image in (*check.validation, *check.calibration):
         assert not any(torch.equal(image, t) for t in test)
+
+
+def test_a_pass_without_augmentation_on_a_cpu_loads_in_the_process_and_gives_the_same_rows(
+    images: Path,
+) -> None:
+    """A cache fill or an evaluation on a CPU crops its decoded arrays in the process
+    (worker processes would take the cores its forward pass computes on); training passes
+    and a recipe's own `workers` keep their worker processes; the rows are the same."""
+    from zoo.engine.batches import image_batches
+    from zoo.engine.features import _capture, classifier
+    from zoo.engine.setup import prepare
+
+    own = prepare(_recipe(images, workers=None, device="cpu"), register=False)
+    own.workers = 2  # what a 2-core machine gets by default
+    two = prepare(_recipe(images, workers=2, device="cpu"), register=False)
+    loaders = [
+        image_batches(state, [0, 1], train=train, batch_size=2, seed=0)
+        for state in (own, two)
+        for train in (False, True)
+    ]
+    assert [loader.num_workers for loader in loaders] == [0, 2, 2, 2]
+    rows = [_capture(s, [classifier(s)], "features", inputs=True)[0] for s in (own, two)]
+    assert torch.equal(rows[0], rows[1])

@@ -1,11 +1,14 @@
 """auto's small dense fits run with BLAS on one thread (zoo.engine.evidence.small_fit_threads):
 a thread pool costs more than it saves on a few hundred rows, and on a busy machine its
-spinning threads made `--strategy auto --dry-run` minutes long (bench/cv_threads.py)."""
+spinning threads made `--strategy auto --dry-run` minutes long (bench/cv_threads.py). The
+probe's head trains on its features with torch on one thread for the same reason
+(zoo.engine.phases)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,3 +64,37 @@ def test_the_cv_and_the_lbfgs_head_fit_inside_the_one_thread_limit(
         phases.fit_lbfgs(head, torch.from_numpy(x), torch.from_numpy(y))
     assert seen == [(40, 30, {1}), (40, 30, {1})]
     assert (head(torch.from_numpy(x)).argmax(1).numpy() == y).mean() > 0.9
+
+
+def test_the_probe_head_trains_and_scores_on_one_torch_thread_then_gives_the_threads_back(
+    tmp_path: Path,
+) -> None:
+    from tests.finetune_helpers import make_images
+    from zoo.engine import Callback, Recipe, finetune
+
+    seen: set[int] = set()
+
+    class Spy(Callback):
+        def on_phase_start(self, state, phase_index, optimizer) -> None:
+            state.runner.head.register_forward_hook(lambda *_: seen.add(torch.get_num_threads()))
+
+    data = make_images(tmp_path / "data", classes=2, per_class=6)
+    recipe = Recipe(
+        ref="timm:test_resnet",
+        data=str(data),
+        strategy="linear-probe",
+        epochs=3,
+        random_init=True,
+        image_size=32,
+        batch_size=4,
+        workers=0,
+        precision="fp32",
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        finetune(recipe, register=False, callbacks=[Spy()])
+        assert seen == {1}, "every step and score of the head on features, on one thread"
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
