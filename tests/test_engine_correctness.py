@@ -407,12 +407,13 @@ def test_export_checks_on_the_engines_own_split_and_never_on_the_test_set(images
     recipe = _recipe(images, epochs=2, test_split=0.25, name="exp")
     finetune(recipe, callbacks=[spy])
     dataset = load_dataset(images, resize=32, workers=1)
-    path_of = {s.sha256: s.path for s in dataset.samples}
+    index_of = {s.sha256: i for i, s in enumerate(dataset.samples)}
     source = load_source("models:/exp/1")
     check = build_check_set(source, None, say=lambda _m: None)
 
     def stacked(part: str) -> torch.Tensor:
-        return _stack([path_of[sha] for sha in spy.parts[part]], source.preprocessing)
+        rows = [index_of[sha] for sha in spy.parts[part]]
+        return _stack(dataset, rows, source.preprocessing)
 
     assert check.validation is not None and check.calibration is not None
     assert torch.equal(check.validation, stacked("val"))
