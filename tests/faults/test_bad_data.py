@@ -40,7 +40,7 @@ def _finetune(root: Path, capsys: pytest.CaptureFixture[str], code: int, *words:
 
 def test_an_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
-    _finetune(tmp_path / "empty", capsys, 2, "no class folders")
+    _finetune(tmp_path / "empty", capsys, 2, "a folder without class folders")
 
 
 def test_class_folders_without_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,7 +74,7 @@ def test_a_missing_dataset_and_a_file_as_dataset(
 ) -> None:
     _finetune(tmp_path / "nowhere", capsys, 3, "no dataset")
     (tmp_path / "x.txt").write_text("a")
-    _finetune(tmp_path / "x.txt", capsys, 2, "neither a folder nor a .csv")
+    _finetune(tmp_path / "x.txt", capsys, 2, "neither a folder nor a CSV")
 
 
 @pytest.mark.slow
