@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -161,10 +162,13 @@ def test_a_worker_started_from_a_forkserver_ends_when_its_starter_is_killed() ->
                 proc.kill()
 
 
-def test_dist_gathers_rows_and_sends_rank_0s_error_to_every_process(tmp_path: Path) -> None:
-    """zoo's Dist on 2 gloo processes: a pass split by rows comes back whole (float32 and
-    bfloat16, 7 rows over 2 processes), rank 0's value and rank 0's refusal (class and
-    message) reach rank 1, and a failure on rank 1 alone reaches rank 0."""
+def test_dist_fills_a_row_cache_and_sends_rank_0s_error_to_every_process(
+    tmp_path: Path,
+) -> None:
+    """zoo's Dist on 2 gloo processes: a row cache each fills with its share of 7 rows
+    reads back whole on both (float32 and bfloat16), in one home and in a home each (two
+    "nodes": each receives the other's shard); rank 0's value and rank 0's refusal (class
+    and message) reach rank 1, and a failure on rank 1 alone reaches rank 0."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -183,9 +187,15 @@ def test_dist_gathers_rows_and_sends_rank_0s_error_to_every_process(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     whole = [[float(i), float(i) * 10] for i in range(7)]
+    homes = ("one-home", "own-home")
+    assert sorted(p.name for p in (tmp_path / "one-home" / "features" / "key").iterdir()) == [
+        f"{name}.{r}-of-2.bin" for name in ("bf16", "f32") for r in (0, 1)
+    ] + ["rows.json"]
+    for r in (0, 1):  # each "node" home holds both shards: its own and the one it received
+        assert len(list((tmp_path / f"own-home-{r}" / "features" / "key").glob("*.bin"))) == 4
     refusal = ["LicenseError", "licence refused on rank 0: pass --license-override REASON"]
     for got in seen:
-        assert got["rows"] == whole and got["bf16"] == whole
+        assert got["rows"] == {home: {"f32": whole, "bf16": whole} for home in homes}
         assert got["sum"] == [2.0, 1.0]
         assert got["shared"] == {"run_id": "abc", "rank": 0}
         assert got["error"] == refusal
@@ -385,9 +395,11 @@ def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
     tmp_path: Path,
 ) -> None:
     """A linear probe under `--nproc-per-node 2`: each process extracts the features of
-    half of the images (rank 0's progress counts 60 of 120), the rows are gathered in
-    the dataset's order, and the cache file holds what one process computes alone."""
-    from safetensors.torch import load_file
+    half of the images (rank 0's progress counts 60 of 120) and writes them to its own
+    shard, and the cache reads back, in the dataset's order, what one process computes
+    alone."""
+    from zoo.engine.context import Dist
+    from zoo.engine.rows import open_rows
 
     data = make_images(tmp_path / "data", classes=3, per_class=40)
     config = tmp_path / "recipe.yaml"
@@ -404,13 +416,55 @@ def test_two_processes_fill_the_feature_cache_together_with_the_rows_of_one(
             assert "zoo: torchrun: starting 2 processes on this machine (DDP, one node)" in err
         else:
             assert "torchrun" not in err
-    (one,) = (homes[1] / "features").glob("*.safetensors")
-    (two,) = (homes[2] / "features").glob("*.safetensors")
+    (one,) = (homes[1] / "features").iterdir()
+    (two,) = (homes[2] / "features").iterdir()
     assert one.name == two.name  # the same key: same weights, data, preprocessing
-    a, b = load_file(str(one)), load_file(str(two))
-    assert a["features"].shape == b["features"].shape == (120, a["features"].shape[1])
-    assert (a["labels"] == b["labels"]).all()
-    assert (a["features"] - b["features"]).abs().max() <= 1e-4 * a["features"].abs().max()
+    assert sorted(p.name for p in two.glob("features.*")) == [
+        f"features.{r}-of-2.bin" for r in (0, 1)
+    ]
+    rows = [open_rows(folder, Dist()) for folder in (one, two)]
+    assert rows[0] is not None and rows[1] is not None
+    a, b = rows[0]["features"].load(), rows[1]["features"].load()
+    assert a.shape == b.shape == (120, a.shape[1])
+    assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+
+
+@pytest.mark.slow
+def test_rank_in_two_processes_scores_what_one_process_does(tmp_path: Path, zoo_home: Path) -> None:
+    """`zoo rank --nproc-per-node 2`: each process extracts the features of half of the
+    images (rank 0's progress counts 15 of 30) into its own shard of the feature cache,
+    and every backbone's scores are one process's."""
+    from tests.test_rank import _import
+
+    data = make_images(tmp_path / "data", classes=3, per_class=10, size=(36, 36))
+    refs = [_import(tmp_path, f"timm:{arch}", arch) for arch in ("test_resnet", "test_vit")]
+
+    def ranked(*extra: str) -> tuple[dict, str]:
+        argv = ["-m", "zoo", "rank", str(data), *refs, "--image-size", "32", "--json", *extra]
+        env = _env(zoo_home)
+        if prefork.enabled():
+            proc = prefork.spawn(argv, env=env)
+        else:
+            proc = subprocess.Popen(
+                [sys.executable, *argv], env=env, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        code, doc, err = _done(proc)
+        assert code == 0, err[-3000:]
+        return doc, err
+
+    one, _ = ranked()
+    shutil.rmtree(zoo_home / "features")
+    two, err = ranked("--nproc-per-node", "2")
+    assert "zoo: torchrun: starting 2 processes on this machine (ranking, one node)" in err
+    assert "extracting features: started (15 images)" in err
+    shards = sorted(p.name for p in (zoo_home / "features").glob("*/features.*"))
+    assert shards == ["features.0-of-2.bin"] * 2 + ["features.1-of-2.bin"] * 2
+    assert [r["reference"] for r in two["rows"]] == [r["reference"] for r in one["rows"]]
+    for a, b in zip(one["rows"], two["rows"], strict=True):
+        assert a["images"] == b["images"] == 30 and a["feature_dim"] == b["feature_dim"]
+        assert b["scores"]["knn"] == a["scores"]["knn"]
+        assert b["scores"]["logme"] == pytest.approx(a["scores"]["logme"], rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -190,8 +190,9 @@ def _removed_paths(doc: dict[str, Any]) -> set[str]:
 
 def _age(paths: list[Path], days: float) -> None:
     then = time.time() - days * DAY
-    for path in paths:
-        os.utime(path, (then, then))
+    for path in paths:  # a cache folder (row shards) with every file in it
+        for each in [*path.rglob("*"), path] if path.is_dir() else [path]:
+            os.utime(each, (then, then))
 
 
 def _caches(root: Path) -> list[Path]:
@@ -257,6 +258,10 @@ def test_the_dry_run_removes_nothing_and_lists_exactly_what_the_removal_removes(
     assert dry["dry_run"] is True
     assert _files(home.root) == before and _files(home.hf) == hf_before
     listed = _removed_paths(dry)
+    # a cache entry is a folder of row shards, listed once and removed whole
+    folders = {p for p in listed if Path(p).is_dir()}
+    assert folders and all(Path(p).parent.name == "features" for p in folders)
+    files = {str(f) for p in folders for f in Path(p).rglob("*") if f.is_file()}
     kinds = {"checkpoints", "features", "decoded", "verdicts", "weights"}
     assert {i["kind"] for i in dry["items"]} == kinds
     (store,) = [i for i in dry["items"] if i["kind"] == "verdicts"]
@@ -269,8 +274,9 @@ def test_the_dry_run_removes_nothing_and_lists_exactly_what_the_removal_removes(
     after = _files(home.root)
     gone = {str(home.root / p) for p in set(before) - set(after)}
     gone |= {str(home.hf / p) for p in set(hf_before) - set(_files(home.hf))}
-    inside = {p for p in listed if p.startswith(str(home.root))}
+    inside = {p for p in (listed - folders) | files if p.startswith(str(home.root))}
     assert inside <= gone  # every listed file of the home is gone...
+    assert not any(Path(p).exists() for p in folders)
     assert {p for p in gone if not p.startswith(str(home.hf))} == inside  # ...and only them
     assert set(after) - set(before) <= {"locks/caches.lock"}
     assert not list(home.root.glob(".zoo-prune-*"))  # nothing left aside

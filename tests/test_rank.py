@@ -67,7 +67,7 @@ def test_rank_scores_every_backbone_best_first_and_a_probe_reuses_its_features(
     assert all(set(r["scores"]) == {"logme", "knn"} for r in rows)
     assert all(r["score"] == r["scores"]["logme"] for r in rows)
     assert all(r["images"] == 24 and r["layer"] == "final" and r["feature_dim"] > 0 for r in rows)
-    caches = sorted((zoo_home / "features").glob("*.safetensors"))
+    caches = sorted((zoo_home / "features").glob("*/rows.json"))
     assert len(caches) == 2
     capsys.readouterr()
     cmd = [
@@ -83,7 +83,7 @@ def test_rank_scores_every_backbone_best_first_and_a_probe_reuses_its_features(
     ]
     assert run(cmd) == 0
     assert "extracting features" not in capsys.readouterr().err  # the rank's pass, reused
-    assert sorted((zoo_home / "features").glob("*.safetensors")) == caches
+    assert sorted((zoo_home / "features").glob("*/rows.json")) == caches
 
 
 def test_middle_stage_source_metrics_and_a_subset(tmp_path: Path, data: Path, capsys) -> None:

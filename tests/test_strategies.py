@@ -120,7 +120,7 @@ def test_linear_probe_trains_only_the_head_on_cached_features(images: Path) -> N
     _trained(changed, [5])
     assert rec.groups == [{"head": 1e-2, "head.no_decay": 1e-2}]
     assert result.plan["phases"][0]["head_on_features"] is True
-    cache = list((Path(result.run_dir).parents[1] / "features").glob("*.safetensors"))
+    cache = list((Path(result.run_dir).parents[1] / "features").glob("*/rows.json"))
     assert len(cache) == 1  # features extracted once, stored under the zoo home
 
 

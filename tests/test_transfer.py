@@ -67,14 +67,16 @@ PER_CLASS = 100  # of each category's files, by path
 def _sklearn_on_cached_features(zoo_home: Path) -> float:
     """scikit-learn's logistic regression on zoo's cached features: trained on the
     training split, scored on the same test split."""
-    from safetensors.torch import load_file
     from sklearn.linear_model import LogisticRegression
 
     from zoo.data import split_dataset
+    from zoo.engine.context import Dist
+    from zoo.engine.rows import open_rows
 
-    (cache,) = (zoo_home / "features").glob("*.safetensors")
-    tensors = load_file(str(cache))
-    x, y = tensors["features"].numpy(), tensors["labels"].numpy()
+    (cache,) = (zoo_home / "features").iterdir()
+    tensors = open_rows(cache, Dist())
+    assert tensors is not None
+    x, y = tensors["features"].load().numpy(), tensors["labels"].load().numpy()
     split = split_dataset(y.tolist(), SPLIT["val_split"], SPLIT["seed"], SPLIT["test_split"])
     train, test = list(split.train), list(split.test)
     clf = LogisticRegression(C=1.0, max_iter=5000).fit(x[train], y[train])

@@ -204,7 +204,8 @@ def rank(
             )
             if checked is None:
                 checked = kept_manifest(state.data, Path(tmp))
-            x_final, y = head_features(state)
+            cached, y = head_features(state)
+            x_final = cached.load()  # the metrics score the whole matrix
             probs = None
             sourced = [n for n, m in scorers.items() if getattr(m, "needs_source", False)]
             if sourced:
@@ -222,7 +223,8 @@ def rank(
                     x, name = x_final, "final"
                 else:
                     name = middle_stage(state.names)
-                    x, y = stage_features(state, name)
+                    stage_rows, y = stage_features(state, name)
+                    x = stage_rows.load()
                 scores = {
                     n: float(m.score(features=x.numpy(), labels=y.numpy(), source_probs=probs))
                     for n, m in scorers.items()

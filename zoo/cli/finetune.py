@@ -12,11 +12,11 @@ from zoo.cli.options import (
     LICENSE_ID,
     LR,
     MODEL_NAME,
-    PROCESSES,
     REASON,
     SEED,
     StrictFloat,
     StrictInt,
+    torchrun_options,
 )
 from zoo.cli.output import emit_json, note
 
@@ -110,33 +110,7 @@ MAX_IMAGE_SIZE = 4096  # zoo.engine.recipe.MAX_IMAGE_SIZE (not imported: --help 
     help="Register despite a licence conflict; the reason is recorded.",
 )
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:N. [default: auto]")
-@click.option(
-    "--nproc-per-node",
-    type=PROCESSES,
-    default=None,
-    metavar="N",
-    help="Processes (GPUs) on this machine, launched by torchrun with DDP. [default: 1]",
-)
-@click.option(
-    "--nnodes",
-    type=int,
-    default=None,
-    metavar="N",
-    help="Machines in the job: run the same command on each, with the same "
-    "--rdzv-endpoint (docs/finetune.md). [default: 1]",
-)
-@click.option(
-    "--rdzv-endpoint",
-    default=None,
-    metavar="HOST:PORT",
-    help="torchrun's c10d rendezvous: the address of one of the nodes, the same on all.",
-)
-@click.option(
-    "--rdzv-id",
-    default=None,
-    metavar="ID",
-    help="Names the job at the rendezvous, the same on all nodes. [default: from the recipe]",
-)
+@torchrun_options("with DDP", "from the recipe")
 @click.option(
     "--resume", is_flag=True, help="Continue this recipe's interrupted run (error if none)."
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import click
@@ -32,6 +32,7 @@ __all__ = [
     "check_opset",
     "check_recipe_file",
     "check_strategy_settings",
+    "torchrun_options",
 ]
 
 MAX_EPOCHS = 100_000
@@ -156,6 +157,50 @@ EPOCHS = StrictInt(1, MAX_EPOCHS)
 BATCH_SIZE = StrictInt(1, MAX_BATCH_SIZE)
 SEED = StrictInt(0, MAX_SEED)
 PROCESSES = StrictInt(1, MAX_PROCESSES)
+
+
+def torchrun_options(what: str, default_id: str) -> Callable[[Any], Any]:
+    """``--nproc-per-node``, ``--nnodes``, ``--rdzv-endpoint`` and ``--rdzv-id``: the
+    processes torchrun starts (``what``: what they do), as `zoo finetune` and `zoo rank`
+    take them (``default_id``: where the job's name at the rendezvous comes from)."""
+    options = [
+        click.option(
+            "--nproc-per-node",
+            type=PROCESSES,
+            default=None,
+            metavar="N",
+            help=f"Processes (GPUs) on this machine, launched by torchrun {what}. [default: 1]",
+        ),
+        click.option(
+            "--nnodes",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Machines in the job: run the same command on each, with the same "
+            "--rdzv-endpoint (docs/finetune.md). [default: 1]",
+        ),
+        click.option(
+            "--rdzv-endpoint",
+            default=None,
+            metavar="HOST:PORT",
+            help="torchrun's c10d rendezvous: the address of one of the nodes, the same on all.",
+        ),
+        click.option(
+            "--rdzv-id",
+            default=None,
+            metavar="ID",
+            help=f"Names the job at the rendezvous, the same on all nodes. [default: {default_id}]",
+        ),
+    ]
+
+    def apply(command: Any) -> Any:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
+
+
 LR = PositiveFinite()
 TIMEOUT = PositiveFinite(maximum=MAX_TIMEOUT)
 MODEL_NAME = ModelName()

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from zoo.cli.options import StrictInt
+from zoo.cli.options import StrictInt, torchrun_options
 from zoo.cli.output import console, emit_json, note
 
 
@@ -36,6 +36,7 @@ from zoo.cli.output import console, emit_json, note
 @click.option(
     "--image-size", type=StrictInt(1, 4096), default=None, metavar="PX", help="Square input size."
 )
+@torchrun_options("(each extracts its share of the features)", "from the arguments")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result (docs/json.md).")
 def rank_cmd(
     data: str,
@@ -44,6 +45,10 @@ def rank_cmd(
     layers: str,
     max_images: int | None,
     image_size: int | None,
+    nproc_per_node: int | None,
+    nnodes: int | None,
+    rdzv_endpoint: str | None,
+    rdzv_id: str | None,
     as_json: bool,
 ) -> None:
     """Rank backbones REFS by how well they transfer to the labelled images in DATA.
@@ -59,6 +64,7 @@ def rank_cmd(
       zoo rank ./pets timm:resnet50.a1_in1k torchvision:efficientnet_b0
       zoo rank ./digits effnet-lite:lite0 effnet-lite:lite1 --layers final,mid
       zoo rank ./pets effnet-lite:lite0 effnet-lite:lite0,effnet-lite:lite1
+      zoo rank ./pets effnet-lite:lite0 effnet-lite:lite1 --nproc-per-node 4
     """
     from zoo.choose.rank import rank
 
@@ -72,15 +78,26 @@ def rank_cmd(
             f"{r.reference} ({r.layer}): " + ", ".join(f"{k} {v:.4f}" for k, v in r.scores.items())
         )
 
-    rows = rank(
-        data,
-        list(refs),
-        metric=metrics,
-        layers=chosen,
-        max_images=max_images,
-        image_size=image_size,
-        on_row=None if as_json else progress,
-    )
+    options: dict[str, Any] = {
+        "metric": metrics,
+        "layers": chosen,
+        "max_images": max_images,
+        "image_size": image_size,
+    }
+    nproc = nproc_per_node or 1
+    if nproc > 1 or nnodes is not None or rdzv_endpoint is not None or rdzv_id is not None:
+        from zoo.choose.rank_dist import launch_rank
+        from zoo.engine.distributed import Nodes, launch_line
+
+        nodes = Nodes(1 if nnodes is None else nnodes, rdzv_endpoint, rdzv_id)
+        nodes.check_nodes()
+        note(launch_line(nproc, nodes, "ranking"))
+        rows = launch_rank(data, list(refs), nproc=nproc, nodes=nodes, **options)
+        if not as_json:
+            for row in rows:
+                progress(row)
+    else:
+        rows = rank(data, list(refs), **options, on_row=None if as_json else progress)
     if as_json:
         emit_json(
             "rank_result", metric=metrics[0], metrics=metrics, rows=[r.to_dict() for r in rows]

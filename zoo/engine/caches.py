@@ -1,7 +1,8 @@
 """Work computed once: pooled features for the head, and the frozen prefix's output.
 
 - **Feature cache** (linear probe and LP-FT's probe phase): the backbone's pooled features
-  of every image, under ``$ZOO_HOME/features/<key>.safetensors``. The key hashes the frozen
+  of every image, a folder of row shards (:mod:`zoo.engine.rows`) under
+  ``$ZOO_HOME/features/<key>/``. The key hashes the frozen
   weights themselves (so a random init or a different checkpoint never hits another's
   cache), the dataset digest, the preprocessing and the precision.
 - **Prefix cache** (partial / LP-FT without augmentation): the output of the frozen stages
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.disk.lock import hold_caches
-from zoo.disk.paths import atomic_write_bytes, subdir
+from zoo.disk.paths import subdir
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -33,11 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "PrefixPlan",
     "StopForward",
-    "cache_path",
-    "load_tensors",
+    "cache_dir",
     "plan_prefix",
     "record_calls",
-    "save_tensors",
     "state_hash",
     "substituted",
 ]
@@ -58,29 +57,11 @@ def state_hash(modules: Sequence[nn.Module]) -> str:
     return h.hexdigest()
 
 
-def cache_path(kind: str, parts: dict[str, Any]) -> Path:
+def cache_dir(kind: str, parts: dict[str, Any]) -> Path:
+    """The folder of the ``kind`` cache keyed by ``parts`` (it may not exist yet)."""
     hold_caches()  # in use until this process exits: `zoo home prune` leaves them alone
     blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
-    return subdir(kind) / f"{hashlib.sha256(blob).hexdigest()[:32]}.safetensors"
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    from safetensors.torch import save
-
-    blob = save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
-    atomic_write_bytes(path, blob)
-
-
-def load_tensors(path: Path) -> dict[str, torch.Tensor] | None:
-    if not path.exists():
-        return None
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except Exception:  # a damaged cache file is recomputed, never trusted
-        path.unlink(missing_ok=True)
-        return None
+    return subdir(kind) / hashlib.sha256(blob).hexdigest()[:32]
 
 
 # ------------------------------------------------------------------------- prefix

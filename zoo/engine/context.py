@@ -208,41 +208,9 @@ class Dist:
 
     def share(self, n: int) -> range:
         """This process's rows of an ``n``-row pass where each computes a part:
-        ``rank, rank + world, ...`` (:meth:`gather_rows` puts them back together)."""
+        ``rank, rank + world, ...`` (each writes its own shard of a row cache:
+        :mod:`zoo.engine.rows`)."""
         return range(self.rank, n, self.world)
-
-    def gather_rows(self, local: torch.Tensor, n: int) -> torch.Tensor:
-        """The whole ``n``-row tensor on every process (on the CPU), from each process's
-        rows :meth:`share` (``local``, on the CPU). Sent as bytes on the collective device,
-        in blocks of at most 64 MiB per process."""
-        if self.world <= 1:
-            return local
-        import torch
-        import torch.distributed as dist
-
-        shapes = self.gather((tuple(local.shape[1:]), str(local.dtype)) if len(local) else None)
-        shape, dtype_name = next(s for s in shapes if s is not None)
-        dtype = getattr(torch, dtype_name.removeprefix("torch."))
-        out = torch.empty((n, *shape), dtype=dtype)
-        row_bytes = max(1, out[:1].numel() * out.element_size())
-        mine = local.reshape(len(local), -1).contiguous().view(torch.uint8) if len(local) else None
-        per = -(-n // self.world)
-        step = max(1, (64 << 20) // row_bytes)
-        device = torch.device(self.device)
-        flat = out.view(n, -1).view(torch.uint8)
-        for start in range(0, per, step):
-            stop = min(per, start + step)
-            block = torch.zeros((stop - start, row_bytes), dtype=torch.uint8, device=device)
-            if mine is not None and start < len(mine):
-                part = mine[start:stop]
-                block[: len(part)] = part.to(device)
-            parts = [torch.empty_like(block) for _ in range(self.world)]
-            dist.all_gather(parts, block)
-            for r, got in enumerate(parts):
-                rows = range(r + start * self.world, min(n, r + stop * self.world), self.world)
-                if len(rows):
-                    flat[rows.start : rows.stop : self.world] = got[: len(rows)].cpu()
-        return out
 
     def broadcast(self, obj: Any, src: int = 0, *, wait: bool = False) -> Any:
         """``obj`` of process ``src``, on every process (plain values and tensors)."""

@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,16 @@ from zoo.engine.context import Dist, stop_on_signals
 from zoo.engine.job import FinetuneResult, finetune
 from zoo.engine.recipe import Recipe
 
-__all__ = ["Nodes", "launch_line", "launch_torchrun", "main", "torchrun_command"]
+__all__ = [
+    "Nodes",
+    "job_command",
+    "launch_line",
+    "launch_torchrun",
+    "main",
+    "report",
+    "run_job",
+    "torchrun_command",
+]
 
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
@@ -56,6 +66,24 @@ class Nodes:
         return self.nnodes > 1 or self.rdzv_endpoint is not None
 
     def check(self, recipe: Recipe) -> None:
+        """The nodes' options and the recipe's batch over the job's processes."""
+        self.check_nodes()
+        world = self.nnodes * recipe.nproc_per_node
+        if recipe.batch_size % world:
+            raise errors.UsageError(
+                f"--batch-size {recipe.batch_size} does not split evenly over {world} "
+                f"processes ({self.nnodes} nodes x {recipe.nproc_per_node}); pick a multiple "
+                f"of {world}"
+            )
+        if world > 1 and recipe.batch_size // world < 2:
+            raise errors.UsageError(
+                f"--batch-size {recipe.batch_size} over {world} processes is "
+                f"{recipe.batch_size // world} image per process per step: BatchNorm cannot "
+                f"train on one image per process; use --batch-size {2 * world} or more (or "
+                "fewer processes)"
+            )
+
+    def check_nodes(self) -> None:
         if self.nnodes < 1:
             raise errors.UsageError(f"--nnodes must be at least 1, got {self.nnodes}")
         if self.nnodes > 1 and not self.rdzv_endpoint:
@@ -74,50 +102,51 @@ class Nodes:
             raise errors.UsageError(
                 f"--rdzv-id {self.rdzv_id!r}: use up to 64 letters, digits, '_', '.' or '-'"
             )
-        world = self.nnodes * recipe.nproc_per_node
-        if recipe.batch_size % world:
-            raise errors.UsageError(
-                f"--batch-size {recipe.batch_size} does not split evenly over {world} "
-                f"processes ({self.nnodes} nodes x {recipe.nproc_per_node}); pick a multiple "
-                f"of {world}"
-            )
-        if world > 1 and recipe.batch_size // world < 2:
-            raise errors.UsageError(
-                f"--batch-size {recipe.batch_size} over {world} processes is "
-                f"{recipe.batch_size // world} image per process per step: BatchNorm cannot "
-                f"train on one image per process; use --batch-size {2 * world} or more (or "
-                "fewer processes)"
-            )
 
 
 def torchrun_command(
     recipe: Recipe, nodes: Nodes, recipe_file: Path, result_file: Path
 ) -> list[str]:
+    return job_command(
+        "zoo.engine.distributed",
+        recipe.nproc_per_node,
+        nodes,
+        "zoo-" + recipe.key(),
+        [str(recipe_file), str(result_file)],
+    )
+
+
+def job_command(
+    worker: str, nproc: int, nodes: Nodes, default_id: str, args: list[str]
+) -> list[str]:
+    """torchrun (through ``--torchrun``) running ``python -m worker ARGS`` in ``nproc``
+    processes on this node, joined with the other nodes' by the rendezvous."""
     cmd = [sys.executable, "-m", "zoo.engine.distributed", "--torchrun"]
     if nodes.multi:
         cmd += [
             f"--nnodes={nodes.nnodes}",
-            f"--nproc-per-node={recipe.nproc_per_node}",
+            f"--nproc-per-node={nproc}",
             "--rdzv-backend=c10d",
             f"--rdzv-endpoint={nodes.rdzv_endpoint}",
-            f"--rdzv-id={nodes.rdzv_id or 'zoo-' + recipe.key()}",
+            f"--rdzv-id={nodes.rdzv_id or default_id}",
             "--max-restarts=0",
         ]
     else:
-        cmd += ["--standalone", f"--nproc-per-node={recipe.nproc_per_node}"]
-    return [*cmd, "-m", "zoo.engine.distributed", str(recipe_file), str(result_file)]
+        cmd += ["--standalone", f"--nproc-per-node={nproc}"]
+    return [*cmd, "-m", worker, *args]
 
 
-def launch_line(recipe: Recipe, nodes: Nodes) -> str:
-    """What the parent says as it starts torchrun: how many processes, on how many nodes."""
-    k = recipe.nproc_per_node
+def launch_line(recipe: Recipe | int, nodes: Nodes, what: str = "DDP") -> str:
+    """What the parent says as it starts torchrun: how many processes, on how many nodes
+    (``recipe``: the recipe, or the processes on this node)."""
+    k = recipe if isinstance(recipe, int) else recipe.nproc_per_node
     here = f"{k} process{'es' if k != 1 else ''}"
     if not nodes.multi:
-        return f"torchrun: starting {here} on this machine (DDP, one node)"
+        return f"torchrun: starting {here} on this machine ({what}, one node)"
     n = nodes.nnodes
     return (
         f"torchrun: starting {here} on this node, {k * n} in all on {n} node"
-        f"{'s' if n != 1 else ''} (DDP; rendezvous at {nodes.rdzv_endpoint})"
+        f"{'s' if n != 1 else ''} ({what}; rendezvous at {nodes.rdzv_endpoint})"
     )
 
 
@@ -143,28 +172,37 @@ def launch_torchrun(
         cmd += [flag for flag, on in (("--resume", resume), ("--restart", restart)) if on]
         if again:
             cmd.append("--again")
-        env = dict(os.environ)
-        env.setdefault(
-            "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // recipe.nproc_per_node))
-        )
         print(f"zoo: {launch_line(recipe, nodes)}", file=sys.stderr, flush=True)
-        code = _wait(subprocess.Popen(cmd, env=env), Path(tmp))
-        if result_file.exists():
-            data = _cause(json.loads(result_file.read_text(encoding="utf-8")), result_file)
-            if "error" in data:
-                cls = getattr(errors, data["error"], errors.ZooError)
-                if not (isinstance(cls, type) and issubclass(cls, errors.ZooError)):
-                    cls = errors.ZooError
-                raise cls(data["message"])
-            return FinetuneResult.from_dict(data)
-        if code == errors.EXIT_INTERRUPTED or code < 0:
-            raise errors.Interrupted(
-                "the distributed run was interrupted; re-run the same command to resume "
-                "from its last checkpoint"
-            )
-        raise errors.ZooError(
-            f"the distributed run failed (torchrun exit {code}); see the workers' messages above"
-        )
+        data = run_job(cmd, recipe.nproc_per_node, result_file)
+        return FinetuneResult.from_dict(data)
+
+
+def run_job(
+    cmd: list[str],
+    nproc: int,
+    result_file: Path,
+    interrupted: str = "the distributed run was interrupted; re-run the same command to "
+    "resume from its last checkpoint",
+) -> dict[str, Any]:
+    """Run torchrun's ``cmd`` and return the outcome this node's first worker wrote to
+    ``result_file``, or raise the error the workers agreed on (``interrupted``: what to
+    say when torchrun was stopped before any worker reported)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    code = _wait(subprocess.Popen(cmd, env=env), result_file.parent)
+    if result_file.exists():
+        data = _cause(json.loads(result_file.read_text(encoding="utf-8")), result_file)
+        if "error" in data:
+            cls = getattr(errors, data["error"], errors.ZooError)
+            if not (isinstance(cls, type) and issubclass(cls, errors.ZooError)):
+                cls = errors.ZooError
+            raise cls(data["message"])
+        return data
+    if code == errors.EXIT_INTERRUPTED or code < 0:
+        raise errors.Interrupted(interrupted)
+    raise errors.ZooError(
+        f"the distributed run failed (torchrun exit {code}); see the workers' messages above"
+    )
 
 
 def _rank_file(result_file: Path, rank: int) -> Path:
@@ -262,25 +300,32 @@ def _torchrun(args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """A torchrun worker. Exits 0 once its outcome is reported (its node's first worker
-    writes it for the parent, which exits with its code), so torchrun adds no report of
-    its own to a refusal that all the workers share."""
+    """A torchrun worker of `zoo finetune` (or torchrun itself, with ``--torchrun``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--torchrun"]:
         return _torchrun(args[1:])
-    stop_on_signals()
     recipe_file, result_file = Path(args[0]), Path(args[1])
     recipe = Recipe.from_dict(json.loads(recipe_file.read_text(encoding="utf-8")))
-    out: dict[str, Any]
-    clean = False
-    try:
-        result = finetune(
+    return report(
+        lambda: finetune(
             recipe,
             resume="--resume" in args,
             restart="--restart" in args,
             again="--again" in args,
-        )
-        out, clean = result.to_dict(), True
+        ).to_dict(),
+        result_file,
+    )
+
+
+def report(work: Callable[[], dict[str, Any]], result_file: Path) -> int:
+    """Run a worker's ``work`` and report its outcome. Exits 0 once it is reported (its
+    node's first worker writes it for the parent, which exits with its code), so
+    torchrun adds no report of its own to a refusal that all the workers share."""
+    stop_on_signals()
+    out: dict[str, Any]
+    clean = False
+    try:
+        out, clean = work(), True
     except errors.ZooError as exc:
         out = {"error": type(exc).__name__, "message": str(exc)}
     except KeyboardInterrupt:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from zoo.engine.context import Runtime
+    from zoo.engine.rows import Rows
     from zoo.engine.state import RunState
 
 __all__ = [
@@ -48,6 +49,9 @@ __all__ = [
     "on_prefix",
     "registered",
 ]
+
+
+FEATURE_CHUNK = 8192  # cached feature rows scored at once (a chunk, not the cache, in memory)
 
 
 @dataclass(frozen=True)
@@ -89,29 +93,34 @@ def _add(sums: Any, state: RunState, logits: Any, y: Any) -> Any:
 def on_features(
     state: RunState,
     head: nn.Module,
-    features: torch.Tensor,
+    features: torch.Tensor | Rows,
     labels: torch.Tensor,
     indices: Sequence[int],
 ) -> Evaluation:
-    """The classifier alone on cached features (every process computes all of it)."""
+    """The classifier alone on cached features (every process computes all of it), read
+    ``FEATURE_CHUNK`` rows at a time."""
     import torch
 
     idx = torch.tensor(list(indices), dtype=torch.long)
     was_training = head.training
     head.eval()
+    loss_sum, preds = 0.0, []
     with torch.no_grad():
-        logits = head(features[idx].to(state.rt.device)).float()
-        y = labels[idx].to(state.rt.device)
-        loss = float(state.criterion(logits, y))
-        preds = logits.argmax(1).cpu().tolist()
+        for start in range(0, len(idx), FEATURE_CHUNK):
+            rows = idx[start : start + FEATURE_CHUNK]
+            logits = head(features[rows].to(state.rt.device)).float()
+            y = labels[rows].to(state.rt.device)
+            loss_sum += float(state.criterion(logits, y)) * len(rows)
+            preds += logits.argmax(1).cpu().tolist()
     head.train(was_training)
     truth = labels[idx].tolist()
     correct = sum(int(a == b) for a, b in zip(truth, preds, strict=True))
-    return Evaluation(loss, correct / max(1, len(truth)), truth, preds)
+    n = max(1, len(truth))
+    return Evaluation(loss_sum / n if len(truth) else float("nan"), correct / n, truth, preds)
 
 
 def on_prefix(
-    state: RunState, prefix: tuple[PrefixPlan, torch.Tensor], indices: Sequence[int]
+    state: RunState, prefix: tuple[PrefixPlan, torch.Tensor | Rows], indices: Sequence[int]
 ) -> Evaluation:
     """The trainable suffix on the cached output of the frozen prefix."""
     import torch

@@ -3,16 +3,15 @@ prefix's output, each computed once over every sample and stored under the zoo h
 
 Rows follow the dataset's sample order, which follows the files (sha256), and every key
 holds the dataset digest, so the same files give the same rows however they were listed.
-Under DDP every process computes its share of the rows (the model is in eval mode, so a
-row does not depend on which process computes it, up to rounding), the rows are
-gathered on every process, and the first process of each node writes the file to that
-node's zoo home (see :func:`_shared` and :func:`_store`).
+Each cache is a folder of row shards (:mod:`zoo.engine.rows`), read a batch at a time:
+under DDP every process computes its share of the rows (the model is in eval mode, so a
+row does not depend on which process computes it, up to rounding) and writes them to its
+own shard; nothing is gathered in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +21,14 @@ from zoo.engine.batches import example, image_batches
 from zoo.engine.caches import (
     PrefixPlan,
     StopForward,
-    cache_path,
-    load_tensors,
+    cache_dir,
     plan_prefix,
     record_calls,
-    save_tensors,
     state_hash,
     verify_prefix,
 )
 from zoo.engine.context import Dist
+from zoo.engine.rows import Fill, Rows, open_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -48,7 +46,7 @@ __all__ = [
     "stage_probe",
 ]
 
-CACHE_FORMAT = 2  # 2: rows in the files' order (sha256); 1 followed the listing
+CACHE_FORMAT = 3  # 3: folders of row shards; 2: one file, rows in the files' order
 
 
 def _key(state: RunState, modules: list[nn.Module], **extra: Any) -> dict[str, Any]:
@@ -62,18 +60,10 @@ def _key(state: RunState, modules: list[nn.Module], **extra: Any) -> dict[str, A
     }
 
 
-def _shared(state: RunState, path: Path) -> dict[str, Any] | None:
-    """A cache file, when every process finds it in its node's home; else None and every
-    process computes it (nodes with separate homes may not all have it)."""
-    cached = load_tensors(path)
-    if state.dist.world > 1 and not all(state.dist.gather(cached is not None)):
-        return None
-    return cached
+def _labels(state: RunState) -> torch.Tensor:
+    import torch
 
-
-def _store(state: RunState, path: Path, tensors: dict[str, Any], key: dict[str, Any]) -> None:
-    if state.dist.node_main:
-        save_tensors(path, tensors, {"key": json.dumps(key)})
+    return torch.tensor(state.data.labels, dtype=torch.long)
 
 
 class _Quiet:
@@ -101,14 +91,14 @@ def _my_samples(state: RunState) -> tuple[Any, int]:
 
 
 def _capture(
-    state: RunState, modules: list[nn.Module], label: str, *, inputs: bool
-) -> list[torch.Tensor]:
-    """One pass over every sample; for each module one tensor whose rows are its input
-    (flattened) or its output (averaged over space or tokens). The forward stops once
-    the last of them has run."""
+    state: RunState, modules: list[nn.Module], label: str, folders: list[Path], *, inputs: bool
+) -> list[Rows]:
+    """One pass over every sample, the rows of each module written to its cache folder:
+    its input (flattened) or its output (averaged over space or tokens). The forward
+    stops once the last of them has run."""
     import torch
 
-    boxes: list[list[torch.Tensor]] = [[] for _ in modules]
+    fills: list[Fill] = []
     remaining = [0]
 
     def pooled(t: Any) -> torch.Tensor:
@@ -119,9 +109,15 @@ def _capture(
             t = t.mean(dim=1)
         return t.cpu().flatten(1)
 
+    shapes: list[tuple[int, ...]] = [() for _ in modules]
+
     def hook_for(i: int) -> Any:
         def keep(value: Any) -> None:
-            boxes[i].append(pooled(value))
+            rows = pooled(value)
+            if fills:
+                fills[i].append("features", rows)
+            else:  # the example pass: the rows' shape, before anything is written
+                shapes[i] = tuple(rows.shape[1:])
             remaining[0] -= 1
             if remaining[0] == 0:
                 raise StopForward
@@ -133,54 +129,57 @@ def _capture(
     model = state.model
     was_training = model.training
     model.eval()
-    register = "register_forward_pre_hook" if inputs else "register_forward_hook"
+    register = "register_forward_hook" if not inputs else "register_forward_pre_hook"
     handles = [getattr(m, register)(hook_for(i)) for i, m in enumerate(modules)]
-    loader, n = _my_samples(state)
+    n = len(state.data.samples)
     progress = state.progress() if state.dist.main else _Quiet()
-    progress.start(label, len(state.dist.share(n)), unit="images")
     autocast = state.rt.autocast()
     try:
         with torch.no_grad(), autocast():
-            for x, _y, _i in loader:
+            remaining[0] = len(modules)
+            with contextlib.suppress(StopForward):
+                model(example(state))
+            what = "feature cache" if inputs else "stage-feature cache"
+            for folder, shape in zip(folders, shapes, strict=True):
+                spec = {"features": (shape, torch.float32), "labels": ((), torch.long)}
+                fills.append(Fill(folder, spec, n, state.dist, what))
+            loader, _n = _my_samples(state)
+            progress.start(label, len(state.dist.share(n)), unit="images")
+            for x, y, _i in loader:
                 remaining[0] = len(modules)
                 with contextlib.suppress(StopForward):
                     model(state.rt.prepare(state.pre.normalize(x)))
+                for fill in fills:  # with the features: the cache says what it holds
+                    fill.append("labels", y)
                 progress.advance(len(x))
+            progress.finish()
+        return [fill.finish()["features"] for fill in fills]
+    except BaseException:
+        for fill in fills:
+            fill.abort()
+        raise
     finally:
         for handle in handles:
             handle.remove()
-        progress.finish()
         model.train(was_training)
-    return [state.dist.gather_rows(_cat(box), n) for box in boxes]
-
-
-def _cat(box: list[torch.Tensor]) -> torch.Tensor:
-    import torch
-
-    return torch.cat(box) if box else torch.empty(0)
 
 
 def classifier(state: RunState) -> nn.Module:
     return find_classifier(state.model, state.backbone.head, example(state))
 
 
-def head_features(
-    state: RunState, head: nn.Module | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def head_features(state: RunState, head: nn.Module | None = None) -> tuple[Rows, torch.Tensor]:
     """Pooled features (the classifier's input) and labels of every sample; ``head`` is
-    the classifier when the caller has found it already."""
-    import torch
-
+    the classifier when the caller has found it already. The features are read from
+    their cache a batch at a time (``rows[idx]``; ``rows.load()`` for all of them)."""
     head = classifier(state) if head is None else head
     frozen = [c for _, c in state.stages[:-1]]
-    path = cache_path("features", _key(state, frozen))
-    cached = _shared(state, path)
+    folder = cache_dir("features", _key(state, frozen))
+    cached = open_rows(folder, state.dist)
     if cached is not None:
-        return cached["features"], cached["labels"]
-    (features,) = _capture(state, [head], "extracting features", inputs=True)
-    labels = torch.tensor(state.data.labels, dtype=torch.long)
-    _store(state, path, {"features": features, "labels": labels}, _key(state, frozen))
-    return features, labels
+        return cached["features"], _labels(state)
+    (features,) = _capture(state, [head], "extracting features", [folder], inputs=True)
+    return features, _labels(state)
 
 
 def _stage_output(state: RunState, index: int) -> nn.Module:
@@ -203,37 +202,32 @@ def _stage_output(state: RunState, index: int) -> nn.Module:
     return max(called, key=lambda m: calls[id(m)][-1][1])
 
 
-def stage_features(state: RunState, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+def stage_features(state: RunState, stage: str) -> tuple[Rows, torch.Tensor]:
     """The named stage's output, averaged over space or tokens, for every sample.
 
     The first request fills the cache of every stage below the head in the same pass
     (a strategy comparing stages pays one forward pass, not one per stage)."""
-    import torch
-
     names = state.names
     if stage not in names[:-1]:
         raise UsageError(f"no stage '{stage}' below the head (stages: {', '.join(names[:-1])})")
 
-    def key(index: int) -> dict[str, Any]:
-        return _key(state, [c for _, c in state.stages[: index + 1]], stage=names[index])
+    def folder(index: int) -> Path:
+        key = _key(state, [c for _, c in state.stages[: index + 1]], stage=names[index])
+        return cache_dir("stage-features", key)
 
     index = names.index(stage)
-    cached = _shared(state, cache_path("stage-features", key(index)))
+    cached = open_rows(folder(index), state.dist)
     if cached is not None:
-        return cached["features"], cached["labels"]
+        return cached["features"], _labels(state)
     body = list(range(len(names) - 1))
     outputs = _capture(
-        state, [_stage_output(state, i) for i in body], "extracting stage features", inputs=False
+        state,
+        [_stage_output(state, i) for i in body],
+        "extracting stage features",
+        [folder(i) for i in body],
+        inputs=False,
     )
-    labels = torch.tensor(state.data.labels, dtype=torch.long)
-    for i, features in zip(body, outputs, strict=True):
-        _store(
-            state,
-            cache_path("stage-features", key(i)),
-            {"features": features, "labels": labels},
-            key(i),
-        )
-    return outputs[index], labels
+    return outputs[index], _labels(state)
 
 
 def stage_probe(state: RunState, head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
@@ -253,8 +247,9 @@ def stage_probe(state: RunState, head: nn.Module) -> tuple[torch.Tensor, torch.T
     from zoo.catalog.heads import StageProbe
 
     names, model = state.names, state.model
-    parts = [stage_features(state, name)[0] for name in names[:-1]]
-    pre, labels = head_features(state, head)
+    parts = [stage_features(state, name)[0].load() for name in names[:-1]]
+    pre_rows, labels = head_features(state, head)
+    pre = pre_rows.load()
     again = parts[-1].shape == pre.shape and bool(torch.equal(parts[-1], pre))
     features = torch.cat(parts if again else [*parts, pre], dim=1)
     path = {id(m): p for p, m in model.named_modules()}
@@ -280,9 +275,10 @@ def stage_probe(state: RunState, head: nn.Module) -> tuple[torch.Tensor, torch.T
     return standardised, labels, probe.head
 
 
-def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tensor] | None:
+def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, Rows] | None:
     """The frozen prefix's output for every sample, when this phase can train on it: no
-    augmentation, one trainable set for the whole phase, nothing re-initialised."""
+    augmentation, one trainable set for the whole phase, nothing re-initialised. Read
+    from its cache a batch at a time (``rows[idx]``)."""
     import torch
 
     if phase.augment or len(phase.trainable) != 1 or not state.recipe.cache_frozen:
@@ -305,29 +301,36 @@ def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, torch.Tens
         first_trainable=state.names[first],
         channels_last=state.rt.channels_last,
     )
-    path = cache_path("prefix", key)
-    cached = _shared(state, path)
+    folder = cache_dir("prefix", key)
+    cached = open_rows(folder, state.dist)
     if cached is not None:
         return plan, cached["activations"]
     model = state.model
     model.eval()
-    loader, n = _my_samples(state)
-    progress = state.progress() if state.dist.main else _Quiet()
-    progress.start(
-        f"caching the frozen stages below {state.names[first]}",
-        len(state.dist.share(n)),
-        unit="images",
-    )
-    outs = []
     autocast = state.rt.autocast()
     with torch.no_grad(), autocast():
-        for x_u8, _y, _i in loader:
-            outs.append(plan.capture(state.rt.prepare(state.pre.normalize(x_u8))).detach().cpu())
-            progress.advance(len(x_u8))
-    progress.finish()
-    activations = state.dist.gather_rows(_cat(outs), n).contiguous()
-    _store(state, path, {"activations": activations}, key)
-    return plan, activations
+        out = plan.capture(x).detach()
+    n = len(state.data.samples)
+    spec = {"activations": (tuple(out.shape[1:]), out.dtype)}
+    fill = Fill(folder, spec, n, state.dist, "frozen-prefix cache")
+    try:
+        loader, _n = _my_samples(state)
+        progress = state.progress() if state.dist.main else _Quiet()
+        progress.start(
+            f"caching the frozen stages below {state.names[first]}",
+            len(state.dist.share(n)),
+            unit="images",
+        )
+        with torch.no_grad(), autocast():
+            for x_u8, _y, _i in loader:
+                x_n = state.rt.prepare(state.pre.normalize(x_u8))
+                fill.append("activations", plan.capture(x_n))
+                progress.advance(len(x_u8))
+        progress.finish()
+        return plan, fill.finish()["activations"]
+    except BaseException:
+        fill.abort()
+        raise
 
 
 def find_classifier(model: nn.Module, head: nn.Module, example: torch.Tensor) -> nn.Module:

@@ -36,6 +36,7 @@ from zoo.engine.seeding import epoch_seed, seed_everything
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
 
+    from zoo.engine.rows import Rows
     from zoo.engine.state import RunState
 
 __all__ = ["FeaturePhase", "ImagePhase", "fit_lbfgs", "start_phase"]
@@ -83,15 +84,16 @@ def _check_epoch(
 
 
 @contextmanager
-def _head_threads(x: Any) -> Iterator[None]:
-    """torch on one thread while the head trains on (or scores) features ``x`` on a CPU,
-    when they are few (``SMALL_FIT`` numbers, as BLAS in auto's fits): a second thread
-    only waits at every small op's barrier, on a busy machine for a thread not running
+def _head_threads(x: Any, device: Any, rows: int) -> Iterator[None]:
+    """torch on one thread while the head trains on (or scores) ``rows`` of features ``x``
+    on a CPU ``device``, when they are few (``SMALL_FIT`` numbers, as BLAS in auto's
+    fits): a second thread only waits at every small op's barrier, on a busy machine for
+    a thread not running
     (60 passes over 388 x 1,280 Lite0 features: 0.5 CPU s on one thread, 1.0 on two,
     13-46 under other jobs' load; the same weights bytes)."""
     import torch
 
-    if x.device.type != "cpu" or x.numel() > SMALL_FIT:
+    if device.type != "cpu" or rows * (x.numel() // max(1, len(x))) > SMALL_FIT:
         yield
         return
     before = torch.get_num_threads()
@@ -108,6 +110,7 @@ class FeaturePhase:
 
         self.state, self.phase = state, phase
         self.head = classifier(state)
+        self.features: torch.Tensor | Rows  # the multi-stage probe's in memory, else the cache
         if phase.features == "stages":  # the run's model becomes the multi-stage probe
             self.features, self.labels, self.head = stage_probe(state, self.head)
         else:
@@ -130,8 +133,6 @@ class FeaturePhase:
         cheap and identical everywhere, seeded by the epoch)."""
         state, phase = self.state, self.phase
         dev = state.rt.device
-        x_train = self.features[self.train_rows].to(dev)
-        y_train = self.labels[self.train_rows].to(dev)
         epoch = state.completed + phase.epochs
         t0 = time.monotonic()
         progress = state.progress() if state.dist.main else _Silent()
@@ -146,14 +147,15 @@ class FeaturePhase:
             unit="fits" if phase.fit == "lbfgs" else "passes",
         )
         if phase.fit == "lbfgs":  # one fit to convergence; its figures are the fitted head's
-            fit_lbfgs(self.head, x_train, y_train)
+            x_train = self.features[self.train_rows].to(dev)
+            fit_lbfgs(self.head, x_train, self.labels[self.train_rows].to(dev))
             progress.advance(1)
             progress.finish()
             fitted = self.evaluate(state.split.train)
             train_loss, train_acc = fitted.loss, fitted.accuracy
         else:
-            with _head_threads(x_train):
-                train_loss, train_acc = self._passes(x_train, y_train, epoch, progress)
+            with _head_threads(self.features, dev, len(self.train_rows)):
+                train_loss, train_acc = self._passes(epoch, progress)
         return {
             "epoch": epoch,
             "phase": phase.name,
@@ -164,9 +166,10 @@ class FeaturePhase:
             "seconds": time.monotonic() - t0,
         }
 
-    def _passes(self, x_train: Any, y_train: Any, epoch: int, progress: Any) -> tuple[float, float]:
-        """The phase's passes over the training rows' features: (loss, accuracy) of the
-        last pass."""
+    def _passes(self, epoch: int, progress: Any) -> tuple[float, float]:
+        """The phase's passes over the training rows' features, a batch at a time from
+        the cache (a head on a million images holds a batch, not the features): (loss,
+        accuracy) of the last pass."""
         import torch
 
         state, phase = self.state, self.phase
@@ -176,18 +179,20 @@ class FeaturePhase:
         steps = 0
         for p in range(phase.epochs):
             seed_everything(epoch_seed(state.recipe.seed, state.completed * 1000 + p))
-            order = torch.randperm(len(self.train_rows)).to(dev, non_blocking=True)
+            order = self.train_rows[torch.randperm(len(self.train_rows))]
             bad += sums[3]
             sums.zero_()  # the last pass's figures
             for s in range(0, len(order), bs):
-                b = order[s : s + bs]
-                logits = self.head(x_train[b]).float()
-                loss = state.criterion(logits, y_train[b])
+                rows = order[s : s + bs]
+                x = self.features[rows].to(dev, non_blocking=True)
+                y = self.labels[rows].to(dev, non_blocking=True)
+                logits = self.head(x).float()
+                loss = state.criterion(logits, y)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
                 self.scheduler.step()
-                _add_step(sums, loss, logits, y_train[b])
+                _add_step(sums, loss, logits, y)
                 steps += 1
             progress.advance(1)
         progress.finish()
@@ -195,7 +200,7 @@ class FeaturePhase:
         return _check_epoch(sums.tolist(), epoch, steps, self.optimizer)
 
     def evaluate(self, indices: Sequence[int]) -> evaluate.Evaluation:
-        with _head_threads(self.features):
+        with _head_threads(self.features, self.state.rt.device, len(self.features)):
             return evaluate.on_features(self.state, self.head, self.features, self.labels, indices)
 
 

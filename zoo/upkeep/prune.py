@@ -158,10 +158,18 @@ def _caches(plan: Plan, now: float) -> None:
         return out
 
     for folder, kind in CACHE_KINDS.items():
-        listing = sorted(p for p in (plan.root / folder).glob("*") if p.is_file())
-        for f in old(listing):
-            what = f"{folder}/{f.name}"
-            plan.items.append(Item(kind, what, [str(f)], _size([f])))
+        # an entry is a folder of row shards (zoo.engine.rows; a file before format 3),
+        # used when any of its files was (a folder's own atime moves when it is listed);
+        # it goes whole, renamed as one
+        for entry in sorted((plan.root / folder).glob("*")):
+            files, size = _tree(entry) if entry.is_dir() else ([entry], _size([entry]))
+            used = [u for u in map(_last_used, files) if u is not None]
+            if not used:
+                continue
+            if now - max(used) < plan.older_than:
+                fresh, fresh_bytes = fresh + 1, fresh_bytes + size
+                continue
+            plan.items.append(Item(kind, f"{folder}/{entry.name}", [str(entry)], size))
     decoded = plan.root / "data" / "decoded"
     for variant in sorted(p for p in decoded.glob("*") if p.is_dir()):
         files = old(sorted(p for p in variant.rglob("*") if p.is_file()))

@@ -1,0 +1,322 @@
+"""Caches of rows on disk, written in shards and read a batch at a time.
+
+A cache entry is a folder ``$ZOO_HOME/<kind>/<key>/``: ``rows.json`` (how many rows, each
+tensor's row shape and dtype, how many shards) and, per tensor and process, one file of
+raw rows, ``<tensor>.<r>-of-<w>.bin``. Under torchrun each of the ``w`` processes writes
+the rows it computed (row ``i`` is process ``i % w``'s ``i // w``-th), so no process
+gathers them in memory; a node whose home lacks another node's shard receives it in
+blocks. The entry is written under a staging name and renamed into place whole, so a
+reader sees all of it or none.
+
+:class:`Rows` reads rows by index from the memory-mapped shards and gives the mapped
+pages back to the kernel after every ``RELEASE_BYTES`` read, so a process holds a batch
+of rows, not the cache: the linear probe's head, the partial strategy's trainable suffix
+and their evaluations stream their batches from it.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.contract.errors import UsageError
+from zoo.disk.paths import atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from zoo.engine.context import Dist
+
+__all__ = ["META", "RELEASE_BYTES", "Fill", "Rows", "open_rows", "shard_rows"]
+
+FORMAT = 1
+META = "rows.json"
+RELEASE_BYTES = 64 << 20  # mapped pages read before they are given back
+BLOCK_BYTES = 64 << 20  # a shard sent to another node, per message
+
+
+def shard_rows(n: int, rank: int, world: int) -> int:
+    """How many of ``n`` rows process ``rank`` of ``world`` holds."""
+    return len(range(rank, n, world))
+
+
+def _shard_name(name: str, rank: int, world: int) -> str:
+    return f"{name}.{rank}-of-{world}.bin"
+
+
+def _row_bytes(shape: Sequence[int], dtype: torch.dtype) -> int:
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count * dtype.itemsize
+
+
+def _dtype(name: str) -> torch.dtype:
+    import torch
+
+    dtype = getattr(torch, name.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"not a torch dtype: {name}")
+    return dtype
+
+
+class Rows:
+    """``n`` rows of one shape and dtype in ``len(files)`` shards, indexed like a tensor's
+    first dimension: ``rows[idx]`` is a new CPU tensor of those rows."""
+
+    def __init__(self, files: Sequence[Path], n: int, shape: Sequence[int], dtype: torch.dtype):
+        import numpy as np
+
+        self.n, self.row_shape, self.dtype = n, tuple(int(s) for s in shape), dtype
+        self.row_bytes = _row_bytes(self.row_shape, dtype)
+        self._maps: list[mmap.mmap | None] = []
+        self._arrays: list[Any] = []
+        for r, path in enumerate(files):
+            count = shard_rows(n, r, len(files))
+            with path.open("rb") as fh:
+                if os.fstat(fh.fileno()).st_size != count * self.row_bytes:
+                    raise ValueError(f"{path.name} does not hold {count} rows")
+                m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if count else None
+            self._maps.append(m)
+            buf = np.frombuffer(m, dtype=np.uint8) if m is not None else np.empty(0, np.uint8)
+            self._arrays.append(buf.reshape(count, self.row_bytes))
+        self._read = 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, *self.row_shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * self.row_bytes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def numel(self) -> int:
+        return self.nbytes // self.dtype.itemsize
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        import numpy as np
+        import torch
+
+        if isinstance(index, slice):
+            index = range(*index.indices(self.n))
+        idx = torch.as_tensor(index, dtype=torch.long).reshape(-1).numpy()
+        if not len(idx):
+            return torch.empty((0, *self.row_shape), dtype=self.dtype)
+        if idx.min() < 0 or idx.max() >= self.n:
+            raise IndexError(f"row index out of range for {self.n} rows")
+        out = np.empty((len(idx), self.row_bytes), dtype=np.uint8)
+        world = len(self._arrays)
+        if world == 1:
+            np.take(self._arrays[0], idx, axis=0, out=out)
+        else:
+            shard, pos = idx % world, idx // world
+            for r, array in enumerate(self._arrays):
+                mask = shard == r
+                if mask.any():
+                    out[mask] = array[pos[mask]]
+        self._read += out.nbytes
+        if self._read >= RELEASE_BYTES:
+            self.release()
+        return torch.from_numpy(out).view(self.dtype).reshape(len(idx), *self.row_shape)
+
+    def load(self) -> torch.Tensor:
+        """Every row, in memory (for the few consumers that need the whole matrix)."""
+        import torch
+
+        out = torch.empty(self.shape, dtype=self.dtype)
+        step = max(1, RELEASE_BYTES // max(1, self.row_bytes))
+        for start in range(0, self.n, step):
+            out[start : start + step] = self[range(start, min(self.n, start + step))]
+        return out
+
+    def release(self) -> None:
+        """Give the mapped pages read so far back (they stay in the page cache)."""
+        self._read = 0
+        for m in self._maps:
+            if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+                m.madvise(mmap.MADV_DONTNEED)
+
+
+def _read_entry(folder: Path) -> dict[str, Rows] | None:
+    """The entry's tensors, or None when it is missing, incomplete or damaged."""
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            return None
+        n, world = int(meta["rows"]), int(meta["shards"])
+        return {
+            name: Rows(
+                [folder / _shard_name(name, r, world) for r in range(world)],
+                n,
+                spec["shape"],
+                _dtype(spec["dtype"]),
+            )
+            for name, spec in meta["tensors"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def open_rows(folder: Path, dist: Dist) -> dict[str, Rows] | None:
+    """The entry, when every process finds it complete in its node's home; else None
+    and every process computes it (nodes with separate homes may not all have it)."""
+    rows = _read_entry(folder)
+    if dist.world > 1 and not all(dist.gather(rows is not None)):
+        return None
+    return rows
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
+def _check_space(folder: Path, need: int, what: str) -> None:
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if need + (64 << 20) > free:  # and room to spare for the run's own files
+        raise UsageError(
+            f"the {what} needs {_gib(need)} under {folder}, and that disk has {_gib(free)} "
+            "free: free some space, or set ZOO_HOME to a larger disk, and run again"
+        )
+
+
+class Fill:
+    """One entry being written: each process appends the rows it computes to its own
+    shard of each tensor; :meth:`finish` puts the entry in place on every node."""
+
+    def __init__(
+        self,
+        folder: Path,
+        specs: Mapping[str, tuple[Sequence[int], torch.dtype]],
+        n: int,
+        dist: Dist,
+        what: str,
+    ) -> None:
+        self.folder, self.n, self.dist = folder, n, dist
+        self.specs = {k: (tuple(int(s) for s in shape), d) for k, (shape, d) in specs.items()}
+        need = sum(n * _row_bytes(shape, d) for shape, d in self.specs.values())
+        dist.agree(lambda: _check_space(folder.parent, need, what) if dist.node_main else None)
+        token = dist.broadcast(secrets.token_hex(6))  # one staging name for the whole job
+        self.staging = folder.parent / f".{folder.name}.{token}"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.written = dict.fromkeys(self.specs, 0)
+        self._files = {
+            name: (self.staging / _shard_name(name, dist.rank, dist.world)).open("wb")
+            for name in self.specs
+        }
+
+    def append(self, name: str, rows: torch.Tensor) -> None:
+        import torch
+
+        shape, dtype = self.specs[name]
+        rows = rows.detach().to("cpu", dtype).contiguous()
+        if tuple(rows.shape[1:]) != shape:
+            raise ValueError(f"{name}: rows of shape {tuple(rows.shape[1:])}, expected {shape}")
+        self._files[name].write(rows.reshape(-1).view(torch.uint8).numpy().data)
+        self.written[name] += len(rows)
+
+    def _close(self) -> None:
+        for fh in self._files.values():
+            if not fh.closed:
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+
+    def abort(self) -> None:
+        for fh in self._files.values():
+            fh.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def finish(self) -> dict[str, Rows]:
+        mine = shard_rows(self.n, self.dist.rank, self.dist.world)
+        if any(count != mine for count in self.written.values()):
+            raise RuntimeError(f"a shard holds {self.written} rows, not {mine}")
+        self._close()
+        self.dist.barrier()
+        self._exchange()
+        if self.dist.node_main:
+            self._publish()
+        self.dist.barrier()
+        rows = _read_entry(self.folder)
+        if rows is None:
+            raise RuntimeError(f"the cache {self.folder} was written but cannot be read")
+        return rows
+
+    def _exchange(self) -> None:
+        """Send each shard a node's home lacks (separate homes) to that node's first
+        process, in blocks, from the process that wrote it."""
+        dist = self.dist
+        if dist.world <= 1:
+            return
+        seen = {p.name for p in self.staging.glob("*.bin")}
+        views = dist.gather((dist.node_main, seen))
+        for name, (shape, dtype) in self.specs.items():
+            for src in range(dist.world):
+                fname = _shard_name(name, src, dist.world)
+                if any(main and fname not in names for main, names in views):
+                    size = shard_rows(self.n, src, dist.world) * _row_bytes(shape, dtype)
+                    needs = dist.node_main and fname not in seen
+                    self._send(self.staging / fname, src, size, needs)
+
+    def _send(self, path: Path, src: int, size: int, needs: bool) -> None:
+        """Process ``src``'s file ``path`` (``size`` bytes) to every process that
+        ``needs`` it, broadcast in blocks on the collective device."""
+        import torch
+        import torch.distributed as tdist
+
+        device = torch.device(self.dist.device)
+        sending = self.dist.rank == src
+        part = path.with_name(f".{path.name}.part")
+        source = path.open("rb") if sending else None
+        out = part.open("wb") if needs else None
+        try:
+            for start in range(0, size, BLOCK_BYTES):
+                length = min(BLOCK_BYTES, size - start)
+                if source is not None:
+                    data = bytearray(source.read(length))
+                    block = torch.frombuffer(data, dtype=torch.uint8).to(device)
+                else:
+                    block = torch.empty(length, dtype=torch.uint8, device=device)
+                tdist.broadcast(block, src=src)
+                if out is not None:
+                    out.write(block.cpu().numpy().data)
+        finally:
+            for fh in (source, out):
+                if fh is not None:
+                    fh.close()
+        if out is not None:
+            os.replace(part, path)
+
+    def _publish(self) -> None:
+        """Write the entry's description and rename it into place (first job wins)."""
+        meta = {
+            "format": FORMAT,
+            "rows": self.n,
+            "shards": self.dist.world,
+            "tensors": {
+                name: {"shape": list(shape), "dtype": str(dtype).removeprefix("torch.")}
+                for name, (shape, dtype) in self.specs.items()
+            },
+        }
+        atomic_write_text(self.staging / META, json.dumps(meta, indent=1))
+        if self.folder.exists() and _read_entry(self.folder) is None:
+            trash = self.folder.parent / f".{self.folder.name}.damaged.{secrets.token_hex(4)}"
+            os.replace(self.folder, trash)  # a damaged entry: replaced, never trusted
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.rename(self.staging, self.folder)
+        except OSError:  # another job (or another node on a shared home) was first
+            if _read_entry(self.folder) is None:
+                raise
+            shutil.rmtree(self.staging, ignore_errors=True)
