@@ -110,6 +110,37 @@ def test_middle_stage_source_metrics_and_a_subset(tmp_path: Path, data: Path, ca
     assert subset["images"] == 12
 
 
+def test_above_the_scoring_cap_every_image_is_cached_and_a_stratified_subsample_scored(
+    tmp_path: Path, data: Path, zoo_home: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more images than the metrics score (SCORE_IMAGES, 12 here for 24 images),
+    the forward pass caches all 24 and LogME scores the same 12 rows, 4 of each class,
+    that k-NN's own subsample takes; the table says so."""
+    import zoo
+    from zoo.choose import rank as rank_mod
+    from zoo.choose.transferability import stratified_subsample
+    from zoo.engine.context import Dist
+    from zoo.engine.rows import open_rows
+
+    monkeypatch.setattr(rank_mod, "SCORE_IMAGES", 12)
+    ref = _import(tmp_path, "timm:test_resnet", "tiny-cap")
+    (row,) = _rank(capsys, str(data), ref, "--metric", "logme,knn")["rows"]
+    assert row["images"] == 12 and row["of_images"] == 24
+    (folder,) = (zoo_home / "features").iterdir()
+    cached = open_rows(folder, Dist())
+    assert cached is not None and len(cached["features"]) == 24  # every image cached
+    labels = cached["labels"].load().numpy()
+    keep = stratified_subsample(labels, 12)
+    assert np.bincount(labels[keep]).tolist() == [4, 4, 4]
+    x = cached["features"].load().numpy()
+    assert row["scores"]["logme"] == pytest.approx(zoo.logme(x[keep], labels[keep]), rel=1e-9)
+    assert row["scores"]["logme"] != pytest.approx(zoo.logme(x, labels), rel=1e-6)
+    assert row["scores"]["knn"] == pytest.approx(zoo.knn_accuracy(x, labels, max_images=12))
+    capsys.readouterr()
+    assert run(["rank", str(data), ref, "--image-size", "32"]) == 0
+    assert "scored on a stratified subsample of 12 of the 24 images" in capsys.readouterr().err
+
+
 def test_the_data_is_checked_once_for_every_backbone_and_said_once(
     tmp_path: Path, data: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:

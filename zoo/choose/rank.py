@@ -6,6 +6,11 @@ images reuses them), and optionally the output of the backbone's middle stage; a
 transferability metric (a plugin: ``register_metrics``) scores them. Metrics that need
 the source model's classifier (LEEP, NCE) get its probabilities by applying the
 backbone's original head to the same cached features: no second forward pass.
+
+Every image goes through the forward pass (into the cache a probe reuses), and the
+metrics score a stratified subsample of at most ``SCORE_IMAGES`` of them (the one k-NN
+always scored), read from the cache: memory stays the same from ten thousand images to
+a million.
 """
 
 from __future__ import annotations
@@ -20,10 +25,18 @@ from typing import Any
 
 from zoo.contract.errors import UsageError
 
-__all__ = ["DEFAULT_METRICS", "RankRow", "middle_stage", "rank", "subset_manifest"]
+__all__ = [
+    "DEFAULT_METRICS",
+    "SCORE_IMAGES",
+    "RankRow",
+    "middle_stage",
+    "rank",
+    "subset_manifest",
+]
 
 LAYERS = ("final", "mid")
 DEFAULT_METRICS = ("logme", "knn")  # printed side by side; the first orders the rows
+SCORE_IMAGES = 10_000  # the metrics score at most this many (zoo.choose.transferability's k-NN cap)
 
 
 @dataclass(frozen=True)
@@ -33,10 +46,11 @@ class RankRow:
     layer: str  # "final" (the head's input) or the middle stage's name
     score: float
     feature_dim: int
-    images: int
+    images: int  # the images scored: all of them, or a stratified subsample (SCORE_IMAGES)
     seconds: float
     imagenet_top1: float | None = None  # where the weights' metadata states it
     scores: dict[str, float] = field(default_factory=dict)  # every metric asked for
+    of_images: int | None = None  # the images of the data (its forward pass covered them all)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,6 +185,9 @@ def rank(
 ) -> list[RankRow]:
     """Score every reference on ``data`` by each metric; rows sorted best first (per
     layer) by the first metric, which ``metric``/``score`` name."""
+    import torch
+
+    from zoo.choose.transferability import stratified_subsample
     from zoo.contract.plugins import get_plugin_manager
     from zoo.engine import Recipe
     from zoo.engine.features import head_features, stage_features
@@ -204,8 +221,9 @@ def rank(
             )
             if checked is None:
                 checked = kept_manifest(state.data, Path(tmp))
-            cached, y = head_features(state)
-            x_final = cached.load()  # the metrics score the whole matrix
+            cached, labels = head_features(state)
+            keep = torch.as_tensor(stratified_subsample(labels.numpy(), SCORE_IMAGES))
+            x_final, y = cached[keep], labels[keep]  # read from the cache: bounded memory
             probs = None
             sourced = [n for n, m in scorers.items() if getattr(m, "needs_source", False)]
             if sourced:
@@ -223,8 +241,8 @@ def rank(
                     x, name = x_final, "final"
                 else:
                     name = middle_stage(state.names)
-                    stage_rows, y = stage_features(state, name)
-                    x = stage_rows.load()
+                    stage_rows, _labels = stage_features(state, name)
+                    x = stage_rows[keep]
                 scores = {
                     n: float(m.score(features=x.numpy(), labels=y.numpy(), source_probs=probs))
                     for n, m in scorers.items()
@@ -241,6 +259,7 @@ def rank(
                     score=scores[names[0]],
                     feature_dim=int(x.shape[1]),
                     images=len(y),
+                    of_images=len(labels),
                     seconds=time.perf_counter() - t0,
                     imagenet_top1=state.backbone.info.imagenet_top1,
                     scores=scores,

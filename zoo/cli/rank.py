@@ -128,6 +128,13 @@ def rank_cmd(
     console().print(table)
     if "mid" in chosen:
         note("mid = the output of each backbone's middle stage (named in the layer column)")
+    sampled = next((r for r in rows if r.of_images and r.of_images > r.images), None)
+    if sampled is not None:
+        note(
+            f"scored on a stratified subsample of {sampled.images:,} of the "
+            f"{sampled.of_images:,} images (each class its share, the same for every "
+            "backbone); every image went through the forward pass into the feature cache"
+        )
 
 
 COMMANDS = [rank_cmd]

@@ -38,6 +38,7 @@ __all__ = [
     "cv_classifier",
     "cv_head",
     "cv_scores",
+    "head_threads",
     "mcnemar_p",
     "per_test_alpha",
     "small_fit_threads",
@@ -176,3 +177,23 @@ def cv_classifier() -> Any:
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=1.0, max_iter=1000)
+
+
+@contextmanager
+def head_threads(x: Any, device: Any, rows: int) -> Iterator[None]:
+    """torch on one thread while the head trains on (or scores) ``rows`` of features ``x``
+    on a CPU ``device``, when they are few (``SMALL_FIT`` numbers, as BLAS in auto's
+    fits): a second thread only waits at every small op's barrier, on a busy machine for
+    a thread not running (60 passes over 388 x 1,280 Lite0 features: 0.5 CPU s on one
+    thread, 1.0 on two, 13-46 under other jobs' load; the same weights bytes)."""
+    import torch
+
+    if device.type != "cpu" or rows * (x.numel() // max(1, len(x))) > SMALL_FIT:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zoo.contract.errors import TrainingError
@@ -28,7 +26,7 @@ from zoo.contract.types import Phase
 from zoo.engine import evaluate
 from zoo.engine.batches import image_batches, tensor_batches
 from zoo.engine.caches import substituted
-from zoo.engine.evidence import SMALL_FIT, cv_classifier, small_fit_threads
+from zoo.engine.evidence import cv_classifier, head_threads, small_fit_threads
 from zoo.engine.features import classifier, frozen_prefix, head_features, stage_probe
 from zoo.engine.optimize import build_optimizer, set_trainable, warmup_cosine
 from zoo.engine.seeding import epoch_seed, seed_everything
@@ -83,27 +81,6 @@ def _check_epoch(
     return loss_sum / max(1.0, count), correct / max(1.0, count)
 
 
-@contextmanager
-def _head_threads(x: Any, device: Any, rows: int) -> Iterator[None]:
-    """torch on one thread while the head trains on (or scores) ``rows`` of features ``x``
-    on a CPU ``device``, when they are few (``SMALL_FIT`` numbers, as BLAS in auto's
-    fits): a second thread only waits at every small op's barrier, on a busy machine for
-    a thread not running
-    (60 passes over 388 x 1,280 Lite0 features: 0.5 CPU s on one thread, 1.0 on two,
-    13-46 under other jobs' load; the same weights bytes)."""
-    import torch
-
-    if device.type != "cpu" or rows * (x.numel() // max(1, len(x))) > SMALL_FIT:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class FeaturePhase:
     def __init__(self, state: RunState, phase: Phase) -> None:
         import torch
@@ -154,7 +131,7 @@ class FeaturePhase:
             fitted = self.evaluate(state.split.train)
             train_loss, train_acc = fitted.loss, fitted.accuracy
         else:
-            with _head_threads(self.features, dev, len(self.train_rows)):
+            with head_threads(self.features, dev, len(self.train_rows)):
                 train_loss, train_acc = self._passes(epoch, progress)
         return {
             "epoch": epoch,
@@ -200,7 +177,7 @@ class FeaturePhase:
         return _check_epoch(sums.tolist(), epoch, steps, self.optimizer)
 
     def evaluate(self, indices: Sequence[int]) -> evaluate.Evaluation:
-        with _head_threads(self.features, self.state.rt.device, len(self.features)):
+        with head_threads(self.features, self.state.rt.device, len(self.features)):
             return evaluate.on_features(self.state, self.head, self.features, self.labels, indices)
 
 
