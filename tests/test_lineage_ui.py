@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ui import _tiny_model, browser, ui  # noqa: F401 (fixtures)
+from test_ui import _settled, _tiny_model, browser, ui  # noqa: F401 (fixtures)
 
 NAME = "ui-tree"
 
@@ -87,8 +87,6 @@ def test_parent_page_lists_children_and_grandchild_svg_renders(
     browser: Any,  # noqa: F811 (test_ui's fixture)
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     v1, v2, v3 = _register_chain()
     browser.set_window_size(1400, 1000)
@@ -96,10 +94,9 @@ def test_parent_page_lists_children_and_grandchild_svg_renders(
     for parent, child in ((v1, v2), (v2, v3)):
         browser.get(f"{ui}/#/models/{NAME}/versions/{parent.version}")
         _wait_body(browser, "Derived from this version", 150)
-        link = browser.find_element(
-            By.XPATH, f"//a[contains(@href, '#/models/{NAME}/versions/{child.version}')]"
-        )
-        assert child.model_uri in link.text
+        to_child = f"//a[contains(@href, '#/models/{NAME}/versions/{child.version}')]"
+        text = _settled(browser, 60, lambda d, xpath=to_child: d.find_element(By.XPATH, xpath).text)
+        assert child.model_uri in text
         if parent is v1:
             _save(browser, "lineage-version-page.png")
 
@@ -111,31 +108,26 @@ def test_parent_page_lists_children_and_grandchild_svg_renders(
 
     experiment = MlflowClient().get_logged_model(model_id).experiment_id
     browser.get(f"{ui}/#/experiments/{experiment}/models/{model_id}/artifacts")
-    entry = WebDriverWait(browser, 150).until(
-        ec.element_to_be_clickable((By.XPATH, "//*[normalize-space(text())='lineage.svg']"))
-    )
-    entry.click()
-    image = WebDriverWait(browser, 60).until(
-        lambda d: next(
-            (
-                img
-                for img in d.find_elements(By.TAG_NAME, "img")
-                if d.execute_script(  # the artifact's preview, not an icon of the page
-                    "const i = arguments[0];"
-                    "return i.complete && i.naturalWidth > 100"
-                    " && i.getBoundingClientRect().width > 100",
-                    img,
-                )
-            ),
-            False,
-        )
-    )
-    browser.execute_script("arguments[0].scrollIntoView()", image)
-    box = browser.execute_script(
-        "const r = arguments[0].getBoundingClientRect();"
-        "return {x: r.x, y: r.y, width: r.width, height: r.height};",
-        image,
-    )
+    entry = "//*[normalize-space(text())='lineage.svg']"
+    _settled(browser, 150, lambda d: d.find_element(By.XPATH, entry).click() or True)
+
+    def preview(d: Any) -> Any:
+        """The artifact's preview (not an icon of the page) scrolled into view: its box."""
+        for img in d.find_elements(By.TAG_NAME, "img"):
+            box = d.execute_script(
+                "const i = arguments[0];"
+                "if (!(i.complete && i.naturalWidth > 100"
+                " && i.getBoundingClientRect().width > 100)) return null;"
+                "i.scrollIntoView();"
+                "const r = i.getBoundingClientRect();"
+                "return {x: r.x, y: r.y, width: r.width, height: r.height};",
+                img,
+            )
+            if box:
+                return box
+        return False
+
+    box = _settled(browser, 60, preview)
     assert box["width"] > 50 and box["height"] > 50, box
     png = browser.get_screenshot_as_png()
     drawn, colours = _drawn_pixels(png, box)

@@ -108,10 +108,30 @@ def ui(tmp_path: Path) -> Any:
         proc.wait(30)
 
 
+def _settled(driver: Any, timeout: float, read: Any) -> Any:
+    """``read(driver)``'s first true value, read again while the page is still rendering:
+    an element the UI replaced between finding and reading it (stale, under load), not
+    there yet, or covered, is looked for again until ``timeout`` seconds."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        ElementNotInteractableException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    rendering = (
+        StaleElementReferenceException,
+        NoSuchElementException,
+        ElementNotInteractableException,
+        ElementClickInterceptedException,
+    )
+    return WebDriverWait(driver, timeout, ignored_exceptions=rendering).until(read)
+
+
 @pytest.mark.browser
 def test_version_page_shows_parent_link_and_licence(ui: str, browser: Any) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     name = "ui-pets"
@@ -123,11 +143,15 @@ def test_version_page_shows_parent_link_and_licence(ui: str, browser: Any) -> No
     browser.get(f"{ui}/#/models/{name}/versions/2")
     link = (By.XPATH, f"//a[contains(@href, '#/models/{name}/versions/1')]")
     try:  # the UI's bundle is large: on a loaded 2-core machine the first render is slow
-        parent_link = WebDriverWait(browser, 150).until(ec.presence_of_element_located(link))
+        text, href = _settled(
+            browser,
+            150,
+            lambda d: (lambda a: (a.text, a.get_attribute("href")))(d.find_element(*link)),
+        )
     except TimeoutException:
         body = browser.find_element(By.TAG_NAME, "body").text
         pytest.fail(f"no link to version 1 on {browser.current_url}; page text: {body[:1500]}")
-    assert f"models:/{name}/1" in parent_link.text
+    assert f"models:/{name}/1" in text
     WebDriverWait(browser, 30).until(
         lambda d: "cc-by-nc-4.0" in d.find_element(By.TAG_NAME, "body").text
     )
@@ -135,7 +159,7 @@ def test_version_page_shows_parent_link_and_licence(ui: str, browser: Any) -> No
     assert "Base model" in body and "local:tiny-base" in body
     # the link leads to the parent's own page (the UI opens description links in a new
     # tab, so follow its href): version 1, whose parent is the base
-    browser.get(parent_link.get_attribute("href"))
+    browser.get(href)
     WebDriverWait(browser, 120).until(
         lambda d: (
             "Parent" in d.find_element(By.TAG_NAME, "body").text
