@@ -288,6 +288,29 @@ def test_two_processes_checking_one_folder_at_once_leave_a_consistent_store(
     assert _verdicts(_check(data)) == _verdicts(fresh) and _opened(reads) == []
 
 
+def test_a_store_another_process_is_creating_is_waited_for(tmp_path: Path) -> None:
+    # The race two checks starting at once run into (seen under load): one process has
+    # the new store write-locked while still in rollback mode, and SQLite answers the
+    # other's switch to WAL with SQLITE_BUSY at once, without its busy timeout.
+    import threading
+
+    from zoo.data.verdicts import _connect
+
+    db = tmp_path / "store.sqlite"
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        conn = _connect(db, str(tmp_path))
+    finally:
+        release.join()
+        other.close()
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
 _READ_ONLY = """
 import json, sys
 from zoo.data import check_listing, list_files

@@ -46,6 +46,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -217,10 +218,26 @@ class Store:
                 _remove(self.db)
 
 
+def _write_ahead(conn: sqlite3.Connection) -> None:
+    """Put the store in WAL mode. SQLite answers SQLITE_BUSY at once, without waiting
+    through the busy timeout, when another process is switching a new store's mode at the
+    same moment: asked again, with growing pauses, for up to ``_BUSY_S``."""
+    deadline, pause = time.monotonic() + _BUSY_S, 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
 def _connect(db: Path, root: str) -> sqlite3.Connection:
     conn = sqlite3.connect(db, timeout=_BUSY_S, isolation_level=None)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _write_ahead(conn)
         conn.execute("PRAGMA synchronous=NORMAL")  # a cache: the last commits may go in a crash
         conn.executescript(_SCHEMA)
         rules, query = _rules(), "SELECT value FROM meta WHERE key = 'rules'"
