@@ -3,6 +3,7 @@ exponents (issue 26).
 
     python bench/scale.py                                   # 2,000, 20,000, 200,000 images
     python bench/scale.py --sizes 2000,20000 --keep /tmp/s  # a quicker look; keep sets and homes
+    python bench/scale.py --keep /tmp/s --make-only         # make the sets beforehand (untimed)
 
 For each size N, a synthetic set (48 px PNGs of random pixels, 10 classes, one file in
 500 truncated: bench/check_scale.py's), every command a whole process at `--image-size
@@ -72,12 +73,22 @@ def exponent(points: list[tuple[int, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
-def measure(n: int, base: Path) -> dict[str, float]:
-    data = base / f"data-{n}"
+def the_set(n: int, base: Path) -> Path:
+    """The set of ``n`` images in ``base``: made, or one made whole before (--keep)."""
+    data, made = base / f"data-{n}", base / f"data-{n}.made"
+    if made.exists():
+        print(f"\n{n:,} images: the set made before in {data}", flush=True)
+        return data
     shutil.rmtree(data, ignore_errors=True)
     begun = time.perf_counter()
     make_set(data, n)
+    made.touch()
     print(f"\n{n:,} images made in {time.perf_counter() - begun:.0f} s", flush=True)
+    return data
+
+
+def measure(n: int, base: Path) -> dict[str, float]:
+    data = the_set(n, base)
     home = base / f"home-{n}"
     shutil.rmtree(home, ignore_errors=True)
     row: dict[str, float] = {}
@@ -104,7 +115,13 @@ def measure(n: int, base: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000,20000,200000", help="comma-separated counts")
-    parser.add_argument("--keep", type=Path, help="make the sets and homes here and keep them")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="make the sets and homes here and keep them; a set made there before is used again"
+        " (the homes are always begun anew)",
+    )
+    parser.add_argument("--make-only", action="store_true", help="make the sets (--keep) and stop")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     base = args.keep or Path(tempfile.mkdtemp(prefix="zoo-scale-"))
@@ -113,6 +130,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     tree = f"{commit}{' (+ changes)' if dirty else ''}"
     print(f"commit {tree}, {os.cpu_count()} cores, load {load:.2f}")
+    if args.make_only:
+        if args.keep is None:
+            parser.error("--make-only needs --keep DIR")
+        for n in sizes:
+            the_set(n, base)
+        return
     rows: dict[int, dict[str, float]] = {}
     try:
         for n in sizes:
