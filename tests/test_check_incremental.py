@@ -13,6 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from PIL import Image
 
 from tests.finetune_helpers import make_images
 from zoo.data import check, check_listing, list_files, scan_folder
-from zoo.data.verdicts import _FINE_TICK_NS, Identity, racy
+from zoo.data.verdicts import _FINE_TICK_NS, Identity, _connect, racy
 
 REPO = Path(__file__).resolve().parents[1]
 BROKEN = b"\x89PNG\r\n\x1a\n not the rest of it"
@@ -292,10 +293,6 @@ def test_a_store_another_process_is_creating_is_waited_for(tmp_path: Path) -> No
     # The race two checks starting at once run into (seen under load): one process has
     # the new store write-locked while still in rollback mode, and SQLite answers the
     # other's switch to WAL with SQLITE_BUSY at once, without its busy timeout.
-    import threading
-
-    from zoo.data.verdicts import _connect
-
     db = tmp_path / "store.sqlite"
     other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     other.execute("CREATE TABLE t (x)")
