@@ -8,19 +8,22 @@ gathers them in memory; a node whose home lacks another node's shard receives it
 blocks. The entry is written under a staging name and renamed into place whole, so a
 reader sees all of it or none.
 
-:class:`Rows` reads rows by index from the memory-mapped shards and gives the mapped
-pages back to the kernel after every ``RELEASE_BYTES`` read, so a process holds a batch
-of rows, not the cache: the linear probe's head, the partial strategy's trainable suffix
-and their evaluations stream their batches from it.
+:class:`Rows` reads rows by index from the shards with positioned reads (``preadv``)
+straight into the batch's buffer, so a process holds a batch of rows, not the cache: the
+linear probe's head, the partial strategy's trainable suffix and their evaluations stream
+their batches from it. (Not a memory map: a page fault on a mapped file maps the whole
+page-cache folio around it, up to megabytes on current kernels, so scattered rows read
+through a map grow the process's resident memory towards the cache's size however
+often the pages are given back; measured in docs/benchmarks.md, "Scale".)
 """
 
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import secrets
 import shutil
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,11 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from zoo.engine.context import Dist
 
-__all__ = ["META", "RELEASE_BYTES", "Fill", "Rows", "open_rows", "shard_rows"]
+__all__ = ["META", "READ_BYTES", "Fill", "Rows", "open_rows", "shard_rows"]
 
 FORMAT = 1
 META = "rows.json"
-RELEASE_BYTES = 64 << 20  # mapped pages read before they are given back
+READ_BYTES = 64 << 20  # what Rows.load reads at a time
 BLOCK_BYTES = 64 << 20  # a shard sent to another node, per message
 
 
@@ -66,27 +69,41 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _read_at(fd: int, buf: memoryview, offset: int) -> None:
+    """Fill ``buf`` from ``fd`` at ``offset`` (positioned: the file's offset is not
+    used, so processes and threads sharing the descriptor do not disturb each other)."""
+    while len(buf):
+        if hasattr(os, "preadv"):
+            got = os.preadv(fd, [buf], offset)
+        else:  # pragma: no cover - platforms without preadv
+            data = os.pread(fd, len(buf), offset)
+            buf[: len(data)] = data
+            got = len(data)
+        if got <= 0:
+            raise OSError(f"a cache shard ended {len(buf)} bytes early")
+        buf, offset = buf[got:], offset + got
+
+
 class Rows:
     """``n`` rows of one shape and dtype in ``len(files)`` shards, indexed like a tensor's
-    first dimension: ``rows[idx]`` is a new CPU tensor of those rows."""
+    first dimension: ``rows[idx]`` is a new CPU tensor of those rows, read from disk
+    (the page cache) then; nothing else of the cache is held."""
 
     def __init__(self, files: Sequence[Path], n: int, shape: Sequence[int], dtype: torch.dtype):
-        import numpy as np
-
         self.n, self.row_shape, self.dtype = n, tuple(int(s) for s in shape), dtype
         self.row_bytes = _row_bytes(self.row_shape, dtype)
-        self._maps: list[mmap.mmap | None] = []
-        self._arrays: list[Any] = []
+        self._fds: list[int] = []
+        weakref.finalize(self, _close_all, self._fds)
         for r, path in enumerate(files):
             count = shard_rows(n, r, len(files))
-            with path.open("rb") as fh:
-                if os.fstat(fh.fileno()).st_size != count * self.row_bytes:
-                    raise ValueError(f"{path.name} does not hold {count} rows")
-                m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if count else None
-            self._maps.append(m)
-            buf = np.frombuffer(m, dtype=np.uint8) if m is not None else np.empty(0, np.uint8)
-            self._arrays.append(buf.reshape(count, self.row_bytes))
-        self._read = 0
+            self._fds.append(os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0)))
+            if os.fstat(self._fds[-1]).st_size != count * self.row_bytes:
+                raise ValueError(f"{path.name} does not hold {count} rows")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -113,19 +130,24 @@ class Rows:
             return torch.empty((0, *self.row_shape), dtype=self.dtype)
         if idx.min() < 0 or idx.max() >= self.n:
             raise IndexError(f"row index out of range for {self.n} rows")
-        out = np.empty((len(idx), self.row_bytes), dtype=np.uint8)
-        world = len(self._arrays)
-        if world == 1:
-            np.take(self._arrays[0], idx, axis=0, out=out)
+        world = len(self._fds)
+        # Read in file order, one call per run of consecutive rows of a shard, into a
+        # buffer in that order; then put the rows in the order asked.
+        order = np.lexsort((idx // world, idx % world))
+        shard, pos = idx[order] % world, idx[order] // world
+        step = np.diff(pos) != 1
+        step |= shard[1:] != shard[:-1]
+        starts = np.concatenate(([0], np.flatnonzero(step) + 1, [len(idx)]))
+        got = np.empty((len(idx), self.row_bytes), dtype=np.uint8)
+        view = memoryview(got.data).cast("B")
+        rb = self.row_bytes
+        for a, b in zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True):
+            _read_at(self._fds[int(shard[a])], view[a * rb : b * rb], int(pos[a]) * rb)
+        if np.array_equal(order, np.arange(len(idx))):
+            out = got
         else:
-            shard, pos = idx % world, idx // world
-            for r, array in enumerate(self._arrays):
-                mask = shard == r
-                if mask.any():
-                    out[mask] = array[pos[mask]]
-        self._read += out.nbytes
-        if self._read >= RELEASE_BYTES:
-            self.release()
+            out = np.empty_like(got)
+            out[order] = got
         return torch.from_numpy(out).view(self.dtype).reshape(len(idx), *self.row_shape)
 
     def load(self) -> torch.Tensor:
@@ -133,17 +155,10 @@ class Rows:
         import torch
 
         out = torch.empty(self.shape, dtype=self.dtype)
-        step = max(1, RELEASE_BYTES // max(1, self.row_bytes))
+        step = max(1, READ_BYTES // max(1, self.row_bytes))
         for start in range(0, self.n, step):
             out[start : start + step] = self[range(start, min(self.n, start + step))]
         return out
-
-    def release(self) -> None:
-        """Give the mapped pages read so far back (they stay in the page cache)."""
-        self._read = 0
-        for m in self._maps:
-            if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-                m.madvise(mmap.MADV_DONTNEED)
 
 
 def _read_entry(folder: Path) -> dict[str, Rows] | None:
