@@ -214,7 +214,7 @@ def test_int8_export_calibrates_on_training_images_and_passes_both_gates(tmp_pat
         for s in steps
         if s.startswith("int8: ") and not s.startswith("int8: quantizing with")
     ]
-    assert int8_steps == ["preparing", "quantizing,", "each", "bias", "activation"], steps
+    assert int8_steps == ["preparing", "quantizing,", "the", "bias", "activation"], steps
     assert steps[-1] == "int8 gate: ONNX Runtime CPU against PyTorch on 4 validation images"
     int8 = outcome.result.report["int8"]
     assert int8["calibration_images"] == 16 and int8["validation_images"] == 4  # 80/20 split

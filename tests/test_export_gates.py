@@ -21,6 +21,7 @@ from zoo.catalog.index import provider_for
 from zoo.cli import run
 from zoo.contract.refs import parse_ref
 from zoo.data.preprocess import Preprocessing
+from zoo_onnx.int8 import MAX_FLOAT_PREFIX
 from zoo_onnx.runtime import gate_providers
 
 CLASSES = ["bright", "dark"]
@@ -114,6 +115,9 @@ def test_without_the_tie_int8_ships_and_reports_what_it_tried(tmp_path: Path, ca
         "bias correction"
     )
     assert all(isinstance(s["logits_snr_db"], float) for s in tried)
-    assert int8["quantization"]["layer_sensitivity_db"]
+    # the rule reads the first layers' sensitivity only, so only they are measured
+    sensitivity = int8["quantization"]["layer_sensitivity_db"]
+    assert 1 <= len(sensitivity) <= MAX_FLOAT_PREFIX
+    assert all(isinstance(v, float) for v in sensitivity.values())
     assert "int8: tried baseline" in captured.err
     assert has_model("confident.onnx")

@@ -135,7 +135,7 @@ EXPORT_STEPS = tuple(
         rf"fp16 gate: {GATE} inputs",
         r"int8: preparing the graph \(quant_pre_process\)",
         r"int8: quantizing, calibrated on \d+ images",
-        r"int8: each layer's sensitivity \(\d+ layers, \d+ probe images\)",
+        r"int8: the first layers' sensitivity \(\d+ layers, \d+ probe images\)",
         r"int8: quantizing with \d+ first layer\(s\) in float",
         r"int8: bias correction on \d+ images, then quantizing again",
         r"int8: activation SNR before and after \(qdq_loss_debug\)",
