@@ -22,6 +22,12 @@ What differs from a fresh interpreter, and why that is safe for the tests that u
   real interpreters (``fresh=True`` or their own subprocess calls). The README's story
   and the golden outputs check exit codes and JSON documents, which do not depend on it.
 
+Shell scripts and torchrun reach the server through a stand-in client (``prefork.py
+client -m zoo ...``, and :func:`torchrun_env`'s ``PYTHON_EXEC`` for torchrun's workers):
+it passes its own streams, environment and signals to the forked child, ends as the
+child ended, and the child dies with it (torchrun SIGKILLs a worker that outlives its
+grace; a SIGKILL cannot be passed on).
+
 ``ZOO_TEST_PREFORK=0`` turns it off (every call starts a fresh interpreter).
 """
 
@@ -369,7 +375,8 @@ def _start(conn: socket.socket, base_path: list[str]) -> Any:
     """Receive one command and fork it; in the parent, remember the child and answer its
     pid; in the child, return what runs the command."""
     size = _HEADER.size
-    msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    # stdin, stdout, stderr, and from a stand-in client the end of a pipe it holds
+    msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 4)
     while len(msg) < size or len(msg) < size + _HEADER.unpack(msg[:size])[0]:
         more = conn.recv(1 << 20)
         if not more:
@@ -392,11 +399,14 @@ def _child(request: dict[str, Any], fds: list[int], base_path: list[str]) -> Non
     import runpy
 
     os.setsid()
-    for target, fd in enumerate(fds):
+    streams, watch = fds[:3], fds[3:]
+    for target, fd in enumerate(streams):
         os.dup2(fd, target)
-    for fd in set(fds):
+    for fd in set(streams):
         if fd > 2:
             os.close(fd)
+    for fd in watch:
+        _die_with_client(fd)
     for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -446,6 +456,21 @@ def _child(request: dict[str, Any], fds: list[int], base_path: list[str]) -> Non
     _exit(code)
 
 
+def _die_with_client(fd: int) -> None:
+    """A stand-in client (``_client``) holds the other end of the pipe ``fd`` reads and
+    never writes to it: when the client ends, however it ends (torchrun SIGKILLs a worker
+    that outlives its grace), the read sees the end of the pipe and this child's process
+    group is killed, as the process the client stands in for would have been."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(fd, 1):
+                pass
+        os.killpg(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="prefork-client", daemon=True).start()
+
+
 def _threads(env: Mapping[str, str]) -> None:
     """The thread counts a fresh interpreter would take from ``env``: OpenMP (torch) and
     the BLAS libraries read OMP_NUM_THREADS / MKL_NUM_THREADS / OPENBLAS_NUM_THREADS when
@@ -489,21 +514,59 @@ def _exit(code: Any) -> None:
 def _client(target: list[str]) -> None:
     """``python tests/prefork.py client -m zoo ARGS``: a stand-in for ``python -m zoo
     ARGS`` in a shell script (the README's story): this process's own standard streams
-    go to the child, signals it gets are passed on, and it exits as the child did."""
+    go to the child, signals it gets are passed on, it exits as the child did, and the
+    child dies with it (a SIGKILL cannot be passed on: the child watches a pipe whose
+    other end only this process holds)."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.connect(os.environ["ZOO_TEST_PREFORK_SOCKET"])
     header = json.dumps({"argv": target, "env": dict(os.environ), "cwd": os.getcwd()})
     data = header.encode("utf-8")
     streams = [fd if _open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
-    socket.send_fds(conn, [_HEADER.pack(len(data)) + data], streams)
+    watched, _held = os.pipe()  # the other end stays open here until this process ends
+    socket.send_fds(conn, [_HEADER.pack(len(data)) + data], [*streams, watched])
+    os.close(watched)
     child = Forked(conn, _read_pid(conn), None, None, None)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda number, _frame: child.send_signal(number))
     code = child.wait()
     if code < 0:  # killed by a signal: end the same way
-        signal.signal(-code, signal.SIG_DFL)
+        if -code != signal.SIGKILL:  # (whose handler cannot be set, nor need be)
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     sys.exit(code)
+
+
+def torchrun_env() -> dict[str, str]:
+    """What makes torchrun start its workers forked from this process's server:
+    ``PYTHON_EXEC``, torchrun's documented override of the interpreter it runs each
+    worker with (``PYTHON_EXEC -u -m MODULE ARGS`` or ``PYTHON_EXEC -u SCRIPT ARGS``), set
+    to a stand-in (``python``, below) that is a client of the server. torchrun watches,
+    signals and kills the stand-in as it would the worker; the stand-in passes the
+    signals on, the worker dies with it, and it ends as the worker ended. Empty where
+    prefork is off."""
+    if not enabled():
+        return {}
+    path = Path(server_socket())
+    shim = path.with_name("python")
+    if not shim.exists():
+        text = f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" python "$@"\n'
+        shim.with_suffix(".part").write_text(text, encoding="utf-8")
+        shim.with_suffix(".part").chmod(0o755)
+        shim.with_suffix(".part").replace(shim)
+    return {"PYTHON_EXEC": str(shim), "ZOO_TEST_PREFORK_SOCKET": str(path)}
+
+
+def _as_python(args: list[str]) -> None:
+    """``python [-u] -m MODULE ARGS`` or ``python [-u] SCRIPT ARGS`` as a client of the
+    server (``-u``: unbuffered, as PYTHONUNBUFFERED); any other command line is left to
+    a real interpreter."""
+    rest = list(args)
+    if rest[:1] == ["-u"]:
+        os.environ["PYTHONUNBUFFERED"] = "1"
+        rest = rest[1:]
+    if (rest[:1] == ["-m"] and len(rest) > 1) or (rest and not rest[0].startswith("-")):
+        _client(rest)
+    os.execv(sys.executable, [sys.executable, *args])
 
 
 def _open(fd: int) -> bool:
@@ -529,3 +592,5 @@ if __name__ == "__main__":
         _serve(sys.argv[2])
     elif sys.argv[1:2] == ["client"]:
         _client(sys.argv[2:])
+    elif sys.argv[1:2] == ["python"]:
+        _as_python(sys.argv[2:])

@@ -38,16 +38,19 @@ COMMON = [
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
+    """The commands' environment; torchrun's workers are forked from tests/prefork.py's
+    preloaded interpreter too (its ``PYTHON_EXEC`` stand-in), not started afresh."""
     env = dict(os.environ, CI="true", ZOO_HOME=str(home), PYTHONUNBUFFERED="1")
+    env.update(prefork.torchrun_env())
     env["PYTHONPATH"] = os.pathsep.join([str(FAULTS), env.get("PYTHONPATH", "")])
     env.update(extra)
     return env
 
 
 def _zoo(data: Path, *args: str, env: dict[str, str], session: bool = False) -> Any:
-    """The launching ``zoo finetune`` (torchrun's workers are fresh interpreters): forked
-    from tests/prefork.py's preloaded interpreter, in a process group of its own, as a
-    terminal's job is; without prefork, a Popen (its own group only with ``session``)."""
+    """The launching ``zoo finetune``: forked from tests/prefork.py's preloaded
+    interpreter, in a process group of its own, as a terminal's job is; without prefork,
+    a Popen (its own group only with ``session``)."""
     argv = ["-m", "zoo", "finetune", COMMON[0], str(data), *COMMON[1:], *args]
     if prefork.enabled():
         return prefork.spawn(argv, env=env)
@@ -179,7 +182,7 @@ def test_dist_fills_a_row_cache_and_sends_rank_0s_error_to_every_process(
             str(FAULTS / "dist_probe.py"),
             str(tmp_path),
         ],
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        env=dict(os.environ, OMP_NUM_THREADS="1", **prefork.torchrun_env()),
         capture_output=True,
         text=True,
         timeout=300,

@@ -115,8 +115,7 @@ def test_the_readme_runs_in_order_offline(tmp_path: Path, zoo_home: Path) -> Non
     work = tmp_path / "work"
     work.mkdir()
     env = dict(os.environ)
-    if prefork.enabled():
-        env["ZOO_TEST_PREFORK_SOCKET"] = prefork.server_socket()
+    env.update(prefork.torchrun_env())  # the socket of `zoo`'s stand-in, torchrun's workers
     env.update(
         PATH=os.pathsep.join([str(_shims(tmp_path / "bin")), env.get("PATH", "")]),
         HF_HUB_OFFLINE="1",  # the conftest already points HF_ENDPOINT at a closed port
