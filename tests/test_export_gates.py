@@ -11,16 +11,19 @@ so top-1 flips on many images. Nothing in the product knows about this model.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import zoo_onnx.export
 from zoo.catalog.index import provider_for
 from zoo.cli import run
 from zoo.contract.refs import parse_ref
 from zoo.data.preprocess import Preprocessing
+from zoo_onnx.gates import torch_logits
 from zoo_onnx.int8 import MAX_FLOAT_PREFIX
 from zoo_onnx.runtime import gate_providers
 
@@ -93,7 +96,9 @@ def test_a_nearly_tied_model_is_refused_in_fp16_and_int8_and_nothing_registered(
     assert not list(tmp_path.glob(".zoo-export-*"))
 
 
-def test_without_the_tie_int8_ships_and_reports_what_it_tried(tmp_path: Path, capsys) -> None:
+def test_without_the_tie_int8_ships_and_reports_what_it_tried(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A confident head (no near-tie) passes the unchanged int8 gate; the report names
     each step it tried with its logits SNR on training images, and the CLI says so."""
     import json
@@ -103,6 +108,13 @@ def test_without_the_tie_int8_ships_and_reports_what_it_tried(tmp_path: Path, ca
     _near_tie("confident", tie=1.0, scale=50.0)
     data = _data(tmp_path / "data")
     args = ["export", "models:/confident/1", "--precision", "int8", "--calibration", str(data)]
+    references: list[int] = []  # images each PyTorch reference pass ran on
+
+    def reference(module: Any, x: Any, parts: Any) -> Any:
+        references.append(len(x))
+        return torch_logits(module, x, parts)
+
+    monkeypatch.setattr(zoo_onnx.export, "torch_logits", reference)
     code = run([*args, "--out", str(tmp_path / "out"), "--no-benchmark", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -121,3 +133,5 @@ def test_without_the_tie_int8_ships_and_reports_what_it_tried(tmp_path: Path, ca
     assert all(isinstance(v, float) for v in sensitivity.values())
     assert "int8: tried baseline" in captured.err
     assert has_model("confident.onnx")
+    # both gates compare with one PyTorch pass: the check set is the validation images
+    assert references == [int8["validation_images"]]
