@@ -112,6 +112,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups given here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Which tests run on one worker (``--dist loadgroup``): each module's tests together
     (they share module-scoped stores and fine-tunes, built once), and every test of the
