@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
@@ -237,11 +237,17 @@ def _star(args: tuple[str, str | None, int | tuple[int, int], str]) -> Any:
 
 
 def _in_pool(
-    jobs: list[tuple[str, str | None, int | tuple[int, int], str]], workers: int
+    jobs: list[tuple[str, str | None, int | tuple[int, int], str]],
+    workers: int,
+    alongside: Callable[[], None] | None = None,
 ) -> Iterator[tuple[str, str | None, str | None, bool, bool]]:
-    """Results in order, from worker processes that die with this one (workers.py)."""
+    """Results in order, from worker processes that die with this one (workers.py);
+    ``alongside`` is called once they run (every job handed out)."""
     with checking_pool(workers) as pool:
-        yield from pool.map(_star, jobs, chunksize=8)
+        results = pool.map(_star, jobs, chunksize=8)
+        if alongside is not None:
+            alongside()
+        yield from results
 
 
 def _check_files(
@@ -251,6 +257,7 @@ def _check_files(
     job: tuple[str | None, int | tuple[int, int], str],
     workers: int,
     progress: Any,
+    alongside: Callable[[], None] | None = None,
 ) -> CheckWork:
     """Fill ``results`` (one per path): from the store where it still holds, else by
     reading the file (``job``: out_dir, resize, interpolation), in worker processes when
@@ -258,7 +265,7 @@ def _check_files(
     pending = look_up(store, paths, results, job[0], progress)
     jobs = [(paths[i], *job) for i, _, _ in pending]
     inline = workers <= 1 or len(jobs) < _INLINE_BELOW
-    checked = map(_star, jobs) if inline else _in_pool(jobs, workers)
+    checked = map(_star, jobs) if inline else _in_pool(jobs, workers, alongside)
     read, decoded = take_in(store, pending, checked, results, progress)
     processes = 1 if inline else workers
     return CheckWork(len(paths), len(paths) - len(jobs), read, decoded, processes=processes)
@@ -273,10 +280,13 @@ def check_listing(
     workers: int | None = None,
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
     progress: Any = None,
+    alongside: Callable[[], None] | None = None,
 ) -> ImageDataset:
     """Hash and decode every candidate file; skip and list the bad ones. With ``cache``
     (and a home that can be written), decoded arrays and verdicts are kept there and a
     file unchanged since its verdict is not opened again (the module's docstring).
+    ``alongside``: called once the check's worker processes run (not when it checks in
+    this process), for work of the caller's while they decode (zoo/engine/warmup.py).
 
     Raises DataError when more than ``max_bad_fraction`` of the files are bad, when there
     is a single class, when a class is left with fewer than 2 images (naming the classes),
@@ -298,7 +308,7 @@ def check_listing(
     results: list[Result | None] = [None] * len(paths)
     job = (out_dir, resize, interpolation)
     try:
-        work = _check_files(paths, results, store, job, workers, progress)
+        work = _check_files(paths, results, store, job, workers, progress, alongside)
     except KeyboardInterrupt:
         raise Interrupted(
             f"interrupted while checking the images of {listing.root} "

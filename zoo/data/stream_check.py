@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -73,14 +73,21 @@ def _batches(images: Iterable[SourceImage]) -> Iterator[list[SourceImage]]:
 
 
 def _in_pool(
-    batches: Iterator[list[SourceImage]], job: Job, workers: int
+    batches: Iterator[list[SourceImage]],
+    job: Job,
+    workers: int,
+    alongside: Callable[[], None] | None = None,
 ) -> Iterator[tuple[list[SourceImage], list[Checked]]]:
     """Each batch with its results, in order, from worker processes that die with this
-    one; at most ``_AHEAD`` batches a worker are read ahead of the results."""
+    one; at most ``_AHEAD`` batches a worker are read ahead of the results;
+    ``alongside`` is called once the workers run (after the first batch is handed out)."""
     ahead: deque[tuple[list[SourceImage], Future[list[Checked]]]] = deque()
     with checking_pool(workers) as pool:
         for batch in batches:
             ahead.append((batch, pool.submit(_star, ([i.data for i in batch], job))))
+            if alongside is not None:
+                alongside()
+                alongside = None
             if len(ahead) >= _AHEAD * workers:
                 done, future = ahead.popleft()
                 yield done, future.result()
@@ -90,7 +97,7 @@ def _in_pool(
 
 
 def _checked(
-    images: Iterable[SourceImage], job: Job, workers: int
+    images: Iterable[SourceImage], job: Job, workers: int, alongside: Callable[[], None] | None
 ) -> Iterator[tuple[list[SourceImage], list[Checked], int]]:
     """(batch, its results, processes): inline when there are few images (no pool start)."""
     batches = _batches(images)
@@ -105,7 +112,7 @@ def _checked(
         for batch in _chain(first, batches):  # streamed, never listed whole
             yield batch, _batch([i.data for i in batch], job), 1
         return
-    for batch, results in _in_pool(_chain(first, batches), job, workers):
+    for batch, results in _in_pool(_chain(first, batches), job, workers, alongside):
         yield batch, results, workers
 
 
@@ -152,10 +159,12 @@ def check_stream(
     workers: int | None = None,
     max_bad_fraction: float = DEFAULT_MAX_BAD_FRACTION,
     progress: Any = None,
+    alongside: Callable[[], None] | None = None,
 ) -> ImageDataset:
     """Check every image ``source`` yields for ``path`` (DATA), as
-    :func:`zoo.data.check.check_listing` checks a folder's files (the same options and
-    refusals); the samples' paths are ``path/NAME``; ``plugin``: who registered it."""
+    :func:`zoo.data.check.check_listing` checks a folder's files (the same options,
+    ``alongside`` included, and refusals); the samples' paths are ``path/NAME``;
+    ``plugin``: who registered it."""
     begun = time.monotonic()
     caching = cache and checking._home_writable()
     out_dir = str(decoded_cache_dir(resize, interpolation)) if caching else None
@@ -172,7 +181,7 @@ def check_stream(
         total = source.count(path) if hasattr(source, "count") else None
         progress.start("checking images", total if isinstance(total, int) else None, "images")
     try:
-        for batch, checked, used in _checked(images, job, workers):
+        for batch, checked, used in _checked(images, job, workers, alongside):
             processes = used
             for image, (digest, reason, did) in zip(batch, checked, strict=True):
                 full = os.path.join(str(path), *image.name.strip("/").split("/"))

@@ -22,6 +22,7 @@ from zoo.engine.features import head_features, stage_features
 from zoo.engine.recipe import Recipe
 from zoo.engine.seeding import seed_everything
 from zoo.engine.state import RunState
+from zoo.engine.warmup import Warmup
 from zoo.licenses.compat import decide_licenses
 from zoo.progress import say
 from zoo.registry.leakage import check_lineage
@@ -95,6 +96,9 @@ def prepare(
     # refused here, before any data is read; the registry decides the same way again
     decide_licenses(parents, recipe.license, recipe.license_override)
     workers = recipe.workers if recipe.workers is not None else _default_workers(dist)
+    # a registering run alone on its machine imports what it needs later while the
+    # check's processes decode (zoo/engine/warmup.py)
+    warm = Warmup() if register and dist.world == 1 else None
 
     def load() -> Any:
         return load_dataset(
@@ -104,12 +108,20 @@ def prepare(
             workers=max(1, workers),
             max_bad_fraction=recipe.max_bad_fraction,
             progress=progress() if dist.main else None,
+            alongside=warm.start if warm is not None else None,
         )
 
     # The first process of each node checks (and decodes) the data into its node's home,
     # while the others wait (a refusal reaches them all); they then find every decoded
     # image in their node's cache.
-    data = dist.first(load, share=False, who=dist.node_main)
+    try:
+        data = dist.first(load, share=False, who=dist.node_main)
+    except BaseException:
+        if warm is not None:
+            warm.stop()
+        raise
+    if warm is not None:
+        warm.join()
     if not dist.node_main:
         data = load()
     split = split_dataset(
