@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+gc.disable()  # until collection ends (pytest_collection_finish)
 
 try:
     from hypothesis import HealthCheck, settings
@@ -133,6 +136,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         seconds[group] = seconds.get(group, 0.0) + known.get(item.nodeid, _UNTIMED)
         first.setdefault(group, i)
     items.sort(key=lambda item: (-seconds[groups[item.nodeid]], first[groups[item.nodeid]]))
+
+
+# what most test modules import sooner or later (besides the preloaded processes' own)
+_LIBRARIES = (
+    "timm",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.pytorch",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The libraries the tests import live as long as the process: imported now, with
+    what collection imported (no collection meanwhile: gc.disable() above), then one
+    collection, and what is left is out of the collector's way from then on. A full
+    collection walks every object it tracks: with torch, MLflow and timm in, 0.3-0.5 s
+    each, every few seconds of a worker's run (docs/testing.md)."""
+    import importlib
+
+    from tests.prefork import PRELOAD
+
+    for name in (*PRELOAD, *_LIBRARIES):
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 _recorded: dict[str, float] = {}

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import io
 import json
 import os
@@ -303,9 +304,13 @@ def _serve(path: str) -> None:
     import importlib
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.disable()  # what the preload makes lives as long as the server and its children
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    gc.collect()
+    gc.freeze()  # a child's collections walk what it made, not the preloaded libraries
+    gc.enable()
     base_path = [p for p in sys.path[1:] if p not in _pythonpath(os.environ)]
     me = os.getpid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
