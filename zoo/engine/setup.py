@@ -80,14 +80,13 @@ def prepare(
     ``leakage=False`` (a caller that trains nothing, such as rank): no check of the
     ancestors' held-out images (zoo/registry/leakage.py); ``folder``: the run's folder
     instead of the recipe's own (``run_dir``)."""
-    import torch
-
-    if recipe.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     strategy, plugin = build.strategy(recipe.strategy)  # fail fast on a typo
     dist = Dist.from_env()
-    gpu = recipe.device.startswith(("auto", "cuda")) and torch.cuda.is_available()
-    dist.init("cuda" if gpu else "cpu")
+    if dist.world > 1:  # (a process alone imports torch while its data is checked)
+        import torch
+
+        gpu = recipe.device.startswith(("auto", "cuda")) and torch.cuda.is_available()
+        dist.init("cuda" if gpu else "cpu")
     described, parent = build.describe(recipe)
     if dist.main:  # a reference given without its tag: said once, before any work
         for said in build.resolution_notes(recipe, described):
@@ -124,6 +123,10 @@ def prepare(
         warm.join()
     if not dist.node_main:
         data = load()
+    import torch
+
+    if recipe.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     split = split_dataset(
         data.labels, recipe.val_split, recipe.seed, recipe.test_split, data.classes
     )

@@ -25,6 +25,7 @@ __all__ = ["LATER", "Warmup"]
 
 # What a registering fine-tune imports after the check, in the order it needs them.
 LATER = (
+    "torch",  # a process alone imports it no sooner (zoo/engine/setup.py)
     "timm",  # the model code zoo's providers and stages build from (and torch._dynamo)
     "mlflow",
     "mlflow.store.tracking.sqlalchemy_store",
