@@ -67,6 +67,7 @@ def test_the_modules_import_on_their_own_thread_and_stay_out_of_the_collector(mo
     warm = warmup.Warmup([name, "zoo_warm_missing_module"])  # a failing import is not fatal
     warm.join()  # not started: nothing to wait for
     assert name not in sys.modules
+    assert gc.get_freeze_count() == 0
     warm.start()
     warm.start()  # once
     warm.join()
