@@ -138,17 +138,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: (-seconds[groups[item.nodeid]], first[groups[item.nodeid]]))
 
 
-# what most test modules import sooner or later (besides the preloaded processes' own)
-_LIBRARIES = (
-    "timm",
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store",
-    "mlflow.pytorch",
-    "matplotlib.figure",
-    "matplotlib.backends.backend_agg",
-)
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The libraries the tests import live as long as the process: imported now, with
     what collection imported (no collection meanwhile: gc.disable() above), then one
@@ -158,8 +147,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     import importlib
 
     from tests.prefork import PRELOAD
+    from zoo.engine.warmup import LATER  # what a fine-tune imports after its data check
 
-    for name in (*PRELOAD, *_LIBRARIES):
+    for name in (*PRELOAD, *LATER):
         importlib.import_module(name)
     gc.collect()
     gc.freeze()
