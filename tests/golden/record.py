@@ -62,6 +62,15 @@ def _weights(path: Path) -> Path:
 
 
 def normalise(value: Any, tmp: str, key: str = "") -> Any:
+    # the lineage's library versions are the environment's (a fresh install takes the
+    # newest releases its ranges admit: MLflow 3.17.2 when recorded, 3.18.0 on 2026-12-08);
+    # zoo's own is compared
+    if (
+        key == "versions"
+        and isinstance(value, dict)
+        and all(isinstance(v, str) for v in value.values())
+    ):
+        return {k: v if k == "zoo" else "<installed>" for k, v in value.items()}
     if isinstance(value, dict):
         return {k: normalise(v, tmp, k) for k, v in value.items()}
     if isinstance(value, list):
