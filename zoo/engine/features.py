@@ -28,6 +28,7 @@ from zoo.engine.caches import (
     verify_prefix,
 )
 from zoo.engine.context import Dist
+from zoo.engine.fold import folded
 from zoo.engine.rows import Fill, Rows, open_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,15 +110,15 @@ def _capture(
             t = t.mean(dim=1)
         return t.cpu().flatten(1)
 
-    shapes: list[tuple[int, ...]] = [() for _ in modules]
+    seen: list[Any] = [None for _ in modules]
 
     def hook_for(i: int) -> Any:
         def keep(value: Any) -> None:
             rows = pooled(value)
             if fills:
                 fills[i].append("features", rows)
-            else:  # the example pass: the rows' shape, before anything is written
-                shapes[i] = tuple(rows.shape[1:])
+            else:  # an example pass: the rows' shape, before anything is written
+                seen[i] = rows
             remaining[0] -= 1
             if remaining[0] == 0:
                 raise StopForward
@@ -134,13 +135,19 @@ def _capture(
     n = len(state.data.samples)
     progress = state.progress() if state.dist.main else _Quiet()
     autocast = state.rt.autocast()
+    sample = example(state)
+
+    def example_rows() -> list[Any]:
+        remaining[0] = len(modules)
+        with contextlib.suppress(StopForward):
+            model(sample)
+        return list(seen)
+
     try:
-        with torch.no_grad(), autocast():
-            remaining[0] = len(modules)
-            with contextlib.suppress(StopForward):
-                model(example(state))
+        with torch.no_grad(), folded(model, example_rows), autocast():
             what = "feature cache" if inputs else "stage-feature cache"
-            for folder, shape in zip(folders, shapes, strict=True):
+            for folder, rows in zip(folders, example_rows(), strict=True):
+                shape = tuple(rows.shape[1:]) if rows is not None else ()
                 spec = {"features": (shape, torch.float32), "labels": ((), torch.long)}
                 fills.append(Fill(folder, spec, n, state.dist, what))
             loader, _n = _my_samples(state)
@@ -321,7 +328,7 @@ def frozen_prefix(state: RunState, phase: Phase) -> tuple[PrefixPlan, Rows] | No
             len(state.dist.share(n)),
             unit="images",
         )
-        with torch.no_grad(), autocast():
+        with torch.no_grad(), folded(model, lambda: plan.capture(x)), autocast():
             for x_u8, _y, _i in loader:
                 x_n = state.rt.prepare(state.pre.normalize(x_u8))
                 fill.append("activations", plan.capture(x_n))
