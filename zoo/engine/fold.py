@@ -157,7 +157,7 @@ def folded(model: nn.Module, run: Callable[[], Any]) -> Iterator[int]:
     """Inside, the model in eval mode with every foldable normalisation folded into its
     convolution; yields how many were (0: none could, or the check failed). ``run()``
     runs the pass on an example and returns what the caller keeps of it (a tensor or a
-    list of them); it is called three times, without gradients, in float32."""
+    list of them); it is called twice, without gradients, in float32."""
     import torch
 
     from zoo.contract.precision import exact_fp32
@@ -172,9 +172,8 @@ def folded(model: nn.Module, run: Callable[[], Any]) -> Iterator[int]:
 
     folds: list[_Fold] = []
     try:
-        want = plain()
-        with torch.no_grad():
-            found = pairs(model, lambda: plain())
+        want: list[Any] = []  # the unfolded pass's output, kept from the pass that finds pairs
+        found = pairs(model, lambda: want.extend(plain()))
         for conv, norm in found:
             folds.append(_fold(conv, norm))
         if folds and not _close(plain(), want):
